@@ -1,0 +1,236 @@
+# vitaled — one GNU Makefile for the daemon, the CLI, the client library,
+# the unit tests, the fuzz targets and the benchmarks.
+#
+#   make                 build build/vitaled, build/vitalectl, build/libvitaled-client.{a,so}
+#   make check           install missing Debian packages, build, run every test
+#   make demo            install missing Debian packages, build, run the end-to-end demo
+#   make bench           print the benchmark table
+#   make fuzz            build the libFuzzer targets with clang
+#   make fuzz-run        run each fuzz target for FUZZ_SECONDS
+#   make SANITIZE=address,undefined     build with sanitizers
+#   make check TEST_WRAPPER=valgrind    run unit tests (and the daemon in integration tests) under a wrapper
+#   make install DESTDIR=... PREFIX=...
+#
+# Sources are found by wildcard: a new module is a new .c/.h pair in its
+# directory; a new unit suite is tests/unit/check_<module>.c; a new fuzz target
+# is tests/fuzz/fuzz_<name>.c; a new integration test is tests/integration/test_*.{sh,py}.
+
+VERSION     := 0.1.0
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+SBINDIR     ?= $(PREFIX)/sbin
+LIBDIR      ?= $(PREFIX)/lib
+INCLUDEDIR  ?= $(PREFIX)/include
+DATADIR     ?= $(PREFIX)/share
+MANDIR      ?= $(DATADIR)/man
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= /lib/systemd/system
+DESTDIR     ?=
+
+B           ?= build
+CC          ?= gcc
+FUZZ_CC     ?= clang
+FUZZ_SECONDS ?= 20
+TEST_WRAPPER ?=
+PYTHON      := /usr/bin/python3
+
+# libnfc is optional: `make WITH_NFC=0` builds without it (the driver then says "not compiled in").
+WITH_NFC    ?= $(shell pkg-config --exists libnfc 2>/dev/null && echo 1 || echo 0)
+
+PKGS        := libpcsclite openssl libcurl sqlite3 jansson inih libsystemd
+ifeq ($(WITH_NFC),1)
+PKGS        += libnfc
+endif
+PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS  := $(shell pkg-config --libs check 2>/dev/null)
+
+WARN        := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+               -Wpointer-arith -Wcast-qual -Wwrite-strings -Wundef \
+               -Wformat=2 -Wno-unused-parameter -Wno-sign-conversion
+ifneq ($(CI),)
+WARN        += -Werror
+endif
+HARDEN      := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+HARDEN_LD   := -pie -Wl,-z,relro,-z,now
+OPT         ?= -O2 -g
+
+CPPFLAGS    += -D_GNU_SOURCE -DVITALED_VERSION=\"$(VERSION)\" -DWITH_NFC=$(WITH_NFC) \
+               -DVITALED_DATADIR=\"$(DATADIR)/vitaled\" -DVITALED_SYSCONFDIR=\"$(SYSCONFDIR)\" \
+               -Idaemon -Idrivers -Iprotocol -Istorage -Iconf -Iclient -I$(B)/gen
+CFLAGS      ?=
+CFLAGS      += -std=c17 $(OPT) $(WARN) $(HARDEN) -pthread $(PKG_CFLAGS)
+LDFLAGS     += $(HARDEN_LD) -pthread
+LDLIBS      += $(PKG_LIBS) -lm
+
+ifneq ($(SANITIZE),)
+CFLAGS      += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+LDFLAGS     += -fsanitize=$(SANITIZE)
+HARDEN      := -fPIE
+endif
+
+# ---------------------------------------------------------------------------
+# sources
+
+CORE_DIRS   := protocol storage conf drivers daemon
+CORE_SRCS   := $(filter-out daemon/main.c,$(wildcard $(addsuffix /*.c,$(CORE_DIRS))))
+CORE_OBJS   := $(CORE_SRCS:%.c=$(B)/obj/%.o) $(B)/obj/gen/iface.o
+CLIENT_SRCS := client/client.c
+CLIENT_OBJS := $(CLIENT_SRCS:%.c=$(B)/obj/%.o)
+CLIENT_PIC  := $(CLIENT_SRCS:%.c=$(B)/pic/%.o)
+UNIT_SRCS   := $(wildcard tests/unit/check_*.c)
+UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+FUZZ_SRCS   := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS   := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
+TOOL_SRCS   := $(wildcard tests/tools/*.c)
+TOOL_BINS   := $(TOOL_SRCS:tests/tools/%.c=$(B)/tools/%)
+IFACE_FILES := $(wildcard docs/*.varlink)
+
+LIBCORE     := $(B)/libvitaled-core.a
+LIBCLIENT   := $(B)/libvitaled-client.a
+LIBCLIENT_SO := $(B)/libvitaled-client.so.0
+PCFILE      := $(B)/vitaled-client.pc
+
+.PHONY: all check unit integration demo bench fuzz fuzz-run deps install clean tools torture
+
+all: $(B)/vitaled $(B)/vitalectl $(LIBCLIENT) $(LIBCLIENT_SO) $(PCFILE) $(TOOL_BINS)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(B)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -MMD -MP -c -o $@ $<
+
+# The varlink interface descriptions are embedded in the daemon for
+# org.varlink.service.GetInterfaceDescription.
+$(B)/gen/iface.c: $(IFACE_FILES) packaging/embed.sh
+	@mkdir -p $(dir $@)
+	sh packaging/embed.sh $(IFACE_FILES) > $@.tmp && mv $@.tmp $@
+
+$(B)/obj/gen/iface.o: $(B)/gen/iface.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(LIBCORE): $(CORE_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/vitaled: $(B)/obj/daemon/main.o $(LIBCORE)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(LIBCLIENT): $(CLIENT_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(LIBCLIENT_SO): $(CLIENT_PIC)
+	$(CC) -shared -Wl,-soname,libvitaled-client.so.0 $(filter-out -pie,$(LDFLAGS)) -o $@ $^ $(shell pkg-config --libs jansson)
+	ln -sf libvitaled-client.so.0 $(B)/libvitaled-client.so
+
+$(PCFILE): client/vitaled-client.pc.in Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+$(B)/vitalectl: $(B)/obj/client/vitalectl.o $(LIBCLIENT)
+	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs jansson)
+
+$(B)/tests/%: tests/unit/%.c $(LIBCORE)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(CHECK_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBCORE) $(LDLIBS) $(CHECK_LIBS)
+
+$(B)/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+
+tools: $(TOOL_BINS)
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)
+
+# ---------------------------------------------------------------------------
+# set-up, tests, demo, bench
+
+deps:
+	@sh packaging/deps.sh
+
+unit: $(UNIT_BINS)
+	@fail=0; for t in $(UNIT_BINS); do \
+	  echo "== $$t"; CK_FORK=yes $(TEST_WRAPPER) $$t || fail=1; \
+	done; exit $$fail
+
+integration: all
+	@TEST_WRAPPER="$(TEST_WRAPPER)" B="$(B)" sh tests/integration/run.sh
+
+check: deps
+	@$(MAKE) --no-print-directory all $(UNIT_BINS)
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@B="$(B)" sh tests/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@B="$(B)" sh tests/bench/run.sh
+
+torture: deps
+	@$(MAKE) --no-print-directory all
+	@B="$(B)" TORTURE=long sh tests/integration/run.sh torture
+
+# ---------------------------------------------------------------------------
+# fuzzing (clang + libFuzzer); core sources are rebuilt with clang
+
+FUZZ_CFLAGS := -std=c17 -g -O1 -fsanitize=fuzzer-no-link,address,undefined -pthread $(PKG_CFLAGS)
+FUZZ_OBJS   := $(CORE_SRCS:%.c=$(B)/fuzzobj/%.o) $(B)/fuzzobj/gen/iface.o
+
+$(B)/fuzzobj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(B)/fuzzobj/gen/iface.o: $(B)/gen/iface.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(PKG_LIBS) -lm
+
+fuzz: $(FUZZ_BINS)
+
+fuzz-run: fuzz
+	@fail=0; for f in $(FUZZ_BINS); do \
+	  n=$$(basename $$f); corpus=tests/fuzz/corpus/$${n#fuzz_}; \
+	  work=$(B)/fuzz-corpus/$$n; mkdir -p $$work; \
+	  echo "== $$n ($(FUZZ_SECONDS) s)"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
+	      $$work $$( [ -d $$corpus ] && echo $$corpus ) 2>&1 | tail -n 12 || fail=1; \
+	done; exit $$fail
+
+# ---------------------------------------------------------------------------
+# install
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
+	           $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man1 \
+	           $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)/vitaled \
+	           $(DESTDIR)$(DATADIR)/vitaled/profiles $(DESTDIR)$(DATADIR)/vitaled/varlink
+	install -m 0755 $(B)/vitaled $(DESTDIR)$(SBINDIR)/vitaled
+	install -m 0755 $(B)/vitalectl $(DESTDIR)$(BINDIR)/vitalectl
+	install -m 0644 $(LIBCLIENT) $(DESTDIR)$(LIBDIR)/
+	install -m 0755 $(LIBCLIENT_SO) $(DESTDIR)$(LIBDIR)/
+	ln -sf libvitaled-client.so.0 $(DESTDIR)$(LIBDIR)/libvitaled-client.so
+	install -m 0644 client/vitaled-client.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 0644 $(PCFILE) $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 0644 docs/vitaled.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 docs/vitalectl.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 docs/vitaled.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 conf/vitaled.conf $(DESTDIR)$(SYSCONFDIR)/vitaled/vitaled.conf.example
+	for f in $(wildcard conf/profiles/*); do install -m 0644 $$f $(DESTDIR)$(DATADIR)/vitaled/profiles/; done
+	for f in $(IFACE_FILES); do install -m 0644 $$f $(DESTDIR)$(DATADIR)/vitaled/varlink/; done
+	if [ -d packaging/systemd ]; then install -d $(DESTDIR)$(UNITDIR) && \
+	  for f in packaging/systemd/*.service packaging/systemd/*.socket; do [ -f $$f ] && install -m 0644 $$f $(DESTDIR)$(UNITDIR)/; done; true; fi
+
+clean:
+	rm -rf $(B)

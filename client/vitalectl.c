@@ -1,0 +1,321 @@
+/* vitalectl: the human and script face of vitaled.
+ *
+ * Every command talks to the daemon over its varlink socket through
+ * libvitaled-client. Output is a readable summary by default and stable
+ * JSON with --json. Commands live in one table; a new command is a
+ * function and a row.
+ *
+ * Exit codes (stable, for scripts):
+ *   0  success
+ *   1  the daemon answered with an error (name printed on stderr)
+ *   2  usage error
+ *   3  the daemon is unreachable (no socket, refused, permission denied)
+ *   4  the connection failed during the call (timeout, closed, bad reply)
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vitaled-client.h"
+
+#define EXIT_REPLY_ERROR 1
+#define EXIT_USAGE 2
+#define EXIT_UNREACHABLE 3
+#define EXIT_TRANSPORT 4
+
+#define IFACE "io.vitaled.Terminal"
+
+struct ctl {
+	const char *socket;
+	int timeout_ms;
+	bool json;
+	struct vtc *conn;
+};
+
+static int
+ctl_connect(struct ctl *ctl)
+{
+	if (ctl->conn)
+		return 0;
+	int r = vtc_connect(ctl->socket, ctl->timeout_ms, &ctl->conn);
+	if (r < 0) {
+		fprintf(stderr, "vitalectl: cannot reach vitaled at %s: %s\n",
+		        vtc_socket_path(ctl->socket), strerror(-r));
+		return EXIT_UNREACHABLE;
+	}
+	return 0;
+}
+
+/* Call and map the result to an exit code; on 0 *reply is set. */
+static int
+ctl_call(struct ctl *ctl, const char *method, json_t *params, json_t **reply)
+{
+	int r = ctl_connect(ctl);
+	if (r) {
+		json_decref(params);
+		return r;
+	}
+	char *err = NULL;
+	r = vtc_call(ctl->conn, method, params, 0, reply, &err);
+	if (r == VTC_ERROR_REPLY) {
+		char *p = json_dumps(*reply, JSON_COMPACT);
+		fprintf(stderr, "vitalectl: %s: %s %s\n", method, err, p ? p : "");
+		free(p);
+		free(err);
+		json_decref(*reply);
+		*reply = NULL;
+		return EXIT_REPLY_ERROR;
+	}
+	if (r < 0) {
+		fprintf(stderr, "vitalectl: %s: %s\n", method,
+		        r == -EPIPE ? "connection closed by vitaled" : strerror(-r));
+		return EXIT_TRANSPORT;
+	}
+	return 0;
+}
+
+static void
+print_json(json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+	if (s) {
+		puts(s);
+		free(s);
+	}
+}
+
+static const char *
+jstr(json_t *o, const char *key, const char *dflt)
+{
+	json_t *v = json_object_get(o, key);
+	return json_is_string(v) ? json_string_value(v) : dflt;
+}
+
+static void
+fmt_duration(long long s, char *buf, size_t len)
+{
+	if (s >= 86400)
+		snprintf(buf, len, "%lldd%02lldh%02lldm", s / 86400, (s % 86400) / 3600, (s % 3600) / 60);
+	else if (s >= 3600)
+		snprintf(buf, len, "%lldh%02lldm%02llds", s / 3600, (s % 3600) / 60, s % 60);
+	else if (s >= 60)
+		snprintf(buf, len, "%lldm%02llds", s / 60, s % 60);
+	else
+		snprintf(buf, len, "%llds", s);
+}
+
+/* ------------------------------------------------------------------ */
+
+static int
+cmd_status(struct ctl *ctl, int argc, char **argv)
+{
+	if (argc > 1) {
+		fprintf(stderr, "usage: vitalectl status [--json]\n");
+		return EXIT_USAGE;
+	}
+	json_t *st = NULL;
+	int r = ctl_call(ctl, IFACE ".GetStatus", NULL, &st);
+	if (r)
+		return r;
+	if (ctl->json) {
+		print_json(st);
+		json_decref(st);
+		return 0;
+	}
+	char up[64];
+	fmt_duration((long long)json_integer_value(json_object_get(st, "uptime_s")), up, sizeof(up));
+	printf("vitaled %s: %s, up %s, mode %s, terminal %s\n", jstr(st, "version", "?"),
+	       jstr(st, "state", "?"), up, jstr(st, "mode", "?"), jstr(st, "terminal_id", "?"));
+	json_t *readers = json_object_get(st, "readers");
+	if (json_array_size(readers) == 0) {
+		printf("readers:  none\n");
+	} else {
+		size_t i;
+		json_t *rd;
+		printf("readers:\n");
+		json_array_foreach(readers, i, rd) {
+			printf("  %-32s %-6s %-10s %s\n", jstr(rd, "name", "?"), jstr(rd, "driver", "?"),
+			       jstr(rd, "state", "?"), jstr(rd, "card", ""));
+		}
+	}
+	json_t *q = json_object_get(st, "queue");
+	printf("queue:    %s, %lld sheets (%lld queued)", jstr(q, "state", "?"),
+	       (long long)json_integer_value(json_object_get(q, "total")),
+	       (long long)json_integer_value(json_object_get(q, "queued")));
+	if (jstr(q, "next_due", NULL))
+		printf(", next due %s", jstr(q, "next_due", ""));
+	printf("\n");
+	json_t *u = json_object_get(st, "uploader");
+	printf("uploader: %s", jstr(u, "state", "?"));
+	if (jstr(u, "reason", NULL))
+		printf(" (%s)", jstr(u, "reason", ""));
+	printf("\n");
+	printf("access:   %s\n", jstr(st, "access", "?"));
+	json_decref(st);
+	return 0;
+}
+
+static int
+cmd_info(struct ctl *ctl, int argc, char **argv)
+{
+	json_t *r = NULL;
+	int rc = ctl_call(ctl, "org.varlink.service.GetInfo", NULL, &r);
+	if (rc)
+		return rc;
+	if (ctl->json) {
+		print_json(r);
+	} else {
+		printf("%s %s (%s)\n", jstr(r, "product", "?"), jstr(r, "version", "?"),
+		       jstr(r, "vendor", "?"));
+		size_t i;
+		json_t *v;
+		json_array_foreach(json_object_get(r, "interfaces"), i, v)
+			printf("  %s\n", json_string_value(v));
+	}
+	json_decref(r);
+	return 0;
+}
+
+static int
+cmd_reload(struct ctl *ctl, int argc, char **argv)
+{
+	json_t *r = NULL;
+	int rc = ctl_call(ctl, IFACE ".Reload", NULL, &r);
+	if (rc)
+		return rc;
+	if (ctl->json) {
+		print_json(r);
+	} else {
+		size_t i;
+		json_t *v;
+		json_array_foreach(json_object_get(r, "reloaded"), i, v)
+			printf("applied:        %s\n", json_string_value(v));
+		json_array_foreach(json_object_get(r, "restart_needed"), i, v)
+			printf("needs restart:  %s\n", json_string_value(v));
+		if (!json_array_size(json_object_get(r, "reloaded")) &&
+		    !json_array_size(json_object_get(r, "restart_needed")))
+			printf("configuration unchanged\n");
+	}
+	json_decref(r);
+	return 0;
+}
+
+/* vitalectl call METHOD [JSON]: any method, for integrators and debugging. */
+static int
+cmd_call(struct ctl *ctl, int argc, char **argv)
+{
+	if (argc < 2 || argc > 3) {
+		fprintf(stderr, "usage: vitalectl call METHOD [PARAMETERS-JSON]\n");
+		return EXIT_USAGE;
+	}
+	json_t *params = NULL;
+	if (argc == 3) {
+		json_error_t je;
+		params = json_loads(argv[2], 0, &je);
+		if (!json_is_object(params)) {
+			fprintf(stderr, "vitalectl: parameters must be a JSON object\n");
+			json_decref(params);
+			return EXIT_USAGE;
+		}
+	}
+	json_t *r = NULL;
+	int rc = ctl_call(ctl, argv[1], params, &r);
+	if (rc)
+		return rc;
+	print_json(r);
+	json_decref(r);
+	return 0;
+}
+
+struct command {
+	const char *name;
+	int (*fn)(struct ctl *, int, char **);
+	const char *help;
+};
+
+static const struct command commands[] = {
+	{ "status", cmd_status, "daemon, readers, queue and uploader at a glance" },
+	{ "info", cmd_info, "the service's varlink identity and interfaces" },
+	{ "reload", cmd_reload, "re-read the configuration (as SIGHUP)" },
+	{ "call", cmd_call, "call any varlink method: call METHOD [JSON]" },
+	{ NULL, NULL, NULL },
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: vitalectl [--socket PATH] [--timeout SECONDS] [--json] COMMAND [ARGS]\n\n"
+	           "commands:\n");
+	for (const struct command *c = commands; c->name; c++)
+		fprintf(f, "  %-10s %s\n", c->name, c->help);
+	fprintf(f, "\nThe socket is --socket, else $VITALED_SOCKET, else %s.\n"
+	           "Exit codes: 0 ok, 1 the daemon answered an error, 2 usage, 3 daemon unreachable,\n"
+	           "4 the call failed on the way (timeout, connection closed, bad reply).\n",
+	        VTC_DEFAULT_SOCKET);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ctl ctl = { .timeout_ms = 10000 };
+	int c;
+	/* "+" stops at the first non-option: the command's own options follow */
+	while ((c = getopt_long(argc, argv, "+s:t:jhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': ctl.socket = optarg; break;
+		case 't': {
+			char *end;
+			double t = strtod(optarg, &end);
+			if (*end || t < 0 || t > 86400) {
+				fprintf(stderr, "vitalectl: bad --timeout '%s'\n", optarg);
+				return EXIT_USAGE;
+			}
+			ctl.timeout_ms = (int)(t * 1000);
+			break;
+		}
+		case 'j': ctl.json = true; break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("vitalectl %s\n", VITALED_VERSION); return 0;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	/* allow --json after the command too: "vitalectl status --json" */
+	int sub_argc = 0;
+	char **sub_argv = calloc((size_t)(argc - optind) + 1, sizeof(char *));
+	if (!sub_argv)
+		return EXIT_TRANSPORT;
+	for (int i = optind; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			ctl.json = true;
+		else
+			sub_argv[sub_argc++] = argv[i];
+	}
+	int rc = EXIT_USAGE;
+	const struct command *cmd = NULL;
+	for (const struct command *k = commands; k->name; k++)
+		if (!strcmp(k->name, sub_argv[0]))
+			cmd = k;
+	if (!cmd) {
+		fprintf(stderr, "vitalectl: unknown command '%s'\n", sub_argv[0]);
+		usage(stderr);
+	} else {
+		rc = cmd->fn(&ctl, sub_argc, sub_argv);
+	}
+	vtc_close(ctl.conn);
+	free(sub_argv);
+	return rc;
+}

@@ -1,0 +1,122 @@
+/* Configuration: one INI file (libinih), one immutable struct after load.
+ *
+ * Every key lives in one table in config.c (section, key, type, default,
+ * bounds, whether it is a secret, a one-line help). Defaults go through the
+ * same parser as the file, so a default is always a valid value. Errors name
+ * the file and line. Later parts of vitaled add keys to the table and fields
+ * to the struct; nothing else changes.
+ *
+ * Thread context: load/free/print from the main thread; a loaded config is
+ * read-only and may be read from any thread.
+ */
+#ifndef VITALED_CONFIG_H
+#define VITALED_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#define CONFIG_DEFAULT_PATH VITALED_SYSCONFDIR "/vitaled/vitaled.conf"
+#define CONFIG_LIST_MAX 16
+
+struct config_list {
+	size_t n;
+	char *v[CONFIG_LIST_MAX];
+};
+
+struct config {
+	char *path; /* the file read, or NULL for built-in defaults */
+
+	/* [daemon] */
+	char *mode; /* clinic | till | kiosk */
+	char *terminal_id;
+	char *socket_path;
+	char *state_dir;
+	long log_level; /* enum log_level */
+
+	/* [api] */
+	struct config_list allowed_users;
+	struct config_list allowed_groups;
+	char *socket_group;
+	long socket_mode;
+	long api_max_message;
+	long api_max_clients;
+	long api_idle_timeout_s;
+	long api_max_output;
+
+	/* [pcsc] */
+	bool pcsc_enabled;
+	long pcsc_backoff_max_ms;
+
+	/* [nfc] */
+	struct config_list nfc_devices;
+	long nfc_poll_ms;
+
+	/* [profiles] */
+	char *profile_dir;
+
+	/* [digital] */
+	struct config_list trust_anchors;
+	long clock_skew_s;
+	long code_timeout_s;
+
+	/* [signer] */
+	char *signer_backend; /* none | pkcs11 | file */
+	char *signer_module;
+	char *signer_token;
+	char *signer_key;
+	char *signer_key_file;
+	long pin_idle_timeout_s;
+
+	/* [practitioner] */
+	char *practitioner_id;
+	char *structure_id;
+
+	/* [queue] */
+	long queue_max_sheets;
+	long queue_max_bytes;
+	long retention_days;
+	bool alsace_moselle;
+
+	/* [insurer] */
+	char *insurer_url;
+	char *insurer_ca;
+	char *insurer_client_cert;
+	char *insurer_client_key;
+	long upload_interval_s;
+	long backoff_base_s;
+	long backoff_cap_s;
+};
+
+/* Load path (NULL: built-in defaults only). On error returns a negative errno
+ * and writes "file:line: message" into err; *out is NULL. On success *out
+ * owns a new config (free with config_free). */
+int config_load(const char *path, struct config **out, char *err, size_t errlen);
+
+/* Set one key as if it were in the file (command-line overrides).
+ * Returns 0 or -EINVAL with a message in err. */
+int config_set(struct config *c, const char *section, const char *key, const char *value,
+               char *err, size_t errlen);
+
+/* Like config_set, but a list key gets the value added instead of replaced. */
+int config_append(struct config *c, const char *section, const char *key, const char *value,
+                  char *err, size_t errlen);
+
+/* Check cross-key consistency after overrides (e.g. signer backend needs its
+ * keys). Returns 0 or -EINVAL with a message. */
+int config_validate(const struct config *c, char *err, size_t errlen);
+
+/* Print the effective configuration as INI, secrets redacted. */
+void config_print(const struct config *c, FILE *f);
+
+/* Call fn(section, key) for every key whose value differs between a and b.
+ * Returns the number of differing keys. */
+typedef void (*config_diff_fn)(const char *section, const char *key, void *arg);
+int config_diff(const struct config *a, const struct config *b, config_diff_fn fn, void *arg);
+
+void config_free(struct config *c);
+
+/* True when name (user name or numeric uid) is in the list. */
+bool config_list_has(const struct config_list *l, const char *name);
+
+#endif
