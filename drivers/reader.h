@@ -1,0 +1,88 @@
+/* The reader interface: one const vtable per middleware (pcsc, nfc).
+ *
+ * A driver owns one worker thread that blocks in its middleware's wait call
+ * (SCardGetStatusChange, nfc_initiator_poll_target) and reports reader and
+ * card events through the callback given at open(). The callback runs on
+ * that worker thread: the daemon hands events to its loop with loop_post().
+ *
+ * Card I/O (connect/transmit/control/disconnect) is blocking and is called
+ * from a session thread, never from the main loop. Readers are named by
+ * the middleware's reader name (pcsc) or the device connstring (nfc), never
+ * by position. A driver that was not compiled in has compiled_in = false
+ * and open() returns -ENOTSUP.
+ *
+ * Error codes (negative errno values) every driver uses:
+ *   -ENODEV     the card was removed (session ends cleanly)
+ *   -ECONNRESET the card was reset by someone else (driver reconnected; redo the session)
+ *   -ETIMEDOUT  the card or device did not answer in time
+ *   -EHOSTDOWN  the middleware is gone (pcscd dead, device unplugged)
+ *   -EIO        any other transport failure
+ */
+#ifndef VITALED_READER_H
+#define VITALED_READER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define READER_NAME_MAX 128
+#define READER_ATR_MAX 33
+
+enum reader_event_type {
+	READER_EV_ADDED,        /* a reader appeared */
+	READER_EV_REMOVED,      /* a reader went away */
+	READER_EV_CARD_PRESENT, /* a card (or phone) is in the field; atr set */
+	READER_EV_CARD_ABSENT,  /* the card left */
+	READER_EV_DRIVER_DOWN,  /* middleware lost (pcscd dead ...); reason set */
+	READER_EV_DRIVER_UP,    /* middleware back */
+};
+
+struct reader_event {
+	enum reader_event_type type;
+	const char *driver;              /* "pcsc", "nfc" */
+	char reader[READER_NAME_MAX];
+	uint8_t atr[READER_ATR_MAX];
+	size_t atr_len;
+	uint32_t counter;                /* middleware's event counter when known */
+	bool contactless;
+	char reason[128];
+};
+
+typedef void (*reader_event_fn)(const struct reader_event *ev, void *arg);
+
+struct reader_driver;
+struct reader_card;
+
+struct reader_params {
+	const char *const *devices; /* nfc: connstrings; pcsc: unused */
+	size_t ndevices;
+	unsigned backoff_max_ms;    /* re-establish/reopen backoff cap */
+	unsigned poll_ms;           /* nfc: one bounded poll */
+};
+
+struct reader_ops {
+	const char *name;
+	bool compiled_in;
+	/* Start the worker; events flow until close(). */
+	int (*open)(const struct reader_params *p, reader_event_fn cb, void *arg,
+	            struct reader_driver **out);
+	/* Stop the worker (cancels the blocking wait) and free. */
+	void (*close)(struct reader_driver *d);
+	/* Connect to the card in reader (exclusive for the session). atr/atr_len
+	 * receive the ATR (pseudo-ATR for contactless). */
+	int (*connect)(struct reader_driver *d, const char *reader, struct reader_card **out,
+	               uint8_t *atr, size_t *atr_len);
+	/* One raw exchange: no T=0 handling here (protocol/apdu does it).
+	 * *rlen is the buffer size on entry and the answer length on return. */
+	int (*transmit)(struct reader_card *c, const uint8_t *capdu, size_t clen, uint8_t *rapdu,
+	                size_t *rlen);
+	/* Reader control (PC/SC SCardControl); -ENOTSUP where there is none. */
+	int (*control)(struct reader_card *c, uint32_t code, const uint8_t *in, size_t inlen,
+	               uint8_t *out, size_t *outlen);
+	void (*disconnect)(struct reader_card *c);
+};
+
+extern const struct reader_ops reader_pcsc_ops;
+extern const struct reader_ops reader_nfc_ops;
+
+#endif
