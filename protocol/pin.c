@@ -61,9 +61,9 @@ pin_params_check(const struct pin_params *p)
 	return -EINVAL;
 }
 
-/* Count non-digits over the whole string (no early exit) and compare the length. */
-static int
-digits_check(const char *s, size_t len, size_t min, size_t max)
+/* Count non-digits over the whole string (no early exit), then the length. */
+int
+pin_check_digits(const char *s, size_t len, size_t min, size_t max)
 {
 	unsigned bad = 0;
 	if (!s && len)
@@ -84,7 +84,7 @@ pin_check(const struct pin_params *p, const char *pin, size_t len)
 {
 	if (pin_params_check(p) < 0)
 		return -EINVAL;
-	return digits_check(pin, len, p->min_len, p->max_len);
+	return pin_check_digits(pin, len, p->min_len, p->max_len);
 }
 
 /* Write the block for an already checked PIN. */
@@ -191,7 +191,7 @@ pin_build_reset_retry(const struct pin_params *p, const char *puk, size_t puklen
 		r = -EINVAL;
 		goto out;
 	}
-	if ((r = digits_check(puk, puklen, p->puk_len, p->puk_len)) < 0)
+	if ((r = pin_check_digits(puk, puklen, p->puk_len, p->puk_len)) < 0)
 		goto out;
 	if (newpin && (r = pin_check(p, newpin, newlen)) < 0)
 		goto out;

@@ -55,6 +55,10 @@ extern const struct pin_params pin_params_cps;
  * Returns 0 or -EINVAL. */
 int pin_params_check(const struct pin_params *p);
 
+/* Check that s is len ASCII digits, min <= len <= max, looking at every
+ * byte (no early exit). Returns 0, -EINVAL (a non-digit) or -ERANGE. */
+int pin_check_digits(const char *s, size_t len, size_t min, size_t max);
+
 /* Check a candidate PIN against the params: every byte an ASCII digit and
  * the length within [min_len, max_len]. Looks at every byte whatever it
  * finds (no early exit on the first non-digit). Returns 0, -EINVAL (a byte
