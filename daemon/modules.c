@@ -3,9 +3,11 @@
 #include <stddef.h>
 
 #include "daemon.h"
+#include "pinflow.h"
 
 const struct module vitaled_modules[] = {
 	{ "state", statedir_init, statedir_fini, NULL },
 	{ "api", api_init, api_fini, api_reload },
+	{ "signer", pinflow_init, pinflow_fini, NULL },
 	{ NULL, NULL, NULL, NULL },
 };

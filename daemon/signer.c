@@ -513,6 +513,22 @@ run_job(struct signer *s, struct job *j)
 	}
 }
 
+/* Overwrite the worker's stack below the job loop's frame. A login passes
+ * the PIN to code we do not control (a PKCS#11 module, OpenSSL's PEM
+ * decoder), and some of it copies the PIN into stack buffers that it does
+ * not clear: OpenSSL 3.0's PKCS#8 decoder keeps the passphrase in a 1 KiB
+ * local array, found there by the gcore canary test. The stack is private
+ * to this thread and reused, so wiping the part the login used is enough. */
+#define SIGNER_STACK_SCRUB (64u * 1024u)
+
+__attribute__((noinline)) static void
+stack_scrub(void)
+{
+	unsigned char buf[SIGNER_STACK_SCRUB];
+	explicit_bzero(buf, sizeof(buf));
+	__asm__ volatile("" : : "r"(buf) : "memory");
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -540,8 +556,11 @@ worker_main(void *arg)
 			job_post(s, j);
 			continue;
 		}
+		bool secret = j->type == JOB_LOGIN;
 		run_job(s, j);
 		job_post(s, j);
+		if (secret)
+			stack_scrub();
 	}
 	/* stop: log out, close */
 	if (s->ctx) {
