@@ -517,9 +517,13 @@ run_job(struct signer *s, struct job *j)
  * the PIN to code we do not control (a PKCS#11 module, OpenSSL's PEM
  * decoder), and some of it copies the PIN into stack buffers that it does
  * not clear: OpenSSL 3.0's PKCS#8 decoder keeps the passphrase in a 1 KiB
- * local array, found there by the gcore canary test. The stack is private
+ * local array, found there by the gcore canary test; OpenSC builds VERIFY
+ * APDUs in stack buffers too. The stack is private
  * to this thread and reused, so wiping the part the login used is enough. */
-#define SIGNER_STACK_SCRUB (64u * 1024u)
+/* OpenSC's PC/SC transmit alone keeps two 64 KiB APDU buffers on the
+ * stack: scrub well past that, on a stack of a known size. */
+#define SIGNER_STACK_SCRUB (256u * 1024u)
+#define SIGNER_STACK_SIZE (2u * 1024u * 1024u)
 
 __attribute__((noinline)) static void
 stack_scrub(void)
@@ -690,7 +694,11 @@ signer_new(struct loop *l, const struct config *c, signer_status_fn fn, void *ar
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	pthread_cond_init(&s->done_cv, NULL);
-	int r = pthread_create(&s->worker, NULL, worker_main, s);
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, SIGNER_STACK_SIZE);
+	int r = pthread_create(&s->worker, &attr, worker_main, s);
+	pthread_attr_destroy(&attr);
 	if (r) {
 		signer_release(s);
 		return -r;
