@@ -486,8 +486,10 @@ def authenticate_apdu(nonce, terminal_id, ts):
               else b"\x19" + ts.to_bytes(2, "big") if ts < 65536
               else b"\x1a" + ts.to_bytes(4, "big") if ts < 1 << 32
               else b"\x1b" + ts.to_bytes(8, "big"))
-    assert len(nonce) == 32 and 1 <= len(t) <= 23
-    data = b"\xa3\x61n\x58\x20" + nonce + b"\x61t" + bytes([0x60 | len(t)]) + t + b"\x62ts" + ts_enc
+    if len(nonce) != 32 or not 1 <= len(t) <= 64:
+        raise ValueError("nonce of 32 bytes, terminal id of 1..64 bytes")
+    t_head = bytes([0x60 | len(t)]) if len(t) < 24 else bytes([0x78, len(t)])
+    data = b"\xa3\x61n\x58\x20" + nonce + b"\x61t" + t_head + t + b"\x62ts" + ts_enc
     return bytes([0x80, 0x88, 0x00, 0x00, len(data)]) + data + b"\x00"
 
 
