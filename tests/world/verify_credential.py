@@ -114,7 +114,7 @@ class _Strict:
                 kb = self.d[ks:self.i]
                 if last is not None and kb <= last:
                     self.fail("map keys unsorted or repeated")
-                if not isinstance(k, (int, str)):
+                if not isinstance(k, (int, str)) or isinstance(k, bool):
                     self.fail("map key of another type than int or text")
                 last = kb
                 out[k] = self.item(depth + 1)
@@ -123,7 +123,7 @@ class _Strict:
             if not (self.allow_tag and start == 0 and n == 18):
                 self.fail("unexpected tag %d" % n)
             return Tag(n, self.item(depth + 1))
-        self.fail("unreachable")
+        self.fail("unknown major type")  # not reached: 7 is handled above
 
 
 def strict_decode(data, allow_top_tag18=False):
@@ -227,7 +227,10 @@ def check_chain(chain_der, anchors, now, eku=PURPOSE_OID):
         raise VerifyError("chain_untrusted", "no trust anchor configured")
     try:
         chain = [x509.load_der_x509_certificate(d) for d in chain_der]
-    except ValueError as e:
+        for c in chain:     # cryptography parses lazily: touch every field now
+            (c.subject, c.issuer, c.extensions, c.public_key(), c.signature_hash_algorithm,
+             c.not_valid_before, c.not_valid_after, c.tbs_certificate_bytes)
+    except Exception as e:  # any parse error of a hostile certificate
         raise VerifyError("chain_untrusted", "certificate does not parse: %s" % e)
     anchor_der = {a.public_bytes(serialization.Encoding.DER): a for a in anchors}
     path, cur, rest = [chain[0]], chain[0], chain[1:]
