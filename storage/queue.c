@@ -105,9 +105,6 @@ enum stmt_id {
 	ST_BEGIN,
 	ST_COMMIT,
 	ST_ROLLBACK,
-	ST_SAVEPOINT,
-	ST_RELEASE,
-	ST_ROLLBACK_TO,
 	ST_EXISTS,
 	ST_NEXTSEQ,
 	ST_INSERT,
@@ -127,9 +124,6 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
-	[ST_SAVEPOINT] = "SAVEPOINT item",
-	[ST_RELEASE] = "RELEASE item",
-	[ST_ROLLBACK_TO] = "ROLLBACK TO item",
 	[ST_EXISTS] = "SELECT 1 FROM sheets WHERE id = ?1",
 	[ST_NEXTSEQ] = "SELECT COALESCE(MAX(seq), 0) + 1 FROM sheets "
 	               "WHERE practitioner = ?1 AND care_date = ?2",
@@ -165,6 +159,8 @@ struct queue {
 	uint64_t bytes;
 	int64_t dn[QUEUE_NSTATES];
 	int64_t dbytes;
+	EVP_CIPHER *gcm;
+	EVP_CIPHER_CTX *cctx;
 	bool reset_pending; /* sending → queued could not be written at open */
 	/* Set by sqlerr: the last SQLite failure was not a constraint on one row,
 	 * so the open transaction cannot go on (disk full, I/O error, ...). */
@@ -370,25 +366,39 @@ is_closed_state(enum queue_state s)
  * AES-256-GCM, associated data = the sheet id (NIST SP 800-38D; random
  * 96-bit nonces stay far below the 2^32 invocations limit for one key). */
 
+/* The cipher is fetched once per handle and its context reused: OpenSSL 3
+ * would otherwise look the algorithm up again on every call. */
 static int
-blob_seal(const unsigned char *key, const void *ad, size_t adlen, const uint8_t *pt,
-          size_t ptlen, uint8_t **out, size_t *outlen)
+cipher_ready(struct queue *q)
+{
+	if (!q->gcm && !(q->gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL)))
+		return -EIO;
+	if (!q->cctx && !(q->cctx = EVP_CIPHER_CTX_new()))
+		return -ENOMEM;
+	return 0;
+}
+
+static int
+blob_seal(struct queue *q, const void *ad, size_t adlen, const uint8_t *pt, size_t ptlen,
+          uint8_t **out, size_t *outlen)
 {
 	*out = NULL;
 	*outlen = 0;
-	int r = -EIO, n = 0;
-	EVP_CIPHER_CTX *c = NULL;
+	int r, n = 0;
+	EVP_CIPHER_CTX *c;
 	if (ptlen > QUEUE_PAYLOAD_MAX)
 		return -E2BIG;
+	if ((r = cipher_ready(q)) < 0)
+		return r;
+	c = q->cctx;
+	r = -EIO;
 	uint8_t *b = malloc(ptlen + BLOB_OVERHEAD);
 	if (!b)
 		return -ENOMEM;
 	b[0] = BLOB_VERSION;
 	if (RAND_bytes(b + 1, NONCE_LEN) != 1)
 		goto out;
-	if (!(c = EVP_CIPHER_CTX_new()))
-		goto out;
-	if (EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, b + 1) != 1 ||
+	if (EVP_EncryptInit_ex(c, q->gcm, NULL, q->key, b + 1) != 1 ||
 	    EVP_EncryptUpdate(c, NULL, &n, ad, (int)adlen) != 1 ||
 	    EVP_EncryptUpdate(c, b + 1 + NONCE_LEN, &n, pt, (int)ptlen) != 1 ||
 	    EVP_EncryptFinal_ex(c, b + 1 + NONCE_LEN + n, &n) != 1 ||
@@ -399,33 +409,32 @@ blob_seal(const unsigned char *key, const void *ad, size_t adlen, const uint8_t 
 	b = NULL;
 	r = 0;
 out:
-	EVP_CIPHER_CTX_free(c);
 	free(b);
 	return r;
 }
 
 /* -EBADMSG when the blob does not authenticate (wrong key, wrong id, damage). */
 static int
-blob_open(const unsigned char *key, const void *ad, size_t adlen, const uint8_t *b,
-          size_t blen, uint8_t **out, size_t *outlen)
+blob_open(struct queue *q, const void *ad, size_t adlen, const uint8_t *b, size_t blen,
+          uint8_t **out, size_t *outlen)
 {
 	*out = NULL;
 	*outlen = 0;
-	if (blen < BLOB_OVERHEAD || b[0] != BLOB_VERSION || blen - BLOB_OVERHEAD > QUEUE_PAYLOAD_MAX)
+	if (!b || blen < BLOB_OVERHEAD || b[0] != BLOB_VERSION ||
+	    blen - BLOB_OVERHEAD > QUEUE_PAYLOAD_MAX)
 		return -EBADMSG;
 	size_t ctlen = blen - BLOB_OVERHEAD;
-	int r = -EBADMSG, n = 0;
-	EVP_CIPHER_CTX *c = NULL;
+	int r, n = 0;
+	if ((r = cipher_ready(q)) < 0)
+		return r;
+	EVP_CIPHER_CTX *c = q->cctx;
+	r = -EBADMSG;
 	uint8_t *pt = malloc(ctlen ? ctlen : 1);
 	unsigned char tag[TAG_LEN];
 	if (!pt)
 		return -ENOMEM;
 	memcpy(tag, b + 1 + NONCE_LEN + ctlen, TAG_LEN);
-	if (!(c = EVP_CIPHER_CTX_new())) {
-		r = -ENOMEM;
-		goto out;
-	}
-	if (EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, b + 1) != 1 ||
+	if (EVP_DecryptInit_ex(c, q->gcm, NULL, q->key, b + 1) != 1 ||
 	    EVP_DecryptUpdate(c, NULL, &n, ad, (int)adlen) != 1 ||
 	    EVP_DecryptUpdate(c, pt, &n, b + 1 + NONCE_LEN, (int)ctlen) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_LEN, tag) != 1 ||
@@ -436,7 +445,6 @@ blob_open(const unsigned char *key, const void *ad, size_t adlen, const uint8_t 
 	pt = NULL;
 	r = 0;
 out:
-	EVP_CIPHER_CTX_free(c);
 	if (pt) {
 		OPENSSL_cleanse(pt, ctlen);
 		free(pt);
@@ -601,7 +609,7 @@ keycheck_write(struct queue *q)
 	uint8_t *blob = NULL;
 	size_t blen = 0;
 	sqlite3_stmt *s = NULL;
-	int r = blob_seal(q->key, KEYCHECK_AD, strlen(KEYCHECK_AD), (const uint8_t *)KEYCHECK_PT,
+	int r = blob_seal(q, KEYCHECK_AD, strlen(KEYCHECK_AD), (const uint8_t *)KEYCHECK_PT,
 	                  strlen(KEYCHECK_PT), &blob, &blen);
 	if (r < 0) {
 		seterr(q, "queue key check: cannot encrypt");
@@ -643,7 +651,7 @@ keycheck_verify(struct queue *q)
 	} else if (rc == SQLITE_ROW) {
 		uint8_t *pt = NULL;
 		size_t ptlen = 0;
-		int o = blob_open(q->key, KEYCHECK_AD, strlen(KEYCHECK_AD), sqlite3_column_blob(s, 0),
+		int o = blob_open(q, KEYCHECK_AD, strlen(KEYCHECK_AD), sqlite3_column_blob(s, 0),
 		                  (size_t)sqlite3_column_bytes(s, 0), &pt, &ptlen);
 		r = o == 0 && ptlen == strlen(KEYCHECK_PT) && memcmp(pt, KEYCHECK_PT, ptlen) == 0;
 		free(pt);
@@ -670,7 +678,7 @@ key_opens_first_row(struct queue *q)
 		uint8_t *pt = NULL;
 		size_t ptlen = 0;
 		const char *id = (const char *)sqlite3_column_text(s, 0);
-		r = blob_open(q->key, id, strlen(id), sqlite3_column_blob(s, 1),
+		r = blob_open(q, id, strlen(id), sqlite3_column_blob(s, 1),
 		              (size_t)sqlite3_column_bytes(s, 1), &pt, &ptlen) == 0;
 		queue_free_payload(pt, ptlen);
 	}
@@ -978,6 +986,8 @@ queue_close(struct queue *q)
 		sqlite3_close(q->db);
 	if (q->lock_fd >= 0)
 		close(q->lock_fd); /* releases the flock */
+	EVP_CIPHER_CTX_free(q->cctx); /* also wipes the expanded key */
+	EVP_CIPHER_free(q->gcm);
 	OPENSSL_cleanse(q->key, sizeof(q->key));
 	free(q);
 }
@@ -1052,7 +1062,7 @@ item_blob(struct queue *q, const struct queue_put *it, uint32_t seq, uint8_t **b
 		       QUEUE_PAYLOAD_MAX);
 		r = -E2BIG;
 	} else {
-		r = blob_seal(q->key, it->id, strlen(it->id), pt ? pt : (const uint8_t *)"", len, blob,
+		r = blob_seal(q, it->id, strlen(it->id), pt ? pt : (const uint8_t *)"", len, blob,
 		              blen);
 		if (r < 0)
 			seterr(q, "sheet %s: encryption failed", it->id);
@@ -1080,9 +1090,10 @@ check_limits(struct queue *q, size_t add_rows, int64_t add_bytes)
 	return 0;
 }
 
-/* One insert inside the batch transaction, under a savepoint so that a
- * failing item leaves the others alone. *fatal says the whole transaction
- * must be abandoned. */
+/* One insert inside the batch transaction. The INSERT is the item's only
+ * write and the last step, and SQLite undoes a failed statement by itself,
+ * so a failing item leaves the others alone without a savepoint. *fatal
+ * says the whole transaction must be abandoned. */
 static int
 put_one(struct queue *q, struct queue_put *it, int64_t now, bool *fatal)
 {
@@ -1090,7 +1101,6 @@ put_one(struct queue *q, struct queue_put *it, int64_t now, bool *fatal)
 	size_t blen = 0, ptlen = 0;
 	uint32_t seq = 0;
 	int r;
-	bool sp = false;
 	*fatal = false;
 	q->fatal = false;
 	if (!valid_token(it->id, QUEUE_ID_MAX) || !valid_practitioner(it->practitioner) ||
@@ -1107,9 +1117,6 @@ put_one(struct queue *q, struct queue_put *it, int64_t now, bool *fatal)
 		}
 		goto out;
 	}
-	if ((r = run(q, ST_SAVEPOINT, "savepoint")) < 0)
-		goto out;
-	sp = true;
 	if (!it->draft && (r = next_seq(q, it->practitioner, it->care_date, &seq)) < 0)
 		goto out;
 	if ((r = item_blob(q, it, seq, &blob, &blen, &ptlen)) < 0)
@@ -1142,25 +1149,12 @@ put_one(struct queue *q, struct queue_put *it, int64_t now, bool *fatal)
 		r = sqlerr(q, rc, "insert");
 		goto out;
 	}
-	if ((r = run(q, ST_RELEASE, "release")) < 0)
-		goto out;
-	sp = false;
 	q->dn[it->draft ? QUEUE_DRAFT : QUEUE_QUEUED]++;
 	q->dbytes += (int64_t)blen;
 	it->seq = seq;
 out:
-	if (r < 0) {
+	if (r < 0)
 		*fatal = q->fatal;
-		if (sp && !*fatal) {
-			char keep[sizeof(q->errmsg)];
-			memcpy(keep, q->errmsg, sizeof(keep));
-			if (run(q, ST_ROLLBACK_TO, "rollback to") < 0 ||
-			    run(q, ST_RELEASE, "release") < 0)
-				*fatal = true;
-			else
-				memcpy(q->errmsg, keep, sizeof(keep));
-		}
-	}
 	free(blob);
 	return r;
 }
@@ -1392,7 +1386,7 @@ set_state(struct queue *q, const struct queue_meta *m, enum queue_state to, cons
 		int adlen = reason_ad(m->id, ad, sizeof(ad));
 		if (adlen < 0)
 			return adlen;
-		if ((r = blob_seal(q->key, ad, (size_t)adlen, (const uint8_t *)reason, strlen(reason),
+		if ((r = blob_seal(q, ad, (size_t)adlen, (const uint8_t *)reason, strlen(reason),
 		                   &rblob, &rlen)) < 0) {
 			seterr(q, "sheet %s: encryption failed", m->id);
 			return r;
@@ -1583,7 +1577,7 @@ queue_get(struct queue *q, const char *id, struct queue_meta *meta, uint8_t **pa
 		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
 		int rc = sqlite3_step(s);
 		if (rc == SQLITE_ROW) {
-			r = blob_open(q->key, id, strlen(id), sqlite3_column_blob(s, 0),
+			r = blob_open(q, id, strlen(id), sqlite3_column_blob(s, 0),
 			              (size_t)sqlite3_column_bytes(s, 0), payload, len);
 			if (r == -EBADMSG)
 				seterr(q, "sheet %s: stored payload does not decrypt with the queue key "
@@ -1628,7 +1622,7 @@ queue_get_reason(struct queue *q, const char *id, char *buf, size_t buflen)
 		uint8_t *pt = NULL;
 		size_t ptlen = 0;
 		r = adlen < 0 ? adlen
-		              : blob_open(q->key, ad, (size_t)adlen, sqlite3_column_blob(s, 0),
+		              : blob_open(q, ad, (size_t)adlen, sqlite3_column_blob(s, 0),
 		                          (size_t)sqlite3_column_bytes(s, 0), &pt, &ptlen);
 		if (r == 0)
 			snprintf(buf, buflen, "%.*s", (int)ptlen, (const char *)pt);
