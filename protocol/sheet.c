@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "holidays.h"
@@ -455,6 +456,26 @@ get_coef(json_t *act, const char *prefix, uint32_t *out, struct sheet_errors *er
 }
 
 static void
+get_b64(json_t *ev, const char *key, uint8_t *buf, size_t max, size_t *len,
+        struct sheet_errors *errs)
+{
+	char f[40];
+	json_t *v = json_object_get(ev, key);
+	if (!v)
+		return;
+	field_name(f, sizeof(f), "evidence", key);
+	if (!json_is_string(v)) {
+		err_add(errs, f, "must be a base64 string");
+		return;
+	}
+	int r = b64_decode(json_string_value(v), json_string_length(v), buf, max, len);
+	if (r == -E2BIG)
+		err_add(errs, f, "too long (at most %zu bytes)", max);
+	else if (r < 0)
+		err_add(errs, f, "not base64");
+}
+
+static void
 parse_act(json_t *a, size_t i, struct sheet_act *act, struct sheet_errors *errs)
 {
 	static const char *const keys[] = { "date", "code", "coefficient", "amount" };
@@ -482,7 +503,8 @@ sheet_from_json(json_t *obj, struct sheet *s, struct sheet_errors *errs)
 	static const char *const ins_keys[] = { "regime", "caisse", "centre" };
 	static const char *const pre_keys[] = { "id", "date" };
 	static const char *const tot_keys[] = { "total", "amo", "amc", "patient" };
-	static const char *const ev_keys[] = { "card_serial", "read_at", "device_answer" };
+	static const char *const ev_keys[] = { "card_serial", "read_at", "device_answer",
+		                               "credential" };
 	struct sheet_errors local;
 	bool bad = false;
 	int64_t v;
@@ -563,19 +585,10 @@ sheet_from_json(json_t *obj, struct sheet *s, struct sheet_errors *errs)
 		get_str(ev, "evidence", "card_serial", s->evidence.card_serial,
 		        sizeof(s->evidence.card_serial), errs);
 		get_int(ev, "evidence", "read_at", 0, INT64_MAX, &s->evidence.read_at, errs);
-		json_t *da = json_object_get(ev, "device_answer");
-		if (da && !json_is_string(da)) {
-			err_add(errs, "evidence.device_answer", "must be a base64 string");
-		} else if (da) {
-			int r = b64_decode(json_string_value(da), json_string_length(da),
-			                   s->evidence.device_answer, SHEET_EVIDENCE_MAX,
-			                   &s->evidence.device_answer_len);
-			if (r == -E2BIG)
-				err_add(errs, "evidence.device_answer", "too long (at most %d bytes)",
-				        SHEET_EVIDENCE_MAX);
-			else if (r < 0)
-				err_add(errs, "evidence.device_answer", "not base64");
-		}
+		get_b64(ev, "device_answer", s->evidence.device_answer, SHEET_EVIDENCE_MAX,
+		        &s->evidence.device_answer_len, errs);
+		get_b64(ev, "credential", s->evidence.credential, SHEET_CREDENTIAL_MAX,
+		        &s->evidence.credential_len, errs);
 	}
 	get_date(obj, NULL, "due_date", &s->due_date, errs);
 	get_int(obj, NULL, "created", 0, INT64_MAX, &s->created, errs);
@@ -599,6 +612,22 @@ static int
 set_str(json_t *o, const char *key, const char *v)
 {
 	return v[0] ? json_object_set_new(o, key, json_string(v)) : 0;
+}
+
+static int
+set_b64(json_t *o, const char *key, const uint8_t *p, size_t n, size_t max)
+{
+	if (!n)
+		return 0;
+	if (n > max)
+		n = max;
+	char *buf = malloc((n + 2) / 3 * 4 + 1);
+	if (!buf)
+		return -1;
+	b64_encode(p, n, buf);
+	int r = json_object_set_new(o, key, json_string(buf));
+	free(buf);
+	return r;
 }
 
 json_t *
@@ -664,7 +693,7 @@ sheet_to_json(const struct sheet *s)
 	if (sheet_mode_name(s->mode))
 		r |= json_object_set_new(o, "mode", json_string(sheet_mode_name(s->mode)));
 	const struct sheet_evidence *e = &s->evidence;
-	if (e->card_serial[0] || e->read_at || e->device_answer_len) {
+	if (e->card_serial[0] || e->read_at || e->device_answer_len || e->credential_len) {
 		json_t *ev = json_object();
 		if (!ev)
 			goto fail;
@@ -672,13 +701,9 @@ sheet_to_json(const struct sheet *s)
 		r |= set_str(ev, "card_serial", e->card_serial);
 		if (e->read_at)
 			r |= json_object_set_new(ev, "read_at", json_integer(e->read_at));
-		if (e->device_answer_len) {
-			size_t n = e->device_answer_len > SHEET_EVIDENCE_MAX ? SHEET_EVIDENCE_MAX
-			                                                     : e->device_answer_len;
-			char b[(SHEET_EVIDENCE_MAX + 2) / 3 * 4 + 1];
-			b64_encode(e->device_answer, n, b);
-			r |= json_object_set_new(ev, "device_answer", json_string(b));
-		}
+		r |= set_b64(ev, "device_answer", e->device_answer, e->device_answer_len,
+		             SHEET_EVIDENCE_MAX);
+		r |= set_b64(ev, "credential", e->credential, e->credential_len, SHEET_CREDENTIAL_MAX);
 	}
 	r |= set_date(o, "due_date", s->due_date);
 	if (s->created)
@@ -783,13 +808,15 @@ validate_evidence(const struct sheet *s, const struct sheet_check *c, struct she
 	const struct sheet_evidence *e = &s->evidence;
 	bool card = e->card_serial[0] || e->read_at;
 	bool device = e->device_answer_len > 0;
+	bool cred = e->credential_len > 0;
 	switch (s->mode) {
 	case SHEET_MODE_NONE:
 		err_add(errs, "mode", "missing");
 		return;
 	case SHEET_MODE_PHYSICAL:
-		if (device) {
-			err_add(errs, "evidence.device_answer", "a physical card has no device answer");
+		if (device || cred) {
+			err_add(errs, device ? "evidence.device_answer" : "evidence.credential",
+			        "a physical card has no device answer or credential");
 		} else if (!card) {
 			err_add(errs, "evidence", "missing: no patient evidence (card serial and read time)");
 		} else {
@@ -810,11 +837,12 @@ validate_evidence(const struct sheet *s, const struct sheet_check *c, struct she
 			        "a digital card has no card serial (its evidence is the device answer)");
 		else if (!device)
 			err_add(errs, "evidence", "missing: no patient evidence (the device-signed answer)");
-		else if (e->device_answer_len > SHEET_EVIDENCE_MAX)
-			err_add(errs, "evidence.device_answer", "too long");
+		else if (e->device_answer_len > SHEET_EVIDENCE_MAX ||
+		         e->credential_len > SHEET_CREDENTIAL_MAX)
+			err_add(errs, "evidence", "too long");
 		return;
 	case SHEET_MODE_DEGRADED:
-		if (card || device)
+		if (card || device || cred)
 			err_add(errs, "evidence", "a degraded sheet is made without the card: no evidence");
 		return;
 	}
@@ -1037,9 +1065,10 @@ emit_map(const struct sheet *s, const struct sheet_encoder *e, void *ctx, struct
 int
 sheet_encode(const struct sheet *s, const struct sheet_encoder *e, void *ctx)
 {
-	struct field f[32], ins[3], pre[2], tot[4], ev[3];
+	struct field f[32], ins[3], pre[2], tot[4], ev[4];
 	size_t n = 0, npre = 0, nev = 0;
-	if (s->nacts > SHEET_MAX_ACTS || s->evidence.device_answer_len > SHEET_EVIDENCE_MAX)
+	if (s->nacts > SHEET_MAX_ACTS || s->evidence.device_answer_len > SHEET_EVIDENCE_MAX ||
+	    s->evidence.credential_len > SHEET_CREDENTIAL_MAX)
 		return -EINVAL;
 	ins[0] = (struct field){ .key = "regime", .kind = F_TEXT, .s = s->regime };
 	ins[1] = (struct field){ .key = "caisse", .kind = F_TEXT, .s = s->caisse };
@@ -1062,6 +1091,9 @@ sheet_encode(const struct sheet *s, const struct sheet_encoder *e, void *ctx)
 		ev[nev++] = (struct field){ .key = "device_answer", .kind = F_BYTES,
 			                    .p = s->evidence.device_answer,
 			                    .n = s->evidence.device_answer_len };
+	if (s->evidence.credential_len)
+		ev[nev++] = (struct field){ .key = "credential", .kind = F_BYTES,
+			                    .p = s->evidence.credential, .n = s->evidence.credential_len };
 
 	ADD(.key = "v", .kind = F_UINT, .u = 1);
 	ADD(.key = "id", .kind = F_TEXT, .s = s->id);

@@ -36,6 +36,7 @@
 #define SHEET_CODE_MAX 7
 #define SHEET_SERIAL_MAX 32
 #define SHEET_EVIDENCE_MAX 2048      /* the phone's device-signed answer (≤ 1024 by the protocol) */
+#define SHEET_CREDENTIAL_MAX 8192    /* the phone's credential, certificates included */
 #define SHEET_MAX_AMOUNT 100000000LL /* cents: 1,000,000.00 EUR per act or total */
 #define SHEET_MAX_COEF_MILLI 1000000u/* coefficient ≤ 1000.000 */
 #define SHEET_MAX_AGE_DAYS 730       /* care and act dates: at most two years old */
@@ -74,6 +75,10 @@ struct sheet_evidence {
 	/* digital card: the device-signed AUTHENTICATE answer, bytes as received */
 	uint8_t device_answer[SHEET_EVIDENCE_MAX];
 	size_t device_answer_len;
+	/* digital card: the credential (COSE_Sign1) as read, optional but
+	 * advised (docs/digital-card.md §11: the device key is only in there) */
+	uint8_t credential[SHEET_CREDENTIAL_MAX];
+	size_t credential_len;
 };
 
 struct sheet {

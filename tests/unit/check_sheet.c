@@ -372,6 +372,23 @@ START_TEST(test_roundtrip)
 	json_t *ev = json_object_get(j1, "evidence");
 	ck_assert_str_eq(json_string_value(json_object_get(ev, "device_answer")), "0oRDoQEmoFggAAECAwQ=");
 	json_decref(j1);
+	/* with the credential, as docs/digital-card.md §11 advises */
+	ck_assert_int_eq(run("{\"mode\": \"digital-nfc\", \"evidence\": {\"device_answer\": "
+	                     "\"0oRDoQEmoFggAAECAwQ=\", \"credential\": \"0oRDoQEm\"}}",
+	                     &s, &e, false),
+	                 0);
+	ck_assert_uint_eq(s.evidence.credential_len, 6);
+	j1 = sheet_to_json(&s);
+	sheet_init(&t);
+	ck_assert_int_eq(sheet_from_json(j1, &t, &e), 0);
+	ck_assert_uint_eq(t.evidence.credential_len, 6);
+	ck_assert_int_eq(memcmp(t.evidence.credential, s.evidence.credential, 6), 0);
+	json_decref(j1);
+	ck_assert_int_eq(run("{\"evidence\": {\"card_serial\": \"0123456789\", \"read_at\": "
+	                     "1710499900, \"credential\": \"0oRDoQEm\"}}",
+	                     &s, &e, false),
+	                 1);
+	ck_assert_str_eq(e.e[0].field, "evidence.credential");
 	const char *badb64[] = { "0oRDoQEmoFggAAECAwQ", "0oRD oQEm", "0o=D", "====" };
 	for (size_t i = 0; i < 4; i++) {
 		char patch[128];
