@@ -19,9 +19,11 @@ CLI:
               [--log FILE] [--connect-timeout S] [--no-reconnect]
 With --control PATH it serves line commands on a unix socket, one answer line
 each ("ok ..." or "err ..."):
-  insert NAME [k=v ...]   put a new card in (err if one is in)
+  insert NAME [k=v ...]   put a new card in (err if one is in); waits up to
+                          3 s for vpcd to read its ATR: "ok", or "ok unseen"
   remove                  pull it out
-  reinsert                put the same card instance back (its state kept)
+  reinsert                put the same card instance back (its state kept),
+                          answers like insert
   status                  "ok empty" | "ok inserted NAME apdus=N seen=0|1"
                           | "ok removed NAME apdus=N" (after a vanish card)
   apdus                   "ok N": APDUs served since the last insert
@@ -51,6 +53,7 @@ import cards  # noqa: E402
 
 HOST = "127.0.0.1"
 QUICKACK = getattr(socket, "TCP_QUICKACK", 12)
+MIN_ABSENCE = 0.5     # s between a removal and the next insertion (pcscd polls every 0.4 s)
 
 
 class Disconnected(Exception):
@@ -58,12 +61,15 @@ class Disconnected(Exception):
 
 
 class CardHost:
-    def __init__(self, port, log=None, connect_timeout=10.0, reconnect=True):
+    def __init__(self, port, log=None, connect_timeout=10.0, reconnect=True,
+                 quickack=True):
         """port: the vpcd port of the reader (PORT = "Virtual PCD 00 00",
         PORT+1 = "... 00 01").  log: a path, a file object or None.
         reconnect: when vpcd drops the connection (pcscd stopped or killed),
-        the card is still "in the reader": connect again until it is back."""
+        the card is still "in the reader": connect again until it is back.
+        quickack=False only to measure the delayed-ACK stall."""
         self.port = int(port)
+        self.quickack = quickack
         self.connect_timeout = connect_timeout
         self.reconnect = reconnect
         self._logf = open(log, "a", buffering=1) if isinstance(log, str) else log
@@ -76,6 +82,8 @@ class CardHost:
         self._stop = None
         self._seen = threading.Event()
         self._apdus = 0
+        self._closed_at = None        # monotonic time of the last removal
+        self.inserted_at = None
         self.state = "empty"          # empty | inserted | removed
 
     # ---------------------------------------------------------------- public
@@ -91,10 +99,18 @@ class CardHost:
     def inserted(self):
         return self.state == "inserted"
 
-    def insert(self, card, **args):
+    def insert(self, card, wait=3.0, **args):
         """Insert a card (a name from cards.CARDS or a Card instance).
-        Returns once the TCP connection to vpcd is made (pcscd notices it at
-        its next poll; use wait_seen() to wait for that)."""
+        Then waits up to `wait` seconds (0: not at all) for vpcd to read the
+        ATR on the new connection (see wait_seen); .seen tells if it did.
+
+        Why wait: pcscd polls presence every 400 ms.  A remove() and insert()
+        closer together than that are not seen yet, and a client that looks
+        at once finds the old card "present" with the old ATR.  When vpcd
+        reads the ATR of the new connection, pcscd has already counted the
+        removal of the old one (vpcd only drops the old connection when a
+        poll fails on it), so a client waiting for "present" from then on
+        gets the new card."""
         with self._lock:
             if self.state == "inserted":
                 raise RuntimeError("a card is already inserted")
@@ -103,9 +119,11 @@ class CardHost:
             self._card = card
             self._apdus = 0
             self._start(card)
+        if wait:
+            self.wait_seen(wait)
         return card
 
-    def reinsert(self):
+    def reinsert(self, wait=3.0):
         """Insert the same card instance again (PIN counters etc. kept)."""
         with self._lock:
             if self.state == "inserted":
@@ -115,6 +133,8 @@ class CardHost:
             self._card.vanish_now = False
             self._apdus = 0
             self._start(self._card)
+        if wait:
+            self.wait_seen(wait)
 
     def remove(self):
         with self._lock:
@@ -123,6 +143,7 @@ class CardHost:
                 return False
             self._stop.set()
             self._shutdown_sock()
+            self._closed_at = time.monotonic()
             t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join(5)
@@ -130,6 +151,10 @@ class CardHost:
             self.state = "empty"
         self._log("removed (apdus=%d)" % self._apdus)
         return True
+
+    @property
+    def seen(self):
+        return self._seen.is_set()
 
     def wait_seen(self, timeout=5.0):
         """True once vpcd has asked for the ATR since the (re)insertion."""
@@ -186,8 +211,16 @@ class CardHost:
         return None
 
     def _start(self, card):
+        # pcscd must get one presence poll (every 400 ms) with the slot empty,
+        # or it never sees the removal: vpcd accepts a pending connection at
+        # the first poll after it dropped the old one.
+        if self._closed_at is not None:
+            left = self._closed_at + MIN_ABSENCE - time.monotonic()
+            if left > 0:
+                time.sleep(left)
         stop = threading.Event()
         sock = self._connect(stop, self.connect_timeout)
+        self.inserted_at = time.time()      # wall clock, to compare with events
         card.reset()
         self._seen.clear()
         self._stop = stop
@@ -218,6 +251,7 @@ class CardHost:
             if stop.is_set():
                 return
             if why == "vanish":
+                self._closed_at = time.monotonic()
                 with self._lock:
                     if self._stop is stop:
                         self.state = "removed"
@@ -227,6 +261,7 @@ class CardHost:
                 return
             # vpcd closed the connection: pcscd stopped or was killed
             if not self.reconnect:
+                self._closed_at = time.monotonic()
                 with self._lock:
                     if self._stop is stop:
                         self.state = "removed"
@@ -251,7 +286,8 @@ class CardHost:
 
         def need(n):
             while len(buf) < n:
-                sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+                if self.quickack:
+                    sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
                 try:
                     chunk = sock.recv(65536)
                 except OSError:
@@ -371,12 +407,12 @@ class ControlServer:
             if not rest:
                 return "err usage: insert NAME [k=v ...]"
             h.insert(rest[0], **cards.parse_card_args(rest[1:]))
-            return "ok"
+            return "ok" if h.seen else "ok unseen"
         if cmd == "remove":
             return "ok" if h.remove() else "err no card"
         if cmd == "reinsert":
             h.reinsert()
-            return "ok"
+            return "ok" if h.seen else "ok unseen"
         if cmd == "status":
             return "ok " + h.status()
         if cmd == "apdus":

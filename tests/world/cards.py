@@ -280,8 +280,11 @@ class Card:
     def __init__(self, **args):
         self.args = args
         self.vanish_now = False
-        if "atr" in args and not args["atr"].isalpha():
-            self.atr = hexb(args["atr"])
+        if "atr" in args:
+            try:
+                self.atr = hexb(args["atr"])
+            except ValueError:
+                raise ValueError("%s: atr=%r is not hex" % (self.name, args["atr"]))
 
     def power(self, on):
         self.reset()

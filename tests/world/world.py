@@ -91,7 +91,7 @@ def write_conf(d, port, friendly="Virtual PCD"):
 def read_int(path):
     try:
         with open(path) as f:
-            return int(f.read().strip())
+            return int(f.read().strip(" \n\0"))   # pcscd's own file ends in NUL
     except (OSError, ValueError):
         return None
 
@@ -438,6 +438,8 @@ class PcscWorld:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
+        if self.proc is not None and self.running:
+            return self          # already started by this object
         return self.start()
 
     def __exit__(self, *exc):
