@@ -398,6 +398,12 @@ def check_hostile(probe, host):
         card = host.insert(name)
         res = probe.apdus(*path)
         ok = res is not None and res[0] == rc
+        if name == "vanish" and res is not None and res[0] == 3:
+            # vpcd race: if the closed connection reads as EOF, vpcd returns
+            # a 0-byte answer and pcscd reports SCardTransmit SUCCESS, empty.
+            ok = "shorter than a status word (0 bytes)" in res[4]
+        if name == "vanish" and res is not None:
+            figure("APDU after the card vanished", res[4].strip().replace("pcsc_probe: ", ""))
         if name == "wrongconv":
             ok = ok and res[1] == card.atr.hex().upper() and res[1].startswith("3F75")
         if name == "vanish":

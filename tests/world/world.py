@@ -258,7 +258,7 @@ def _stop_all():
         worlds = list(_LIVE)
     for w in worlds:
         try:
-            w.stop()
+            w.cleanup()
         except Exception:
             pass
 
