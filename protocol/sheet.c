@@ -1018,7 +1018,7 @@ emit_acts(const struct sheet *s, const struct sheet_encoder *e, void *ctx)
 		};
 		r = emit_map(s, e, ctx, af, N(af));
 	}
-	return r;
+	return r ? r : e->array_end(ctx);
 }
 
 static int
@@ -1057,7 +1057,7 @@ emit_map(const struct sheet *s, const struct sheet_encoder *e, void *ctx, struct
 			break;
 		}
 	}
-	return r;
+	return r ? r : e->map_end(ctx);
 }
 
 #define ADD(...) (f[n++] = (struct field){ __VA_ARGS__ })

@@ -157,10 +157,16 @@ const char *sheet_insurance_name(enum sheet_insurance i);
 int sheet_insurance_parse(const char *name);       /* the enum value (its code), or -EINVAL */
 
 /* The encoder a deterministic CBOR writer provides (protocol/cbor): each
- * call appends one item and returns 0 or a negative errno. */
+ * call appends one item and returns 0 or a negative errno. A container is
+ * opened with its size (pairs or items, for writers that put the head
+ * first) and closed with the matching end call (for writers that close
+ * containers, such as cbor_enc_map_begin/_end: they may ignore the size).
+ * sheet_encode already emits map keys in deterministic order. */
 struct sheet_encoder {
 	int (*map)(void *ctx, size_t pairs);
+	int (*map_end)(void *ctx);
 	int (*array)(void *ctx, size_t n);
+	int (*array_end)(void *ctx);
 	int (*text)(void *ctx, const char *s, size_t len);
 	int (*bytes)(void *ctx, const uint8_t *p, size_t len);
 	int (*uint)(void *ctx, uint64_t v);

@@ -12,12 +12,14 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int n_map(void *c, size_t n) { (void)c; (void)n; return 0; }
+static int n_end(void *c) { (void)c; return 0; }
 static int n_text(void *c, const char *s, size_t n) { (void)c; (void)s; (void)n; return 0; }
 static int n_bytes(void *c, const uint8_t *p, size_t n) { (void)c; (void)p; (void)n; return 0; }
 static int n_uint(void *c, uint64_t v) { (void)c; (void)v; return 0; }
 static int n_sint(void *c, int64_t v) { (void)c; (void)v; return 0; }
 static int n_bool(void *c, bool v) { (void)c; (void)v; return 0; }
-static const struct sheet_encoder null_enc = { n_map, n_map, n_text, n_bytes, n_uint, n_sint, n_bool };
+static const struct sheet_encoder null_enc = { n_map,   n_end,  n_map,  n_end, n_text,
+	                                       n_bytes, n_uint, n_sint, n_bool };
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

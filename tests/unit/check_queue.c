@@ -1269,12 +1269,12 @@ diskfull_child(void)
 	/* space comes back */
 	unlink(ballast);
 	if ((r = put(q, "after", "P1", "2024-03-01", "2024-03-06", pl)) < 0) {
-		printf("after freeing: %d %s\n", r, queue_last_error(q));
+		fprintf(stderr, "test_disk_full: after freeing: %d %s\n", r, queue_last_error(q));
 		return 8;
 	}
 	queue_close(q);
 	if (queue_open(&o, &q, err, sizeof(err)) < 0) {
-		printf("reopen: %s\n", err);
+		fprintf(stderr, "test_disk_full: reopen: %s\n", err);
 		return 9;
 	}
 	for (int i = 0; i < acked; i++) {

@@ -426,6 +426,7 @@ struct buf {
 	uint8_t b[16384];
 	size_t n;
 	int fail_after; /* > 0: the n-th call fails */
+	int opens, closes;
 };
 
 static int
@@ -474,15 +475,17 @@ raw(struct buf *w, const void *p, size_t n)
 	return 0;
 }
 
-static int e_map(void *c, size_t n) { return head(c, 5, n); }
-static int e_array(void *c, size_t n) { return head(c, 4, n); }
+static int e_map(void *c, size_t n) { ((struct buf *)c)->opens++; return head(c, 5, n); }
+static int e_end(void *c) { ((struct buf *)c)->closes++; return 0; } /* heads carry the sizes */
+static int e_array(void *c, size_t n) { ((struct buf *)c)->opens++; return head(c, 4, n); }
 static int e_text(void *c, const char *s, size_t n) { int r = head(c, 3, n); return r ? r : raw(c, s, n); }
 static int e_bytes(void *c, const uint8_t *p, size_t n) { int r = head(c, 2, n); return r ? r : raw(c, p, n); }
 static int e_uint(void *c, uint64_t v) { return head(c, 0, v); }
 static int e_sint(void *c, int64_t v) { return v >= 0 ? head(c, 0, (uint64_t)v) : head(c, 1, (uint64_t)(-1 - v)); }
 static int e_bool(void *c, bool v) { return head(c, 7, v ? 21 : 20); }
 
-static const struct sheet_encoder test_enc = { e_map, e_array, e_text, e_bytes, e_uint, e_sint, e_bool };
+static const struct sheet_encoder test_enc = { e_map,   e_end,  e_array, e_end, e_text,
+	                                       e_bytes, e_uint, e_sint,  e_bool };
 
 struct walk {
 	const uint8_t *p;
@@ -587,6 +590,8 @@ START_TEST(test_encode)
 	struct walk wk = { .p = w1.b, .n = w1.n };
 	walk_item(&wk, 0, NULL);
 	ck_assert_uint_eq(wk.off, w1.n); /* exactly one item */
+	ck_assert_int_eq(w1.opens, 8);  /* 7 maps and the acts array, each closed */
+	ck_assert_int_eq(w1.closes, 8);
 	ck_assert_uint_eq(wk.seq, 300);
 	/* top map + insurer + prescriber + totals + evidence + 2 acts */
 	ck_assert_int_eq(wk.maps, 7);
