@@ -7,7 +7,7 @@
  * Tools are built without the core library, so this program compiles the
  * storage module's sources in (storage/ depends on nothing else) and the
  * baseline of tests/tools/sqlite_baseline.c. Prints rows
- * "| what | value | baseline | ratio |", medians of 3 interleaved runs. */
+ * "| what | value | baseline | ratio |", medians of 5 interleaved runs. */
 #define BASELINE_NO_MAIN
 #include "sqlite_baseline.c"
 
@@ -16,7 +16,7 @@
 
 #include <ftw.h>
 
-#define RUNS 3
+#define RUNS 5
 
 static int
 rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw)
@@ -28,14 +28,15 @@ rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 }
 
 static double
-median3(double *v)
+median(double *v, int n)
 {
-	double a = v[0], b = v[1], c = v[2];
-	if ((a <= b && b <= c) || (c <= b && b <= a))
-		return b;
-	if ((b <= a && a <= c) || (c <= a && a <= b))
-		return a;
-	return c;
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+			double t = v[j];
+			v[j] = v[j - 1];
+			v[j - 1] = t;
+		}
+	return v[n / 2];
 }
 
 /* sheets per second through queue_put_batch, batch sheets per call */
@@ -97,7 +98,7 @@ row(const char *what, int batch, int n, const char *dir)
 			return;
 		}
 	}
-	double q = median3(qv), b = median3(bv);
+	double q = median(qv, RUNS), b = median(bv, RUNS);
 	printf("| %s | %.0f sheets/s | %.0f rows/s (raw SQLite, WAL + synchronous=FULL, %d per "
 	       "transaction) | %.2f |\n",
 	       what, q, b, batch, q / b);
