@@ -3,8 +3,9 @@
 
 libnfc's pn532_uart driver opens the pty's slave (the link PATH) as if it were
 a PN532 on a serial line. This program speaks the PN532 host protocol (NXP
-UM0701 §6.2: HSU frames, ACK, extended frames, wake-up) on the master side and
-emulates one phone doing ISO 14443-4A card emulation with a random UID per tap.
+UM0701, the PN532 user manual: HSU frames, ACK, extended frames, wake-up) on
+the master side and emulates one phone doing ISO 14443-4A card emulation with
+a random UID per tap.
 APDUs from InDataExchange go to phone_applet.PhoneApplet.
 
     pn532emu.py --link PATH [--control SOCK] [--log FILE] [--world DIR]
@@ -27,6 +28,7 @@ It never holds APDU data (identity data) in clear.
 """
 
 import argparse
+import json
 import os
 import select
 import shutil
@@ -42,9 +44,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import phone_applet  # noqa: E402
 
 ACK = b"\x00\x00\xff\x00\xff\x00"
-SYNTAX_ERROR = b"\x00\x00\xff\x01\xff\x7f\x81\x00"      # UM0701 §6.2.1.5 error frame
+SYNTAX_ERROR = b"\x00\x00\xff\x01\xff\x7f\x81\x00"      # UM0701 syntax error frame
 
-# UM0701 §7: status byte values used here
+# UM0701 status byte values used here
 ST_OK, ST_TIMEOUT, ST_BAD_CONTEXT = 0x00, 0x01, 0x27
 PARAM_AUTO_RATS = 0x10
 
@@ -78,7 +80,6 @@ def parse_knobs(words):
         elif isinstance(default, float):
             out[k] = float(v)
         elif k == "holder":
-            import json
             out[k] = json.loads(v)
         elif k in phone_applet.KNOBS or k in phone_applet.CREDENTIAL_KNOBS:
             out[k] = v
@@ -110,6 +111,8 @@ class Emulator:
         tty.setraw(self.slave)
         self.clean_termios = termios.tcgetattr(self.slave)
         os.set_blocking(self.master, False)
+        if os.path.lexists(args.link):
+            raise SystemExit("pn532emu: %s exists; use a unique path per test" % args.link)
         os.symlink(os.ttyname(self.slave), args.link)
         self.link = args.link
         self.listener = None
@@ -257,7 +260,7 @@ class Emulator:
             self.send(ACK)
             self.command(body[1], body[2:], extended=hdr == 7)
 
-    # -- commands (UM0701 §7) -------------------------------------------------------
+    # -- commands (UM0701) --------------------------------------------------------
 
     def command(self, cmd, d, extended):
         name = NAMES.get(cmd, "0x%02X" % cmd)
@@ -370,7 +373,7 @@ class Emulator:
                 return
         else:
             found = None
-        # UM0701 §7.3.13: PollNr rounds of Period x 150 ms per type; 0xFF: endless
+        # UM0701 InAutoPoll: PollNr rounds of Period x 150 ms per type; 0xFF: endless
         wait = None if pollnr == 0xFF else pollnr * max(period, 1) * 0.15 * max(len(types), 1)
         self.log("InAutoPoll: no target, waiting %s", "for ever" if wait is None else "%.2f s" % wait)
         self.pending = (None if wait is None else time.monotonic() + wait,

@@ -114,7 +114,7 @@ class _Strict:
                 kb = self.d[ks:self.i]
                 if last is not None and kb <= last:
                     self.fail("map keys unsorted or repeated")
-                if not isinstance(k, (int, str)):
+                if not isinstance(k, (int, str)) or isinstance(k, bool):
                     self.fail("map key of another type than int or text")
                 last = kb
                 out[k] = self.item(depth + 1)
@@ -123,7 +123,7 @@ class _Strict:
             if not (self.allow_tag and start == 0 and n == 18):
                 self.fail("unexpected tag %d" % n)
             return Tag(n, self.item(depth + 1))
-        self.fail("unreachable")
+        self.fail("unknown major type")  # not reached: 7 is handled above
 
 
 def strict_decode(data, allow_top_tag18=False):
@@ -227,7 +227,10 @@ def check_chain(chain_der, anchors, now, eku=PURPOSE_OID):
         raise VerifyError("chain_untrusted", "no trust anchor configured")
     try:
         chain = [x509.load_der_x509_certificate(d) for d in chain_der]
-    except ValueError as e:
+        for c in chain:     # cryptography parses lazily: touch every field now
+            (c.subject, c.issuer, c.extensions, c.public_key(), c.signature_hash_algorithm,
+             c.not_valid_before, c.not_valid_after, c.tbs_certificate_bytes)
+    except Exception as e:  # any parse error of a hostile certificate
         raise VerifyError("chain_untrusted", "certificate does not parse: %s" % e)
     anchor_der = {a.public_bytes(serialization.Encoding.DER): a for a in anchors}
     path, cur, rest = [chain[0]], chain[0], chain[1:]
@@ -486,8 +489,10 @@ def authenticate_apdu(nonce, terminal_id, ts):
               else b"\x19" + ts.to_bytes(2, "big") if ts < 65536
               else b"\x1a" + ts.to_bytes(4, "big") if ts < 1 << 32
               else b"\x1b" + ts.to_bytes(8, "big"))
-    assert len(nonce) == 32 and 1 <= len(t) <= 23
-    data = b"\xa3\x61n\x58\x20" + nonce + b"\x61t" + bytes([0x60 | len(t)]) + t + b"\x62ts" + ts_enc
+    if len(nonce) != 32 or not 1 <= len(t) <= 64:
+        raise ValueError("nonce of 32 bytes, terminal id of 1..64 bytes")
+    t_head = bytes([0x60 | len(t)]) if len(t) < 24 else bytes([0x78, len(t)])
+    data = b"\xa3\x61n\x58\x20" + nonce + b"\x61t" + t_head + t + b"\x62ts" + ts_enc
     return bytes([0x80, 0x88, 0x00, 0x00, len(data)]) + data + b"\x00"
 
 
