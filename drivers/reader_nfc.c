@@ -18,10 +18,10 @@
  *
  * Locks: dev->io serialises libnfc calls on one device (libnfc is not
  * thread-safe per device; the worker and a session thread share it);
- * drv->lock guards the state below it; drv->open_lock serialises nfc_open and
- * nfc_close (libusb-0.1 based drivers keep global state); drv->cb_lock makes
- * callbacks one at a time. Order: io, then lock; open_lock inside io; the
- * callback runs with only cb_lock held.
+ * drv->lock guards the state below it; nfc_open_lock serialises nfc_open and
+ * nfc_close process-wide; drv->cb_lock makes callbacks one at a time. Order:
+ * io, then lock; nfc_open_lock inside io; the callback runs with only cb_lock
+ * held.
  */
 #include "reader_nfc.h"
 
@@ -125,8 +125,10 @@ reader_nfc_backoff_next(unsigned cur_ms, unsigned cap_ms)
 
 #if WITH_NFC
 
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sys/file.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -157,8 +159,9 @@ struct nfc_dev {
 	bool thread_started;
 	pthread_mutex_t io;             /* every libnfc call on pnd */
 
-	/* under drv->lock (pnd: written with io held as well) */
+	/* under drv->lock (pnd, lockfd: written with io held as well) */
 	nfc_device *pnd;
+	int lockfd;                     /* flock()ed device path, or -1 */
 	enum dev_state state;
 	struct reader_card *card;       /* the connected card, if any */
 	bool card_lost;                 /* a transmit failed on this activation */
@@ -182,13 +185,12 @@ struct reader_card {
 };
 
 struct reader_driver {
-	nfc_context *ctx;
+	nfc_context *ctx;               /* the process-wide one, see ctx_get() */
 	reader_event_fn cb;
 	void *arg;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;            /* CLOCK_MONOTONIC */
 	pthread_mutex_t cb_lock;
-	pthread_mutex_t open_lock;
 	bool stopping;
 	unsigned refs;                  /* 1 from open() to close(), + 1 per card */
 	unsigned poll_ms;
@@ -200,6 +202,45 @@ struct reader_driver {
 
 static const nfc_modulation nfc_mod_a = { .nmt = NMT_ISO14443A, .nbr = NBR_106 };
 
+/*
+ * One libnfc context per process, shared by every open driver. libnfc 1.8
+ * keeps its driver list in a global that nfc_init fills and nfc_exit frees
+ * for every context at once: with one context per driver, closing one driver
+ * (e.g. the old one on a configuration reload) makes every later nfc_open of
+ * the others fail with "No driver available". nfc_open and nfc_close are
+ * serialised process-wide too (libusb-0.1 based drivers keep global state).
+ */
+static pthread_mutex_t nfc_ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t nfc_open_lock = PTHREAD_MUTEX_INITIALIZER;
+static nfc_context *nfc_ctx;
+static unsigned nfc_ctx_users;
+
+static nfc_context *
+ctx_get(void)
+{
+	nfc_context *c;
+
+	pthread_mutex_lock(&nfc_ctx_lock);
+	if (nfc_ctx == NULL)
+		nfc_init(&nfc_ctx);
+	if (nfc_ctx != NULL)
+		nfc_ctx_users++;
+	c = nfc_ctx;
+	pthread_mutex_unlock(&nfc_ctx_lock);
+	return c;
+}
+
+static void
+ctx_put(void)
+{
+	pthread_mutex_lock(&nfc_ctx_lock);
+	if (nfc_ctx_users > 0 && --nfc_ctx_users == 0) {
+		nfc_exit(nfc_ctx);
+		nfc_ctx = NULL;
+	}
+	pthread_mutex_unlock(&nfc_ctx_lock);
+}
+
 /* -- small things ------------------------------------------------------------ */
 
 static void
@@ -208,16 +249,18 @@ drv_free(struct reader_driver *d)
 	for (size_t i = 0; i < d->ndev; i++) {
 		struct nfc_dev *dev = &d->dev[i];
 		if (dev->pnd != NULL) {
+			pthread_mutex_lock(&nfc_open_lock);
 			nfc_close(dev->pnd);
-			dev->pnd = NULL;
+			pthread_mutex_unlock(&nfc_open_lock);
 		}
+		if (dev->lockfd >= 0)
+			close(dev->lockfd);
 		pthread_mutex_destroy(&dev->io);
 	}
 	if (d->ctx != NULL)
-		nfc_exit(d->ctx);
+		ctx_put();
 	pthread_mutex_destroy(&d->lock);
 	pthread_mutex_destroy(&d->cb_lock);
-	pthread_mutex_destroy(&d->open_lock);
 	pthread_cond_destroy(&d->cond);
 	free(d->dev);
 	free(d);
@@ -328,16 +371,22 @@ dev_end(struct nfc_dev *dev)
 	pthread_mutex_unlock(&dev->drv->lock);
 }
 
-/* The port of a "driver:/path[:speed]" connstring, for a clearer reason than
- * libnfc gives (it only returns NULL). Returns 0 when there is no path or it
- * looks usable, else a positive errno. */
+/* Take an exclusive flock() on the device path of a "driver:/path[:speed]"
+ * connstring (pn532_uart, arygon, pn532_i2c, pn532_spi): libnfc's own
+ * "claimed" mark is a termios flag that Linux does not keep, so nothing else
+ * stops a second process from opening the same PN532 and breaking both
+ * sessions (docs/digital-card.md §15). It also gives a clearer reason than
+ * nfc_open, which only returns NULL. Returns 0 with *fd set (-1 when the
+ * connstring has no path), or a positive errno (EWOULDBLOCK: in use). */
 static int
-connstring_path_errno(const char *cs)
+dev_lock_path(const char *cs, int *fd)
 {
 	char path[PATH_MAX];
 	const char *p = strchr(cs, ':'), *end;
 	size_t n;
+	int e;
 
+	*fd = -1;
 	if (p == NULL || p[1] != '/')
 		return 0;
 	p++;
@@ -347,9 +396,32 @@ connstring_path_errno(const char *cs)
 		return ENAMETOOLONG;
 	memcpy(path, p, n);
 	path[n] = '\0';
-	if (access(path, R_OK | W_OK) != 0)
-		return errno;
+	if ((*fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)) < 0) {
+		e = errno;
+		*fd = -1;
+		return e;
+	}
+	if (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
+		e = errno == EWOULDBLOCK ? EWOULDBLOCK : errno;
+		close(*fd);
+		*fd = -1;
+		return e;
+	}
 	return 0;
+}
+
+/* Close a device taken off its nfc_dev (bounded: about 350 ms on a silent
+ * PN532), then drop its path lock. */
+static void
+dev_release(struct reader_driver *d, nfc_device *pnd, int lockfd)
+{
+	if (pnd != NULL) {
+		pthread_mutex_lock(&nfc_open_lock);
+		nfc_close(pnd);
+		pthread_mutex_unlock(&nfc_open_lock);
+	}
+	if (lockfd >= 0)
+		close(lockfd);
 }
 
 /* -- the worker's steps ------------------------------------------------------ */
@@ -360,18 +432,21 @@ dev_open(struct nfc_dev *dev, char *reason, size_t reasonlen)
 {
 	struct reader_driver *d = dev->drv;
 	nfc_device *pnd = NULL;
-	int e, r;
+	int e, r, lockfd = -1;
 
-	if ((e = connstring_path_errno(dev->connstring)) != 0) {
-		snprintf(reason, reasonlen, "cannot open: %s%s", strerror(e),
-		         e == EACCES ? " (is the service user in the device's group, e.g. dialout?)" : "");
+	if ((e = dev_lock_path(dev->connstring, &lockfd)) != 0) {
+		snprintf(reason, reasonlen, "cannot open: %s",
+		         e == EWOULDBLOCK ? "in use by another process (locked)" :
+		         e == EACCES ? "Permission denied (is the service user in the device's group, e.g. dialout?)" :
+		         strerror(e));
 		return -1;
 	}
-	pthread_mutex_lock(&d->open_lock);
+	pthread_mutex_lock(&nfc_open_lock);
 	pnd = nfc_open(d->ctx, dev->connstring);
-	pthread_mutex_unlock(&d->open_lock);
+	pthread_mutex_unlock(&nfc_open_lock);
 	if (pnd == NULL) {
 		snprintf(reason, reasonlen, "cannot open: no such libnfc device, or it does not answer");
+		dev_release(d, NULL, lockfd);
 		return -1;
 	}
 	/* nfc_initiator_init turns "infinite select" on; turn it off again so a
@@ -383,14 +458,13 @@ dev_open(struct nfc_dev *dev, char *reason, size_t reasonlen)
 	    (r = nfc_device_set_property_bool(pnd, NP_AUTO_ISO14443_4, true)) < 0 ||
 	    (r = nfc_device_set_property_bool(pnd, NP_EASY_FRAMING, true)) < 0) {
 		snprintf(reason, reasonlen, "cannot initialise: %s", nfc_strerror(pnd));
-		pthread_mutex_lock(&d->open_lock);
-		nfc_close(pnd);
-		pthread_mutex_unlock(&d->open_lock);
+		dev_release(d, pnd, lockfd);
 		return -1;
 	}
 	pthread_mutex_lock(&dev->io);
 	pthread_mutex_lock(&d->lock);
 	dev->pnd = pnd;
+	dev->lockfd = lockfd;
 	dev->state = DEV_IDLE;
 	dev->card_lost = false;
 	dev->suspect = false;
@@ -408,13 +482,16 @@ dev_lost(struct nfc_dev *dev, const char *why)
 	char reason[NFC_REASON_MAX];
 	nfc_device *pnd;
 	bool had_card;
+	int lockfd;
 
 	/* detached under io: no other thread can be using it afterwards */
 	pthread_mutex_lock(&dev->io);
 	pthread_mutex_lock(&d->lock);
 	had_card = dev->state == DEV_PRESENT;
 	pnd = dev->pnd;
+	lockfd = dev->lockfd;
 	dev->pnd = NULL;
+	dev->lockfd = -1;
 	dev->state = DEV_DOWN;
 	dev->gen++;
 	pthread_mutex_unlock(&d->lock);
@@ -426,11 +503,7 @@ dev_lost(struct nfc_dev *dev, const char *why)
 	dev_emit(dev, READER_EV_REMOVED, reason);
 	dev->down_reported = true;
 	dev->backoff_ms = 0;
-	if (pnd != NULL) {
-		pthread_mutex_lock(&d->open_lock);
-		nfc_close(pnd);
-		pthread_mutex_unlock(&d->open_lock);
-	}
+	dev_release(d, pnd, lockfd);
 }
 
 /* After a libnfc error: does the device still answer? A bounded command
@@ -684,7 +757,6 @@ nfc_open_drv(const struct reader_params *p, reader_event_fn cb, void *arg,
 	                     ? (int)p->apdu_timeout_ms : READER_NFC_APDU_TIMEOUT_MS;
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_init(&d->cb_lock, NULL);
-	pthread_mutex_init(&d->open_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&d->cond, &ca);
@@ -700,14 +772,14 @@ nfc_open_drv(const struct reader_params *p, reader_event_fn cb, void *arg,
 		snprintf(dev->name, sizeof(dev->name), "nfc:%s", p->devices[i]);
 		pthread_mutex_init(&dev->io, NULL);
 		dev->state = DEV_DOWN;
+		dev->lockfd = -1;
 		d->ndev++;
 	}
 	if ((lvl = getenv("LIBNFC_LOG_LEVEL")) != NULL && lvl[0] >= '3' && lvl[0] <= '9')
 		log_warn("nfc: LIBNFC_LOG_LEVEL=%s makes libnfc print every frame, card and "
 		         "identity data included: never use it in production", lvl);
 	if (d->ndev > 0) {
-		nfc_init(&d->ctx);
-		if (d->ctx == NULL) {
+		if ((d->ctx = ctx_get()) == NULL) {
 			log_err("nfc: nfc_init failed");
 			r = -ENOMEM;
 			goto out;
@@ -752,19 +824,19 @@ nfc_close_drv(struct reader_driver *d)
 	for (size_t i = 0; i < d->ndev; i++) {
 		struct nfc_dev *dev = &d->dev[i];
 		nfc_device *pnd = NULL;
+		int lockfd = -1;
 		pthread_mutex_lock(&dev->io);
 		pthread_mutex_lock(&d->lock);
 		if (dev->card == NULL) {
 			pnd = dev->pnd;
+			lockfd = dev->lockfd;
 			dev->pnd = NULL;
+			dev->lockfd = -1;
 		}
 		pthread_mutex_unlock(&d->lock);
-		if (pnd != NULL) {
-			pthread_mutex_lock(&d->open_lock);
+		if (pnd != NULL)
 			nfc_initiator_deselect_target(pnd);
-			nfc_close(pnd);
-			pthread_mutex_unlock(&d->open_lock);
-		}
+		dev_release(d, pnd, lockfd);
 		pthread_mutex_unlock(&dev->io);
 	}
 	drv_unref(d);

@@ -798,10 +798,16 @@ START_TEST(back_after_power_cycle)
 	struct reader_card *c;
 
 	expect_ev(READER_EV_ADDED, emu.name, 3000, NULL);
+	uint64_t t0 = now_ms();
 	ck_assert_int_eq(emu_ctl("vanish"), 0);
 	expect_ev(READER_EV_REMOVED, emu.name, 3000, NULL);
+	fprintf(stderr, "nfc: vanish (no phone) -> REMOVED %llu ms\n",
+	        (unsigned long long)(now_ms() - t0));
+	t0 = now_ms();
 	ck_assert_int_eq(emu_ctl("back reset"), 0);
 	expect_ev(READER_EV_ADDED, emu.name, 5000, NULL);
+	fprintf(stderr, "nfc: back after a power cycle -> ADDED %llu ms\n",
+	        (unsigned long long)(now_ms() - t0));
 	c = tap_connect_select(d);
 	reader_nfc_ops.disconnect(c);
 	reader_nfc_ops.close(d);
@@ -886,6 +892,39 @@ START_TEST(second_device_missing)
 	                                        &c, NULL, NULL), -EHOSTDOWN);
 	expect_no_ev(1200);     /* retries are silent */
 	reader_nfc_ops.close(d);
+	ck_assert_uint_eq(evq.cb_overlap, 0);   /* two workers, one callback at a time */
+}
+END_TEST
+
+START_TEST(device_in_use_by_another_driver)
+{
+	/* libnfc's own "claimed" mark does not hold on Linux; the driver's
+	 * flock() on the path keeps a second opener off the PN532 */
+	REQUIRE_EMU();
+	const char *devs[] = { emu.conn };
+	struct reader_driver *a = drv_open_with(devs, 1, 100, 1000, 0), *b;
+	struct reader_event ev;
+	struct reader_card *c;
+
+	expect_ev(READER_EV_ADDED, emu.name, 3000, NULL);
+	b = drv_open_with(devs, 1, 100, 1000, 0);
+	expect_ev(READER_EV_REMOVED, emu.name, 3000, &ev);
+	fprintf(stderr, "nfc: second opener: %s\n", ev.reason);
+	ck_assert_ptr_nonnull(strstr(ev.reason, "in use"));
+	/* the first keeps working, undisturbed by the second's retries */
+	c = tap_connect_select(a);
+	usleep(600 * 1000);
+	uint8_t r[300];
+	size_t rn;
+	ck_assert_int_eq(xfer(c, select_aid, sizeof(select_aid), r, sizeof(r), &rn), 0);
+	ck_assert_mem_eq(r, hello, sizeof(hello));
+	reader_nfc_ops.disconnect(c);
+	/* once the first lets go, the second gets it (and its libnfc context
+	 * survived the first's close) */
+	reader_nfc_ops.close(a);
+	expect_ev(READER_EV_ADDED, emu.name, 3000, NULL);
+	expect_ev(READER_EV_CARD_PRESENT, emu.name, 2000, NULL);
+	reader_nfc_ops.close(b);
 }
 END_TEST
 
@@ -928,6 +967,7 @@ main(void)
 		emu_case(s, "close_is_bounded", close_is_bounded, 30);
 		emu_case(s, "close_with_a_session_open", close_with_a_session_open, 30);
 		emu_case(s, "second_device_missing", second_device_missing, 30);
+		emu_case(s, "device_in_use_by_another_driver", device_in_use_by_another_driver, 30);
 	}
 #else
 	printf("reader_nfc: built without libnfc (WITH_NFC=0): emulator tests skipped\n");
