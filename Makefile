@@ -229,7 +229,9 @@ install: all
 	install -m 0755 $(LIBCLIENT_SO) $(DESTDIR)$(LIBDIR)/
 	ln -sf libvitaled-client.so.0 $(DESTDIR)$(LIBDIR)/libvitaled-client.so
 	install -m 0644 client/vitaled-client.h $(DESTDIR)$(INCLUDEDIR)/
-	install -m 0644 $(PCFILE) $(DESTDIR)$(LIBDIR)/pkgconfig/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    client/vitaled-client.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/vitaled-client.pc
 	install -m 0644 docs/vitaled.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 docs/vitalectl.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 docs/vitaled.conf.5 $(DESTDIR)$(MANDIR)/man5/
