@@ -3,9 +3,13 @@
  *
  * What the driver does with the reader interface (docs/nfc.md has the why):
  *   - params->devices are libnfc connstrings ("pn532_uart:/dev/ttyUSB0",
- *     "acr122_usb", ...). One nfc_context per open(); one nfc_device and one
- *     worker thread per connstring, so a silent device never delays another.
- *     Only the configured connstrings are opened: nothing is scanned.
+ *     "acr122_usb", ...). One nfc_device and one worker thread per
+ *     connstring, so a silent device never delays another; one libnfc
+ *     context per process, shared by every open driver (libnfc 1.8's
+ *     nfc_exit frees the driver list of all contexts). Only the configured
+ *     connstrings are opened: nothing is scanned. A device path
+ *     ("pn532_uart:/dev/...") is flock()ed while open: a second opener gets
+ *     "in use".
  *   - Readers are named "nfc:" + connstring.
  *   - The callback is called from the per-device worker threads, one call at
  *     a time (the driver serialises the calls), never with a driver lock held
