@@ -121,7 +121,7 @@ atr_parse(const uint8_t *atr, size_t len, struct atr_info *out)
 	/* Historical bytes (§8.2.4) */
 	if (k > len - i)
 		return fail(out, ATR_ERR_TRUNCATED);
-	out->hist = b + i;
+	memcpy(out->hist, b + i, k);
 	out->hist_len = k;
 	i += k;
 
@@ -269,9 +269,13 @@ atr_pattern_parse(const char *value, size_t vlen, const char *mask, size_t mlen,
 	while (end > 0 && is_sep(value[end - 1]))
 		end--;
 	if (end >= 3 && memcmp(value + end - 3, "...", 3) == 0) {
-		/* only when it stands alone or follows a separator, so that a
-		 * byte ".." followed by "." is not taken for it */
-		if (end == 3 || is_sep(value[end - 4])) {
+		/* only on a byte boundary, so that "3B 4. .." is read as two
+		 * bytes, not as "3B 4" and a prefix mark */
+		size_t nibbles = 0;
+		for (size_t i = 0; i < end - 3; i++)
+			if (!is_sep(value[i]))
+				nibbles++;
+		if (nibbles % 2 == 0) {
 			out->prefix = true;
 			end -= 3;
 		}

@@ -69,7 +69,7 @@ struct atr_info {
 	size_t nlevels;             /* groups parsed (1 + number of TDi) */
 	struct atr_level level[ATR_MAX_LEVELS];
 	uint16_t protocols;         /* bit t set: T=t indicated (T=15 = global bytes) */
-	const uint8_t *hist;        /* points into bytes[] */
+	uint8_t hist[ATR_MAX_HIST]; /* historical bytes (a copy) */
 	size_t hist_len;
 	bool tck_present;
 	uint8_t tck;
@@ -78,7 +78,7 @@ struct atr_info {
 
 /* Parse an ATR (ISO 7816-3 §8.2). out is cleared first, then filled even on
  * failure as far as parsing got. Returns 0, or -EINVAL with out->error set.
- * out->hist points into out->bytes: copy the struct as a whole. */
+ * out holds no pointer: it may be copied freely. */
 int atr_parse(const uint8_t *atr, size_t len, struct atr_info *out);
 
 /* Stable lower-case name of a reason, e.g. "atr_truncated". */

@@ -410,7 +410,7 @@ static inline void
 fc_benef_tlv(struct tb *t, const struct fc_benef *b)
 {
 	struct tb in;
-	tb_init(&in, 4096);
+	tb_init(&in, 32768);
 	if (b->surname) tb_str(&in, 0x80, b->surname);
 	if (b->given_name) tb_str(&in, 0x81, b->given_name);
 	if (b->birth) tb_str(&in, 0x82, b->birth);
