@@ -208,8 +208,9 @@ fc_init(struct fakecard *fc)
 static inline void
 fc_free(struct fakecard *fc)
 {
-	for (size_t a = 0; a < fc->napp; a++)
-		for (size_t e = 0; e < fc->app[a].nef; e++)
+	/* every slot, so tests may hide an app or EF by lowering a count */
+	for (size_t a = 0; a < FC_MAX_APPS; a++)
+		for (size_t e = 0; e < FC_MAX_EFS; e++)
 			free(fc->app[a].ef[e].data);
 }
 
