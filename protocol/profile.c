@@ -336,6 +336,13 @@ parse_sw(const struct tok *t, struct profile_sw *out)
 	return 0;
 }
 
+static bool
+is_select(const struct profile_step *st)
+{
+	return st->op == PROFILE_OP_SELECT_AID || st->op == PROFILE_OP_SELECT_EF ||
+	       st->op == PROFILE_OP_SELECT_FID;
+}
+
 static int
 step_options(struct pctx *c, struct profile_step *st, const struct tok *t, size_t nt,
              size_t i)
@@ -344,11 +351,11 @@ step_options(struct pctx *c, struct profile_step *st, const struct tok *t, size_
 	while (i < nt) {
 		if (tok_is(&t[i], "optional")) {
 			st->optional = true;
-		} else if (tok_is(&t[i], "fci") && st->op <= PROFILE_OP_SELECT_FID) {
+		} else if (tok_is(&t[i], "fci") && is_select(st)) {
 			st->fci = true;
-		} else if (tok_is(&t[i], "nofci") && st->op <= PROFILE_OP_SELECT_FID) {
+		} else if (tok_is(&t[i], "nofci") && is_select(st)) {
 			st->fci = false;
-		} else if (tok_is(&t[i], "le") && st->op <= PROFILE_OP_SELECT_FID) {
+		} else if (tok_is(&t[i], "le") && is_select(st)) {
 			st->le = true;
 		} else if (tok_is(&t[i], "raw") &&
 		           (st->op == PROFILE_OP_READ || st->op == PROFILE_OP_SEND)) {
