@@ -58,6 +58,7 @@ struct reader_params {
 	size_t ndevices;
 	unsigned backoff_max_ms;    /* re-establish/reopen backoff cap */
 	unsigned poll_ms;           /* nfc: one bounded poll */
+	unsigned apdu_timeout_ms;   /* nfc: one APDU round trip; 0 = driver default (2000) */
 };
 
 struct reader_ops {
@@ -80,6 +81,9 @@ struct reader_ops {
 	int (*control)(struct reader_card *c, uint32_t code, const uint8_t *in, size_t inlen,
 	               uint8_t *out, size_t *outlen);
 	void (*disconnect)(struct reader_card *c);
+	/* Why open() returns -ENOTSUP (e.g. "NFC not compiled in"): a static
+	 * string, or NULL when the driver is usable. May itself be NULL. */
+	const char *(*why)(void);
 };
 
 extern const struct reader_ops reader_pcsc_ops;
