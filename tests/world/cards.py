@@ -156,6 +156,9 @@ wrongconv  ATR 3F 75 13 00 00 47 09 EA 90 00: TS says inverse convention but
 import hashlib
 import importlib.util
 import json
+import atexit
+import shutil
+import tempfile
 import os
 import sys
 
@@ -677,6 +680,22 @@ class Cps(Card):
 # phone (contactless) -- delegates to tests/world/phone_applet.py
 
 
+def _typed(v):
+    """A card-arg string as the phone knob's type: bool, int, float or text."""
+    if not isinstance(v, str):
+        return v
+    if v.lower() in ("true", "yes"):
+        return True
+    if v.lower() in ("false", "no"):
+        return False
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            pass
+    return v
+
+
 class Phone(Card):
     name = "phone"
     atr = hexb("3B 80 80 01 01")
@@ -697,7 +716,16 @@ class Phone(Card):
         spec.loader.exec_module(mod)
         if not hasattr(mod, "PhoneApplet"):
             raise RuntimeError("%s has no class PhoneApplet" % path)
-        self.applet = mod.PhoneApplet(**args) if args else mod.PhoneApplet()
+        if hasattr(mod, "make_phone"):
+            # the real applet: a test credential issued into a temp dir
+            # (card-args arrive as strings; turn them into the knobs' types)
+            tmpdir = args.pop("tmpdir", None)
+            if not tmpdir:
+                tmpdir = tempfile.mkdtemp(prefix="vitaled-phone-")
+                atexit.register(shutil.rmtree, tmpdir, True)
+            self.applet = mod.make_phone(tmpdir, **{k: _typed(v) for k, v in args.items()})
+        else:
+            self.applet = mod.PhoneApplet(**args) if args else mod.PhoneApplet()
 
     def power(self, on):
         hook = getattr(self.applet, "power", None)
