@@ -15,6 +15,22 @@ card_result_clear(struct card_result *r)
 	explicit_bzero(r, sizeof(*r));
 }
 
+const char *
+card_strerror(int err)
+{
+	switch (err) {
+	case -ETIMEDOUT: return "no answer in time";
+	case -ENODEV: return "the card was removed";
+	case -ECONNRESET: return "the card was reset by another application";
+	case -EHOSTDOWN: return "the reader service (pcscd) went away";
+	case -EBUSY: return "another application holds the card";
+	case -ENOBUFS: return "the answer is too long";
+	case -ENOMEM: return "out of memory";
+	case -EIO: return "transmission error";
+	default: return strerror(err < 0 ? -err : err);
+	}
+}
+
 void
 card_atr_hex(const uint8_t *atr, size_t len, char *out, size_t outlen)
 {
@@ -51,14 +67,14 @@ card_result_json(const struct card_result *r, enum card_json what)
 		const struct card_beneficiary *b = &r->beneficiaries[i];
 		json_t *jb;
 		if (what == CARD_JSON_FULL) {
-			jb = json_pack("{s:i,s:s,s:s,s:s*,s:s*,s:b}", "rank", b->rank, "surname",
+			jb = json_pack("{s:i,s:s,s:s,s:s?,s:s?,s:b}", "rank", b->rank, "surname",
 			               b->surname, "given_name", b->given_name, "birth_date",
 			               b->birth_date[0] ? b->birth_date : NULL, "nir",
 			               b->nir[0] ? b->nir : NULL, "nir_valid", b->nir_valid);
 		} else {
 			char masked[32];
 			log_mask_nir(b->nir[0] ? b->nir : NULL, masked, sizeof(masked));
-			jb = json_pack("{s:i,s:s*}", "rank", b->rank, "nir_masked",
+			jb = json_pack("{s:i,s:s?}", "rank", b->rank, "nir_masked",
 			               b->nir[0] ? masked : NULL);
 			if (jb && what == CARD_JSON_SUMMARY_ID) {
 				json_object_set_new(jb, "surname", json_string(b->surname));
@@ -68,7 +84,7 @@ card_result_json(const struct card_result *r, enum card_json what)
 		if (!jb || json_array_append_new(bens, jb) < 0)
 			goto fail;
 	}
-	o = json_pack("{s:s,s:s,s:s,s:b,s:b,s:I,s:s*}", "profile", r->profile, "kind", r->kind,
+	o = json_pack("{s:s,s:s,s:s,s:b,s:b,s:I,s:s?}", "profile", r->profile, "kind", r->kind,
 	              "atr", r->atr_hex, "recognised", r->recognised, "readable", r->readable,
 	              "apdus", (json_int_t)r->apdus, "error", r->error[0] ? r->error : NULL);
 	if (!o)
@@ -110,8 +126,7 @@ placeholder_read(const struct card_io *io, struct card_result *out)
 	size_t rlen = sizeof(rapdu);
 	int r = io->transmit(io->ctx, select_mf, sizeof(select_mf), rapdu, &rlen);
 	if (r < 0) {
-		snprintf(out->error, sizeof(out->error), "the card did not answer a SELECT: %s",
-		         r == -ETIMEDOUT ? "no answer in time" : strerror(-r));
+		snprintf(out->error, sizeof(out->error), "SELECT MF failed: %s", card_strerror(r));
 		return r;
 	}
 	if (rlen < 2) {

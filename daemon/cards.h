@@ -94,6 +94,9 @@ const struct card_reader_fn *cards_reader(void);
  * answers, nothing about its holder. */
 extern const struct card_reader_fn card_reader_placeholder;
 
+/* A reason for people for a card I/O error (-ETIMEDOUT, -ENODEV ...). */
+const char *card_strerror(int err);
+
 /* Wipe (explicit_bzero) and reset. */
 void card_result_clear(struct card_result *r);
 

@@ -172,7 +172,7 @@ static json_t *
 rdr_json(const struct rdr *r, bool detail)
 {
 	const char *card = r->card && r->result ? r->result->profile : NULL;
-	json_t *o = json_pack("{s:s,s:s,s:s,s:s*}", "name", r->name, "driver", r->drv->ops->name,
+	json_t *o = json_pack("{s:s,s:s,s:s,s:s?}", "name", r->name, "driver", r->drv->ops->name,
 	                      "state", rstate_names[r->state], "card", card);
 	if (o && detail) {
 		char atr[READER_ATR_MAX * 2 + 1];
@@ -267,7 +267,7 @@ session_main(void *arg)
 		r = s->drv->ops->connect(s->drv->h, s->reader, &s->card, atr, &atr_len);
 		if (r < 0) {
 			snprintf(s->result.error, sizeof(s->result.error), "cannot connect to the card: %s",
-			         r == -ETIMEDOUT ? "no answer in time" : strerror(-r));
+			         card_strerror(r));
 			break;
 		}
 		s->fn->identify(atr, atr_len, &s->result);
@@ -388,7 +388,7 @@ on_session_done(void *arg)
 			/* the card left; its CARD_ABSENT is on the way */
 			rdr_set(r, RS_REMOVED, NULL);
 		} else {
-			const char *why = s->result.error[0] ? s->result.error : strerror(-s->rc);
+			const char *why = s->result.error[0] ? s->result.error : card_strerror(s->rc);
 			rdr_set(r, RS_ERROR, why);
 			json_t *f = ev_fields(r);
 			json_object_set_new(f, "reason", json_string(why));
@@ -556,7 +556,7 @@ status_cb(struct daemon *d, json_t *st, void *arg)
 	}
 	for (size_t i = 0; i < R.ndrivers; i++) {
 		const struct drv *dv = &R.drivers[i];
-		json_array_append_new(drv, json_pack("{s:s,s:s,s:s*}", "name", dv->ops->name, "state",
+		json_array_append_new(drv, json_pack("{s:s,s:s,s:s?}", "name", dv->ops->name, "state",
 		                                     dstate_names[dv->state], "reason",
 		                                     dv->reason[0] ? dv->reason : NULL));
 	}
@@ -601,7 +601,7 @@ m_get_card(struct vl_call *call, json_t *params, void *arg)
 	}
 	if (!best)
 		return vl_reply_error(call, TERMINAL_IFACE ".NoCard",
-		                      json_pack("{s:s*}", "reader", name));
+		                      json_pack("{s:s?}", "reader", name));
 	json_t *c = card_result_json(best->result, CARD_JSON_FULL);
 	if (!c)
 		return -ENOMEM;
