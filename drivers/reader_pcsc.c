@@ -80,6 +80,9 @@
 #define PCSC_BACKOFF_MIN_MS 100u
 #define PCSC_PNP "\\\\?PnP?\\Notification"
 #define PCSC_MAX_SOCKS 64
+/* SCARD_ATTR_ATR_STRING of pcsc-lite's <PCSC/reader.h> (class ICC state 9,
+ * tag 0303), whose file name our own reader.h shadows */
+#define PCSC_ATTR_ATR_STRING 0x00090303ul
 
 struct pcsc_reader {
 	char name[READER_NAME_MAX];
@@ -87,6 +90,8 @@ struct pcsc_reader {
 	unsigned counter;   /* pcscd's event counter at state */
 	bool counter_known; /* state came from pcscd at least once */
 	bool present;       /* what we last reported */
+	uint8_t atr[READER_ATR_MAX];
+	size_t atr_len;
 };
 
 struct reader_driver {
@@ -106,9 +111,11 @@ struct reader_driver {
 	struct reader_card *cards; /* connected or connecting, for abort() */
 	unsigned refs;        /* 1 until close(), +1 per card */
 
-	/* worker thread only */
+	/* written by the worker under lock, read by it without (and by
+	 * connect() for the ATR, under lock) */
 	struct pcsc_reader readers[PCSC_MAX_READERS];
 	size_t nreaders;
+	/* worker thread only */
 	DWORD pnp_state;
 	bool down_reported;
 	bool up_reported;
@@ -296,8 +303,10 @@ reader_drop(struct reader_driver *d, size_t i)
 	if (r->present)
 		emit(d, READER_EV_CARD_ABSENT, r->name, NULL, 0, r->counter, NULL);
 	emit(d, READER_EV_REMOVED, r->name, NULL, 0, 0, NULL);
+	pthread_mutex_lock(&d->lock);
 	memmove(&d->readers[i], &d->readers[i + 1], (d->nreaders - i - 1) * sizeof(d->readers[0]));
 	d->nreaders--;
+	pthread_mutex_unlock(&d->lock);
 }
 
 static void
@@ -367,10 +376,12 @@ sync_readers(struct reader_driver *d)
 			log_warn("pcsc: more than %d readers; '%s' ignored", PCSC_MAX_READERS, p);
 			continue;
 		}
+		pthread_mutex_lock(&d->lock);
 		struct pcsc_reader *r = &d->readers[d->nreaders++];
 		memset(r, 0, sizeof(*r));
 		snprintf(r->name, sizeof(r->name), "%s", p);
 		r->state = SCARD_STATE_UNAWARE;
+		pthread_mutex_unlock(&d->lock);
 		emit(d, READER_EV_ADDED, r->name, NULL, 0, 0, NULL);
 	}
 	if (list)
@@ -386,7 +397,9 @@ reader_update(struct reader_driver *d, struct pcsc_reader *r, const SCARD_READER
 	unsigned counter = (unsigned)((ev >> 16) & 0xFFFFu);
 	if (ev & (SCARD_STATE_UNKNOWN | SCARD_STATE_IGNORE)) {
 		/* the reader went away: the list sync that follows drops it */
+		pthread_mutex_lock(&d->lock);
 		r->state = ev & ~(DWORD)SCARD_STATE_CHANGED;
+		pthread_mutex_unlock(&d->lock);
 		return;
 	}
 	bool now = (ev & SCARD_STATE_PRESENT) && !(ev & SCARD_STATE_UNAVAILABLE);
@@ -406,10 +419,14 @@ reader_update(struct reader_driver *d, struct pcsc_reader *r, const SCARD_READER
 	} else if (!r->present && !now && moved >= 2) {
 		log_debug("pcsc: %s: a card came and went between two waits", r->name);
 	}
+	pthread_mutex_lock(&d->lock);
 	r->present = now;
 	r->counter = counter;
 	r->counter_known = true;
 	r->state = ev & ~(DWORD)SCARD_STATE_CHANGED;
+	memcpy(r->atr, s->rgbAtr, atr_len);
+	r->atr_len = now ? atr_len : 0;
+	pthread_mutex_unlock(&d->lock);
 }
 
 static void
@@ -719,12 +736,36 @@ pcsc_connect(struct reader_driver *d, const char *reader, struct reader_card **o
 	c->have_h = true;
 	if ((ret = card_begin(c)) < 0)
 		goto fail;
+	/* The ATR the worker saw, not SCardStatus's: pcsc-lite 1.9.9 keeps one
+	 * reader-state table for all the contexts of a process, and
+	 * SCardStatus rewrites it with no lock while the worker's
+	 * SCardGetStatusChange reads it (fixed in pcsc-lite 2.0): a stale
+	 * write there could hide a removal from the worker. vpcd answers no
+	 * SCARD_ATTR_ATR_STRING, so that is no way round either. A card
+	 * swapped since the worker's event is caught by the worker's next
+	 * event (ABSENT/PRESENT), which ends this session anyway. */
 	BYTE abuf[MAX_ATR_SIZE];
-	DWORD alen = sizeof(abuf), state = 0, proto = 0, rlen = 0;
-	rv = SCardStatus(c->h, NULL, &rlen, &state, &proto, abuf, &alen);
-	if (rv != SCARD_S_SUCCESS) {
-		ret = card_err(c, rv);
-		goto fail;
+	DWORD alen = 0;
+	pthread_mutex_lock(&d->lock);
+	for (size_t i = 0; i < d->nreaders; i++) {
+		if (strcmp(d->readers[i].name, reader) == 0 && d->readers[i].present) {
+			alen = (DWORD)d->readers[i].atr_len;
+			memcpy(abuf, d->readers[i].atr, d->readers[i].atr_len);
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (alen == 0) {
+		alen = sizeof(abuf);
+		rv = SCardGetAttrib(c->h, PCSC_ATTR_ATR_STRING, abuf, &alen);
+		if (rv != SCARD_S_SUCCESS || alen == 0) {
+			DWORD state = 0, proto = 0, rlen = 0;
+			alen = sizeof(abuf);
+			rv = SCardStatus(c->h, NULL, &rlen, &state, &proto, abuf, &alen);
+		}
+		if (rv != SCARD_S_SUCCESS) {
+			ret = card_err(c, rv);
+			goto fail;
+		}
 	}
 	if (alen > atr_cap || alen > READER_ATR_MAX) {
 		ret = -ENOBUFS;

@@ -43,6 +43,8 @@ TIMEOUT_MS = 3000          # [pcsc] session_timeout_ms for this test
 VITALE2_ATR = "3B7513000047" + "09EA9000"
 UNKNOWN_ATR = "3B8F8001804F0CA000000306030001000000006A"
 R0, R1 = "Virtual PCD 00 00", "Virtual PCD 00 01"
+WRAPPED = os.environ.get("TEST_WRAPPER", "")
+STOP_S = 2.0 if not WRAPPED else 10.0   # valgrind's own exit takes seconds
 
 
 def skip(why):
@@ -285,8 +287,6 @@ def main():
         # 1. vitaled first, pcscd later
         d.start()
         st = d.call("io.vitaled.Terminal.GetStatus")["parameters"]
-        w = Watch(d.sock)
-        watches.append(w)
         end = time.monotonic() + 5
         while time.monotonic() < end:
             drv = {x["name"]: x for x in d.call("io.vitaled.Terminal.GetStatus")
@@ -299,6 +299,8 @@ def main():
         out = d.ctl("status")
         check(out.returncode == 0 and "pcsc:" in out.stdout and "down" in out.stdout,
               "vitalectl status shows 'pcsc: down (...)'")
+        w = Watch(d.sock)
+        watches.append(w)
         world.start()
         w.expect("DriverUp", timeout=10, driver="pcsc")
         names = {w.expect("ReaderAdded")["reader"] for _ in range(2)}
@@ -421,7 +423,10 @@ def main():
         per = (time.monotonic() - t) / max(CYCLES, 1)
         check(fd1 == fd0, "%d insert/read/remove cycles (%.2f s each): fds %d -> %d"
               % (CYCLES, per, fd0, fd1))
-        check(rss1 - rss0 < 1024, "RSS %d -> %d KiB (within 1 MiB)" % (rss0, rss1))
+        if WRAPPED:
+            print("# RSS %d -> %d KiB (not checked under %s)" % (rss0, rss1, WRAPPED))
+        else:
+            check(rss1 - rss0 < 1024, "RSS %d -> %d KiB (within 1 MiB)" % (rss0, rss1))
         print("# readers: cycle %.3f s, fds %d, rss %d KiB" % (per, fd1, rss1))
 
         # 6a. kill -9 pcscd while idle
@@ -471,11 +476,12 @@ def main():
         t = time.monotonic()
         d.proc.send_signal(signal.SIGTERM)
         try:
-            rc = d.proc.wait(2.0)
+            rc = d.proc.wait(STOP_S)
         except subprocess.TimeoutExpired:
             rc = None
         took = time.monotonic() - t
-        check(rc == 0, "SIGTERM during a blocked session: exit %r in %.2f s" % (rc, took))
+        check(rc == 0, "SIGTERM during a blocked session: exit %r in %.2f s (limit %.0f s)"
+              % (rc, took, STOP_S))
         ok = True
     except Fail as e:
         print("FAIL: %s" % e)
