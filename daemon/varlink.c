@@ -54,6 +54,7 @@ struct vl_conn {
 	char *out;
 	size_t outlen, outoff, outcap;
 	struct vl_call *pending;
+	struct vl_call *sending; /* the call whose reply conn_send is writing */
 	uint64_t idle_timer;
 	uint64_t resume_timer;
 	bool dead;
@@ -309,9 +310,14 @@ send_reply(struct vl_call *call, json_t *params, const char *error, bool continu
 		json_object_set_new(msg, "error", json_string(error));
 	if (continues)
 		json_object_set_new(msg, "continues", json_true());
-	if (call->conn)
-		r = conn_send(call->conn, msg);
-	else {
+	if (call->conn) {
+		/* conn_send may kill the connection: conn_kill then leaves this
+		 * call to us (see there) instead of freeing it under our feet */
+		struct vl_conn *c = call->conn;
+		c->sending = call;
+		r = conn_send(c, msg);
+		c->sending = NULL; /* c itself is only freed by the reaper, later */
+	} else {
 		json_decref(msg);
 		r = -EPIPE;
 	}
@@ -333,7 +339,15 @@ vl_reply_continues(struct vl_call *call, json_t *params)
 		/* a caller that did not ask for more gets one reply: the first */
 		return vl_reply(call, params);
 	}
-	return send_reply(call, params, NULL, true);
+	int r = send_reply(call, params, NULL, true);
+	if (r < 0 && !call->conn) {
+		/* the connection died while we wrote: end the call as conn_kill
+		 * would have, cancel callback first */
+		if (call->cancel)
+			call->cancel(call, call->cancel_arg);
+		call_free(call);
+	}
+	return r;
 }
 
 int
@@ -686,9 +700,13 @@ conn_kill(struct vl_conn *c)
 	c->pending = NULL;
 	if (call) {
 		call->conn = NULL;
-		if (call->cancel)
-			call->cancel(call, call->cancel_arg);
-		call_free(call);
+		/* a call being answered right now is ended by its replier
+		 * (vl_reply*), which still holds it */
+		if (call != c->sending) {
+			if (call->cancel)
+				call->cancel(call, call->cancel_arg);
+			call_free(call);
+		}
 	}
 	if (!c->srv->reaper)
 		c->srv->reaper = loop_timer_add(c->srv->loop, 0, reaper_cb, c->srv);

@@ -78,7 +78,9 @@ unsigned vl_server_clients(const struct vl_server *s);
 /* Replies. params is stolen (NULL means {}). vl_reply and vl_reply_error end
  * the call (the call pointer is invalid afterwards); vl_reply_continues
  * sends {"continues": true} and keeps the call. All return 0, or -EPIPE when
- * the connection is gone (the call is still ended by reply/reply_error). */
+ * the connection is gone (the call is still ended by reply/reply_error;
+ * after -EPIPE from vl_reply_continues the call is ended too: its cancel
+ * callback has run and the pointer is invalid). */
 int vl_reply(struct vl_call *c, json_t *params);
 int vl_reply_continues(struct vl_call *c, json_t *params);
 int vl_reply_error(struct vl_call *c, const char *error, json_t *params);
