@@ -314,7 +314,7 @@ def main():
 
         # 2. insert, read, remove; both readers
         t0 = time.monotonic()
-        h0.insert("vitale2")
+        h0.insert("vitale2", wait=0)
         e = w.expect("CardInserted", reader=R0)
         check(e["atr"] == VITALE2_ATR and e["profile"] == "unknown" and e["driver"] == "pcsc",
               "CardInserted with the Vitale 2 ATR %s (%.2f s)" % (e["atr"], time.monotonic() - t0))
@@ -429,9 +429,21 @@ def main():
             check(rss1 - rss0 < 1024, "RSS %d -> %d KiB (within 1 MiB)" % (rss0, rss1))
         print("# readers: cycle %.3f s, fds %d, rss %d KiB" % (per, fd1, rss1))
 
+        # removal latency (pcscd polls vpcd every 0.4 s)
+        lat = []
+        for _ in range(5):
+            insert_and_read(w, h0, R0)
+            t = time.monotonic()
+            remove_card(w, h0, R0)
+            lat.append(time.monotonic() - t)
+        print("# readers: card pulled -> CardRemoved %.0f..%.0f ms"
+              % (min(lat) * 1000, max(lat) * 1000))
+
         # 6a. kill -9 pcscd while idle
+        t = time.monotonic()
         world.kill()
         e = w.expect("DriverDown", timeout=5, ignore=("ReaderRemoved",))
+        print("# readers: kill -9 pcscd -> DriverDown %.0f ms" % ((time.monotonic() - t) * 1000))
         check(e["driver"] == "pcsc" and e["reason"], "kill -9 pcscd (idle): DriverDown: %s"
               % e["reason"])
         check(reader_state(d, R0) is None and reader_state(d, R1) is None,
@@ -440,8 +452,12 @@ def main():
         check([x["state"] for x in st["drivers"] if x["name"] == "pcsc"] == ["down"],
               "GetStatus: pcsc down")
         time.sleep(1.0)
+        t = time.monotonic()
         world.restart()
+        t_ready = time.monotonic()
         w.expect("DriverUp", timeout=10)
+        print("# readers: pcscd restart -> DriverUp %.0f ms after pcscd was ready "
+              "(backoff cap 400 ms)" % ((time.monotonic() - t_ready) * 1000))
         names = {w.expect("ReaderAdded")["reader"] for _ in range(2)}
         check(names == {R0, R1}, "pcscd restarted: DriverUp, both readers back")
         insert_and_read(w, h0, R0)
