@@ -43,6 +43,7 @@ struct vl_call {
 	bool more, oneway;
 	vl_cancel_fn cancel;
 	void *cancel_arg;
+	bool replying; /* inside send_reply: a failed send must not free us */
 };
 
 struct vl_conn {
@@ -54,7 +55,6 @@ struct vl_conn {
 	char *out;
 	size_t outlen, outoff, outcap;
 	struct vl_call *pending;
-	struct vl_call *sending; /* the call whose reply conn_send is writing */
 	uint64_t idle_timer;
 	uint64_t resume_timer;
 	bool dead;
@@ -311,12 +311,9 @@ send_reply(struct vl_call *call, json_t *params, const char *error, bool continu
 	if (continues)
 		json_object_set_new(msg, "continues", json_true());
 	if (call->conn) {
-		/* conn_send may kill the connection: conn_kill then leaves this
-		 * call to us (see there) instead of freeing it under our feet */
-		struct vl_conn *c = call->conn;
-		c->sending = call;
-		r = conn_send(c, msg);
-		c->sending = NULL; /* c itself is only freed by the reaper, later */
+		call->replying = true;
+		r = conn_send(call->conn, msg);
+		call->replying = false;
 	} else {
 		json_decref(msg);
 		r = -EPIPE;
@@ -336,16 +333,17 @@ int
 vl_reply_continues(struct vl_call *call, json_t *params)
 {
 	if (!call->more) {
-		/* a caller that did not ask for more gets one reply: the first */
-		return vl_reply(call, params);
+		json_decref(params);
+		return -EINVAL;
 	}
 	int r = send_reply(call, params, NULL, true);
-	if (r < 0 && !call->conn) {
-		/* the connection died while we wrote: end the call as conn_kill
-		 * would have, cancel callback first */
+	if (!call->conn) {
+		/* the connection died under this reply: end the call here, so
+		 * the handler hears it through its cancel callback as usual */
 		if (call->cancel)
 			call->cancel(call, call->cancel_arg);
 		call_free(call);
+		return -EPIPE;
 	}
 	return r;
 }
@@ -700,9 +698,8 @@ conn_kill(struct vl_conn *c)
 	c->pending = NULL;
 	if (call) {
 		call->conn = NULL;
-		/* a call being answered right now is ended by its replier
-		 * (vl_reply*), which still holds it */
-		if (call != c->sending) {
+		/* a call that is sending its own reply is ended by that reply */
+		if (!call->replying) {
 			if (call->cancel)
 				call->cancel(call, call->cancel_arg);
 			call_free(call);

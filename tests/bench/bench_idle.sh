@@ -8,7 +8,8 @@
 # A blocking SCardGetStatusChange costs vitaled nothing between events; a
 # polling loop would show here.
 #
-# Prints markdown rows: | row | value | baseline | ratio |
+# Prints markdown rows | row | value | baseline | ratio | (tests/bench/run.sh
+# prints the table's header).
 # Env: B (build dir, default ./build), BENCH_IDLE_S. Exit 77 when pcscd or
 # vpcd is missing. Stops what it started, by PID, on every exit path.
 set -eu
@@ -70,7 +71,6 @@ hz=$(getconf CLK_TCK)
 
 awk -v v=$((v1 - v0)) -v p=$((p1 - p0)) -v vs=$((vs1 - vs0)) -v ps=$((ps1 - ps0)) \
     -v s="$S" -v hz="$hz" 'BEGIN {
-	printf "| row | value | baseline | ratio |\n| --- | --- | --- | --- |\n"
 	r = p > 0 ? sprintf("%.3f", v / p) : "n/a"
 	printf "| idle CPU over %d s, 2 readers, no card: vitaled vs pcscd | %.2f s | %.2f s | %s |\n",
 	       s, v / hz, p / hz, r

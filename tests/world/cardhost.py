@@ -31,7 +31,12 @@ each ("ok ..." or "err ..."):
                           (default wait 5 s), else "err timeout"
   quit                    remove the card and exit
 Without --control the card goes in at once and stays until the process is
-killed (SIGTERM/SIGINT: removed cleanly).
+killed (SIGTERM/SIGINT: removed cleanly).  With --card, once vpcd has read the
+ATR (or after 3 s), one line goes to stdout: "inserted NAME" (or "... unseen").
+
+A removal and the next insertion on the same reader must be 0.5 s apart or
+pcscd (polling every 0.4 s) may not see the swap.  CardHost keeps that delay
+itself; two card host processes one after the other do not know of each other.
 
 Python:
   with CardHost(port) as h:
@@ -454,40 +459,41 @@ def main(argv=None):
 
     host = CardHost(a.port, log=a.log, connect_timeout=a.connect_timeout,
                     reconnect=not a.no_reconnect)
-    done = threading.Event()
-    server = None
+    # In the main loop the handler only sets a flag: taking a lock (Event.set)
+    # in a signal handler can deadlock against the interrupted main thread.
+    # Before that (connecting, waiting for the reader) it unwinds at once.
+    stopping = []
+    looping = []
 
     def on_signal(signum, frame):
-        done.set()
-        if server:
-            server.stop()
+        stopping.append(signum)
+        if not looping:
+            raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
-    rc = 0
+    server = None
     try:
         if a.control:
             server = ControlServer(host, a.control, a.log)
+            threading.Thread(target=server.serve, daemon=True).start()
         if a.card:
             try:
                 host.insert(a.card, **cards.parse_card_args(a.card_arg))
             except (TimeoutError, ValueError, RuntimeError) as e:
                 print("cardhost: %s" % e, file=sys.stderr)
                 return 2
-        if server:
-            t = threading.Thread(target=server.serve, daemon=True)
-            t.start()
-            while not server.done.is_set() and not done.is_set():
-                server.done.wait(0.5)
-        else:
-            while not done.is_set():
-                done.wait(0.5)
+            # one line for scripts to wait on: the reader has read the ATR
+            print("inserted %s%s" % (a.card, "" if host.seen else " unseen"), flush=True)
+        looping.append(True)
+        while not stopping and not (server and server.done.is_set()):
+            time.sleep(0.1)
     finally:
         host.close()
         if server:
             server.stop()
-    return rc
+    return 0
 
 
 if __name__ == "__main__":

@@ -122,7 +122,8 @@ static int exchange(const unsigned char *cmd0, int n0, int print)
 		if (rv != SCARD_S_SUCCESS)
 			return fail("SCardTransmit", rv);
 		if (rn < 2) {
-			fprintf(stderr, "pcsc_probe: answer shorter than a status word\n");
+			fprintf(stderr, "pcsc_probe: answer shorter than a status word "
+				"(%lu bytes)\n", (unsigned long)rn);
 			return 3;
 		}
 		sw1 = resp[rn - 2];

@@ -19,6 +19,6 @@ start|stop|kill|restart|status)
 	[ -n "$2" ] || { echo "usage: $0 $1 DIR${1:+ ...}" >&2; exit 2; }
 	exec /usr/bin/python3 "$here/world.py" "$@" ;;
 *)
-	sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,/^[^#]/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2
 	exit 2 ;;
 esac

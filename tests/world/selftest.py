@@ -398,6 +398,12 @@ def check_hostile(probe, host):
         card = host.insert(name)
         res = probe.apdus(*path)
         ok = res is not None and res[0] == rc
+        if name == "vanish" and res is not None and res[0] == 3:
+            # vpcd race: if the closed connection reads as EOF, vpcd returns
+            # a 0-byte answer and pcscd reports SCardTransmit SUCCESS, empty.
+            ok = "shorter than a status word (0 bytes)" in res[4]
+        if name == "vanish" and res is not None:
+            figure("APDU after the card vanished", res[4].strip().replace("pcsc_probe: ", ""))
         if name == "wrongconv":
             ok = ok and res[1] == card.atr.hex().upper() and res[1].startswith("3F75")
         if name == "vanish":
@@ -551,6 +557,22 @@ def check_shell(probe_exe, tmp):
         ["9876", "39383736", "1234"]
     check("card host log holds no identity data and no PIN",
           text and not any(s in text for s in secrets) and "INS B0" in text)
+    time.sleep(0.5)
+    ch2 = subprocess.Popen([PY, os.path.join(HERE, "cardhost.py"), "--port", str(port),
+                            "--card", "cps"], stdout=subprocess.PIPE, text=True)
+    CHILDREN.append(ch2)
+    line = ch2.stdout.readline().strip()
+    rq = subprocess.run([probe_exe, "-w", "3", "00200001"], env=env,
+                        capture_output=True, text=True, timeout=10)
+    t = time.time()
+    ch2.terminate()
+    try:
+        ch2.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+    check("cardhost --card without --control: 'inserted' line, SIGTERM exits 0",
+          line == "inserted cps" and "sw=63C3" in rq.stdout and ch2.returncode == 0,
+          "%r, exit %s in %.2f s" % (line, ch2.returncode, time.time() - t))
     r1 = subprocess.run([sh, "kill", d], capture_output=True, text=True, timeout=20)
     gone = not is_our_pcscd(pid, d)
     r2 = subprocess.run([sh, "restart", d], capture_output=True, text=True, timeout=20)

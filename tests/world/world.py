@@ -140,20 +140,45 @@ def wait_gone(pid, timeout, proc=None):
         time.sleep(0.01)
 
 
+def lock_path(port):
+    return os.path.join(LOCKDIR, "%d.lock" % port)
+
+
 def lock_port(port, blocking=False):
-    """flock the port pair; returns the fd or None if another world has it."""
+    """flock the port pair; returns the fd or None if another world has it.
+    The lock file is removed when a world stops (release_port), so after
+    locking, check that the file we hold is still the one at the path."""
     os.makedirs(LOCKDIR, exist_ok=True)
     try:
         os.chmod(LOCKDIR, 0o1777)
     except OSError:
         pass
-    fd = os.open(os.path.join(LOCKDIR, "%d.lock" % port), os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-    except OSError:
+    path = lock_path(port)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except OSError:
+            os.close(fd)
+            return None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
         os.close(fd)
-        return None
-    return fd
+
+
+def release_port(port):
+    """Remove the lock file of a port pair nobody holds any more."""
+    fd = lock_port(port)
+    if fd is not None:
+        try:
+            os.unlink(lock_path(port))
+        except FileNotFoundError:
+            pass
+        os.close(fd)
 
 
 def port_bindable(port):
@@ -258,7 +283,7 @@ def _stop_all():
         worlds = list(_LIVE)
     for w in worlds:
         try:
-            w.stop()
+            w.cleanup()
         except Exception:
             pass
 
@@ -372,7 +397,15 @@ class PcscWorld:
                 f.seek(offset)
                 text = f.read().decode("utf-8", "replace")
             if READY in text:
-                return
+                missing = [p for p in (self.port, self.port + 1)
+                           if "virtual ICC on port %d" % p not in text]
+                if not missing:
+                    return
+                tail = "\n".join(text.splitlines()[-15:])
+                self.stop()
+                raise WorldError("pcscd in %s is up but vpcd could not listen on "
+                                 "port %s (in use?):\n%s" % (
+                                     self.dir, " ".join(map(str, missing)), tail))
             dead = (self.proc.poll() is not None) if self.proc else \
                 not is_our_pcscd(self.pid, self.dir)
             if dead or time.monotonic() >= end:
@@ -417,6 +450,8 @@ class PcscWorld:
             os.unlink(self.socket)
         except FileNotFoundError:
             pass
+        if self.port:
+            release_port(self.port)
         with _LIVE_LOCK:
             _LIVE.discard(self)
 
