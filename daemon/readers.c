@@ -80,6 +80,7 @@ struct session {
 	unsigned apdus;
 	int rc;
 	bool orphan;               /* under hub.lock: nobody will join; free yourself */
+	bool finished;             /* under hub.lock: past its last use of the hub */
 };
 
 struct msg_event {
@@ -281,17 +282,18 @@ session_main(void *arg)
 	}
 	s->rc = r;
 	s->result.apdus = s->apdus;
+	/* last act: hand s to the loop (which joins us), or, once readers_fini
+	 * began, leave it to readers_fini, or free it if that gave up on us */
 	pthread_mutex_lock(&hub.lock);
 	bool orphan = s->orphan;
-	int pr = orphan || !hub.loop ? -ESHUTDOWN : loop_post(hub.loop, on_session_done, s);
+	s->finished = true;
+	if (!orphan && hub.loop && loop_post(hub.loop, on_session_done, s) < 0)
+		log_err("reader %s: cannot post the session's end", s->reader);
 	pthread_mutex_unlock(&hub.lock);
 	if (orphan) {
-		/* readers_fini gave up on us: nobody else holds s */
 		pthread_detach(pthread_self());
 		card_result_clear(&s->result);
 		free(s);
-	} else if (pr < 0) {
-		/* readers_fini joins us */
 	}
 	return NULL;
 }
@@ -479,8 +481,13 @@ on_event(void *arg)
 		r->drv = dv;
 		snprintf(r->name, sizeof(r->name), "%s", ev->reader);
 		r->state = RS_ABSENT;
-		r->next = R.list;
-		R.list = r;
+		{
+			/* at the tail: lists show readers in the order they came */
+			struct rdr **pp = &R.list;
+			while (*pp)
+				pp = &(*pp)->next;
+			*pp = r;
+		}
 		log_notice("reader %s (%s) added", r->name, dv->ops->name);
 		events_publish("ReaderAdded", ev_fields(r));
 		break;
@@ -571,10 +578,9 @@ m_list_readers(struct vl_call *call, json_t *params, void *arg)
 	json_t *arr = json_array();
 	if (!arr)
 		return -ENOMEM;
-	/* the list is newest first; answer in the order readers came */
 	for (struct rdr *r = R.list; r; r = r->next)
 		if (!r->gone)
-			json_array_insert_new(arr, 0, rdr_json(r, true));
+			json_array_append_new(arr, rdr_json(r, true));
 	return vl_reply(call, json_pack("{s:o}", "readers", arr));
 }
 
@@ -689,13 +695,19 @@ readers_fini(struct daemon *d)
 		struct rdr *r = R.list;
 		struct session *s = r->sess;
 		if (s) {
-			if (join_until(s, &dl)) {
+			bool joined = join_until(s, &dl);
+			if (!joined) {
+				pthread_mutex_lock(&hub.lock);
+				/* it may have finished since the join gave up */
+				s->orphan = !s->finished;
+				pthread_mutex_unlock(&hub.lock);
+				if (!s->orphan)
+					joined = pthread_join(s->thread, NULL) == 0;
+			}
+			if (joined) {
 				card_result_clear(&s->result);
 				free(s);
 			} else {
-				pthread_mutex_lock(&hub.lock);
-				s->orphan = true;
-				pthread_mutex_unlock(&hub.lock);
 				log_warn("reader %s: its session does not end; left behind", r->name);
 			}
 			r->sess = NULL;
