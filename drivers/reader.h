@@ -61,6 +61,7 @@ struct reader_params {
 	size_t ndevices;
 	unsigned backoff_max_ms;    /* re-establish/reopen backoff cap */
 	unsigned poll_ms;           /* nfc: one bounded poll */
+	unsigned apdu_timeout_ms;   /* nfc: one APDU round trip; 0 = driver default (2000) */
 };
 
 struct reader_ops {
@@ -94,6 +95,9 @@ struct reader_ops {
 	 * a card (its session thread then stays blocked until the card or the
 	 * middleware goes away). May be NULL (no way to abort). */
 	bool (*abort)(struct reader_driver *d, const char *reader);
+	/* Why open() returns -ENOTSUP (e.g. "NFC not compiled in"): a static
+	 * string, or NULL when the driver is usable. May itself be NULL. */
+	const char *(*why)(void);
 };
 
 extern const struct reader_ops reader_pcsc_ops;
