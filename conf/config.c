@@ -50,6 +50,7 @@ static const struct ckey keys[] = {
 
 	{ "pcsc", "enabled",           CT_BOOL,  O(pcsc_enabled), "true", 0, 0, NULL, false },
 	{ "pcsc", "backoff_max_ms",    CT_INT,   O(pcsc_backoff_max_ms), "5000", 100, 600000, NULL, false },
+	{ "pcsc", "session_timeout_ms", CT_INT,  O(pcsc_session_timeout_ms), "15000", 500, 600000, NULL, false },
 
 	{ "nfc", "device",             CT_LIST,  O(nfc_devices), "", 0, 255, NULL, false },
 	{ "nfc", "poll_ms",            CT_INT,   O(nfc_poll_ms), "300", 50, 10000, NULL, false },
@@ -59,6 +60,7 @@ static const struct ckey keys[] = {
 	{ "digital", "trust_anchor",   CT_LIST,  O(trust_anchors), "", 0, 4000, NULL, false },
 	{ "digital", "clock_skew_s",   CT_INT,   O(clock_skew_s), "300", 0, 86400, NULL, false },
 	{ "digital", "code_timeout_s", CT_INT,   O(code_timeout_s), "60", 1, 600, NULL, false },
+	{ "digital", "issuer_eku",     CT_STR,   O(issuer_eku), "2.999.86.1.1", 3, 200, NULL, false },
 
 	{ "signer", "backend",         CT_ENUM,  O(signer_backend), "none", 0, 0, "none|pkcs11|file", false },
 	{ "signer", "module",          CT_STR,   O(signer_module), "", 0, 4000, NULL, false },

@@ -47,6 +47,7 @@ struct config {
 	/* [pcsc] */
 	bool pcsc_enabled;
 	long pcsc_backoff_max_ms;
+	long pcsc_session_timeout_ms;
 
 	/* [nfc] */
 	struct config_list nfc_devices;
@@ -59,6 +60,7 @@ struct config {
 	struct config_list trust_anchors;
 	long clock_skew_s;
 	long code_timeout_s;
+	char *issuer_eku; /* extended key usage OID an issuer certificate must carry */
 
 	/* [signer] */
 	char *signer_backend; /* none | pkcs11 | file */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "events.h"
 #include "log.h"
 #include "pin.h"
 
@@ -124,6 +125,9 @@ pinflow_request(const char *target, int tries_left, bool pinpad)
 		pf.hook(target, tries_left, pinpad, pf.hook_arg);
 		return;
 	}
+	events_publish("PinRequested", json_pack("{s:s,s:o,s:b}", "target", target, "tries_left",
+	                                         tries_left >= 0 ? json_integer(tries_left) : json_null(),
+	                                         "pinpad", pinpad));
 	if (tries_left >= 0)
 		log_notice("PIN required for %s (%d tries left)%s", target, tries_left,
 		           pinpad ? ": type it on the reader's keypad" : "");

@@ -56,9 +56,10 @@ int pinflow_target_add(const char *name, const struct pinflow_target_ops *ops, v
 /* Forget name; a SubmitPin still running for it gets PinNotExpected. */
 void pinflow_target_remove(const char *name);
 
-/* Say that target wants a PIN now (tries_left -1 if unknown). The event
- * hook (the WatchEvents code sets it) publishes PinRequired; without a
- * hook the request is only logged. */
+/* Say that target wants a PIN now (tries_left -1 if unknown). By default
+ * this publishes a "PinRequested" event {target, tries_left, pinpad} on
+ * the event bus (WatchEvents) and logs it; a hook set with
+ * pinflow_set_event_hook replaces both. */
 typedef void (*pinflow_event_fn)(const char *target, int tries_left, bool pinpad, void *arg);
 void pinflow_set_event_hook(pinflow_event_fn fn, void *arg);
 void pinflow_request(const char *target, int tries_left, bool pinpad);

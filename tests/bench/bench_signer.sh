@@ -11,7 +11,8 @@
 # signer's worker thread (hash + sign + r||s for ES256; PSS for PS256), so
 # the figure is the backend's throughput, not the API's. The baseline is
 # `openssl speed -seconds 1 ecdsap256` / `rsa2048` (sign/s).
-# Prints "| row | value | baseline | ratio |" lines.
+# Prints "| row | value | baseline | ratio |" lines (tests/bench/run.sh prints
+# the table header).
 set -eu
 
 B=${B:-build}
@@ -75,8 +76,6 @@ openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$tmp/ec.pem
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$tmp/rsa.pem" 2>/dev/null
 chmod 600 "$tmp/ec.pem" "$tmp/rsa.pem"
 
-echo "| row | value | baseline | ratio |"
-echo "| --- | --- | --- | --- |"
 v=$(measure file-ec "[signer]
 backend = file
 key_file = $tmp/ec.pem" "" 10000)

@@ -435,8 +435,13 @@ def t_fake_removal(top):
         check(p["logged_in"] is False, "removed: logged out: %r" % p)
         err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "4321"})
         check(err == IFACE + ".PinNotExpected", "no card: %s" % err)
+        watch = Watch(dm.sock)
         with open(os.path.join(fd, "present"), "w"):
             pass
+        ev = watch.wait_for("PinRequested", timeout=8)
+        watch.close()
+        check(ev.get("target") == "practitioner" and ev.get("pinpad") is False,
+              "PinRequested event: %r" % ev)
         p = dm.wait_state("locked", timeout=8)
         check(p["logged_in"] is False, "back: a new login is needed: %r" % p)
         check("PIN required for practitioner" in dm.log_text(), "PIN request logged")
@@ -539,6 +544,52 @@ class Till:
             buf += chunk
         msg = json.loads(buf[:buf.index(b"\0")])
         return msg.get("error"), msg.get("parameters", {})
+
+    def close(self):
+        self.s.close()
+
+
+class Watch:
+    """A WatchEvents stream."""
+
+    def __init__(self, sock):
+        import json
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.connect(sock)
+        self.s.sendall(json.dumps({"method": IFACE + ".WatchEvents", "parameters": {},
+                                   "more": True}).encode() + b"\0")
+        self.buf = b""
+        first = self.next(5)
+        check(first and first.get("type") == "Watching", "WatchEvents first reply: %r" % first)
+
+    def next(self, timeout):
+        import json
+        end = time.time() + timeout
+        while b"\0" not in self.buf:
+            left = end - time.time()
+            if left <= 0:
+                return None
+            self.s.settimeout(left)
+            try:
+                chunk = self.s.recv(65536)
+            except socket.timeout:
+                return None
+            if not chunk:
+                return None
+            self.buf += chunk
+        i = self.buf.index(b"\0")
+        msg = json.loads(self.buf[:i])
+        self.buf = self.buf[i + 1:]
+        check("error" not in msg, "WatchEvents error: %r" % msg)
+        return msg.get("parameters", {}).get("event")
+
+    def wait_for(self, type_, timeout):
+        end = time.time() + timeout
+        while time.time() < end:
+            ev = self.next(end - time.time())
+            if ev and ev.get("type") == type_:
+                return ev
+        raise Failure("no %s event" % type_)
 
     def close(self):
         self.s.close()
