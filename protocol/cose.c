@@ -74,6 +74,7 @@ get_x5chain(struct cose_sign1 *m, const struct cbor_doc *doc, const struct cbor_
 	return;
 bad:
 	m->x5chain_invalid = true;
+	m->x5chain_array = false;
 	m->x5chain_n = 0;
 	memset(m->x5chain, 0, sizeof(m->x5chain));
 }
