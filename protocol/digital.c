@@ -136,12 +136,12 @@ digital_check_select(const uint8_t *buf, size_t len, enum credential_reason *rea
 	int rc;
 
 	*reason = CREDENTIAL_R_OK;
-	/* S.2 */
+	/* S.3 */
 	if (len > CREDENTIAL_SELECT_MAX) {
 		*reason = CREDENTIAL_R_ANSWER_TOO_LARGE;
 		return -EACCES;
 	}
-	/* S.3 */
+	/* S.4 */
 	rc = cbor_decode(buf, len, &lim, CBOR_STRICT, &doc);
 	if (rc == -ENOMEM) {
 		*reason = CREDENTIAL_R_INTERNAL_ERROR;
@@ -153,7 +153,7 @@ digital_check_select(const uint8_t *buf, size_t len, enum credential_reason *rea
 		*reason = CREDENTIAL_R_CBOR_MALFORMED;
 		goto out;
 	}
-	/* S.4 */
+	/* S.5 */
 	v = cbor_map_get_text(&doc, m, "v");
 	if (cbor_get_uint(v, &ver)) {
 		*reason = CREDENTIAL_R_PAYLOAD_INVALID;
@@ -163,7 +163,7 @@ digital_check_select(const uint8_t *buf, size_t len, enum credential_reason *rea
 		*reason = CREDENTIAL_R_BAD_VERSION;
 		goto out;
 	}
-	/* S.5 */
+	/* S.6 */
 	algs = cbor_map_get_text(&doc, m, "algs");
 	uvm = cbor_map_get_text(&doc, m, "uvm");
 	if (!algs || algs->type != CBOR_ARRAY || !uvm || uvm->type != CBOR_ARRAY) {
@@ -188,7 +188,7 @@ digital_check_select(const uint8_t *buf, size_t len, enum credential_reason *rea
 		if (cbor_text_eq(x, "pin"))
 			has_pin = true;
 	}
-	/* S.6, S.7 */
+	/* S.7, S.8 */
 	if (!has_es256)
 		*reason = CREDENTIAL_R_ALG_UNSUPPORTED;
 	else if (!has_pin)
@@ -349,14 +349,16 @@ digital_read(const struct digital_io *io, const struct digital_params *p,
 	f.clock_ms = io->clock_ms ? io->clock_ms : default_clock_ms;
 	f.wall_s = io->wall_s ? io->wall_s : default_wall_s;
 	f.sleep_ms = io->sleep_ms ? io->sleep_ms : default_sleep_ms;
-	f.acc = malloc(CREDENTIAL_MAX);
+	f.acc = malloc(DIGITAL_CHAIN_MAX);
 	if (!f.acc) {
 		out->reason = CREDENTIAL_R_INTERNAL_ERROR;
 		return -ENOMEM;
 	}
 
-	/* S: SELECT (§4.1); any status but 90 00 is no_applet (§5). */
-	rc = exchange(&f, select, sizeof(select), CREDENTIAL_SELECT_MAX);
+	/* S: SELECT (§4.1). Gathered up to the APDU layer's cap (S.1), then
+	 * any status but 90 00 is no_applet (S.2, §5), then the 256-byte
+	 * limit (S.3, in digital_check_select). */
+	rc = exchange(&f, select, sizeof(select), DIGITAL_CHAIN_MAX);
 	if (rc)
 		goto out;
 	if (f.sw != SW_OK) {
@@ -402,7 +404,7 @@ digital_read(const struct digital_io *io, const struct digital_params *p,
 	out->reason = CREDENTIAL_R_OK;
 	rc = 0;
 out:
-	explicit_bzero(f.acc, CREDENTIAL_MAX);
+	explicit_bzero(f.acc, DIGITAL_CHAIN_MAX);
 	free(f.acc);
 	if (rc) {
 		/* Only an accepted presentation carries identity (and the

@@ -35,6 +35,7 @@ extern const uint8_t DIGITAL_AID[DIGITAL_AID_LEN];
 
 #define DIGITAL_TERMINAL_ID_MAX 64   /* bytes of UTF-8 (§4.3) */
 #define DIGITAL_GET_RESPONSE_MAX 64  /* rounds per command (§2.3) */
+#define DIGITAL_CHAIN_MAX 16384      /* any one chained answer (§13) */
 #define DIGITAL_POLL_INTERVAL_MS 250
 #define DIGITAL_CODE_TIMEOUT_MS 60000
 #define DIGITAL_PRESENTATION "digital-nfc"
@@ -95,7 +96,7 @@ int digital_read(const struct digital_io *io, const struct digital_params *p,
 /* Wipe and free a result. NULL-safe. */
 void digital_result_clear(struct digital_result *r);
 
-/* §11 S.3-S.7 on a SELECT answer's data (exported for tests and fuzzing).
+/* §11 S.3-S.8 on a SELECT answer's data (exported for tests and fuzzing).
  * 0, or -EACCES with *reason. */
 int digital_check_select(const uint8_t *buf, size_t len, enum credential_reason *reason);
 
