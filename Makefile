@@ -193,9 +193,13 @@ $(B)/fuzzobj/gen/iface.o: $(B)/gen/iface.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -c -o $@ $<
 
-$(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS)
+$(B)/libvitaled-fuzzcore.a: $(FUZZ_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/fuzz/%: tests/fuzz/%.c $(B)/libvitaled-fuzzcore.a
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(PKG_LIBS) -lm
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/libvitaled-fuzzcore.a $(PKG_LIBS) -lm
 
 fuzz: $(FUZZ_BINS)
 
@@ -205,7 +209,10 @@ fuzz-run: fuzz
 	  work=$(B)/fuzz-corpus/$$n; mkdir -p $$work; \
 	  echo "== $$n ($(FUZZ_SECONDS) s)"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
-	      $$work $$( [ -d $$corpus ] && echo $$corpus ) 2>&1 | tail -n 12 || fail=1; \
+	      -artifact_prefix=$(B)/fuzz-corpus/$$n- \
+	      $$work $$( [ -d $$corpus ] && echo $$corpus ) > $$work.log 2>&1; rc=$$?; \
+	  grep -E '^(Done|stat::number_of_executed_units|stat::new_units_added)|ERROR|SUMMARY' $$work.log; \
+	  [ $$rc -eq 0 ] || { echo "!! $$n failed (exit $$rc): see $$work.log"; fail=1; }; \
 	done; exit $$fail
 
 # ---------------------------------------------------------------------------
@@ -222,15 +229,19 @@ install: all
 	install -m 0755 $(LIBCLIENT_SO) $(DESTDIR)$(LIBDIR)/
 	ln -sf libvitaled-client.so.0 $(DESTDIR)$(LIBDIR)/libvitaled-client.so
 	install -m 0644 client/vitaled-client.h $(DESTDIR)$(INCLUDEDIR)/
-	install -m 0644 $(PCFILE) $(DESTDIR)$(LIBDIR)/pkgconfig/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    client/vitaled-client.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/vitaled-client.pc
 	install -m 0644 docs/vitaled.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 docs/vitalectl.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 docs/vitaled.conf.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 conf/vitaled.conf $(DESTDIR)$(SYSCONFDIR)/vitaled/vitaled.conf.example
 	for f in $(wildcard conf/profiles/*); do install -m 0644 $$f $(DESTDIR)$(DATADIR)/vitaled/profiles/; done
 	for f in $(IFACE_FILES); do install -m 0644 $$f $(DESTDIR)$(DATADIR)/vitaled/varlink/; done
-	if [ -d packaging/systemd ]; then install -d $(DESTDIR)$(UNITDIR) && \
-	  for f in packaging/systemd/*.service packaging/systemd/*.socket; do [ -f $$f ] && install -m 0644 $$f $(DESTDIR)$(UNITDIR)/; done; true; fi
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(LIBDIR)/sysusers.d $(DESTDIR)$(LIBDIR)/tmpfiles.d
+	install -m 0644 packaging/systemd/vitaled.service $(DESTDIR)$(UNITDIR)/vitaled.service
+	install -m 0644 packaging/systemd/vitaled.sysusers $(DESTDIR)$(LIBDIR)/sysusers.d/vitaled.conf
+	install -m 0644 packaging/systemd/vitaled.tmpfiles $(DESTDIR)$(LIBDIR)/tmpfiles.d/vitaled.conf
 
 clean:
 	rm -rf $(B)

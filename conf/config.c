@@ -59,6 +59,7 @@ static const struct ckey keys[] = {
 	{ "digital", "trust_anchor",   CT_LIST,  O(trust_anchors), "", 0, 4000, NULL, false },
 	{ "digital", "clock_skew_s",   CT_INT,   O(clock_skew_s), "300", 0, 86400, NULL, false },
 	{ "digital", "code_timeout_s", CT_INT,   O(code_timeout_s), "60", 1, 600, NULL, false },
+	{ "digital", "issuer_eku",     CT_STR,   O(issuer_eku), "2.999.86.1.1", 3, 200, NULL, false },
 
 	{ "signer", "backend",         CT_ENUM,  O(signer_backend), "none", 0, 0, "none|pkcs11|file", false },
 	{ "signer", "module",          CT_STR,   O(signer_module), "", 0, 4000, NULL, false },

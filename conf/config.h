@@ -59,6 +59,7 @@ struct config {
 	struct config_list trust_anchors;
 	long clock_skew_s;
 	long code_timeout_s;
+	char *issuer_eku; /* extended key usage OID an issuer certificate must carry */
 
 	/* [signer] */
 	char *signer_backend; /* none | pkcs11 | file */

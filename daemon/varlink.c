@@ -43,6 +43,7 @@ struct vl_call {
 	bool more, oneway;
 	vl_cancel_fn cancel;
 	void *cancel_arg;
+	bool replying; /* inside send_reply: a failed send must not free us */
 };
 
 struct vl_conn {
@@ -309,9 +310,11 @@ send_reply(struct vl_call *call, json_t *params, const char *error, bool continu
 		json_object_set_new(msg, "error", json_string(error));
 	if (continues)
 		json_object_set_new(msg, "continues", json_true());
-	if (call->conn)
+	if (call->conn) {
+		call->replying = true;
 		r = conn_send(call->conn, msg);
-	else {
+		call->replying = false;
+	} else {
 		json_decref(msg);
 		r = -EPIPE;
 	}
@@ -330,10 +333,19 @@ int
 vl_reply_continues(struct vl_call *call, json_t *params)
 {
 	if (!call->more) {
-		/* a caller that did not ask for more gets one reply: the first */
-		return vl_reply(call, params);
+		json_decref(params);
+		return -EINVAL;
 	}
-	return send_reply(call, params, NULL, true);
+	int r = send_reply(call, params, NULL, true);
+	if (!call->conn) {
+		/* the connection died under this reply: end the call here, so
+		 * the handler hears it through its cancel callback as usual */
+		if (call->cancel)
+			call->cancel(call, call->cancel_arg);
+		call_free(call);
+		return -EPIPE;
+	}
+	return r;
 }
 
 int
@@ -686,9 +698,12 @@ conn_kill(struct vl_conn *c)
 	c->pending = NULL;
 	if (call) {
 		call->conn = NULL;
-		if (call->cancel)
-			call->cancel(call, call->cancel_arg);
-		call_free(call);
+		/* a call that is sending its own reply is ended by that reply */
+		if (!call->replying) {
+			if (call->cancel)
+				call->cancel(call, call->cancel_arg);
+			call_free(call);
+		}
 	}
 	if (!c->srv->reaper)
 		c->srv->reaper = loop_timer_add(c->srv->loop, 0, reaper_cb, c->srv);

@@ -76,9 +76,12 @@ void vl_server_shutdown(struct vl_server *s);
 unsigned vl_server_clients(const struct vl_server *s);
 
 /* Replies. params is stolen (NULL means {}). vl_reply and vl_reply_error end
- * the call (the call pointer is invalid afterwards); vl_reply_continues
- * sends {"continues": true} and keeps the call. All return 0, or -EPIPE when
- * the connection is gone (the call is still ended by reply/reply_error). */
+ * the call (the call pointer is invalid afterwards) and return 0, or -EPIPE
+ * when the connection is gone. vl_reply_continues sends {"continues": true}
+ * and keeps the call; it needs a call made with "more" (else -EINVAL, nothing
+ * sent: answer ExpectedMore or a single reply instead); if the connection
+ * dies while sending, the call's cancel callback runs, the call is freed and
+ * -EPIPE is returned: the caller must forget the call. */
 int vl_reply(struct vl_call *c, json_t *params);
 int vl_reply_continues(struct vl_call *c, json_t *params);
 int vl_reply_error(struct vl_call *c, const char *error, json_t *params);

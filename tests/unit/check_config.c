@@ -1,0 +1,232 @@
+/* Unit tests for conf/config.c: defaults, every key type, file:line errors,
+ * unknown keys, lists, overrides, redaction, diff. */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static char tmpl[] = "/tmp/vitaled-check-config-XXXXXX";
+static char path[300];
+
+static const char *
+write_conf(const char *text)
+{
+	int fd = mkstemp(tmpl);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	snprintf(path, sizeof(path), "%s", tmpl);
+	memcpy(tmpl + strlen(tmpl) - 6, "XXXXXX", 6);
+	return path;
+}
+
+START_TEST(defaults)
+{
+	struct config *c;
+	char err[300];
+	ck_assert_int_eq(config_load(NULL, &c, err, sizeof(err)), 0);
+	ck_assert_str_eq(c->mode, "clinic");
+	ck_assert_str_eq(c->socket_path, "/run/vitaled/vitaled.sock");
+	ck_assert_str_eq(c->state_dir, "/var/lib/vitaled");
+	ck_assert(c->pcsc_enabled);
+	ck_assert_uint_eq(c->nfc_devices.n, 0);
+	ck_assert_str_eq(c->insurer_url, "");
+	ck_assert_int_eq(c->socket_mode, 0660);
+	ck_assert_int_eq(c->log_level, 6);
+	ck_assert_uint_eq(c->allowed_users.n, 1);
+	ck_assert_str_eq(c->allowed_users.v[0], "root");
+	ck_assert_int_eq(config_validate(c, err, sizeof(err)), 0);
+	config_free(c);
+}
+END_TEST
+
+START_TEST(full_file)
+{
+	struct config *c;
+	char err[300];
+	const char *p = write_conf("; comment\n"
+	                           "[daemon]\nmode = kiosk\nlog_level = debug\nterminal_id = T-1\n"
+	                           "[api]\nsocket_mode = 0600\nallowed_users = alice, bob\n"
+	                           "allowed_users = 1001\n"
+	                           "[pcsc]\nenabled = no\n"
+	                           "[nfc]\ndevice = pn532_uart:/dev/ttyUSB0\ndevice = acr122_usb\n"
+	                           "[queue]\nretention_days = 30\nalsace_moselle = yes\n");
+	ck_assert_int_eq(config_load(p, &c, err, sizeof(err)), 0);
+	ck_assert_str_eq(c->mode, "kiosk");
+	ck_assert_int_eq(c->log_level, 7);
+	ck_assert_str_eq(c->terminal_id, "T-1");
+	ck_assert_int_eq(c->socket_mode, 0600);
+	ck_assert_uint_eq(c->allowed_users.n, 3); /* the file's list replaces the default */
+	ck_assert_str_eq(c->allowed_users.v[0], "alice");
+	ck_assert_str_eq(c->allowed_users.v[2], "1001");
+	ck_assert(!config_list_has(&c->allowed_users, "root"));
+	ck_assert(!c->pcsc_enabled);
+	ck_assert_uint_eq(c->nfc_devices.n, 2);
+	ck_assert_str_eq(c->nfc_devices.v[1], "acr122_usb");
+	ck_assert_int_eq(c->retention_days, 30);
+	ck_assert(c->alsace_moselle);
+	config_free(c);
+	unlink(p);
+}
+END_TEST
+
+struct bad_case {
+	const char *text;
+	const char *expect; /* substring of the error, after "file:" */
+};
+
+static const struct bad_case bad_cases[] = {
+	{ "[daemon]\nmode = clinic\nfrobnicate = 1\n", ":3: unknown key 'frobnicate' in [daemon]" },
+	{ "[nosuch]\nx = 1\n", ":2: unknown section [nosuch]" },
+	{ "[daemon]\nmode = hospital\n", ":2: [daemon] mode: 'hospital' is not one of clinic|till|kiosk" },
+	{ "\n\n[pcsc]\nenabled = maybe\n", ":4: [pcsc] enabled: 'maybe' is not a boolean" },
+	{ "[api]\nmax_clients = 0\n", ":2: [api] max_clients: 0 out of range 1..4096" },
+	{ "[api]\nmax_clients = 12x\n", ":2: [api] max_clients: '12x' is not a number" },
+	{ "[api]\nsocket_mode = 0999\n", ":2: [api] socket_mode: '0999' is not an octal number" },
+	{ "[daemon]\nlog_level = loud\n", ":2: [daemon] log_level: 'loud' is not one of" },
+	{ "[daemon]\nmode = till\nmode = kiosk\n", ":3: [daemon] mode set twice" },
+	{ "[daemon]\nthis line has no equals\n", ":2: syntax error" },
+	{ "[daemon]\nsocket = \n", ":2: [daemon] socket: value must not be empty" },
+};
+
+START_TEST(bad_values)
+{
+	const struct bad_case *bc = &bad_cases[_i];
+	struct config *c = (struct config *)0x1;
+	char err[300];
+	const char *p = write_conf(bc->text);
+	int r = config_load(p, &c, err, sizeof(err));
+	ck_assert_int_eq(r, -EINVAL);
+	ck_assert_ptr_null(c);
+	ck_assert_msg(strncmp(err, p, strlen(p)) == 0, "error does not start with the file: %s", err);
+	ck_assert_msg(strstr(err, bc->expect) != NULL, "case %d: '%s' lacks '%s'", _i, err, bc->expect);
+	unlink(p);
+}
+END_TEST
+
+START_TEST(unreadable)
+{
+	struct config *c;
+	char err[300];
+	int r = config_load("/nonexistent/vitaled.conf", &c, err, sizeof(err));
+	ck_assert_int_eq(r, -ENOENT);
+	ck_assert_ptr_null(c);
+	ck_assert_ptr_nonnull(strstr(err, "/nonexistent/vitaled.conf:0: cannot read"));
+}
+END_TEST
+
+START_TEST(overrides_and_validate)
+{
+	struct config *c;
+	char err[300];
+	ck_assert_int_eq(config_load(NULL, &c, err, sizeof(err)), 0);
+	ck_assert_int_eq(config_set(c, "daemon", "socket", "/tmp/x.sock", err, sizeof(err)), 0);
+	ck_assert_str_eq(c->socket_path, "/tmp/x.sock");
+	ck_assert_int_eq(config_set(c, "daemon", "nope", "1", err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(config_set(c, "nfc", "device", "a", err, sizeof(err)), 0);
+	ck_assert_int_eq(config_append(c, "nfc", "device", "b", err, sizeof(err)), 0);
+	ck_assert_uint_eq(c->nfc_devices.n, 2);
+	ck_assert_int_eq(config_set(c, "daemon", "state_dir", "relative/dir", err, sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(c, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "state_dir must be an absolute path"));
+	ck_assert_int_eq(config_set(c, "daemon", "state_dir", "/var/tmp/x", err, sizeof(err)), 0);
+	ck_assert_int_eq(config_set(c, "signer", "backend", "file", err, sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(c, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "needs key_file"));
+	ck_assert_int_eq(config_set(c, "insurer", "url", "http://plain", err, sizeof(err)), 0);
+	ck_assert_int_eq(config_set(c, "signer", "backend", "none", err, sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(c, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "https://"));
+	config_free(c);
+}
+END_TEST
+
+START_TEST(print_redacts_secrets)
+{
+	struct config *c;
+	char err[300], *buf = NULL;
+	size_t len = 0;
+	ck_assert_int_eq(config_load(NULL, &c, err, sizeof(err)), 0);
+	ck_assert_int_eq(config_set(c, "signer", "key_file", "/secret/place/key.pem", err, sizeof(err)), 0);
+	FILE *f = open_memstream(&buf, &len);
+	config_print(c, f);
+	fclose(f);
+	ck_assert_ptr_null(strstr(buf, "/secret/place"));
+	ck_assert_ptr_nonnull(strstr(buf, "key_file = (redacted)"));
+	ck_assert_ptr_nonnull(strstr(buf, "[daemon]\nmode = clinic\n"));
+	free(buf);
+	config_free(c);
+}
+END_TEST
+
+static void
+count_cb(const char *section, const char *key, void *arg)
+{
+	char *out = arg;
+	strncat(out, section, 100);
+	strncat(out, ".", 2);
+	strncat(out, key, 100);
+	strncat(out, ";", 2);
+}
+
+START_TEST(diff)
+{
+	struct config *a, *b;
+	char err[300], out[512] = "";
+	ck_assert_int_eq(config_load(NULL, &a, err, sizeof(err)), 0);
+	ck_assert_int_eq(config_load(NULL, &b, err, sizeof(err)), 0);
+	ck_assert_int_eq(config_diff(a, b, NULL, NULL), 0);
+	config_set(b, "daemon", "log_level", "debug", err, sizeof(err));
+	config_set(b, "api", "max_clients", "9", err, sizeof(err));
+	ck_assert_int_eq(config_diff(a, b, count_cb, out), 2);
+	ck_assert_str_eq(out, "daemon.log_level;api.max_clients;");
+	config_free(a);
+	config_free(b);
+}
+END_TEST
+
+START_TEST(example_file_matches_defaults)
+{
+	/* conf/vitaled.conf documents every key with its default: loading it
+	 * must give exactly the built-in defaults */
+	struct config *a, *b;
+	char err[300];
+	ck_assert_int_eq(config_load(NULL, &a, err, sizeof(err)), 0);
+	int r = config_load("conf/vitaled.conf", &b, err, sizeof(err));
+	ck_assert_msg(r == 0, "%s", err);
+	ck_assert_int_eq(config_diff(a, b, NULL, NULL), 0);
+	config_free(a);
+	config_free(b);
+}
+END_TEST
+
+static Suite *
+suite(void)
+{
+	Suite *s = suite_create("config");
+	TCase *t = tcase_create("core");
+	tcase_add_test(t, defaults);
+	tcase_add_test(t, full_file);
+	tcase_add_loop_test(t, bad_values, 0, (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
+	tcase_add_test(t, unreadable);
+	tcase_add_test(t, overrides_and_validate);
+	tcase_add_test(t, print_redacts_secrets);
+	tcase_add_test(t, diff);
+	tcase_add_test(t, example_file_matches_defaults);
+	suite_add_tcase(s, t);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
