@@ -404,8 +404,10 @@ digital_read(const struct digital_io *io, const struct digital_params *p,
 	out->reason = CREDENTIAL_R_OK;
 	rc = 0;
 out:
-	explicit_bzero(f.acc, DIGITAL_CHAIN_MAX);
-	free(f.acc);
+	if (f.acc) {
+		explicit_bzero(f.acc, DIGITAL_CHAIN_MAX);
+		free(f.acc);
+	}
 	if (rc) {
 		/* Only an accepted presentation carries identity (and the
 		 * nonce is forgotten: §4.3). Keep the diagnostics. */

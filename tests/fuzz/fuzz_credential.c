@@ -3,7 +3,7 @@
  * The first byte picks what the rest is:
  *   0  a GET CREDENTIAL answer, verified against the test CA
  *      (tests/data/digital/ca.pem when run from the source root) at the
- *      vectors' instant;
+ *      vectors' instant (the seeds hold genuine ones);
  *   1  a credential payload alone (§11 C.7-C.11);
  *   2  a device answer, verified against a credential made at start-up;
  *   3  the payload of a device answer, signed here with that credential's
@@ -164,9 +164,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	switch (data[0] % 6) {
 	case 0:
+		/* Only the seed's genuine credentials (issuer-signed) pass. */
 		rc = credential_verify(data + 1, size - 1, &pol, &c, &r);
-		if (rc == 0)
-			abort(); /* no fuzzed credential carries a valid issuer signature */
+		if ((rc == 0) != (r == CREDENTIAL_R_OK) || (rc == 0 && (!c.dk || strlen(c.nir) != 15)))
+			abort();
+		if (rc != 0 && c.dk)
+			abort();
 		credential_clear(&c);
 		break;
 	case 1:
