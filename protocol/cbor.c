@@ -73,6 +73,7 @@ struct dec {
 	size_t pos, len;
 	const struct cbor_limits *lim;
 	bool strict;
+	unsigned flags;
 	struct cbor_doc *doc;
 };
 
@@ -201,6 +202,9 @@ dec_map_entries(struct dec *d, uint32_t idx, uint64_t pairs, uint32_t depth)
 		if (rc)
 			return rc;
 		items = d->doc->items;
+		if ((d->flags & CBOR_KEYS_INT_TEXT) && items[key].type != CBOR_UINT &&
+		    items[key].type != CBOR_NEGINT && items[key].type != CBOR_TEXT)
+			return -ENOTSUP;
 		if (i > 0 && d->strict) {
 			/* §4.2.1: keys in bytewise lexicographic order of
 			 * their deterministic encodings. */
@@ -269,6 +273,9 @@ dec_item(struct dec *d, uint32_t depth)
 		if (depth + 1 > d->lim->max_depth || depth + 1 > CBOR_DEPTH_HARD_MAX)
 			return -ELOOP;
 		if (major == 6) {
+			if ((d->flags & CBOR_NO_TAGS) &&
+			    !((d->flags & CBOR_TOP_TAG18) && depth == 0 && val == 18))
+				return -ENOTSUP;
 			it->type = CBOR_TAG;
 			it->u = val;
 			it->count = 1;
@@ -296,6 +303,8 @@ dec_item(struct dec *d, uint32_t depth)
 			it->type = CBOR_BOOL;
 			it->u = ai == 21;
 		} else if (ai == 22) {
+			if (d->flags & CBOR_NO_NULL)
+				return -ENOTSUP;
 			it->type = CBOR_NULL;
 		} else if (ai == 24 && val < 32) {
 			return -EBADMSG; /* §3.3: not well-formed */
@@ -331,7 +340,7 @@ cbor_decode(const uint8_t *buf, size_t len, const struct cbor_limits *lim, unsig
 	if (len == 0)
 		return -EBADMSG;
 	d = (struct dec){ .buf = buf, .len = len, .lim = lim, .strict = flags & CBOR_STRICT,
-		          .doc = doc };
+		          .flags = flags, .doc = doc };
 	rc = dec_item(&d, 0);
 	if (rc == 0 && d.pos != len)
 		rc = -EBADMSG; /* trailing bytes */

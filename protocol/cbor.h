@@ -41,7 +41,8 @@
  *   -EILSEQ   a text string that is not valid UTF-8
  *   -EDOM     not deterministic in strict mode (non-shortest head, key order)
  *   -ENOTUNIQ duplicate map key
- *   -ENOTSUP  indefinite length, float, undefined or another simple value
+ *   -ENOTSUP  indefinite length, float, undefined or another simple value;
+ *             what the CBOR_NO_* / CBOR_KEYS_* flags refuse
  *   -E2BIG    input, item count or encoder output over the limit
  *   -ELOOP    nesting deeper than the limit
  *   -ENOMEM   allocation failure
@@ -93,6 +94,13 @@ struct cbor_limits {
 #define CBOR_LIMITS_DEFAULT ((struct cbor_limits){ 1u << 20, 65536, 16 })
 
 #define CBOR_STRICT 0x1u /* require deterministic encoding (RFC 8949 §4.2.1) */
+/* Narrower data models, each refusal -ENOTSUP (docs/digital-card.md §6
+ * allows no null, no tags but the COSE_Sign1 tag at the top, and only
+ * integer and text map keys): */
+#define CBOR_NO_NULL 0x2u        /* refuse null */
+#define CBOR_KEYS_INT_TEXT 0x4u  /* map keys must be integers or text strings */
+#define CBOR_NO_TAGS 0x8u        /* refuse every tag ... */
+#define CBOR_TOP_TAG18 0x10u     /* ... but tag 18 on the top-level item */
 
 struct cbor_doc {
 	struct cbor_item *items; /* owned; items[0] is the root */

@@ -84,12 +84,14 @@ cose_sign1_parse(const uint8_t *buf, size_t len, const struct cbor_limits *lim, 
                  struct cose_sign1 *out)
 {
 	const struct cbor_item *root, *arr, *prot, *unprot, *payload, *sig, *pmap = NULL, *x;
+	unsigned narrow = (flags & COSE_NARROW) ? CBOR_NO_NULL | CBOR_KEYS_INT_TEXT | CBOR_NO_TAGS : 0;
 	int rc;
 
 	if (!out)
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
-	rc = cbor_decode(buf, len, lim, CBOR_STRICT, &out->doc);
+	rc = cbor_decode(buf, len, lim, CBOR_STRICT | narrow | (narrow ? CBOR_TOP_TAG18 : 0),
+	                 &out->doc);
 	if (rc)
 		return rc;
 	root = cbor_root(&out->doc);
@@ -119,7 +121,7 @@ cose_sign1_parse(const uint8_t *buf, size_t len, const struct cbor_limits *lim, 
 
 	/* §3: a zero-length protected bstr is the empty map. */
 	if (prot->len) {
-		rc = cbor_decode(prot->ptr, prot->len, lim, CBOR_STRICT, &out->prot);
+		rc = cbor_decode(prot->ptr, prot->len, lim, CBOR_STRICT | narrow, &out->prot);
 		if (rc)
 			return rc;
 		pmap = cbor_root(&out->prot);
@@ -128,14 +130,15 @@ cose_sign1_parse(const uint8_t *buf, size_t len, const struct cbor_limits *lim, 
 		out->protected_count = pmap->count;
 		x = cbor_map_get_int(&out->prot, pmap, COSE_LABEL_ALG);
 		if (x) {
-			if (cbor_get_int(x, &out->alg))
-				return -EPROTO;
-			out->has_alg = true;
+			out->alg_present = true;
+			out->has_alg = cbor_get_int(x, &out->alg) == 0;
 		}
 	}
-	rc = check_no_common_label(out, pmap);
-	if (rc)
-		return rc;
+	if (check_no_common_label(out, pmap)) {
+		if (!(flags & COSE_NARROW))
+			return -EPROTO;
+		out->label_conflict = true;
+	}
 	x = pmap ? cbor_map_get_int(&out->prot, pmap, COSE_LABEL_X5CHAIN) : NULL;
 	if (x)
 		get_x5chain(out, &out->prot, x);
@@ -355,7 +358,7 @@ cose_sign1_verify(const struct cose_sign1 *msg, EVP_PKEY *key)
 	if (!msg || !key)
 		return -EINVAL;
 	if (!msg->has_alg)
-		return -EPROTO;
+		return msg->alg_present ? -ENOTSUP : -EPROTO;
 	if (msg->alg != COSE_ALG_ES256 && msg->alg != COSE_ALG_PS256)
 		return -ENOTSUP;
 	rc = cose_sig_structure(msg->protected_hdr.ptr, msg->protected_hdr.len, NULL, 0,

@@ -43,6 +43,10 @@
 /* Parse flags */
 #define COSE_TAG_REQUIRED 0x1u /* the tag 18 must be there */
 #define COSE_UNTAGGED 0x2u     /* the tag 18 must not be there */
+/* The narrow data model of docs/digital-card.md §6 for the message and its
+ * protected header: no null, no tag but the top tag 18, only integer and
+ * text map keys (cbor.h CBOR_NO_NULL ...; refusals are -ENOTSUP). */
+#define COSE_NARROW 0x4u
 
 struct cose_bytes {
 	const uint8_t *ptr;
@@ -55,8 +59,13 @@ struct cose_sign1 {
 	struct cose_bytes protected_hdr; /* the bstr content, exactly as received */
 	struct cose_bytes payload;
 	struct cose_bytes signature;
-	bool has_alg;
-	int64_t alg;                     /* protected label 1 */
+	bool alg_present;                /* protected label 1 is there ... */
+	bool has_alg;                    /* ... and is an integer: */
+	int64_t alg;
+	/* A label in both header maps (RFC 9052 §3 forbids it). Only with
+	 * COSE_NARROW is it recorded here instead of failing the parse: that
+	 * profile ignores unprotected labels it does not use. */
+	bool label_conflict;
 	uint32_t protected_count;        /* labels in the protected map */
 	uint32_t unprotected_count;      /* labels in the unprotected map */
 	/* x5chain (label 33, protected first, else unprotected): a bstr gives
@@ -81,9 +90,10 @@ struct cose_sign1 {
  * map), unprotected map, payload bstr, signature bstr], strictly
  * deterministic (RFC 8949 §4.2.1), within lim (NULL: CBOR_LIMITS_DEFAULT).
  * The protected map is decoded with the same rules. Detached payloads (nil)
- * are refused. An alg that is not an integer, or a label in both header
- * maps (RFC 9052 §3), is -EPROTO; see x5chain_invalid above. The algorithm is
- * reported, not judged: the caller decides which ones it accepts.
+ * are refused. A label in both header maps (RFC 9052 §3) is -EPROTO unless
+ * COSE_NARROW; see x5chain_invalid above. The algorithm is reported, not
+ * judged (an alg that is not an integer, e.g. a text name, leaves has_alg
+ * false): the caller decides which ones it accepts.
  * out is cleared first; free it with cose_sign1_free (also on failure). */
 int cose_sign1_parse(const uint8_t *buf, size_t len, const struct cbor_limits *lim,
                      unsigned flags, struct cose_sign1 *out);
@@ -102,7 +112,7 @@ int cose_verify_raw(int64_t alg, EVP_PKEY *key, const uint8_t *tbs, size_t tbsle
                     const uint8_t *sig, size_t siglen);
 
 /* Verify a parsed message with key, using its protected alg (no alg:
- * -EPROTO). 0 when valid. */
+ * -EPROTO; an alg that is not a supported integer: -ENOTSUP). 0 when valid. */
 int cose_sign1_verify(const struct cose_sign1 *msg, EVP_PKEY *key);
 
 /* The signer: sign tbs for alg and write the COSE signature (ES256: r||s,

@@ -411,7 +411,7 @@ credential_parse_payload(const uint8_t *payload, size_t len, const struct creden
 	if (pol && check_policy(pol))
 		return internal(reason, -EINVAL);
 	/* C.7 */
-	rc = cbor_decode(payload, len, &cred_limits, CBOR_STRICT, &doc);
+	rc = cbor_decode(payload, len, &cred_limits, CREDENTIAL_CBOR_FLAGS, &doc);
 	if (rc) {
 		rc = cbor_reason(rc, reason);
 		goto out;
@@ -616,7 +616,7 @@ credential_verify(const uint8_t *buf, size_t len, const struct credential_policy
 		goto out;
 	}
 	/* C.2, C.3 */
-	rc = cose_sign1_parse(buf, len, &cred_limits, COSE_TAG_REQUIRED, &m);
+	rc = cose_sign1_parse(buf, len, &cred_limits, COSE_TAG_REQUIRED | COSE_NARROW, &m);
 	if (rc == -EPROTO) {
 		rc = refuse(reason, CREDENTIAL_R_COSE_MALFORMED);
 		goto out;
@@ -624,11 +624,12 @@ credential_verify(const uint8_t *buf, size_t len, const struct credential_policy
 		rc = cbor_reason(rc, reason);
 		goto out;
 	}
-	if (!m.has_alg) {
+	if (!m.alg_present) {
 		rc = refuse(reason, CREDENTIAL_R_COSE_MALFORMED);
 		goto out;
 	}
-	if (m.alg != COSE_ALG_ES256) {
+	/* §7: any alg but the integer -7 (a text name too) */
+	if (!m.has_alg || m.alg != COSE_ALG_ES256) {
 		rc = refuse(reason, CREDENTIAL_R_ALG_UNSUPPORTED);
 		goto out;
 	}
@@ -709,7 +710,7 @@ credential_verify_answer(const struct credential *cred, const uint8_t *buf, size
 	if (len > CREDENTIAL_ANSWER_MAX)
 		return refuse(reason, CREDENTIAL_R_ANSWER_TOO_LARGE);
 	/* A.2, A.3 */
-	rc = cose_sign1_parse(buf, len, &answer_limits, COSE_TAG_REQUIRED, &m);
+	rc = cose_sign1_parse(buf, len, &answer_limits, COSE_TAG_REQUIRED | COSE_NARROW, &m);
 	if (rc == -EPROTO) {
 		rc = refuse(reason, CREDENTIAL_R_COSE_MALFORMED);
 		goto out;
@@ -717,11 +718,12 @@ credential_verify_answer(const struct credential *cred, const uint8_t *buf, size
 		rc = cbor_reason(rc, reason);
 		goto out;
 	}
-	if (!m.has_alg) {
+	if (!m.alg_present) {
 		rc = refuse(reason, CREDENTIAL_R_COSE_MALFORMED);
 		goto out;
 	}
-	if (m.alg != COSE_ALG_ES256) {
+	/* §7: any alg but the integer -7 (a text name too) */
+	if (!m.has_alg || m.alg != COSE_ALG_ES256) {
 		rc = refuse(reason, CREDENTIAL_R_ALG_UNSUPPORTED);
 		goto out;
 	}
@@ -740,7 +742,7 @@ credential_verify_answer(const struct credential *cred, const uint8_t *buf, size
 		goto out;
 	}
 	/* A.5 */
-	rc = cbor_decode(m.payload.ptr, m.payload.len, &answer_limits, CBOR_STRICT, &doc);
+	rc = cbor_decode(m.payload.ptr, m.payload.len, &answer_limits, CREDENTIAL_CBOR_FLAGS, &doc);
 	if (rc) {
 		rc = cbor_reason(rc, reason);
 		goto out;

@@ -28,6 +28,8 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "cbor.h"
+
 /* docs/digital-card.md §12, in the order of that table. */
 enum credential_reason {
 	CREDENTIAL_R_OK = 0,
@@ -78,6 +80,9 @@ const char *credential_reason_name(enum credential_reason r);
 #define CREDENTIAL_CID_LEN 16
 /* §10.2: the test arc. A deployment sets its insurer's OID. */
 #define CREDENTIAL_EKU_DEFAULT "2.999.86.1.1"
+
+/* cbor_decode flags for everything the protocol decodes (§6). */
+#define CREDENTIAL_CBOR_FLAGS (CBOR_STRICT | CBOR_NO_NULL | CBOR_KEYS_INT_TEXT | CBOR_NO_TAGS)
 
 #define CREDENTIAL_NAME_MAX 100 /* bytes of UTF-8 */
 #define CREDENTIAL_CODE_MAX 16

@@ -142,7 +142,7 @@ digital_check_select(const uint8_t *buf, size_t len, enum credential_reason *rea
 		return -EACCES;
 	}
 	/* S.4 */
-	rc = cbor_decode(buf, len, &lim, CBOR_STRICT, &doc);
+	rc = cbor_decode(buf, len, &lim, CREDENTIAL_CBOR_FLAGS, &doc);
 	if (rc == -ENOMEM) {
 		*reason = CREDENTIAL_R_INTERNAL_ERROR;
 		return rc;

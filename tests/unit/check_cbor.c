@@ -652,6 +652,43 @@ START_TEST(random_round_trip)
 }
 END_TEST
 
+/* The narrow data model flags (docs/digital-card.md §6). */
+START_TEST(narrow_flags)
+{
+	static const struct {
+		const char *hex;
+		unsigned flags;
+		int rc;
+	} v[] = {
+		{ "f6", CBOR_NO_NULL, -ENOTSUP },
+		{ "81f6", CBOR_NO_NULL, -ENOTSUP },
+		{ "f6", 0, 0 },
+		{ "f5", CBOR_NO_NULL, 0 },
+		{ "a1f500", CBOR_KEYS_INT_TEXT, -ENOTSUP },       /* {true: 0} */
+		{ "a14100", CBOR_KEYS_INT_TEXT, -ENOTSUP },       /* {h'': 0} */
+		{ "a18000", CBOR_KEYS_INT_TEXT, -ENOTSUP },       /* {[]: 0} */
+		{ "a301002000616100", CBOR_KEYS_INT_TEXT, 0 },      /* {1:0, -1:0, "a":0} */
+		{ "a1f500", 0, 0 },
+		{ "c101", CBOR_NO_TAGS, -ENOTSUP },
+		{ "d201", CBOR_NO_TAGS, -ENOTSUP },
+		{ "d201", CBOR_NO_TAGS | CBOR_TOP_TAG18, 0 },
+		{ "d101", CBOR_NO_TAGS | CBOR_TOP_TAG18, -ENOTSUP }, /* tag 17 */
+		{ "81d201", CBOR_NO_TAGS | CBOR_TOP_TAG18, -ENOTSUP }, /* not at the top */
+		{ "d2d201", CBOR_NO_TAGS | CBOR_TOP_TAG18, -ENOTSUP }, /* a tag in the tag */
+		{ "c101", 0, 0 },
+	};
+	uint8_t buf[32];
+	size_t len;
+	struct cbor_doc doc;
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		ck_assert_msg(decode_hex(v[i].hex, CBOR_STRICT | v[i].flags, &doc, buf, sizeof(buf), &len) == v[i].rc,
+		              "%s flags %x", v[i].hex, v[i].flags);
+		cbor_doc_free(&doc);
+	}
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -666,6 +703,7 @@ suite(void)
 	tcase_add_test(t, encode_deterministic);
 	tcase_add_test(t, encode_errors);
 	tcase_add_test(t, random_round_trip);
+	tcase_add_test(t, narrow_flags);
 	suite_add_tcase(s, t);
 	return s;
 }

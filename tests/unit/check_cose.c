@@ -356,8 +356,14 @@ START_TEST(parse_shapes)
 		{ "d2844180a0404140", 0, -EPROTO },              /* protected wraps an array */
 		{ "d2844201a0a0404140", 0, -EBADMSG },             /* protected trailing byte */
 		{ "d28444a1013806a0404140", 0, -EDOM },          /* protected not deterministic */
-		{ "d28443a10160a0404140", 0, -EPROTO },          /* alg not an int */
+		{ "d28443a10160a0404140", 0, 0 },                /* alg a text: reported */
 		{ "d28443a10126a10126404140", 0, -EPROTO },      /* alg in both buckets */
+		{ "d28443a10126a10126404140", COSE_NARROW, 0 },  /* ... recorded */
+		{ "d28443a10126a0404140", COSE_NARROW, 0 },
+		{ "d28443a10126a101f6404140", COSE_NARROW, -ENOTSUP }, /* null */
+		{ "d28443a10126a1f501404140", COSE_NARROW, -ENOTSUP }, /* bool key */
+		{ "d28443a10126a101c101404140", COSE_NARROW, -ENOTSUP }, /* inner tag */
+		{ "d18443a10126a0404140", COSE_NARROW, -ENOTSUP },     /* top tag 17 */
 		{ "d28443a10126a0404140 00", 0, -EBADMSG },      /* trailing */
 		{ "d28443a10126a0404140ff", 0, -EBADMSG },
 		{ "d2845f43a10126ffa0404140", 0, -ENOTSUP },     /* indefinite */
@@ -369,6 +375,25 @@ START_TEST(parse_shapes)
 		size_t n = unhex(v[i].hex, buf, sizeof(buf));
 		ck_assert_msg(cose_sign1_parse(buf, n, NULL, v[i].flags, &m) == v[i].rc, "%s", v[i].hex);
 		cose_sign1_free(&m);
+	}
+	/* what is recorded */
+	{
+		size_t n = unhex("d28443a10160a0404140", buf, sizeof(buf));
+		EVP_PKEY *k = EVP_EC_gen("P-256");
+		ck_assert_int_eq(cose_sign1_parse(buf, n, NULL, 0, &m), 0);
+		ck_assert(m.alg_present && !m.has_alg);
+		ck_assert_int_eq(cose_sign1_verify(&m, k), -ENOTSUP);
+		cose_sign1_free(&m);
+		n = unhex("d28440a0404140", buf, sizeof(buf));
+		ck_assert_int_eq(cose_sign1_parse(buf, n, NULL, 0, &m), 0);
+		ck_assert(!m.alg_present && !m.has_alg);
+		ck_assert_int_eq(cose_sign1_verify(&m, k), -EPROTO);
+		cose_sign1_free(&m);
+		n = unhex("d28443a10126a10126404140", buf, sizeof(buf));
+		ck_assert_int_eq(cose_sign1_parse(buf, n, NULL, COSE_NARROW, &m), 0);
+		ck_assert(m.label_conflict);
+		cose_sign1_free(&m);
+		EVP_PKEY_free(k);
 	}
 	/* x5chain forms (RFC 9360 §2): bstr, array, wrong shapes flagged */
 	{
