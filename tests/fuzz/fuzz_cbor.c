@@ -4,7 +4,8 @@
  * - strict decoding never crashes and, when it accepts, re-encoding the
  *   tree with the deterministic encoder gives back exactly the input
  *   (RFC 8949 §4.2.1: one item has one deterministic encoding);
- * - whatever strict accepts, lax accepts too;
+ * - whatever strict accepts, lax accepts too, and whatever the narrow
+ *   profile of docs/digital-card.md §6 accepts, strict accepts;
  * - a lax document, re-encoded, is accepted by the strict decoder (or the
  *   re-encoding finds keys that become equal once normalised);
  * - the tree's "next" links and counts are consistent with its size. */
@@ -104,6 +105,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rl = cbor_decode(data, size, &lim, 0, &lax);
 	if (rs == 0 && rl != 0)
 		abort();
+	{
+		/* the narrow profile accepts a subset of strict */
+		struct cbor_doc n;
+		int rn = cbor_decode(data, size, &lim,
+		                     CBOR_STRICT | CBOR_NO_NULL | CBOR_KEYS_INT_TEXT | CBOR_NO_TAGS |
+		                             CBOR_TOP_TAG18, &n);
+		if (rn == 0 && rs != 0)
+			abort();
+		if (rn == 0 && n.nitems != strict.nitems)
+			abort();
+		cbor_doc_free(&n);
+	}
 	if (rs == 0) {
 		check_tree(&strict, data, size);
 		cbor_enc_init(&e, size + 16);

@@ -33,10 +33,11 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const unsigned flags[] = { 0, COSE_TAG_REQUIRED, COSE_UNTAGGED };
+	static const unsigned flags[] = { 0, COSE_TAG_REQUIRED, COSE_UNTAGGED,
+		                          COSE_TAG_REQUIRED | COSE_NARROW };
 	struct cose_sign1 m;
 
-	for (size_t f = 0; f < 3; f++) {
+	for (size_t f = 0; f < 4; f++) {
 		struct cbor_limits lim = { 65536, 4096, 8 };
 		int rc = cose_sign1_parse(data, size, &lim, flags[f], &m);
 
@@ -45,6 +46,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			size_t tbslen;
 
 			if (m.x5chain_n > COSE_X5CHAIN_MAX || (m.x5chain_invalid && m.x5chain_n))
+				abort();
+			if ((m.has_alg && !m.alg_present) || (m.label_conflict && !(flags[f] & COSE_NARROW)))
 				abort();
 			if (cose_sig_structure(m.protected_hdr.ptr, m.protected_hdr.len, NULL, 0,
 			                       m.payload.ptr, m.payload.len, &tbs, &tbslen) != 0)
