@@ -138,11 +138,11 @@ $(B)/vitalectl: $(B)/obj/client/vitalectl.o $(LIBCLIENT)
 
 $(B)/tests/%: tests/unit/%.c $(LIBCORE)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(CHECK_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBCORE) $(LDLIBS) $(CHECK_LIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(CHECK_CFLAGS) $(LDFLAGS) -MMD -MP -o $@ $< $(LIBCORE) $(LDLIBS) $(CHECK_LIBS)
 
 $(B)/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -MMD -MP -o $@ $< $(LDLIBS)
 
 tools: $(TOOL_BINS)
 

@@ -11,12 +11,18 @@
  *   2  usage error
  *   3  the daemon is unreachable (no socket, refused, permission denied)
  *   4  the connection failed during the call (timeout, closed, bad reply)
+ *
+ * `watch` streams until interrupted: SIGINT/SIGTERM end it with 0; the
+ * daemon ending the stream with an error (ShuttingDown) gives 1; a lost
+ * connection gives 4.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vitaled-client.h"
 
@@ -140,6 +146,14 @@ cmd_status(struct ctl *ctl, int argc, char **argv)
 			       jstr(rd, "state", "?"), jstr(rd, "card", ""));
 		}
 	}
+	size_t di;
+	json_t *dv;
+	json_array_foreach(json_object_get(st, "drivers"), di, dv) {
+		if (strcmp(jstr(dv, "state", "?"), "up") != 0)
+			printf("%s:     %s%s%s%s\n", jstr(dv, "name", "?"), jstr(dv, "state", "?"),
+			       jstr(dv, "reason", NULL) ? " (" : "", jstr(dv, "reason", ""),
+			       jstr(dv, "reason", NULL) ? ")" : "");
+	}
 	json_t *q = json_object_get(st, "queue");
 	printf("queue:    %s, %lld sheets (%lld queued)", jstr(q, "state", "?"),
 	       (long long)json_integer_value(json_object_get(q, "total")),
@@ -229,6 +243,179 @@ cmd_call(struct ctl *ctl, int argc, char **argv)
 	return 0;
 }
 
+
+/* ------------------------------------------------------------------ */
+/* readers, card, watch */
+
+static int
+cmd_readers(struct ctl *ctl, int argc, char **argv)
+{
+	if (argc > 1) {
+		fprintf(stderr, "usage: vitalectl readers [--json]\n");
+		return EXIT_USAGE;
+	}
+	json_t *r = NULL;
+	int rc = ctl_call(ctl, IFACE ".ListReaders", NULL, &r);
+	if (rc)
+		return rc;
+	if (ctl->json) {
+		print_json(r);
+		json_decref(r);
+		return 0;
+	}
+	json_t *readers = json_object_get(r, "readers");
+	if (json_array_size(readers) == 0) {
+		printf("no readers\n");
+	} else {
+		size_t i;
+		json_t *rd;
+		printf("%-32s %-6s %-12s %-10s %s\n", "READER", "DRIVER", "STATE", "CARD", "ATR / REASON");
+		json_array_foreach(readers, i, rd) {
+			const char *extra = jstr(rd, "reason", NULL);
+			printf("%-32s %-6s %-12s %-10s %s\n", jstr(rd, "name", "?"), jstr(rd, "driver", "?"),
+			       jstr(rd, "state", "?"), jstr(rd, "card", "-"),
+			       extra ? extra : jstr(rd, "atr", ""));
+		}
+	}
+	json_decref(r);
+	return 0;
+}
+
+static int
+cmd_card(struct ctl *ctl, int argc, char **argv)
+{
+	const char *reader = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--reader") && i + 1 < argc) {
+			reader = argv[++i];
+		} else if (!strncmp(argv[i], "--reader=", 9)) {
+			reader = argv[i] + 9;
+		} else {
+			fprintf(stderr, "usage: vitalectl card [--reader NAME] [--json]\n");
+			return EXIT_USAGE;
+		}
+	}
+	json_t *r = NULL;
+	json_t *params = reader ? json_pack("{s:s}", "reader", reader) : NULL;
+	int rc = ctl_call(ctl, IFACE ".GetCard", params, &r);
+	if (rc)
+		return rc;
+	json_t *c = json_object_get(r, "card");
+	if (ctl->json) {
+		print_json(c);
+		json_decref(r);
+		return 0;
+	}
+	printf("reader:   %s\n", jstr(c, "reader", "?"));
+	printf("card:     %s (%s)%s\n", jstr(c, "profile", "?"), jstr(c, "kind", "?"),
+	       json_is_true(json_object_get(c, "readable")) ? "" : ", not readable");
+	printf("atr:      %s\n", jstr(c, "atr", "?"));
+	printf("read at:  %s\n", jstr(c, "read_at", "?"));
+	if (jstr(c, "error", NULL))
+		printf("error:    %s\n", jstr(c, "error", ""));
+	const char *k;
+	json_t *v;
+	json_object_foreach(json_object_get(c, "fields"), k, v)
+		printf("%-9s %s\n", k, json_is_string(v) ? json_string_value(v) : "?");
+	size_t i;
+	json_t *b;
+	json_array_foreach(json_object_get(c, "beneficiaries"), i, b) {
+		printf("beneficiary %zu: %s %s, born %s, NIR %s%s\n", i + 1, jstr(b, "surname", "?"),
+		       jstr(b, "given_name", "?"), jstr(b, "birth_date", "?"), jstr(b, "nir", "-"),
+		       json_is_false(json_object_get(b, "nir_valid")) ? " (key does not check)" : "");
+	}
+	json_decref(r);
+	return 0;
+}
+
+static void
+watch_signal(int sig)
+{
+	(void)sig;
+	/* every line is flushed as it is printed: nothing is lost */
+	_exit(0);
+}
+
+static void
+print_event(json_t *e)
+{
+	printf("%s %-14s", jstr(e, "time", "?"), jstr(e, "type", "?"));
+	const char *k;
+	json_t *v;
+	json_object_foreach(e, k, v) {
+		if (!strcmp(k, "time") || !strcmp(k, "type") || !strcmp(k, "seq"))
+			continue;
+		if (json_is_string(v)) {
+			printf(" %s=\"%s\"", k, json_string_value(v));
+		} else if (json_is_object(v) || json_is_array(v)) {
+			char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+			printf(" %s=%s", k, s ? s : "?");
+			free(s);
+		} else if (!json_is_null(v)) {
+			char *s = json_dumps(v, JSON_ENCODE_ANY);
+			printf(" %s=%s", k, s ? s : "?");
+			free(s);
+		}
+	}
+	printf("\n");
+}
+
+static int
+cmd_watch(struct ctl *ctl, int argc, char **argv)
+{
+	if (argc > 1) {
+		fprintf(stderr, "usage: vitalectl watch [--json]\n");
+		return EXIT_USAGE;
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = watch_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	ctl->timeout_ms = 0; /* events may be hours apart */
+	int rc = ctl_connect(ctl);
+	if (rc)
+		return rc;
+	json_t *reply = NULL;
+	char *err = NULL;
+	bool continues = true;
+	int r = vtc_call(ctl->conn, IFACE ".WatchEvents", NULL, VTC_MORE, &reply, &err);
+	for (;;) {
+		if (r == VTC_ERROR_REPLY) {
+			fprintf(stderr, "vitalectl: WatchEvents: %s\n", err ? err : "error");
+			free(err);
+			json_decref(reply);
+			return EXIT_REPLY_ERROR;
+		}
+		if (r < 0) {
+			fprintf(stderr, "vitalectl: WatchEvents: %s\n",
+			        r == -EPIPE ? "connection closed by vitaled" : strerror(-r));
+			return EXIT_TRANSPORT;
+		}
+		json_t *e = json_object_get(reply, "event");
+		if (ctl->json) {
+			char *s = json_dumps(e, JSON_COMPACT);
+			if (s) {
+				puts(s);
+				free(s);
+			}
+		} else if (strcmp(jstr(e, "type", ""), "Watching") != 0) {
+			print_event(e);
+		}
+		if (fflush(stdout) != 0) {
+			json_decref(reply);
+			return 0; /* the reader of our output went away */
+		}
+		json_decref(reply);
+		reply = NULL;
+		continues = vtc_continues(ctl->conn);
+		if (!continues)
+			return 0;
+		r = vtc_next(ctl->conn, &reply, &err, &continues);
+	}
+}
+
 struct command {
 	const char *name;
 	int (*fn)(struct ctl *, int, char **);
@@ -239,6 +426,9 @@ static const struct command commands[] = {
 	{ "status", cmd_status, "daemon, readers, queue and uploader at a glance" },
 	{ "info", cmd_info, "the service's varlink identity and interfaces" },
 	{ "reload", cmd_reload, "re-read the configuration (as SIGHUP)" },
+	{ "readers", cmd_readers, "the card readers and their state" },
+	{ "card", cmd_card, "the card read last: card [--reader NAME] (control access)" },
+	{ "watch", cmd_watch, "print events as they happen, until interrupted" },
 	{ "call", cmd_call, "call any varlink method: call METHOD [JSON]" },
 	{ NULL, NULL, NULL },
 };

@@ -50,6 +50,7 @@ static const struct ckey keys[] = {
 
 	{ "pcsc", "enabled",           CT_BOOL,  O(pcsc_enabled), "true", 0, 0, NULL, false },
 	{ "pcsc", "backoff_max_ms",    CT_INT,   O(pcsc_backoff_max_ms), "5000", 100, 600000, NULL, false },
+	{ "pcsc", "session_timeout_ms", CT_INT,  O(pcsc_session_timeout_ms), "15000", 500, 600000, NULL, false },
 
 	{ "nfc", "device",             CT_LIST,  O(nfc_devices), "", 0, 255, NULL, false },
 	{ "nfc", "poll_ms",            CT_INT,   O(nfc_poll_ms), "300", 50, 10000, NULL, false },

@@ -47,6 +47,7 @@ struct config {
 	/* [pcsc] */
 	bool pcsc_enabled;
 	long pcsc_backoff_max_ms;
+	long pcsc_session_timeout_ms;
 
 	/* [nfc] */
 	struct config_list nfc_devices;

@@ -3,9 +3,13 @@
 #include <stddef.h>
 
 #include "daemon.h"
+#include "events.h"
+#include "readers.h"
 
 const struct module vitaled_modules[] = {
 	{ "state", statedir_init, statedir_fini, NULL },
 	{ "api", api_init, api_fini, api_reload },
+	{ "events", events_init, events_fini, NULL },
+	{ "readers", readers_init, readers_fini, NULL },
 	{ NULL, NULL, NULL, NULL },
 };

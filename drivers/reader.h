@@ -6,7 +6,10 @@
  * that worker thread: the daemon hands events to its loop with loop_post().
  *
  * Card I/O (connect/transmit/control/disconnect) is blocking and is called
- * from a session thread, never from the main loop. Readers are named by
+ * from a session thread, never from the main loop. abort() is the one card
+ * call made from another thread: it bounds a session whose card (or
+ * middleware) stopped answering, since neither PC/SC nor libnfc has a
+ * per-exchange timeout that a silent card cannot defeat. Readers are named by
  * the middleware's reader name (pcsc) or the device connstring (nfc), never
  * by position. A driver that was not compiled in has compiled_in = false
  * and open() returns -ENOTSUP.
@@ -58,6 +61,7 @@ struct reader_params {
 	size_t ndevices;
 	unsigned backoff_max_ms;    /* re-establish/reopen backoff cap */
 	unsigned poll_ms;           /* nfc: one bounded poll */
+	unsigned apdu_timeout_ms;   /* nfc: one APDU round trip; 0 = driver default (2000) */
 };
 
 struct reader_ops {
@@ -66,7 +70,8 @@ struct reader_ops {
 	/* Start the worker; events flow until close(). */
 	int (*open)(const struct reader_params *p, reader_event_fn cb, void *arg,
 	            struct reader_driver **out);
-	/* Stop the worker (cancels the blocking wait) and free. */
+	/* Stop the worker (cancels the blocking wait) and free. Cards still
+	 * connected stay usable until their disconnect(). */
 	void (*close)(struct reader_driver *d);
 	/* Connect to the card in reader (exclusive for the session). atr/atr_len
 	 * receive the ATR (pseudo-ATR for contactless). */
@@ -79,7 +84,20 @@ struct reader_ops {
 	/* Reader control (PC/SC SCardControl); -ENOTSUP where there is none. */
 	int (*control)(struct reader_card *c, uint32_t code, const uint8_t *in, size_t inlen,
 	               uint8_t *out, size_t *outlen);
+	/* End the session: release the card and free c. */
 	void (*disconnect)(struct reader_card *c);
+	/* Make every connect/transmit/control blocked on a card of reader
+	 * return soon with -ETIMEDOUT, and every later call on those cards fail
+	 * so. Thread-safe: called by the daemon's session deadline while the
+	 * session thread is blocked. A card connected after the call is not
+	 * affected (call again). Best effort: returns true when every blocked
+	 * call is known to be released, false when the driver could only flag
+	 * a card (its session thread then stays blocked until the card or the
+	 * middleware goes away). May be NULL (no way to abort). */
+	bool (*abort)(struct reader_driver *d, const char *reader);
+	/* Why open() returns -ENOTSUP (e.g. "NFC not compiled in"): a static
+	 * string, or NULL when the driver is usable. May itself be NULL. */
+	const char *(*why)(void);
 };
 
 extern const struct reader_ops reader_pcsc_ops;

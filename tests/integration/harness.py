@@ -145,6 +145,9 @@ class Daemon:
         self.env = dict(os.environ)
         self.env.pop("NOTIFY_SOCKET", None)
         self.env.pop("LISTEN_FDS", None)
+        # never the machine's pcscd: a test that wants readers starts its own
+        # (tests/world) and passes PCSCLITE_CSOCK_NAME in env
+        self.env["PCSCLITE_CSOCK_NAME"] = os.path.join(self.tmp, "no-pcscd.comm")
         if env:
             self.env.update(env)
         if wrapper is None:

@@ -1,0 +1,1128 @@
+/* The care-sheet model: JSON in and out, validation, and the field order
+ * of the signed CBOR; see sheet.h and docs/care-sheet.md.
+ *
+ * Parsing (sheet_from_json) checks only shape: known keys, JSON types,
+ * lengths that fit the struct, date syntax. Rules (sheet_validate) are
+ * checked on the struct, whatever filled it, so data from the card session
+ * goes through the same rules as data from the till. Each problem gives
+ * one error naming its field; validation never stops at the first one. */
+#include "sheet.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "holidays.h"
+
+/* ------------------------------------------------------------------ */
+/* errors */
+
+static void __attribute__((format(printf, 3, 4)))
+err_add(struct sheet_errors *errs, const char *field, const char *fmt, ...)
+{
+	if (!errs)
+		return;
+	if (errs->n >= SHEET_MAX_ERRORS) {
+		errs->truncated = true;
+		return;
+	}
+	struct sheet_error *e = &errs->e[errs->n++];
+	snprintf(e->field, sizeof(e->field), "%s", field);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+}
+
+/* ------------------------------------------------------------------ */
+/* names */
+
+static const struct {
+	enum sheet_mode m;
+	const char *name;
+} mode_names[] = {
+	{ SHEET_MODE_PHYSICAL, "physical" },
+	{ SHEET_MODE_DIGITAL_NFC, "digital-nfc" },
+	{ SHEET_MODE_DIGITAL_QR, "digital-qr" },
+	{ SHEET_MODE_DEGRADED, "degraded" },
+};
+
+static const struct {
+	enum sheet_insurance i;
+	const char *name;
+} insurance_names[] = {
+	{ SHEET_INS_MALADIE, "maladie" },
+	{ SHEET_INS_MATERNITE, "maternite" },
+	{ SHEET_INS_AT_MP, "at_mp" },
+	{ SHEET_INS_SMG, "smg" },
+};
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+const char *
+sheet_mode_name(enum sheet_mode m)
+{
+	for (size_t i = 0; i < N(mode_names); i++)
+		if (mode_names[i].m == m)
+			return mode_names[i].name;
+	return NULL;
+}
+
+int
+sheet_mode_parse(const char *name)
+{
+	for (size_t i = 0; name && i < N(mode_names); i++)
+		if (strcmp(name, mode_names[i].name) == 0)
+			return (int)mode_names[i].m;
+	return -EINVAL;
+}
+
+const char *
+sheet_insurance_name(enum sheet_insurance ins)
+{
+	for (size_t i = 0; i < N(insurance_names); i++)
+		if (insurance_names[i].i == ins)
+			return insurance_names[i].name;
+	return NULL;
+}
+
+int
+sheet_insurance_parse(const char *name)
+{
+	for (size_t i = 0; name && i < N(insurance_names); i++)
+		if (strcmp(name, insurance_names[i].name) == 0)
+			return (int)insurance_names[i].i;
+	return -EINVAL;
+}
+
+/* ------------------------------------------------------------------ */
+/* small checks */
+
+static bool
+all_digits(const char *s, size_t n)
+{
+	if (strlen(s) != n)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return true;
+}
+
+static bool
+printable(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
+			return false;
+	return true;
+}
+
+/* NIR: sex(1) year(2) month(2) department(2, 2A/2B) commune(3) order(3),
+ * then key = 97 − (number mod 97), with 2A read as 19 and 2B as 18. */
+bool
+sheet_nir_valid(const char *nir)
+{
+	if (!nir || strlen(nir) != 15)
+		return false;
+	uint64_t n = 0;
+	for (int i = 0; i < 13; i++) {
+		char c = nir[i];
+		int v;
+		if (c >= '0' && c <= '9')
+			v = c - '0';
+		else if (i == 6 && nir[5] == '2' && (c == 'A' || c == 'B'))
+			v = -1; /* handled below */
+		else
+			return false;
+		if (v < 0) {
+			/* "2A" → 19, "2B" → 18: replace the department's two digits */
+			n = n / 10 * 100 + (c == 'A' ? 19 : 18);
+			continue;
+		}
+		n = n * 10 + (uint64_t)v;
+	}
+	if (nir[13] < '0' || nir[13] > '9' || nir[14] < '0' || nir[14] > '9')
+		return false;
+	unsigned key = (unsigned)((nir[13] - '0') * 10 + (nir[14] - '0'));
+	return key == 97 - n % 97;
+}
+
+static bool
+uuid_v4_valid(const char *s)
+{
+	if (strlen(s) != SHEET_ID_LEN)
+		return false;
+	for (int i = 0; i < SHEET_ID_LEN; i++) {
+		char c = s[i];
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (c != '-')
+				return false;
+		} else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+			return false;
+		}
+	}
+	return s[14] == '4' && (s[19] == '8' || s[19] == '9' || s[19] == 'a' || s[19] == 'b');
+}
+
+void
+sheet_uuid_v4(const uint8_t rnd[16], char out[SHEET_ID_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t b[16];
+	memcpy(b, rnd, 16);
+	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* RFC 9562 §5.4: version 4 */
+	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* variant 10 */
+	size_t o = 0;
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[b[i] >> 4];
+		out[o++] = hex[b[i] & 15];
+	}
+	out[o] = '\0';
+}
+
+/* NGAP letter keys (C, G, AMI, ...: 1 to 5 capitals) or a CCAM code
+ * (4 capitals, 3 digits, e.g. DEQP003). */
+static bool
+act_code_valid(const char *c)
+{
+	size_t n = strlen(c);
+	size_t letters = 0;
+	while (letters < n && c[letters] >= 'A' && c[letters] <= 'Z')
+		letters++;
+	if (letters == n)
+		return n >= 1 && n <= 5;
+	return n == 7 && letters == 4 && all_digits(c + 4, 3);
+}
+
+/* "YYYY-MM-DD" by shape only: a birth date on a Vitale card may be a
+ * lunar one (e.g. day 31 of February), so the calendar is not checked. */
+static bool
+date_syntax(const char *s)
+{
+	if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+		return false;
+	for (int i = 0; i < 10; i++)
+		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+			return false;
+	return true;
+}
+
+static bool
+id_digits(const char *s, size_t a, size_t b)
+{
+	return all_digits(s, a) || all_digits(s, b);
+}
+
+/* ------------------------------------------------------------------ */
+/* base64 (RFC 4648 §4), for the evidence bytes in JSON */
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static size_t
+b64_encode(const uint8_t *p, size_t n, char *out)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16;
+		if (i + 1 < n)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (i + 2 < n)
+			v |= p[i + 2];
+		out[o++] = b64[v >> 18 & 63];
+		out[o++] = b64[v >> 12 & 63];
+		out[o++] = i + 1 < n ? b64[v >> 6 & 63] : '=';
+		out[o++] = i + 2 < n ? b64[v & 63] : '=';
+	}
+	out[o] = '\0';
+	return o;
+}
+
+static int
+b64_value(char c)
+{
+	const char *p = c ? strchr(b64, c) : NULL;
+	return p ? (int)(p - b64) : -1;
+}
+
+/* Strict: padded, no whitespace. -EINVAL or -E2BIG. */
+static int
+b64_decode(const char *s, size_t slen, uint8_t *out, size_t max, size_t *outlen)
+{
+	*outlen = 0;
+	if (slen % 4)
+		return -EINVAL;
+	size_t o = 0;
+	for (size_t i = 0; i < slen; i += 4) {
+		int v[4];
+		int pad = 0;
+		for (int j = 0; j < 4; j++) {
+			if (s[i + j] == '=' && i + 4 == slen && j >= 2) {
+				v[j] = 0;
+				pad++;
+			} else if (pad || (v[j] = b64_value(s[i + j])) < 0) {
+				return -EINVAL;
+			}
+		}
+		uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
+		             (uint32_t)v[3];
+		int nbytes = 3 - pad;
+		if (o + (size_t)nbytes > max)
+			return -E2BIG;
+		out[o++] = (uint8_t)(w >> 16);
+		if (nbytes > 1)
+			out[o++] = (uint8_t)(w >> 8);
+		if (nbytes > 2)
+			out[o++] = (uint8_t)w;
+	}
+	*outlen = o;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* JSON in */
+
+void
+sheet_init(struct sheet *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->care_date = SHEET_NO_DATE;
+	s->prescription_date = SHEET_NO_DATE;
+	s->at_date = SHEET_NO_DATE;
+	s->due_date = SHEET_NO_DATE;
+}
+
+static void
+field_name(char *out, size_t len, const char *prefix, const char *key)
+{
+	if (prefix && prefix[0])
+		snprintf(out, len, "%s.%s", prefix, key);
+	else
+		snprintf(out, len, "%s", key);
+}
+
+static bool
+check_keys(json_t *obj, const char *prefix, const char *const *allowed, size_t nallowed,
+           struct sheet_errors *errs)
+{
+	const char *key;
+	json_t *v;
+	bool ok = true;
+	json_object_foreach(obj, key, v) {
+		bool known = false;
+		for (size_t i = 0; i < nallowed; i++)
+			known |= strcmp(key, allowed[i]) == 0;
+		if (!known) {
+			char f[40];
+			field_name(f, sizeof(f), prefix, key);
+			err_add(errs, f, "unknown field");
+			ok = false;
+		}
+	}
+	return ok;
+}
+
+/* Each get_* returns 1 if the key was there and read, 0 if absent, -1 after
+ * recording an error. */
+static int
+get_str(json_t *obj, const char *prefix, const char *key, char *buf, size_t buflen,
+        struct sheet_errors *errs)
+{
+	json_t *v = json_object_get(obj, key);
+	char f[40];
+	if (!v)
+		return 0;
+	field_name(f, sizeof(f), prefix, key);
+	if (!json_is_string(v)) {
+		err_add(errs, f, "must be a string");
+		return -1;
+	}
+	size_t n = json_string_length(v);
+	const char *s = json_string_value(v);
+	if (n >= buflen) {
+		err_add(errs, f, "too long (at most %zu characters)", buflen - 1);
+		return -1;
+	}
+	if (memchr(s, '\0', n)) {
+		err_add(errs, f, "contains a NUL character");
+		return -1;
+	}
+	memcpy(buf, s, n + 1);
+	return 1;
+}
+
+static int
+get_date(json_t *obj, const char *prefix, const char *key, int32_t *out,
+         struct sheet_errors *errs)
+{
+	char buf[16];
+	char f[40];
+	int r = get_str(obj, prefix, key, buf, sizeof(buf), errs);
+	if (r <= 0)
+		return r;
+	field_name(f, sizeof(f), prefix, key);
+	int32_t d;
+	if (holidays_parse(buf, &d) < 0) {
+		err_add(errs, f, "not a date (YYYY-MM-DD)");
+		return -1;
+	}
+	*out = d;
+	return 1;
+}
+
+static int
+get_int(json_t *obj, const char *prefix, const char *key, int64_t min, int64_t max,
+        int64_t *out, struct sheet_errors *errs)
+{
+	json_t *v = json_object_get(obj, key);
+	char f[40];
+	if (!v)
+		return 0;
+	field_name(f, sizeof(f), prefix, key);
+	if (!json_is_integer(v)) {
+		err_add(errs, f, "must be an integer");
+		return -1;
+	}
+	json_int_t x = json_integer_value(v);
+	if (x < min || x > max) {
+		err_add(errs, f, "out of range (%lld..%lld)", (long long)min, (long long)max);
+		return -1;
+	}
+	*out = x;
+	return 1;
+}
+
+static int
+get_bool(json_t *obj, const char *key, bool *out, struct sheet_errors *errs)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v)
+		return 0;
+	if (!json_is_boolean(v)) {
+		err_add(errs, key, "must be true or false");
+		return -1;
+	}
+	*out = json_is_true(v);
+	return 1;
+}
+
+static json_t *
+get_obj(json_t *obj, const char *key, struct sheet_errors *errs, bool *bad)
+{
+	json_t *v = json_object_get(obj, key);
+	if (v && !json_is_object(v)) {
+		err_add(errs, key, "must be an object");
+		*bad = true;
+		return NULL;
+	}
+	return v;
+}
+
+/* Coefficient: a JSON number with at most 3 decimals, > 0 checked later. */
+static int
+get_coef(json_t *act, const char *prefix, uint32_t *out, struct sheet_errors *errs)
+{
+	json_t *v = json_object_get(act, "coefficient");
+	char f[40];
+	if (!v)
+		return 0;
+	field_name(f, sizeof(f), prefix, "coefficient");
+	double x;
+	if (json_is_integer(v))
+		x = (double)json_integer_value(v);
+	else if (json_is_real(v))
+		x = json_real_value(v);
+	else {
+		err_add(errs, f, "must be a number");
+		return -1;
+	}
+	if (!(x >= 0 && x <= SHEET_MAX_COEF_MILLI / 1000.0)) {
+		err_add(errs, f, "out of range (0..%u)", SHEET_MAX_COEF_MILLI / 1000);
+		return -1;
+	}
+	double m = x * 1000.0;
+	double r = (double)(uint32_t)(m + 0.5);
+	double diff = m - r;
+	if (diff > 1e-6 || diff < -1e-6) {
+		err_add(errs, f, "at most 3 decimals");
+		return -1;
+	}
+	*out = (uint32_t)r;
+	return 1;
+}
+
+static void
+get_b64(json_t *ev, const char *key, uint8_t *buf, size_t max, size_t *len,
+        struct sheet_errors *errs)
+{
+	char f[40];
+	json_t *v = json_object_get(ev, key);
+	if (!v)
+		return;
+	field_name(f, sizeof(f), "evidence", key);
+	if (!json_is_string(v)) {
+		err_add(errs, f, "must be a base64 string");
+		return;
+	}
+	int r = b64_decode(json_string_value(v), json_string_length(v), buf, max, len);
+	if (r == -E2BIG)
+		err_add(errs, f, "too long (at most %zu bytes)", max);
+	else if (r < 0)
+		err_add(errs, f, "not base64");
+}
+
+static void
+parse_act(json_t *a, size_t i, struct sheet_act *act, struct sheet_errors *errs)
+{
+	static const char *const keys[] = { "date", "code", "coefficient", "amount" };
+	char p[24];
+	snprintf(p, sizeof(p), "acts[%zu]", i);
+	if (!json_is_object(a)) {
+		err_add(errs, p, "must be an object");
+		return;
+	}
+	check_keys(a, p, keys, N(keys), errs);
+	get_date(a, p, "date", &act->date, errs);
+	get_str(a, p, "code", act->code, sizeof(act->code), errs);
+	get_coef(a, p, &act->coef_milli, errs);
+	get_int(a, p, "amount", INT64_MIN, INT64_MAX, &act->amount, errs);
+}
+
+int
+sheet_from_json(json_t *obj, struct sheet *s, struct sheet_errors *errs)
+{
+	static const char *const top[] = {
+		"id", "terminal_id", "care_date", "seq", "nir", "birth_date", "birth_rank", "insurer",
+		"practitioner_id", "structure_id", "prescriber", "insurance", "at_date", "acts",
+		"totals", "amc", "tiers_payant", "mode", "evidence", "due_date", "created",
+	};
+	static const char *const ins_keys[] = { "regime", "caisse", "centre" };
+	static const char *const pre_keys[] = { "id", "date" };
+	static const char *const tot_keys[] = { "total", "amo", "amc", "patient" };
+	static const char *const ev_keys[] = { "card_serial", "read_at", "device_answer",
+		                               "credential" };
+	struct sheet_errors local;
+	bool bad = false;
+	int64_t v;
+	char buf[32];
+	if (!errs)
+		errs = &local;
+	memset(errs, 0, sizeof(*errs));
+	if (!json_is_object(obj)) {
+		err_add(errs, "sheet", "must be a JSON object");
+		return -EINVAL;
+	}
+	check_keys(obj, NULL, top, N(top), errs);
+	get_str(obj, NULL, "id", s->id, sizeof(s->id), errs);
+	get_str(obj, NULL, "terminal_id", s->terminal_id, sizeof(s->terminal_id), errs);
+	get_date(obj, NULL, "care_date", &s->care_date, errs);
+	if (get_int(obj, NULL, "seq", 0, UINT32_MAX, &v, errs) > 0)
+		s->seq = (uint32_t)v;
+	get_str(obj, NULL, "nir", s->nir, sizeof(s->nir), errs);
+	get_str(obj, NULL, "birth_date", s->birth_date, sizeof(s->birth_date), errs);
+	if (get_int(obj, NULL, "birth_rank", 0, 9, &v, errs) > 0)
+		s->birth_rank = (uint32_t)v;
+	json_t *ins = get_obj(obj, "insurer", errs, &bad);
+	if (ins) {
+		check_keys(ins, "insurer", ins_keys, N(ins_keys), errs);
+		get_str(ins, "insurer", "regime", s->regime, sizeof(s->regime), errs);
+		get_str(ins, "insurer", "caisse", s->caisse, sizeof(s->caisse), errs);
+		get_str(ins, "insurer", "centre", s->centre, sizeof(s->centre), errs);
+	}
+	get_str(obj, NULL, "practitioner_id", s->practitioner_id, sizeof(s->practitioner_id), errs);
+	get_str(obj, NULL, "structure_id", s->structure_id, sizeof(s->structure_id), errs);
+	json_t *pre = get_obj(obj, "prescriber", errs, &bad);
+	if (pre) {
+		check_keys(pre, "prescriber", pre_keys, N(pre_keys), errs);
+		get_str(pre, "prescriber", "id", s->prescriber_id, sizeof(s->prescriber_id), errs);
+		get_date(pre, "prescriber", "date", &s->prescription_date, errs);
+	}
+	if (get_str(obj, NULL, "insurance", buf, sizeof(buf), errs) > 0) {
+		int i = sheet_insurance_parse(buf);
+		if (i < 0)
+			err_add(errs, "insurance", "unknown insurance type (maladie, maternite, at_mp, smg)");
+		else
+			s->insurance = (enum sheet_insurance)i;
+	}
+	get_date(obj, NULL, "at_date", &s->at_date, errs);
+	json_t *acts = json_object_get(obj, "acts");
+	if (acts && !json_is_array(acts)) {
+		err_add(errs, "acts", "must be an array");
+	} else if (acts && json_array_size(acts) > SHEET_MAX_ACTS) {
+		err_add(errs, "acts", "too many acts (%zu, at most %d)", json_array_size(acts),
+		        SHEET_MAX_ACTS);
+	} else if (acts) {
+		s->nacts = json_array_size(acts);
+		for (size_t i = 0; i < s->nacts; i++) {
+			s->acts[i] = (struct sheet_act){ .date = SHEET_NO_DATE };
+			parse_act(json_array_get(acts, i), i, &s->acts[i], errs);
+		}
+	}
+	json_t *tot = get_obj(obj, "totals", errs, &bad);
+	if (tot) {
+		check_keys(tot, "totals", tot_keys, N(tot_keys), errs);
+		get_int(tot, "totals", "total", INT64_MIN, INT64_MAX, &s->total, errs);
+		get_int(tot, "totals", "amo", INT64_MIN, INT64_MAX, &s->amo, errs);
+		get_int(tot, "totals", "amc", INT64_MIN, INT64_MAX, &s->amc_amount, errs);
+		get_int(tot, "totals", "patient", INT64_MIN, INT64_MAX, &s->patient, errs);
+	}
+	get_bool(obj, "amc", &s->amc, errs);
+	get_bool(obj, "tiers_payant", &s->tiers_payant, errs);
+	if (get_str(obj, NULL, "mode", buf, sizeof(buf), errs) > 0) {
+		int m = sheet_mode_parse(buf);
+		if (m < 0)
+			err_add(errs, "mode", "unknown mode (physical, digital-nfc, digital-qr, degraded)");
+		else
+			s->mode = (enum sheet_mode)m;
+	}
+	json_t *ev = get_obj(obj, "evidence", errs, &bad);
+	if (ev) {
+		check_keys(ev, "evidence", ev_keys, N(ev_keys), errs);
+		get_str(ev, "evidence", "card_serial", s->evidence.card_serial,
+		        sizeof(s->evidence.card_serial), errs);
+		get_int(ev, "evidence", "read_at", 0, INT64_MAX, &s->evidence.read_at, errs);
+		get_b64(ev, "device_answer", s->evidence.device_answer, SHEET_EVIDENCE_MAX,
+		        &s->evidence.device_answer_len, errs);
+		get_b64(ev, "credential", s->evidence.credential, SHEET_CREDENTIAL_MAX,
+		        &s->evidence.credential_len, errs);
+	}
+	get_date(obj, NULL, "due_date", &s->due_date, errs);
+	get_int(obj, NULL, "created", 0, INT64_MAX, &s->created, errs);
+	(void)bad; /* a wrong type was reported where it was found */
+	return errs->n ? -EINVAL : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* JSON out */
+
+static int
+set_date(json_t *o, const char *key, int32_t d)
+{
+	char buf[16];
+	if (d == SHEET_NO_DATE || holidays_format(d, buf, sizeof(buf)) < 0)
+		return 0;
+	return json_object_set_new(o, key, json_string(buf));
+}
+
+static int
+set_str(json_t *o, const char *key, const char *v)
+{
+	return v[0] ? json_object_set_new(o, key, json_string(v)) : 0;
+}
+
+static int
+set_b64(json_t *o, const char *key, const uint8_t *p, size_t n, size_t max)
+{
+	if (!n)
+		return 0;
+	if (n > max)
+		n = max;
+	char *buf = malloc((n + 2) / 3 * 4 + 1);
+	if (!buf)
+		return -1;
+	b64_encode(p, n, buf);
+	int r = json_object_set_new(o, key, json_string(buf));
+	free(buf);
+	return r;
+}
+
+json_t *
+sheet_to_json(const struct sheet *s)
+{
+	json_t *o = json_object();
+	json_t *acts = json_array();
+	if (!o || !acts)
+		goto fail;
+	int r = 0;
+	r |= set_str(o, "id", s->id);
+	r |= set_str(o, "terminal_id", s->terminal_id);
+	r |= set_date(o, "care_date", s->care_date);
+	if (s->seq)
+		r |= json_object_set_new(o, "seq", json_integer(s->seq));
+	r |= set_str(o, "nir", s->nir);
+	r |= set_str(o, "birth_date", s->birth_date);
+	if (s->birth_rank)
+		r |= json_object_set_new(o, "birth_rank", json_integer(s->birth_rank));
+	if (s->regime[0] || s->caisse[0] || s->centre[0]) {
+		json_t *ins = json_object();
+		if (!ins)
+			goto fail;
+		r |= json_object_set_new(o, "insurer", ins);
+		r |= set_str(ins, "regime", s->regime);
+		r |= set_str(ins, "caisse", s->caisse);
+		r |= set_str(ins, "centre", s->centre);
+	}
+	r |= set_str(o, "practitioner_id", s->practitioner_id);
+	r |= set_str(o, "structure_id", s->structure_id);
+	if (s->prescriber_id[0] || s->prescription_date != SHEET_NO_DATE) {
+		json_t *pre = json_object();
+		if (!pre)
+			goto fail;
+		r |= json_object_set_new(o, "prescriber", pre);
+		r |= set_str(pre, "id", s->prescriber_id);
+		r |= set_date(pre, "date", s->prescription_date);
+	}
+	if (sheet_insurance_name(s->insurance))
+		r |= json_object_set_new(o, "insurance", json_string(sheet_insurance_name(s->insurance)));
+	r |= set_date(o, "at_date", s->at_date);
+	for (size_t i = 0; i < s->nacts && i < SHEET_MAX_ACTS; i++) {
+		const struct sheet_act *a = &s->acts[i];
+		json_t *ja = json_object();
+		if (!ja || json_array_append_new(acts, ja) < 0)
+			goto fail;
+		r |= set_date(ja, "date", a->date);
+		r |= set_str(ja, "code", a->code);
+		if (a->coef_milli % 1000 == 0)
+			r |= json_object_set_new(ja, "coefficient", json_integer(a->coef_milli / 1000));
+		else
+			r |= json_object_set_new(ja, "coefficient", json_real(a->coef_milli / 1000.0));
+		r |= json_object_set_new(ja, "amount", json_integer(a->amount));
+	}
+	r |= json_object_set_new(o, "acts", acts);
+	acts = NULL;
+	r |= json_object_set_new(o, "totals",
+	                         json_pack("{s:I,s:I,s:I,s:I}", "total", (json_int_t)s->total, "amo",
+	                                   (json_int_t)s->amo, "amc", (json_int_t)s->amc_amount,
+	                                   "patient", (json_int_t)s->patient));
+	r |= json_object_set_new(o, "amc", json_boolean(s->amc));
+	r |= json_object_set_new(o, "tiers_payant", json_boolean(s->tiers_payant));
+	if (sheet_mode_name(s->mode))
+		r |= json_object_set_new(o, "mode", json_string(sheet_mode_name(s->mode)));
+	const struct sheet_evidence *e = &s->evidence;
+	if (e->card_serial[0] || e->read_at || e->device_answer_len || e->credential_len) {
+		json_t *ev = json_object();
+		if (!ev)
+			goto fail;
+		r |= json_object_set_new(o, "evidence", ev);
+		r |= set_str(ev, "card_serial", e->card_serial);
+		if (e->read_at)
+			r |= json_object_set_new(ev, "read_at", json_integer(e->read_at));
+		r |= set_b64(ev, "device_answer", e->device_answer, e->device_answer_len,
+		             SHEET_EVIDENCE_MAX);
+		r |= set_b64(ev, "credential", e->credential, e->credential_len, SHEET_CREDENTIAL_MAX);
+	}
+	r |= set_date(o, "due_date", s->due_date);
+	if (s->created)
+		r |= json_object_set_new(o, "created", json_integer(s->created));
+	if (r)
+		goto fail;
+	return o;
+fail:
+	json_decref(acts);
+	json_decref(o);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* validation */
+
+/* An act lies within the two years up to the care date. */
+static void
+check_act_date(int32_t d, int32_t care, const char *field, struct sheet_errors *errs)
+{
+	if (d > care)
+		err_add(errs, field, "after the care date");
+	else if (d < care - SHEET_MAX_AGE_DAYS)
+		err_add(errs, field, "more than %d days before the care date", SHEET_MAX_AGE_DAYS);
+}
+
+static void
+validate_acts(const struct sheet *s, const struct sheet_check *c, struct sheet_errors *errs)
+{
+	char f[40];
+	int64_t sum = 0;
+	bool sum_ok = true;
+	if (s->nacts == 0 && !c->draft)
+		err_add(errs, "acts", "no acts");
+	if (s->nacts > SHEET_MAX_ACTS) {
+		err_add(errs, "acts", "too many acts (at most %d)", SHEET_MAX_ACTS);
+		return;
+	}
+	for (size_t i = 0; i < s->nacts; i++) {
+		const struct sheet_act *a = &s->acts[i];
+		if (a->date == SHEET_NO_DATE) {
+			snprintf(f, sizeof(f), "acts[%zu].date", i);
+			err_add(errs, f, "missing");
+		} else if (s->care_date != SHEET_NO_DATE) {
+			snprintf(f, sizeof(f), "acts[%zu].date", i);
+			check_act_date(a->date, s->care_date, f, errs);
+		}
+		snprintf(f, sizeof(f), "acts[%zu].code", i);
+		if (!a->code[0])
+			err_add(errs, f, "missing");
+		else if (!act_code_valid(a->code))
+			err_add(errs, f, "not an NGAP key (1-5 capitals) or a CCAM code (AAAA999)");
+		if (a->coef_milli == 0 || a->coef_milli > SHEET_MAX_COEF_MILLI) {
+			snprintf(f, sizeof(f), "acts[%zu].coefficient", i);
+			err_add(errs, f, "must be more than 0 and at most %u", SHEET_MAX_COEF_MILLI / 1000);
+		}
+		snprintf(f, sizeof(f), "acts[%zu].amount", i);
+		if (a->amount < 0) {
+			err_add(errs, f, "negative amount");
+			sum_ok = false;
+		} else if (a->amount > SHEET_MAX_AMOUNT) {
+			err_add(errs, f, "over %lld cents", SHEET_MAX_AMOUNT);
+			sum_ok = false;
+		} else {
+			sum += a->amount;
+		}
+	}
+	if (c->draft && s->nacts == 0)
+		return;
+	/* totals: only compared when every part is itself sane */
+	const struct {
+		const char *name;
+		int64_t v;
+	} parts[] = { { "totals.total", s->total },
+		      { "totals.amo", s->amo },
+		      { "totals.amc", s->amc_amount },
+		      { "totals.patient", s->patient } };
+	for (size_t i = 0; i < N(parts); i++) {
+		if (parts[i].v < 0) {
+			err_add(errs, parts[i].name, "negative amount");
+			sum_ok = false;
+		} else if (parts[i].v > SHEET_MAX_AMOUNT * SHEET_MAX_ACTS) {
+			err_add(errs, parts[i].name, "out of range");
+			sum_ok = false;
+		}
+	}
+	if (!s->amc && s->amc_amount != 0)
+		err_add(errs, "totals.amc", "an AMC part without the AMC flag");
+	if (!sum_ok)
+		return;
+	if (s->total != sum)
+		err_add(errs, "totals.total", "%lld cents, but the acts add up to %lld", (long long)s->total,
+		        (long long)sum);
+	else if (s->amo + s->amc_amount + s->patient != s->total)
+		err_add(errs, "totals", "amo + amc + patient = %lld cents, not the total %lld",
+		        (long long)(s->amo + s->amc_amount + s->patient), (long long)s->total);
+}
+
+static void
+validate_evidence(const struct sheet *s, const struct sheet_check *c, struct sheet_errors *errs)
+{
+	const struct sheet_evidence *e = &s->evidence;
+	bool card = e->card_serial[0] || e->read_at;
+	bool device = e->device_answer_len > 0;
+	bool cred = e->credential_len > 0;
+	switch (s->mode) {
+	case SHEET_MODE_NONE:
+		err_add(errs, "mode", "missing");
+		return;
+	case SHEET_MODE_PHYSICAL:
+		if (device || cred) {
+			err_add(errs, device ? "evidence.device_answer" : "evidence.credential",
+			        "a physical card has no device answer or credential");
+		} else if (!card) {
+			err_add(errs, "evidence", "missing: no patient evidence (card serial and read time)");
+		} else {
+			if (!e->card_serial[0])
+				err_add(errs, "evidence.card_serial", "missing");
+			else if (!printable(e->card_serial))
+				err_add(errs, "evidence.card_serial", "not printable");
+			if (!e->read_at)
+				err_add(errs, "evidence.read_at", "missing");
+			else if (e->read_at > c->now + 300)
+				err_add(errs, "evidence.read_at", "in the future");
+		}
+		return;
+	case SHEET_MODE_DIGITAL_NFC:
+	case SHEET_MODE_DIGITAL_QR:
+		if (card)
+			err_add(errs, "evidence.card_serial",
+			        "a digital card has no card serial (its evidence is the device answer)");
+		else if (!device)
+			err_add(errs, "evidence", "missing: no patient evidence (the device-signed answer)");
+		else if (e->device_answer_len > SHEET_EVIDENCE_MAX ||
+		         e->credential_len > SHEET_CREDENTIAL_MAX)
+			err_add(errs, "evidence", "too long");
+		return;
+	case SHEET_MODE_DEGRADED:
+		if (card || device || cred)
+			err_add(errs, "evidence", "a degraded sheet is made without the card: no evidence");
+		return;
+	}
+	err_add(errs, "mode", "unknown mode");
+}
+
+int
+sheet_validate(const struct sheet *s, const struct sheet_check *c, struct sheet_errors *errs)
+{
+	struct sheet_errors local;
+	if (!errs)
+		errs = &local;
+	memset(errs, 0, sizeof(*errs));
+	if (!s->id[0])
+		err_add(errs, "id", "missing");
+	else if (!uuid_v4_valid(s->id))
+		err_add(errs, "id", "not a lower-case UUID v4");
+	if (!s->terminal_id[0])
+		err_add(errs, "terminal_id", "missing");
+	else if (!printable(s->terminal_id))
+		err_add(errs, "terminal_id", "not printable");
+	if (s->care_date == SHEET_NO_DATE)
+		err_add(errs, "care_date", "missing");
+	else if (s->care_date > c->today)
+		err_add(errs, "care_date", "in the future");
+	else if (s->care_date < c->today - SHEET_MAX_AGE_DAYS)
+		err_add(errs, "care_date", "more than %d days old", SHEET_MAX_AGE_DAYS);
+	if (!s->nir[0])
+		err_add(errs, "nir", "missing");
+	else if (strlen(s->nir) != 15)
+		err_add(errs, "nir", "must be 15 characters (13 and a 2-digit key)");
+	else if (!sheet_nir_valid(s->nir))
+		err_add(errs, "nir", "bad NIR: the key does not match (or not a NIR)");
+	if (s->birth_date[0] && !date_syntax(s->birth_date))
+		err_add(errs, "birth_date", "not YYYY-MM-DD");
+	if (s->birth_rank > 9)
+		err_add(errs, "birth_rank", "must be 1 to 9");
+	if (!s->regime[0])
+		err_add(errs, "insurer.regime", "missing");
+	else if (!all_digits(s->regime, 2))
+		err_add(errs, "insurer.regime", "must be 2 digits");
+	if (!s->caisse[0])
+		err_add(errs, "insurer.caisse", "missing");
+	else if (!all_digits(s->caisse, 3))
+		err_add(errs, "insurer.caisse", "must be 3 digits");
+	if (!s->centre[0])
+		err_add(errs, "insurer.centre", "missing");
+	else if (!all_digits(s->centre, 4))
+		err_add(errs, "insurer.centre", "must be 4 digits");
+	if (!s->practitioner_id[0]) {
+		if (!c->draft)
+			err_add(errs, "practitioner_id", "missing");
+	} else if (!id_digits(s->practitioner_id, 9, 11)) {
+		err_add(errs, "practitioner_id", "must be 9 (Assurance Maladie) or 11 (RPPS) digits");
+	}
+	if (s->structure_id[0] && !id_digits(s->structure_id, 9, 14))
+		err_add(errs, "structure_id", "must be 9 (FINESS) or 14 (SIRET) digits");
+	if (s->prescriber_id[0] && !id_digits(s->prescriber_id, 9, 11))
+		err_add(errs, "prescriber.id", "must be 9 or 11 digits");
+	if (s->prescription_date != SHEET_NO_DATE) {
+		if (!s->prescriber_id[0])
+			err_add(errs, "prescriber.date", "a prescription date without a prescriber");
+		else if (s->care_date != SHEET_NO_DATE && s->prescription_date > s->care_date)
+			err_add(errs, "prescriber.date", "after the care date");
+	}
+	if (s->insurance == SHEET_INS_NONE) {
+		if (!c->draft)
+			err_add(errs, "insurance", "missing");
+	} else if (!sheet_insurance_name(s->insurance)) {
+		err_add(errs, "insurance", "unknown insurance type");
+	}
+	if (s->insurance == SHEET_INS_AT_MP) {
+		if (s->at_date == SHEET_NO_DATE)
+			err_add(errs, "at_date", "missing: at_mp needs the date of the accident or disease");
+		else if (s->care_date != SHEET_NO_DATE && s->at_date > s->care_date)
+			err_add(errs, "at_date", "after the care date");
+	} else if (s->at_date != SHEET_NO_DATE) {
+		err_add(errs, "at_date", "only for at_mp");
+	}
+	validate_acts(s, c, errs);
+	validate_evidence(s, c, errs);
+	if (!s->created)
+		err_add(errs, "created", "missing");
+	else if (s->created > c->now + 300)
+		err_add(errs, "created", "in the future");
+	if (s->due_date == SHEET_NO_DATE) {
+		if (!c->draft)
+			err_add(errs, "due_date", "missing");
+	} else if (s->care_date != SHEET_NO_DATE && s->due_date <= s->care_date) {
+		err_add(errs, "due_date", "not after the care date");
+	}
+	return errs->n ? -EINVAL : 0;
+}
+
+int
+sheet_set_due_date(struct sheet *s, unsigned holiday_flags)
+{
+	if (s->care_date == SHEET_NO_DATE)
+		return -EINVAL;
+	int32_t due;
+	int r = holidays_due_date(s->care_date, s->tiers_payant, holiday_flags, &due);
+	if (r < 0)
+		return r;
+	s->due_date = due;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* the CBOR field order */
+
+enum fkind { F_TEXT, F_UINT, F_SINT, F_BOOL, F_BYTES, F_DATE, F_MAP, F_ACTS };
+
+struct field {
+	const char *key;
+	enum fkind kind;
+	const char *s;
+	uint64_t u;
+	int64_t i;
+	bool b;
+	const uint8_t *p;
+	size_t n;
+	int32_t date;
+	struct field *map; /* F_MAP: n fields */
+};
+
+/* RFC 8949 §4.2.1: keys sorted by their encoded bytes. For text keys the
+ * head carries the length, so a shorter key comes first, then bytewise. */
+static bool
+key_before(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la != lb)
+		return la < lb;
+	return memcmp(a, b, la) < 0;
+}
+
+static void
+sort_fields(struct field *f, size_t n)
+{
+	for (size_t i = 1; i < n; i++) {
+		struct field t = f[i];
+		size_t j = i;
+		while (j > 0 && key_before(t.key, f[j - 1].key)) {
+			f[j] = f[j - 1];
+			j--;
+		}
+		f[j] = t;
+	}
+}
+
+static int emit_map(const struct sheet *s, const struct sheet_encoder *e, void *ctx,
+                    struct field *f, size_t n);
+
+static int
+emit_date(const struct sheet_encoder *e, void *ctx, int32_t d)
+{
+	char buf[16];
+	int r = holidays_format(d, buf, sizeof(buf));
+	return r < 0 ? r : e->text(ctx, buf, strlen(buf));
+}
+
+static int
+emit_acts(const struct sheet *s, const struct sheet_encoder *e, void *ctx)
+{
+	int r = e->array(ctx, s->nacts);
+	for (size_t i = 0; r == 0 && i < s->nacts; i++) {
+		const struct sheet_act *a = &s->acts[i];
+		struct field af[] = {
+			{ .key = "date", .kind = F_DATE, .date = a->date },
+			{ .key = "code", .kind = F_TEXT, .s = a->code },
+			{ .key = "coef_milli", .kind = F_UINT, .u = a->coef_milli },
+			{ .key = "amount", .kind = F_SINT, .i = a->amount },
+		};
+		r = emit_map(s, e, ctx, af, N(af));
+	}
+	return r ? r : e->array_end(ctx);
+}
+
+static int
+emit_map(const struct sheet *s, const struct sheet_encoder *e, void *ctx, struct field *f,
+         size_t n)
+{
+	sort_fields(f, n);
+	int r = e->map(ctx, n);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		if ((r = e->text(ctx, f[i].key, strlen(f[i].key))) < 0)
+			break;
+		switch (f[i].kind) {
+		case F_TEXT:
+			r = e->text(ctx, f[i].s, strlen(f[i].s));
+			break;
+		case F_UINT:
+			r = e->uint(ctx, f[i].u);
+			break;
+		case F_SINT:
+			r = e->sint(ctx, f[i].i);
+			break;
+		case F_BOOL:
+			r = e->boolean(ctx, f[i].b);
+			break;
+		case F_BYTES:
+			r = e->bytes(ctx, f[i].p, f[i].n);
+			break;
+		case F_DATE:
+			r = emit_date(e, ctx, f[i].date);
+			break;
+		case F_MAP:
+			r = emit_map(s, e, ctx, f[i].map, f[i].n);
+			break;
+		case F_ACTS:
+			r = emit_acts(s, e, ctx);
+			break;
+		}
+	}
+	return r ? r : e->map_end(ctx);
+}
+
+#define ADD(...) (f[n++] = (struct field){ __VA_ARGS__ })
+
+int
+sheet_encode(const struct sheet *s, const struct sheet_encoder *e, void *ctx)
+{
+	struct field f[32], ins[3], pre[2], tot[4], ev[4];
+	size_t n = 0, npre = 0, nev = 0;
+	if (s->nacts > SHEET_MAX_ACTS || s->evidence.device_answer_len > SHEET_EVIDENCE_MAX ||
+	    s->evidence.credential_len > SHEET_CREDENTIAL_MAX)
+		return -EINVAL;
+	ins[0] = (struct field){ .key = "regime", .kind = F_TEXT, .s = s->regime };
+	ins[1] = (struct field){ .key = "caisse", .kind = F_TEXT, .s = s->caisse };
+	ins[2] = (struct field){ .key = "centre", .kind = F_TEXT, .s = s->centre };
+	if (s->prescriber_id[0])
+		pre[npre++] = (struct field){ .key = "id", .kind = F_TEXT, .s = s->prescriber_id };
+	if (s->prescription_date != SHEET_NO_DATE)
+		pre[npre++] = (struct field){ .key = "date", .kind = F_DATE, .date = s->prescription_date };
+	tot[0] = (struct field){ .key = "total", .kind = F_SINT, .i = s->total };
+	tot[1] = (struct field){ .key = "amo", .kind = F_SINT, .i = s->amo };
+	tot[2] = (struct field){ .key = "amc", .kind = F_SINT, .i = s->amc_amount };
+	tot[3] = (struct field){ .key = "patient", .kind = F_SINT, .i = s->patient };
+	if (s->evidence.card_serial[0])
+		ev[nev++] = (struct field){ .key = "card_serial", .kind = F_TEXT,
+			                    .s = s->evidence.card_serial };
+	if (s->evidence.read_at)
+		ev[nev++] = (struct field){ .key = "read_at", .kind = F_UINT,
+			                    .u = (uint64_t)s->evidence.read_at };
+	if (s->evidence.device_answer_len)
+		ev[nev++] = (struct field){ .key = "device_answer", .kind = F_BYTES,
+			                    .p = s->evidence.device_answer,
+			                    .n = s->evidence.device_answer_len };
+	if (s->evidence.credential_len)
+		ev[nev++] = (struct field){ .key = "credential", .kind = F_BYTES,
+			                    .p = s->evidence.credential, .n = s->evidence.credential_len };
+
+	ADD(.key = "v", .kind = F_UINT, .u = 1);
+	ADD(.key = "id", .kind = F_TEXT, .s = s->id);
+	ADD(.key = "terminal_id", .kind = F_TEXT, .s = s->terminal_id);
+	ADD(.key = "care_date", .kind = F_DATE, .date = s->care_date);
+	ADD(.key = "seq", .kind = F_UINT, .u = s->seq);
+	ADD(.key = "nir", .kind = F_TEXT, .s = s->nir);
+	if (s->birth_date[0])
+		ADD(.key = "birth_date", .kind = F_TEXT, .s = s->birth_date);
+	if (s->birth_rank)
+		ADD(.key = "birth_rank", .kind = F_UINT, .u = s->birth_rank);
+	ADD(.key = "insurer", .kind = F_MAP, .map = ins, .n = 3);
+	ADD(.key = "practitioner_id", .kind = F_TEXT, .s = s->practitioner_id);
+	if (s->structure_id[0])
+		ADD(.key = "structure_id", .kind = F_TEXT, .s = s->structure_id);
+	if (npre)
+		ADD(.key = "prescriber", .kind = F_MAP, .map = pre, .n = npre);
+	ADD(.key = "insurance", .kind = F_UINT, .u = (uint64_t)s->insurance);
+	if (s->at_date != SHEET_NO_DATE)
+		ADD(.key = "at_date", .kind = F_DATE, .date = s->at_date);
+	ADD(.key = "acts", .kind = F_ACTS);
+	ADD(.key = "totals", .kind = F_MAP, .map = tot, .n = 4);
+	ADD(.key = "amc", .kind = F_BOOL, .b = s->amc);
+	ADD(.key = "tiers_payant", .kind = F_BOOL, .b = s->tiers_payant);
+	ADD(.key = "mode", .kind = F_TEXT, .s = sheet_mode_name(s->mode) ? sheet_mode_name(s->mode) : "");
+	if (nev)
+		ADD(.key = "evidence", .kind = F_MAP, .map = ev, .n = nev);
+	ADD(.key = "due_date", .kind = F_DATE, .date = s->due_date);
+	ADD(.key = "created", .kind = F_UINT, .u = (uint64_t)s->created);
+	return emit_map(s, e, ctx, f, n);
+}
+#undef ADD

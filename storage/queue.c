@@ -1,0 +1,1869 @@
+/* The durable queue of care sheets; see queue.h for the contract and
+ * docs/queue.md for the schema and the on-disk format.
+ *
+ * What must stay true here:
+ * - a write is acknowledged (a 0 return) only after COMMIT returned in WAL
+ *   mode with synchronous=FULL;
+ * - a failed transaction leaves nothing behind (ROLLBACK when SQLite did not
+ *   already roll back) and the handle usable; the in-memory counters are
+ *   changed only after COMMIT succeeded;
+ * - a queued sheet's payload, id, practitioner, care date, sequence number
+ *   and due date are never written again (the v2 triggers refuse it too);
+ * - only finished sheets and stale drafts are ever deleted;
+ * - the key never leaves this file: not in a message, not in the database.
+ */
+#include "queue.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+
+#define BLOB_VERSION 1
+#define NONCE_LEN 12
+#define TAG_LEN 16
+#define BLOB_OVERHEAD (1 + NONCE_LEN + TAG_LEN)
+#define QUEUE_APP_ID 0x56544c51 /* "VTLQ" in PRAGMA application_id */
+#define KEYCHECK_AD "vitaled-queue-key-check"
+#define KEYCHECK_PT "vitaled queue key check v1"
+#define REASON_AD_SUFFIX "#reason"
+#define PATH_MAX_LEN 4096
+
+static const char *const state_names[QUEUE_NSTATES] = {
+	"draft", "queued", "sending", "accepted", "rejected", "paid", "refused",
+};
+
+/* ------------------------------------------------------------------ */
+/* schema and migrations
+ *
+ * Each entry moves the schema from version - 1 to version, inside one
+ * transaction that also sets PRAGMA user_version. An entry is never edited
+ * once released: a change is a new entry. Version 0 is an empty file. */
+
+struct migration {
+	int version;
+	const char *sql;
+};
+
+static const struct migration migrations[] = {
+	{ 1,
+	  "PRAGMA application_id = 1448365137;\n" /* QUEUE_APP_ID */
+	  "CREATE TABLE meta (k TEXT PRIMARY KEY NOT NULL, v BLOB NOT NULL);\n"
+	  "CREATE TABLE sheets (\n"
+	  "  id TEXT PRIMARY KEY NOT NULL,\n"
+	  "  state TEXT NOT NULL CHECK (state IN ('draft','queued','sending','accepted',"
+	  "'rejected','paid','refused')),\n"
+	  "  practitioner TEXT NOT NULL,\n"
+	  "  care_date TEXT NOT NULL,\n"
+	  "  seq INTEGER,\n"
+	  "  due_date TEXT,\n"
+	  "  created INTEGER NOT NULL,\n"
+	  "  updated INTEGER NOT NULL,\n"
+	  "  size INTEGER NOT NULL,\n"
+	  "  payload BLOB NOT NULL\n"
+	  ");\n"
+	  "CREATE UNIQUE INDEX sheets_seq ON sheets (practitioner, care_date, seq);\n" },
+	/* v2: retention clock, uploader bookkeeping, the insurer's reason,
+	 * scheduling and purge indexes, and triggers that make a queued sheet
+	 * immutable and undeletable whatever code runs against the file. */
+	{ 2,
+	  "ALTER TABLE sheets ADD COLUMN closed INTEGER;\n"
+	  "ALTER TABLE sheets ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;\n"
+	  "ALTER TABLE sheets ADD COLUMN batch_id TEXT;\n"
+	  "ALTER TABLE sheets ADD COLUMN reason BLOB;\n"
+	  "UPDATE sheets SET closed = updated\n"
+	  "  WHERE state IN ('accepted','rejected','paid','refused');\n"
+	  "CREATE INDEX sheets_state_due ON sheets (state, due_date);\n"
+	  "CREATE INDEX sheets_closed ON sheets (closed) WHERE closed IS NOT NULL;\n"
+	  "CREATE TRIGGER sheets_immutable\n"
+	  "  BEFORE UPDATE OF id, practitioner, care_date, seq, due_date, size, payload ON sheets\n"
+	  "  WHEN OLD.state <> 'draft'\n"
+	  "  BEGIN SELECT RAISE(ABORT, 'a queued sheet is immutable'); END;\n"
+	  "CREATE TRIGGER sheets_keep\n"
+	  "  BEFORE DELETE ON sheets WHEN OLD.state IN ('queued','sending')\n"
+	  "  BEGIN SELECT RAISE(ABORT, 'a queued sheet cannot be deleted'); END;\n" },
+};
+#define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+
+#define META_COLS \
+	"rowid, id, state, practitioner, care_date, seq, due_date, created, updated, " \
+	"closed, size, attempts, batch_id"
+
+enum stmt_id {
+	ST_BEGIN,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_EXISTS,
+	ST_NEXTSEQ,
+	ST_INSERT,
+	ST_META,
+	ST_PAYLOAD,
+	ST_REASON,
+	ST_COMPLETE,
+	ST_SETSTATE,
+	ST_DELETE_DRAFT,
+	ST_TAKE_SELECT,
+	ST_MIN_CREATED,
+	ST_MIN_DUE,
+	ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_EXISTS] = "SELECT 1 FROM sheets WHERE id = ?1",
+	[ST_NEXTSEQ] = "SELECT COALESCE(MAX(seq), 0) + 1 FROM sheets "
+	               "WHERE practitioner = ?1 AND care_date = ?2",
+	[ST_INSERT] = "INSERT INTO sheets (id, state, practitioner, care_date, seq, due_date, "
+	              "created, updated, size, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
+	[ST_META] = "SELECT " META_COLS ", length(payload) FROM sheets WHERE id = ?1",
+	[ST_PAYLOAD] = "SELECT payload FROM sheets WHERE id = ?1",
+	[ST_REASON] = "SELECT reason FROM sheets WHERE id = ?1",
+	[ST_COMPLETE] = "UPDATE sheets SET state = 'queued', practitioner = ?2, care_date = ?3, "
+	                "seq = ?4, due_date = ?5, updated = ?6, size = ?7, payload = ?8 "
+	                "WHERE id = ?1 AND state = 'draft'",
+	[ST_SETSTATE] = "UPDATE sheets SET state = ?2, updated = ?3, closed = ?4, batch_id = ?5, "
+	                "attempts = attempts + ?6, reason = COALESCE(?7, reason) WHERE id = ?1",
+	[ST_DELETE_DRAFT] = "DELETE FROM sheets WHERE id = ?1 AND state = 'draft'",
+	[ST_TAKE_SELECT] = "SELECT " META_COLS " FROM sheets WHERE state = 'queued' "
+	                   "ORDER BY due_date, rowid LIMIT ?1",
+	[ST_MIN_CREATED] = "SELECT MIN(created) FROM sheets WHERE state IN ('queued','sending')",
+	[ST_MIN_DUE] = "SELECT MIN(due_date) FROM sheets WHERE state IN ('queued','sending')",
+};
+
+struct queue {
+	sqlite3 *db;
+	int lock_fd;
+	unsigned char key[QUEUE_KEY_LEN];
+	char db_path[PATH_MAX_LEN];
+	char key_path[PATH_MAX_LEN];
+	char lock_path[PATH_MAX_LEN];
+	long long max_sheets, max_bytes;
+	int64_t (*clock_ms)(void *arg);
+	void *clock_arg;
+	/* committed counters, and the deltas of the open transaction */
+	uint64_t n[QUEUE_NSTATES];
+	uint64_t bytes;
+	int64_t dn[QUEUE_NSTATES];
+	int64_t dbytes;
+	EVP_CIPHER *gcm;
+	EVP_CIPHER_CTX *cctx;
+	bool reset_pending; /* sending → queued could not be written at open */
+	/* Set by sqlerr: the last SQLite failure was not a constraint on one row,
+	 * so the open transaction cannot go on (disk full, I/O error, ...). */
+	bool fatal;
+	sqlite3_stmt *st[ST_COUNT];
+	char errmsg[512];
+};
+
+/* ------------------------------------------------------------------ */
+/* small helpers */
+
+static void __attribute__((format(printf, 2, 3)))
+seterr(struct queue *q, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(q->errmsg, sizeof(q->errmsg), fmt, ap);
+	va_end(ap);
+}
+
+static int64_t
+now_ms(const struct queue *q)
+{
+	if (q->clock_ms)
+		return q->clock_ms(q->clock_arg);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Map an SQLite result to the module's errno and remember the detail. */
+static int
+sqlerr(struct queue *q, int rc, const char *what)
+{
+	const char *msg = q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc);
+	int e;
+	switch (rc & 0xff) {
+	case SQLITE_FULL:
+		e = -ENOSPC;
+		break;
+	case SQLITE_IOERR:
+	case SQLITE_CANTOPEN:
+	case SQLITE_PROTOCOL:
+		e = -EIO;
+		break;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		e = -EUCLEAN;
+		break;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		e = -EBUSY;
+		break;
+	case SQLITE_NOMEM:
+		e = -ENOMEM;
+		break;
+	case SQLITE_READONLY:
+		e = -EROFS;
+		break;
+	case SQLITE_CONSTRAINT:
+		if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
+			e = -EEXIST;
+		else if (rc == SQLITE_CONSTRAINT_TRIGGER)
+			e = -EPERM;
+		else
+			e = -EINVAL;
+		break;
+	default:
+		e = -EIO;
+	}
+	q->fatal = (rc & 0xff) != SQLITE_CONSTRAINT;
+	seterr(q, "%s: %s (SQLite %d)", what, msg, rc);
+	return e;
+}
+
+static sqlite3_stmt *
+stmt(struct queue *q, enum stmt_id id)
+{
+	if (!q->st[id]) {
+		int rc = sqlite3_prepare_v3(q->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+		                            &q->st[id], NULL);
+		if (rc != SQLITE_OK) {
+			sqlerr(q, rc, "prepare");
+			q->st[id] = NULL;
+		}
+	}
+	return q->st[id];
+}
+
+static void
+stmt_done(sqlite3_stmt *s)
+{
+	if (s) {
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+	}
+}
+
+/* Run a parameterless cached statement to completion. */
+static int
+run(struct queue *q, enum stmt_id id, const char *what)
+{
+	sqlite3_stmt *s = stmt(q, id);
+	if (!s)
+		return -EIO;
+	int rc = sqlite3_step(s);
+	int r = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? 0 : sqlerr(q, rc, what);
+	stmt_done(s);
+	return r;
+}
+
+static int
+exec_sql(struct queue *q, const char *sql, const char *what)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(q->db, sql, NULL, NULL, &msg);
+	sqlite3_free(msg);
+	return rc == SQLITE_OK ? 0 : sqlerr(q, rc, what);
+}
+
+static bool
+valid_token(const char *s, size_t max)
+{
+	if (!s)
+		return false;
+	size_t n = strnlen(s, max + 1);
+	if (n == 0 || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '.'))
+			return false;
+	}
+	return true;
+}
+
+static bool
+valid_practitioner(const char *s)
+{
+	if (!s)
+		return false;
+	size_t n = strnlen(s, QUEUE_PRACT_MAX + 1);
+	if (n == 0 || n > QUEUE_PRACT_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < 0x21 || s[i] > 0x7e)
+			return false;
+	return true;
+}
+
+/* YYYY-MM-DD with plausible month and day; the calendar itself is the
+ * caller's business (protocol/holidays.c). */
+static bool
+valid_date(const char *s)
+{
+	if (!s || strnlen(s, 11) != 10 || s[4] != '-' || s[7] != '-')
+		return false;
+	for (int i = 0; i < 10; i++)
+		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+			return false;
+	int m = (s[5] - '0') * 10 + (s[6] - '0');
+	int d = (s[8] - '0') * 10 + (s[9] - '0');
+	return m >= 1 && m <= 12 && d >= 1 && d <= 31;
+}
+
+static void
+copy_col(sqlite3_stmt *s, int col, char *out, size_t outlen)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+	snprintf(out, outlen, "%s", t ? (const char *)t : "");
+}
+
+static void
+read_meta(sqlite3_stmt *s, struct queue_meta *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->cursor = sqlite3_column_int64(s, 0);
+	copy_col(s, 1, m->id, sizeof(m->id));
+	const unsigned char *st = sqlite3_column_text(s, 2);
+	int p = st ? queue_state_parse((const char *)st) : -EINVAL;
+	m->state = p < 0 ? QUEUE_DRAFT : (enum queue_state)p;
+	copy_col(s, 3, m->practitioner, sizeof(m->practitioner));
+	copy_col(s, 4, m->care_date, sizeof(m->care_date));
+	m->seq = (uint32_t)sqlite3_column_int64(s, 5);
+	copy_col(s, 6, m->due_date, sizeof(m->due_date));
+	m->created_ms = sqlite3_column_int64(s, 7);
+	m->updated_ms = sqlite3_column_int64(s, 8);
+	m->closed_ms = sqlite3_column_int64(s, 9);
+	m->size = (uint32_t)sqlite3_column_int64(s, 10);
+	m->attempts = (uint32_t)sqlite3_column_int64(s, 11);
+	copy_col(s, 12, m->batch_id, sizeof(m->batch_id));
+}
+
+static bool
+is_closed_state(enum queue_state s)
+{
+	return s == QUEUE_ACCEPTED || s == QUEUE_REJECTED || s == QUEUE_PAID || s == QUEUE_REFUSED;
+}
+
+/* ------------------------------------------------------------------ */
+/* encryption at rest: blob = version(1) ‖ nonce(12) ‖ ciphertext ‖ tag(16),
+ * AES-256-GCM, associated data = the sheet id (NIST SP 800-38D; random
+ * 96-bit nonces stay far below the 2^32 invocations limit for one key). */
+
+/* The cipher is fetched once per handle and its context reused: OpenSSL 3
+ * would otherwise look the algorithm up again on every call. */
+static int
+cipher_ready(struct queue *q)
+{
+	if (!q->gcm && !(q->gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL)))
+		return -EIO;
+	if (!q->cctx && !(q->cctx = EVP_CIPHER_CTX_new()))
+		return -ENOMEM;
+	return 0;
+}
+
+static int
+blob_seal(struct queue *q, const void *ad, size_t adlen, const uint8_t *pt, size_t ptlen,
+          uint8_t **out, size_t *outlen)
+{
+	*out = NULL;
+	*outlen = 0;
+	int r, n = 0;
+	EVP_CIPHER_CTX *c;
+	if (ptlen > QUEUE_PAYLOAD_MAX)
+		return -E2BIG;
+	if ((r = cipher_ready(q)) < 0)
+		return r;
+	c = q->cctx;
+	r = -EIO;
+	uint8_t *b = malloc(ptlen + BLOB_OVERHEAD);
+	if (!b)
+		return -ENOMEM;
+	b[0] = BLOB_VERSION;
+	if (RAND_bytes(b + 1, NONCE_LEN) != 1)
+		goto out;
+	if (EVP_EncryptInit_ex(c, q->gcm, NULL, q->key, b + 1) != 1 ||
+	    EVP_EncryptUpdate(c, NULL, &n, ad, (int)adlen) != 1 ||
+	    EVP_EncryptUpdate(c, b + 1 + NONCE_LEN, &n, pt, (int)ptlen) != 1 ||
+	    EVP_EncryptFinal_ex(c, b + 1 + NONCE_LEN + n, &n) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TAG_LEN, b + 1 + NONCE_LEN + ptlen) != 1)
+		goto out;
+	*out = b;
+	*outlen = ptlen + BLOB_OVERHEAD;
+	b = NULL;
+	r = 0;
+out:
+	free(b);
+	return r;
+}
+
+/* -EBADMSG when the blob does not authenticate (wrong key, wrong id, damage). */
+static int
+blob_open(struct queue *q, const void *ad, size_t adlen, const uint8_t *b, size_t blen,
+          uint8_t **out, size_t *outlen)
+{
+	*out = NULL;
+	*outlen = 0;
+	if (!b || blen < BLOB_OVERHEAD || b[0] != BLOB_VERSION ||
+	    blen - BLOB_OVERHEAD > QUEUE_PAYLOAD_MAX)
+		return -EBADMSG;
+	size_t ctlen = blen - BLOB_OVERHEAD;
+	int r, n = 0;
+	if ((r = cipher_ready(q)) < 0)
+		return r;
+	EVP_CIPHER_CTX *c = q->cctx;
+	r = -EBADMSG;
+	uint8_t *pt = malloc(ctlen ? ctlen : 1);
+	unsigned char tag[TAG_LEN];
+	if (!pt)
+		return -ENOMEM;
+	memcpy(tag, b + 1 + NONCE_LEN + ctlen, TAG_LEN);
+	if (EVP_DecryptInit_ex(c, q->gcm, NULL, q->key, b + 1) != 1 ||
+	    EVP_DecryptUpdate(c, NULL, &n, ad, (int)adlen) != 1 ||
+	    EVP_DecryptUpdate(c, pt, &n, b + 1 + NONCE_LEN, (int)ctlen) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_LEN, tag) != 1 ||
+	    EVP_DecryptFinal_ex(c, pt + n, &n) != 1)
+		goto out;
+	*out = pt;
+	*outlen = ctlen;
+	pt = NULL;
+	r = 0;
+out:
+	if (pt) {
+		OPENSSL_cleanse(pt, ctlen);
+		free(pt);
+	}
+	return r;
+}
+
+static int
+reason_ad(const char *id, char *buf, size_t buflen)
+{
+	int n = snprintf(buf, buflen, "%s" REASON_AD_SUFFIX, id);
+	return n < 0 || (size_t)n >= buflen ? -EINVAL : n;
+}
+
+/* ------------------------------------------------------------------ */
+/* transactions and counters */
+
+static void
+deltas_clear(struct queue *q)
+{
+	memset(q->dn, 0, sizeof(q->dn));
+	q->dbytes = 0;
+}
+
+static int
+tx_begin(struct queue *q)
+{
+	deltas_clear(q);
+	return run(q, ST_BEGIN, "begin");
+}
+
+static void
+tx_rollback(struct queue *q)
+{
+	deltas_clear(q);
+	if (!sqlite3_get_autocommit(q->db))
+		run(q, ST_ROLLBACK, "rollback");
+}
+
+/* COMMIT; the counters move only when it succeeded. A failed COMMIT is
+ * rolled back so the handle is usable again. */
+static int
+tx_commit(struct queue *q)
+{
+	int r = run(q, ST_COMMIT, "commit");
+	if (r < 0) {
+		char keep[sizeof(q->errmsg)];
+		memcpy(keep, q->errmsg, sizeof(keep));
+		tx_rollback(q);
+		memcpy(q->errmsg, keep, sizeof(keep));
+		return r;
+	}
+	for (int i = 0; i < QUEUE_NSTATES; i++)
+		q->n[i] = (uint64_t)((int64_t)q->n[i] + q->dn[i]);
+	q->bytes = (uint64_t)((int64_t)q->bytes + q->dbytes);
+	deltas_clear(q);
+	return 0;
+}
+
+static int
+load_counters(struct queue *q)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(q->db,
+	                            "SELECT state, COUNT(*), TOTAL(length(payload)) FROM sheets "
+	                            "GROUP BY state",
+	                            -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return sqlerr(q, rc, "count");
+	memset(q->n, 0, sizeof(q->n));
+	q->bytes = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const unsigned char *t = sqlite3_column_text(s, 0);
+		int st = t ? queue_state_parse((const char *)t) : -EINVAL;
+		if (st >= 0)
+			q->n[st] = (uint64_t)sqlite3_column_int64(s, 1);
+		q->bytes += (uint64_t)sqlite3_column_double(s, 2);
+	}
+	int r = rc == SQLITE_DONE ? 0 : sqlerr(q, rc, "count");
+	sqlite3_finalize(s);
+	return r;
+}
+
+static uint64_t
+total_rows(const struct queue *q, bool with_pending)
+{
+	int64_t t = 0;
+	for (int i = 0; i < QUEUE_NSTATES; i++)
+		t += (int64_t)q->n[i] + (with_pending ? q->dn[i] : 0);
+	return (uint64_t)t;
+}
+
+/* ------------------------------------------------------------------ */
+/* the key file */
+
+/* 0, -ENOENT, or an error with q->errmsg set. */
+static int
+key_read(struct queue *q)
+{
+	int fd = open(q->key_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		if (e == ENOENT)
+			return -ENOENT;
+		seterr(q, "queue key %s: %s", q->key_path, strerror(e));
+		return -e;
+	}
+	int r = 0;
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		seterr(q, "queue key %s: %s", q->key_path, strerror(-r));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size != QUEUE_KEY_LEN) {
+		seterr(q, "queue key %s: not a %d-byte file; restore it from backup", q->key_path,
+		       QUEUE_KEY_LEN);
+		r = -EKEYREJECTED;
+		goto out;
+	}
+	if (st.st_mode & 077) {
+		seterr(q, "queue key %s: mode %03o lets others read it; chmod 600 it", q->key_path,
+		       (unsigned)(st.st_mode & 0777));
+		r = -EPERM;
+		goto out;
+	}
+	size_t got = 0;
+	while (got < QUEUE_KEY_LEN) {
+		ssize_t n = read(fd, q->key + got, QUEUE_KEY_LEN - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = n < 0 ? -errno : -EIO;
+			seterr(q, "queue key %s: short read", q->key_path);
+			goto out;
+		}
+		got += (size_t)n;
+	}
+out:
+	close(fd);
+	return r;
+}
+
+static int
+key_create(struct queue *q)
+{
+	if (RAND_priv_bytes(q->key, QUEUE_KEY_LEN) != 1) {
+		seterr(q, "queue key: no randomness");
+		return -EIO;
+	}
+	int r = fs_write_atomic(q->key_path, q->key, QUEUE_KEY_LEN, 0600);
+	if (r < 0)
+		seterr(q, "queue key %s: cannot write: %s", q->key_path, strerror(-r));
+	return r;
+}
+
+/* The meta row key_check holds a known text sealed with the key, so a
+ * wrong key is caught at open, not at the first read. */
+static int
+keycheck_write(struct queue *q)
+{
+	uint8_t *blob = NULL;
+	size_t blen = 0;
+	sqlite3_stmt *s = NULL;
+	int r = blob_seal(q, KEYCHECK_AD, strlen(KEYCHECK_AD), (const uint8_t *)KEYCHECK_PT,
+	                  strlen(KEYCHECK_PT), &blob, &blen);
+	if (r < 0) {
+		seterr(q, "queue key check: cannot encrypt");
+		return r;
+	}
+	if ((r = tx_begin(q)) < 0)
+		goto out;
+	int rc = sqlite3_prepare_v2(q->db, "INSERT OR REPLACE INTO meta (k, v) VALUES ('key_check', ?1)",
+	                            -1, &s, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_blob(s, 1, blob, (int)blen, SQLITE_STATIC);
+		rc = sqlite3_step(s);
+	}
+	if (rc != SQLITE_DONE && rc != SQLITE_OK) {
+		r = sqlerr(q, rc, "key check");
+		tx_rollback(q);
+		goto out;
+	}
+	r = tx_commit(q);
+out:
+	sqlite3_finalize(s);
+	free(blob);
+	return r;
+}
+
+/* 1 if the stored key check opens with the key, 0 if it does not, -ENOENT
+ * if there is none, or an error. */
+static int
+keycheck_verify(struct queue *q)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+	int rc = sqlite3_prepare_v2(q->db, "SELECT v FROM meta WHERE k = 'key_check'", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return sqlerr(q, rc, "key check");
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE) {
+		r = -ENOENT;
+	} else if (rc == SQLITE_ROW) {
+		uint8_t *pt = NULL;
+		size_t ptlen = 0;
+		int o = blob_open(q, KEYCHECK_AD, strlen(KEYCHECK_AD), sqlite3_column_blob(s, 0),
+		                  (size_t)sqlite3_column_bytes(s, 0), &pt, &ptlen);
+		r = o == 0 && ptlen == strlen(KEYCHECK_PT) && memcmp(pt, KEYCHECK_PT, ptlen) == 0;
+		free(pt);
+		if (o == -ENOMEM)
+			r = -ENOMEM;
+	} else {
+		r = sqlerr(q, rc, "key check");
+	}
+	sqlite3_finalize(s);
+	return r;
+}
+
+/* 1 if the first stored sheet decrypts with the key (a database without a
+ * key check), 0 if not. */
+static int
+key_opens_first_row(struct queue *q)
+{
+	sqlite3_stmt *s = NULL;
+	int r = 0;
+	if (sqlite3_prepare_v2(q->db, "SELECT id, payload FROM sheets ORDER BY rowid LIMIT 1", -1, &s,
+	                       NULL) != SQLITE_OK)
+		return 0;
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		uint8_t *pt = NULL;
+		size_t ptlen = 0;
+		const char *id = (const char *)sqlite3_column_text(s, 0);
+		r = blob_open(q, id, strlen(id), sqlite3_column_blob(s, 1),
+		              (size_t)sqlite3_column_bytes(s, 1), &pt, &ptlen) == 0;
+		queue_free_payload(pt, ptlen);
+	}
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+key_setup(struct queue *q)
+{
+	uint64_t rows = total_rows(q, false);
+	int r = key_read(q);
+	if (r == -ENOENT) {
+		if (rows > 0) {
+			seterr(q,
+			       "queue key %s is missing but the queue holds %llu sheet(s): restore the "
+			       "key file from backup (a new key would make them unreadable)",
+			       q->key_path, (unsigned long long)rows);
+			return -ENOKEY;
+		}
+		if ((r = key_create(q)) < 0)
+			return r;
+		return keycheck_write(q);
+	}
+	if (r < 0)
+		return r;
+	int v = keycheck_verify(q);
+	if (v < 0 && v != -ENOENT)
+		return v;
+	if (v == 1)
+		return 0;
+	if (rows > 0 && (v == 0 || !key_opens_first_row(q))) {
+		seterr(q,
+		       "queue key %s does not open this queue (%llu sheet(s) stored): it is not the "
+		       "key the queue was written with; restore the right key file",
+		       q->key_path, (unsigned long long)rows);
+		return -EKEYREJECTED;
+	}
+	/* No sheet to protect (or a key check was never written): adopt the key. */
+	return keycheck_write(q);
+}
+
+/* ------------------------------------------------------------------ */
+/* open and close */
+
+static int
+pragma_int(struct queue *q, const char *sql, long long *out)
+{
+	sqlite3_stmt *s = NULL;
+	*out = 0;
+	int rc = sqlite3_prepare_v2(q->db, sql, -1, &s, NULL);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			*out = sqlite3_column_int64(s, 0);
+			rc = SQLITE_OK;
+		}
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_OK ? 0 : sqlerr(q, rc, sql);
+}
+
+static int
+quick_check(struct queue *q)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(q->db, "PRAGMA quick_check(3)", -1, &s, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		int r = sqlerr(q, rc, "quick_check");
+		sqlite3_finalize(s);
+		if (r == -EUCLEAN)
+			seterr(q, "queue %s is damaged (%s); vitaled will not write to it: keep the "
+			       "file for recovery and restore from backup",
+			       q->db_path, sqlite3_errstr(rc));
+		return r;
+	}
+	const unsigned char *t = sqlite3_column_text(s, 0);
+	int r = 0;
+	if (!t || strcmp((const char *)t, "ok") != 0) {
+		seterr(q, "queue %s failed PRAGMA quick_check (%s); vitaled will not write to it: keep "
+		       "the file for recovery and restore from backup",
+		       q->db_path, t ? (const char *)t : "?");
+		r = -EUCLEAN;
+	}
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+migrate(struct queue *q)
+{
+	long long app = 0, ver = 0, objs = 0;
+	int r;
+	if ((r = pragma_int(q, "PRAGMA application_id", &app)) < 0 ||
+	    (r = pragma_int(q, "PRAGMA user_version", &ver)) < 0 ||
+	    (r = pragma_int(q, "SELECT COUNT(*) FROM sqlite_master", &objs)) < 0)
+		return r;
+	if ((app != 0 && app != QUEUE_APP_ID) || (ver == 0 && objs > 0)) {
+		seterr(q, "%s is an SQLite database but not a vitaled queue; move it away",
+		       q->db_path);
+		return -EMEDIUMTYPE;
+	}
+	if (ver > QUEUE_SCHEMA_VERSION) {
+		seterr(q, "queue %s has schema version %lld, newer than this vitaled knows (%d): "
+		       "run the newer vitaled",
+		       q->db_path, ver, QUEUE_SCHEMA_VERSION);
+		return -EPROTO;
+	}
+	for (size_t i = 0; i < N_MIGRATIONS; i++) {
+		if (migrations[i].version <= ver)
+			continue;
+		char setver[64];
+		snprintf(setver, sizeof(setver), "PRAGMA user_version = %d", migrations[i].version);
+		if ((r = tx_begin(q)) < 0)
+			return r;
+		if ((r = exec_sql(q, migrations[i].sql, "migration")) < 0 ||
+		    (r = exec_sql(q, setver, "migration")) < 0) {
+			char keep[sizeof(q->errmsg)];
+			memcpy(keep, q->errmsg, sizeof(keep));
+			tx_rollback(q);
+			snprintf(q->errmsg, sizeof(q->errmsg), "schema v%d: %.400s", migrations[i].version,
+			         keep);
+			return r;
+		}
+		if ((r = tx_commit(q)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int
+reset_sending(struct queue *q)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+	if ((r = tx_begin(q)) < 0)
+		return r;
+	int rc = sqlite3_prepare_v2(q->db,
+	                            "UPDATE sheets SET state = 'queued', batch_id = NULL, updated = ?1 "
+	                            "WHERE state = 'sending'",
+	                            -1, &s, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(s, 1, now_ms(q));
+		rc = sqlite3_step(s);
+	}
+	if (rc != SQLITE_DONE) {
+		r = sqlerr(q, rc, "sending to queued");
+		sqlite3_finalize(s);
+		tx_rollback(q);
+		return r;
+	}
+	int changed = sqlite3_changes(q->db);
+	sqlite3_finalize(s);
+	q->dn[QUEUE_SENDING] -= changed;
+	q->dn[QUEUE_QUEUED] += changed;
+	if ((r = tx_commit(q)) == 0)
+		q->reset_pending = false;
+	return r;
+}
+
+static int
+lock_take(struct queue *q)
+{
+	q->lock_fd = open(q->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (q->lock_fd < 0) {
+		int e = errno;
+		seterr(q, "queue lock %s: %s", q->lock_path, strerror(e));
+		return -e;
+	}
+	if (flock(q->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		if (e == EWOULDBLOCK) {
+			seterr(q, "queue %s is in use by another process", q->db_path);
+			return -EBUSY;
+		}
+		seterr(q, "queue lock %s: %s", q->lock_path, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+static int
+path_join(char *out, size_t outlen, const char *dir, const char *name)
+{
+	int n = snprintf(out, outlen, "%s/%s", dir, name);
+	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
+}
+
+int
+queue_open(const struct queue_opts *o, struct queue **out, char *err, size_t errlen)
+{
+	struct queue *q = NULL;
+	int r;
+	*out = NULL;
+	if (err && errlen)
+		err[0] = '\0';
+	if (!o || !o->dir || !o->dir[0]) {
+		if (err)
+			snprintf(err, errlen, "queue: no state directory");
+		return -EINVAL;
+	}
+	if (!(q = calloc(1, sizeof(*q)))) {
+		if (err)
+			snprintf(err, errlen, "queue: out of memory");
+		return -ENOMEM;
+	}
+	q->lock_fd = -1;
+	q->max_sheets = o->max_sheets;
+	q->max_bytes = o->max_bytes;
+	q->clock_ms = o->clock_ms;
+	q->clock_arg = o->clock_arg;
+	if ((r = path_join(q->db_path, sizeof(q->db_path), o->dir, "queue.db")) < 0 ||
+	    (r = path_join(q->key_path, sizeof(q->key_path), o->dir, "queue.key")) < 0 ||
+	    (r = path_join(q->lock_path, sizeof(q->lock_path), o->dir, "queue.lock")) < 0) {
+		seterr(q, "queue: state directory path too long");
+		goto out;
+	}
+	if ((r = fs_mkdir_p(o->dir, 0700)) < 0) {
+		seterr(q, "queue: cannot create %s: %s", o->dir, strerror(-r));
+		goto out;
+	}
+	if ((r = lock_take(q)) < 0)
+		goto out;
+
+	struct stat st;
+	bool existed = stat(q->db_path, &st) == 0 && st.st_size > 0;
+	int rc = sqlite3_open_v2(q->db_path, &q->db,
+	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+	                         o->vfs);
+	if (rc != SQLITE_OK) {
+		r = sqlerr(q, rc, "open");
+		goto out;
+	}
+	sqlite3_extended_result_codes(q->db, 1);
+	sqlite3_busy_timeout(q->db, o->busy_timeout_ms > 0 ? o->busy_timeout_ms : 5000);
+	sqlite3_db_config(q->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+	if (!existed && (r = fs_fsync_dir(o->dir)) < 0) {
+		seterr(q, "queue: fsync %s: %s", o->dir, strerror(-r));
+		goto out;
+	}
+	if (existed && !o->skip_quick_check && (r = quick_check(q)) < 0)
+		goto out;
+
+	sqlite3_stmt *s = NULL;
+	rc = sqlite3_prepare_v2(q->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	const unsigned char *mode = rc == SQLITE_ROW ? sqlite3_column_text(s, 0) : NULL;
+	bool wal = mode && strcmp((const char *)mode, "wal") == 0;
+	if (rc != SQLITE_ROW || !wal) {
+		r = rc == SQLITE_ROW ? -EIO : sqlerr(q, rc, "journal_mode");
+		if (rc == SQLITE_ROW)
+			seterr(q, "queue %s: cannot switch to WAL mode", q->db_path);
+		sqlite3_finalize(s);
+		if (r == -EUCLEAN)
+			seterr(q, "queue %s is damaged or not a database (%s); vitaled will not write to "
+			       "it: keep the file for recovery and restore from backup",
+			       q->db_path, sqlite3_errstr(rc));
+		goto out;
+	}
+	sqlite3_finalize(s);
+	if ((r = exec_sql(q,
+	                  "PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; "
+	                  "PRAGMA journal_size_limit = 4194304; PRAGMA cell_size_check = ON;",
+	                  "pragmas")) < 0)
+		goto out;
+	if ((r = migrate(q)) < 0)
+		goto out;
+	if ((r = load_counters(q)) < 0)
+		goto out;
+	if ((r = key_setup(q)) < 0)
+		goto out;
+	if (q->n[QUEUE_SENDING] > 0) {
+		r = reset_sending(q);
+		if (r == -ENOSPC || r == -EIO) {
+			/* The disk is full or failing: open anyway so the queue can be
+			 * read; queue_take retries the reset before sending anything. */
+			q->reset_pending = true;
+		} else if (r < 0) {
+			goto out;
+		}
+	}
+	r = 0;
+	*out = q;
+	q = NULL;
+out:
+	if (q) {
+		if (err)
+			snprintf(err, errlen, "%s", q->errmsg[0] ? q->errmsg : strerror(-r));
+		queue_close(q);
+	}
+	return r;
+}
+
+void
+queue_close(struct queue *q)
+{
+	if (!q)
+		return;
+	for (int i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(q->st[i]);
+	if (q->db)
+		sqlite3_close(q->db);
+	if (q->lock_fd >= 0)
+		close(q->lock_fd); /* releases the flock */
+	EVP_CIPHER_CTX_free(q->cctx); /* also wipes the expanded key */
+	EVP_CIPHER_free(q->gcm);
+	OPENSSL_cleanse(q->key, sizeof(q->key));
+	free(q);
+}
+
+/* ------------------------------------------------------------------ */
+/* writes */
+
+static int
+next_seq(struct queue *q, const char *practitioner, const char *care_date, uint32_t *seq)
+{
+	sqlite3_stmt *s = stmt(q, ST_NEXTSEQ);
+	*seq = 0;
+	if (!s)
+		return -EIO;
+	sqlite3_bind_text(s, 1, practitioner, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, care_date, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	int r = 0;
+	if (rc == SQLITE_ROW) {
+		sqlite3_int64 v = sqlite3_column_int64(s, 0);
+		if (v <= 0 || v > UINT32_MAX) {
+			seterr(q, "sequence numbers exhausted for %s on %s", practitioner, care_date);
+			r = -ENOSPC;
+		} else {
+			*seq = (uint32_t)v;
+		}
+	} else {
+		r = sqlerr(q, rc, "sequence number");
+	}
+	stmt_done(s);
+	return r;
+}
+
+static int
+id_exists(struct queue *q, const char *id)
+{
+	sqlite3_stmt *s = stmt(q, ST_EXISTS);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	int r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : sqlerr(q, rc, "lookup");
+	stmt_done(s);
+	return r;
+}
+
+/* Produce the encrypted blob of an item (calling its seal if it has one). */
+static int
+item_blob(struct queue *q, const struct queue_put *it, uint32_t seq, uint8_t **blob,
+          size_t *blen, size_t *ptlen)
+{
+	uint8_t *owned = NULL;
+	size_t len = it->payload_len;
+	const uint8_t *pt = it->payload;
+	int r;
+	*blob = NULL;
+	*blen = 0;
+	*ptlen = 0;
+	if (it->seal) {
+		if ((r = it->seal(it->seal_arg, it, seq, &owned, &len)) < 0) {
+			seterr(q, "sheet %s: sealing failed: %s", it->id, strerror(-r));
+			return r;
+		}
+		pt = owned;
+	}
+	if (!pt && len) {
+		seterr(q, "sheet %s: no payload", it->id);
+		return -EINVAL;
+	}
+	if (len > QUEUE_PAYLOAD_MAX) {
+		seterr(q, "sheet %s: payload of %zu bytes is over the %u limit", it->id, len,
+		       QUEUE_PAYLOAD_MAX);
+		r = -E2BIG;
+	} else {
+		r = blob_seal(q, it->id, strlen(it->id), pt ? pt : (const uint8_t *)"", len, blob,
+		              blen);
+		if (r < 0)
+			seterr(q, "sheet %s: encryption failed", it->id);
+		*ptlen = len;
+	}
+	if (owned)
+		queue_free_payload(owned, len);
+	return r;
+}
+
+static int
+check_limits(struct queue *q, size_t add_rows, int64_t add_bytes)
+{
+	uint64_t rows = total_rows(q, true);
+	int64_t bytes = (int64_t)q->bytes + q->dbytes;
+	if (q->max_sheets > 0 && rows + add_rows > (uint64_t)q->max_sheets) {
+		seterr(q, "queue full: %llu sheets stored, limit %lld", (unsigned long long)rows,
+		       q->max_sheets);
+		return -ENOSPC;
+	}
+	if (q->max_bytes > 0 && bytes + add_bytes > q->max_bytes) {
+		seterr(q, "queue full: %lld bytes stored, limit %lld", (long long)bytes, q->max_bytes);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+/* One insert inside the batch transaction. The INSERT is the item's only
+ * write and the last step, and SQLite undoes a failed statement by itself,
+ * so a failing item leaves the others alone without a savepoint. *fatal
+ * says the whole transaction must be abandoned. */
+static int
+put_one(struct queue *q, struct queue_put *it, int64_t now, bool *fatal)
+{
+	uint8_t *blob = NULL;
+	size_t blen = 0, ptlen = 0;
+	uint32_t seq = 0;
+	int r;
+	*fatal = false;
+	q->fatal = false;
+	if (!valid_token(it->id, QUEUE_ID_MAX) || !valid_practitioner(it->practitioner) ||
+	    !valid_date(it->care_date) || (!it->draft && !valid_date(it->due_date))) {
+		seterr(q, "sheet: bad id, practitioner or date");
+		return -EINVAL;
+	}
+	if ((r = check_limits(q, 1, 0)) < 0)
+		return r;
+	if ((r = id_exists(q, it->id)) != 0) {
+		if (r > 0) {
+			seterr(q, "sheet %s is already in the queue", it->id);
+			r = -EEXIST;
+		}
+		goto out;
+	}
+	if (!it->draft && (r = next_seq(q, it->practitioner, it->care_date, &seq)) < 0)
+		goto out;
+	if ((r = item_blob(q, it, seq, &blob, &blen, &ptlen)) < 0)
+		goto out;
+	if ((r = check_limits(q, 1, (int64_t)blen)) < 0)
+		goto out;
+	sqlite3_stmt *s = stmt(q, ST_INSERT);
+	if (!s) {
+		r = -EIO;
+		goto out;
+	}
+	sqlite3_bind_text(s, 1, it->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, state_names[it->draft ? QUEUE_DRAFT : QUEUE_QUEUED], -1,
+	                  SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, it->practitioner, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, it->care_date, -1, SQLITE_STATIC);
+	if (it->draft) {
+		sqlite3_bind_null(s, 5);
+		sqlite3_bind_null(s, 6);
+	} else {
+		sqlite3_bind_int64(s, 5, seq);
+		sqlite3_bind_text(s, 6, it->due_date, -1, SQLITE_STATIC);
+	}
+	sqlite3_bind_int64(s, 7, now);
+	sqlite3_bind_int64(s, 8, (sqlite3_int64)ptlen);
+	sqlite3_bind_blob(s, 9, blob, (int)blen, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	stmt_done(s);
+	if (rc != SQLITE_DONE) {
+		r = sqlerr(q, rc, "insert");
+		goto out;
+	}
+	q->dn[it->draft ? QUEUE_DRAFT : QUEUE_QUEUED]++;
+	q->dbytes += (int64_t)blen;
+	it->seq = seq;
+out:
+	if (r < 0)
+		*fatal = q->fatal;
+	free(blob);
+	return r;
+}
+
+static void
+batch_fail(struct queue_put *items, size_t n, int r)
+{
+	for (size_t i = 0; i < n; i++) {
+		items[i].result = r;
+		items[i].seq = 0;
+	}
+}
+
+int
+queue_put_batch(struct queue *q, struct queue_put *items, size_t n)
+{
+	int r;
+	if (!q || (!items && n))
+		return -EINVAL;
+	if (n == 0)
+		return 0;
+	batch_fail(items, n, 0);
+	int64_t now = now_ms(q);
+	if ((r = tx_begin(q)) < 0) {
+		batch_fail(items, n, r);
+		return r;
+	}
+	for (size_t i = 0; i < n; i++) {
+		bool fatal = false;
+		r = put_one(q, &items[i], now, &fatal);
+		if (fatal) {
+			char keep[sizeof(q->errmsg)];
+			memcpy(keep, q->errmsg, sizeof(keep));
+			tx_rollback(q);
+			memcpy(q->errmsg, keep, sizeof(keep));
+			batch_fail(items, n, r);
+			return r;
+		}
+		items[i].result = r;
+	}
+	if ((r = tx_commit(q)) < 0) {
+		batch_fail(items, n, r);
+		return r;
+	}
+	return 0;
+}
+
+int
+queue_put(struct queue *q, struct queue_put *item)
+{
+	if (!item)
+		return -EINVAL;
+	int r = queue_put_batch(q, item, 1);
+	return r < 0 ? r : item->result;
+}
+
+/* Read the meta row of id inside or outside a transaction. */
+static int
+meta_get(struct queue *q, const char *id, struct queue_meta *m, int64_t *stored_len)
+{
+	sqlite3_stmt *s = stmt(q, ST_META);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	int r = 0;
+	if (rc == SQLITE_ROW) {
+		read_meta(s, m);
+		if (stored_len)
+			*stored_len = sqlite3_column_int64(s, 13);
+	} else if (rc == SQLITE_DONE) {
+		seterr(q, "sheet %s is not in the queue", id);
+		r = -ENOENT;
+	} else {
+		r = sqlerr(q, rc, "lookup");
+	}
+	stmt_done(s);
+	return r;
+}
+
+int
+queue_complete_draft(struct queue *q, struct queue_put *it)
+{
+	struct queue_meta m;
+	uint8_t *blob = NULL;
+	size_t blen = 0, ptlen = 0;
+	int64_t oldlen = 0;
+	uint32_t seq = 0;
+	int r;
+	if (!q || !it)
+		return -EINVAL;
+	it->seq = 0;
+	it->result = 0;
+	if (!valid_token(it->id, QUEUE_ID_MAX) || !valid_date(it->due_date) ||
+	    (it->practitioner && !valid_practitioner(it->practitioner)) ||
+	    (it->care_date && !valid_date(it->care_date))) {
+		seterr(q, "sheet: bad id, practitioner or date");
+		return it->result = -EINVAL;
+	}
+	if ((r = tx_begin(q)) < 0)
+		return it->result = r;
+	if ((r = meta_get(q, it->id, &m, &oldlen)) < 0)
+		goto fail;
+	if (m.state != QUEUE_DRAFT) {
+		seterr(q, "sheet %s is %s, not a draft", it->id, state_names[m.state]);
+		r = -EPERM;
+		goto fail;
+	}
+	const char *pract = it->practitioner ? it->practitioner : m.practitioner;
+	const char *date = it->care_date ? it->care_date : m.care_date;
+	if ((r = next_seq(q, pract, date, &seq)) < 0)
+		goto fail;
+	struct queue_put sealed = *it;
+	sealed.practitioner = pract;
+	sealed.care_date = date;
+	sealed.draft = false;
+	if ((r = item_blob(q, &sealed, seq, &blob, &blen, &ptlen)) < 0)
+		goto fail;
+	if ((r = check_limits(q, 0, (int64_t)blen - oldlen)) < 0)
+		goto fail;
+	sqlite3_stmt *s = stmt(q, ST_COMPLETE);
+	if (!s) {
+		r = -EIO;
+		goto fail;
+	}
+	sqlite3_bind_text(s, 1, it->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, pract, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, date, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, seq);
+	sqlite3_bind_text(s, 5, it->due_date, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 6, now_ms(q));
+	sqlite3_bind_int64(s, 7, (sqlite3_int64)ptlen);
+	sqlite3_bind_blob(s, 8, blob, (int)blen, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	stmt_done(s);
+	if (rc != SQLITE_DONE) {
+		r = sqlerr(q, rc, "complete draft");
+		goto fail;
+	}
+	q->dn[QUEUE_DRAFT]--;
+	q->dn[QUEUE_QUEUED]++;
+	q->dbytes += (int64_t)blen - oldlen;
+	if ((r = tx_commit(q)) < 0)
+		goto out;
+	it->seq = seq;
+	goto out;
+fail: {
+	char keep[sizeof(q->errmsg)];
+	memcpy(keep, q->errmsg, sizeof(keep));
+	tx_rollback(q);
+	memcpy(q->errmsg, keep, sizeof(keep));
+}
+out:
+	free(blob);
+	return it->result = r;
+}
+
+int
+queue_delete_draft(struct queue *q, const char *id)
+{
+	struct queue_meta m;
+	int64_t oldlen = 0;
+	int r;
+	if (!q || !valid_token(id, QUEUE_ID_MAX))
+		return -EINVAL;
+	if ((r = tx_begin(q)) < 0)
+		return r;
+	if ((r = meta_get(q, id, &m, &oldlen)) < 0)
+		goto fail;
+	if (m.state != QUEUE_DRAFT) {
+		seterr(q, "sheet %s is %s: only drafts can be deleted", id, state_names[m.state]);
+		r = -EPERM;
+		goto fail;
+	}
+	sqlite3_stmt *s = stmt(q, ST_DELETE_DRAFT);
+	if (!s) {
+		r = -EIO;
+		goto fail;
+	}
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	stmt_done(s);
+	if (rc != SQLITE_DONE) {
+		r = sqlerr(q, rc, "delete draft");
+		goto fail;
+	}
+	q->dn[QUEUE_DRAFT]--;
+	q->dbytes -= oldlen;
+	return tx_commit(q);
+fail: {
+	char keep[sizeof(q->errmsg)];
+	memcpy(keep, q->errmsg, sizeof(keep));
+	tx_rollback(q);
+	memcpy(q->errmsg, keep, sizeof(keep));
+}
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* state transitions */
+
+bool
+queue_transition_allowed(enum queue_state from, enum queue_state to)
+{
+	switch (from) {
+	case QUEUE_DRAFT:
+		return to == QUEUE_QUEUED;
+	case QUEUE_QUEUED:
+		return to == QUEUE_SENDING;
+	case QUEUE_SENDING:
+		return to == QUEUE_QUEUED || to == QUEUE_ACCEPTED || to == QUEUE_REJECTED;
+	case QUEUE_ACCEPTED:
+		return to == QUEUE_PAID || to == QUEUE_REFUSED;
+	default:
+		return false;
+	}
+}
+
+/* One transition inside an open transaction. */
+static int
+set_state(struct queue *q, const struct queue_meta *m, enum queue_state to, const char *reason,
+          const char *batch_id, int64_t now)
+{
+	uint8_t *rblob = NULL;
+	size_t rlen = 0;
+	int r = 0;
+	if (reason && reason[0]) {
+		char ad[QUEUE_ID_MAX + sizeof(REASON_AD_SUFFIX)];
+		int adlen = reason_ad(m->id, ad, sizeof(ad));
+		if (adlen < 0)
+			return adlen;
+		if ((r = blob_seal(q, ad, (size_t)adlen, (const uint8_t *)reason, strlen(reason),
+		                   &rblob, &rlen)) < 0) {
+			seterr(q, "sheet %s: encryption failed", m->id);
+			return r;
+		}
+	}
+	sqlite3_stmt *s = stmt(q, ST_SETSTATE);
+	if (!s) {
+		free(rblob);
+		return -EIO;
+	}
+	sqlite3_bind_text(s, 1, m->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, state_names[to], -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, now);
+	if (is_closed_state(to))
+		sqlite3_bind_int64(s, 4, now);
+	else
+		sqlite3_bind_null(s, 4);
+	if (to == QUEUE_SENDING && batch_id)
+		sqlite3_bind_text(s, 5, batch_id, -1, SQLITE_STATIC);
+	else if (to == QUEUE_QUEUED || !m->batch_id[0])
+		sqlite3_bind_null(s, 5);
+	else
+		sqlite3_bind_text(s, 5, m->batch_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 6, to == QUEUE_SENDING ? 1 : 0);
+	if (rblob)
+		sqlite3_bind_blob(s, 7, rblob, (int)rlen, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 7);
+	int rc = sqlite3_step(s);
+	stmt_done(s);
+	free(rblob);
+	if (rc != SQLITE_DONE)
+		return sqlerr(q, rc, "state change");
+	q->dn[m->state]--;
+	q->dn[to]++;
+	return 0;
+}
+
+static int
+check_transition(struct queue *q, const struct queue_meta *m, enum queue_state to)
+{
+	if ((int)to < 0 || to >= QUEUE_NSTATES) {
+		seterr(q, "sheet %s: unknown state", m->id);
+		return -EINVAL;
+	}
+	if (m->state == QUEUE_DRAFT) {
+		seterr(q, "sheet %s is a draft: it is queued by completing it", m->id);
+		return -EPERM;
+	}
+	if (!queue_transition_allowed(m->state, to)) {
+		seterr(q, "sheet %s: %s → %s is not allowed", m->id, state_names[m->state],
+		       state_names[to]);
+		return -EPERM;
+	}
+	return 0;
+}
+
+int
+queue_update_batch(struct queue *q, struct queue_update *u, size_t n)
+{
+	int r;
+	if (!q || (!u && n))
+		return -EINVAL;
+	if (n == 0)
+		return 0;
+	int64_t now = now_ms(q);
+	for (size_t i = 0; i < n; i++)
+		u[i].result = 0;
+	if ((r = tx_begin(q)) < 0)
+		goto fail_all;
+	for (size_t i = 0; i < n; i++) {
+		struct queue_meta m;
+		if (!valid_token(u[i].id, QUEUE_ID_MAX) ||
+		    (u[i].reason && strnlen(u[i].reason, QUEUE_REASON_MAX + 1) > QUEUE_REASON_MAX)) {
+			seterr(q, "transition: bad id or reason too long");
+			u[i].result = -EINVAL;
+			continue;
+		}
+		q->fatal = false;
+		r = meta_get(q, u[i].id, &m, NULL);
+		if (r == 0)
+			r = check_transition(q, &m, u[i].to);
+		if (r == 0)
+			r = set_state(q, &m, u[i].to, u[i].reason, NULL, now);
+		if (r < 0 && q->fatal) {
+			char keep[sizeof(q->errmsg)];
+			memcpy(keep, q->errmsg, sizeof(keep));
+			tx_rollback(q);
+			memcpy(q->errmsg, keep, sizeof(keep));
+			goto fail_all;
+		}
+		u[i].result = r;
+	}
+	if ((r = tx_commit(q)) < 0)
+		goto fail_all;
+	return 0;
+fail_all:
+	for (size_t i = 0; i < n; i++)
+		u[i].result = r;
+	return r;
+}
+
+int
+queue_transition(struct queue *q, const char *id, enum queue_state to, const char *reason)
+{
+	struct queue_update u = { .id = id, .to = to, .reason = reason };
+	int r = queue_update_batch(q, &u, 1);
+	return r < 0 ? r : u.result;
+}
+
+int
+queue_take(struct queue *q, const char *batch_id, size_t max, struct queue_meta *out, size_t *n)
+{
+	int r;
+	if (n)
+		*n = 0;
+	if (!q || !n || (!out && max) || !valid_token(batch_id, QUEUE_BATCH_MAX))
+		return -EINVAL;
+	if (q->reset_pending && (r = reset_sending(q)) < 0)
+		return r;
+	if (max == 0)
+		return 0;
+	int64_t now = now_ms(q);
+	if ((r = tx_begin(q)) < 0)
+		return r;
+	sqlite3_stmt *s = stmt(q, ST_TAKE_SELECT);
+	if (!s) {
+		r = -EIO;
+		goto fail;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)max);
+	size_t got = 0;
+	int rc = SQLITE_DONE;
+	while (got < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
+		read_meta(s, &out[got++]);
+	if (got < max && rc != SQLITE_DONE) {
+		r = sqlerr(q, rc, "take");
+		stmt_done(s);
+		goto fail;
+	}
+	stmt_done(s);
+	for (size_t i = 0; i < got; i++) {
+		if ((r = set_state(q, &out[i], QUEUE_SENDING, NULL, batch_id, now)) < 0)
+			goto fail;
+	}
+	if ((r = tx_commit(q)) < 0)
+		return r;
+	for (size_t i = 0; i < got; i++) {
+		out[i].state = QUEUE_SENDING;
+		out[i].updated_ms = now;
+		out[i].attempts++;
+		snprintf(out[i].batch_id, sizeof(out[i].batch_id), "%s", batch_id);
+	}
+	*n = got;
+	return 0;
+fail: {
+	char keep[sizeof(q->errmsg)];
+	memcpy(keep, q->errmsg, sizeof(keep));
+	tx_rollback(q);
+	memcpy(q->errmsg, keep, sizeof(keep));
+}
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* reads */
+
+int
+queue_get(struct queue *q, const char *id, struct queue_meta *meta, uint8_t **payload,
+          size_t *len)
+{
+	struct queue_meta m;
+	if (payload)
+		*payload = NULL;
+	if (len)
+		*len = 0;
+	if (meta)
+		memset(meta, 0, sizeof(*meta));
+	if (!q || !valid_token(id, QUEUE_ID_MAX) || (payload && !len))
+		return -EINVAL;
+	int r = meta_get(q, id, &m, NULL);
+	if (r < 0)
+		return r;
+	if (payload) {
+		sqlite3_stmt *s = stmt(q, ST_PAYLOAD);
+		if (!s)
+			return -EIO;
+		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+		int rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			r = blob_open(q, id, strlen(id), sqlite3_column_blob(s, 0),
+			              (size_t)sqlite3_column_bytes(s, 0), payload, len);
+			if (r == -EBADMSG)
+				seterr(q, "sheet %s: stored payload does not decrypt with the queue key "
+				       "(damaged, or written under another key)",
+				       id);
+		} else {
+			r = rc == SQLITE_DONE ? -ENOENT : sqlerr(q, rc, "read");
+		}
+		stmt_done(s);
+		if (r < 0)
+			return r;
+	}
+	if (meta)
+		*meta = m;
+	return 0;
+}
+
+void
+queue_free_payload(uint8_t *payload, size_t len)
+{
+	if (payload) {
+		OPENSSL_cleanse(payload, len);
+		free(payload);
+	}
+}
+
+int
+queue_get_reason(struct queue *q, const char *id, char *buf, size_t buflen)
+{
+	if (!q || !buf || buflen == 0 || !valid_token(id, QUEUE_ID_MAX))
+		return -EINVAL;
+	buf[0] = '\0';
+	sqlite3_stmt *s = stmt(q, ST_REASON);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	int r = 0;
+	if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) == SQLITE_BLOB) {
+		char ad[QUEUE_ID_MAX + sizeof(REASON_AD_SUFFIX)];
+		int adlen = reason_ad(id, ad, sizeof(ad));
+		uint8_t *pt = NULL;
+		size_t ptlen = 0;
+		r = adlen < 0 ? adlen
+		              : blob_open(q, ad, (size_t)adlen, sqlite3_column_blob(s, 0),
+		                          (size_t)sqlite3_column_bytes(s, 0), &pt, &ptlen);
+		if (r == 0)
+			snprintf(buf, buflen, "%.*s", (int)ptlen, (const char *)pt);
+		else if (r == -EBADMSG)
+			seterr(q, "sheet %s: stored reason does not decrypt", id);
+		free(pt);
+	} else if (rc == SQLITE_DONE) {
+		r = -ENOENT;
+	} else if (rc != SQLITE_ROW) {
+		r = sqlerr(q, rc, "read");
+	}
+	stmt_done(s);
+	return r;
+}
+
+int
+queue_list(struct queue *q, const struct queue_filter *f, struct queue_meta *out, size_t max,
+           size_t *n)
+{
+	static const struct queue_filter all;
+	char sql[1024];
+	size_t off = 0;
+	sqlite3_stmt *s = NULL;
+	int r = 0, rc;
+	if (n)
+		*n = 0;
+	if (!q || !n || (!out && max))
+		return -EINVAL;
+	if (!f)
+		f = &all;
+	if ((f->date_from && !valid_date(f->date_from)) || (f->date_to && !valid_date(f->date_to)) ||
+	    (f->due_before && !valid_date(f->due_before)) ||
+	    (f->practitioner && !valid_practitioner(f->practitioner)) || f->after < 0 ||
+	    (f->states >> QUEUE_NSTATES) != 0)
+		return -EINVAL;
+	if (max == 0)
+		return 0;
+#define ADD(...) off += (size_t)snprintf(sql + off, sizeof(sql) - off, __VA_ARGS__)
+	ADD("SELECT " META_COLS " FROM sheets WHERE rowid > ?1");
+	if (f->states) {
+		ADD(" AND state IN (");
+		const char *sep = "";
+		for (int i = 0; i < QUEUE_NSTATES; i++)
+			if (f->states & QUEUE_STATE_BIT(i)) {
+				ADD("%s'%s'", sep, state_names[i]);
+				sep = ",";
+			}
+		ADD(")");
+	}
+	if (f->date_from)
+		ADD(" AND care_date >= ?2");
+	if (f->date_to)
+		ADD(" AND care_date <= ?3");
+	if (f->due_before)
+		ADD(" AND due_date < ?4");
+	if (f->practitioner)
+		ADD(" AND practitioner = ?5");
+	ADD(" ORDER BY rowid LIMIT ?6");
+#undef ADD
+	rc = sqlite3_prepare_v2(q->db, sql, -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return sqlerr(q, rc, "list");
+	sqlite3_bind_int64(s, 1, f->after);
+	if (f->date_from)
+		sqlite3_bind_text(s, 2, f->date_from, -1, SQLITE_STATIC);
+	if (f->date_to)
+		sqlite3_bind_text(s, 3, f->date_to, -1, SQLITE_STATIC);
+	if (f->due_before)
+		sqlite3_bind_text(s, 4, f->due_before, -1, SQLITE_STATIC);
+	if (f->practitioner)
+		sqlite3_bind_text(s, 5, f->practitioner, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 6, (sqlite3_int64)max);
+	size_t got = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW && got < max)
+		read_meta(s, &out[got++]);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		r = sqlerr(q, rc, "list");
+	sqlite3_finalize(s);
+	*n = r < 0 ? 0 : got;
+	return r;
+}
+
+int
+queue_stats(struct queue *q, struct queue_stats *st)
+{
+	if (!q || !st)
+		return -EINVAL;
+	memset(st, 0, sizeof(*st));
+	for (int i = 0; i < QUEUE_NSTATES; i++)
+		st->count[i] = q->n[i];
+	st->total = total_rows(q, false);
+	st->bytes = q->bytes;
+	st->max_sheets = q->max_sheets;
+	st->max_bytes = q->max_bytes;
+	if (q->n[QUEUE_QUEUED] + q->n[QUEUE_SENDING] == 0)
+		return 0;
+	sqlite3_stmt *s = stmt(q, ST_MIN_CREATED);
+	if (!s)
+		return -EIO;
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		st->oldest_queued_ms = sqlite3_column_int64(s, 0);
+	stmt_done(s);
+	if (rc != SQLITE_ROW)
+		return sqlerr(q, rc, "stats");
+	if (!(s = stmt(q, ST_MIN_DUE)))
+		return -EIO;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		copy_col(s, 0, st->next_due, sizeof(st->next_due));
+	stmt_done(s);
+	return rc == SQLITE_ROW ? 0 : sqlerr(q, rc, "stats");
+}
+
+/* ------------------------------------------------------------------ */
+/* retention */
+
+static int
+purge_where(struct queue *q, const char *sql, int64_t cutoff, size_t max, size_t *done)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(q->db, sql, -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return sqlerr(q, rc, "purge");
+	sqlite3_bind_int64(s, 1, cutoff);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const unsigned char *t = sqlite3_column_text(s, 0);
+		int st = t ? queue_state_parse((const char *)t) : -EINVAL;
+		if (st >= 0)
+			q->dn[st]--;
+		q->dbytes -= sqlite3_column_int64(s, 1);
+		(*done)++;
+	}
+	int r = rc == SQLITE_DONE ? 0 : sqlerr(q, rc, "purge");
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+queue_purge(struct queue *q, const struct queue_retention *ret, size_t max, size_t *purged)
+{
+	int r;
+	size_t done = 0;
+	if (purged)
+		*purged = 0;
+	if (!q || !ret || ret->finished_days < 1 || ret->draft_days < 0 || max == 0)
+		return -EINVAL;
+	int64_t now = now_ms(q);
+	int64_t closed_cut = now - (int64_t)ret->finished_days * 86400000;
+	if ((r = tx_begin(q)) < 0)
+		return r;
+	r = purge_where(q,
+	                "DELETE FROM sheets WHERE rowid IN (SELECT rowid FROM sheets "
+	                "WHERE closed IS NOT NULL AND closed < ?1 AND state IN "
+	                "('accepted','rejected','paid','refused') LIMIT ?2) "
+	                "RETURNING state, length(payload)",
+	                closed_cut, max, &done);
+	if (r == 0 && ret->draft_days > 0 && done < max)
+		r = purge_where(q,
+		                "DELETE FROM sheets WHERE rowid IN (SELECT rowid FROM sheets "
+		                "WHERE state = 'draft' AND created < ?1 LIMIT ?2) "
+		                "RETURNING state, length(payload)",
+		                now - (int64_t)ret->draft_days * 86400000, max - done, &done);
+	if (r < 0) {
+		char keep[sizeof(q->errmsg)];
+		memcpy(keep, q->errmsg, sizeof(keep));
+		tx_rollback(q);
+		memcpy(q->errmsg, keep, sizeof(keep));
+		return r;
+	}
+	if ((r = tx_commit(q)) < 0)
+		return r;
+	if (purged)
+		*purged = done;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* names */
+
+const char *
+queue_last_error(const struct queue *q)
+{
+	return q ? q->errmsg : "";
+}
+
+const char *
+queue_error_name(int err)
+{
+	switch (err) {
+	case 0:
+		return "Ok";
+	case -ENOSPC:
+		return "QueueFull";
+	case -EIO:
+		return "IoError";
+	case -ENOENT:
+		return "NotFound";
+	case -EEXIST:
+		return "Exists";
+	case -EPERM:
+		return "BadTransition";
+	case -EINVAL:
+		return "InvalidArgument";
+	case -E2BIG:
+		return "PayloadTooLarge";
+	case -ENOKEY:
+		return "KeyMissing";
+	case -EKEYREJECTED:
+		return "KeyMismatch";
+	case -EBADMSG:
+		return "DecryptFailed";
+	case -EUCLEAN:
+		return "QueueCorrupt";
+	case -EMEDIUMTYPE:
+		return "NotAQueue";
+	case -EPROTO:
+		return "SchemaTooNew";
+	case -EBUSY:
+		return "QueueBusy";
+	case -ENOMEM:
+		return "OutOfMemory";
+	case -EROFS:
+		return "ReadOnly";
+	default:
+		return "InternalError";
+	}
+}
+
+const char *
+queue_state_name(enum queue_state s)
+{
+	return (int)s >= 0 && s < QUEUE_NSTATES ? state_names[s] : "unknown";
+}
+
+int
+queue_state_parse(const char *name)
+{
+	for (int i = 0; name && i < QUEUE_NSTATES; i++)
+		if (strcmp(name, state_names[i]) == 0)
+			return i;
+	return -EINVAL;
+}

@@ -1,0 +1,225 @@
+/* The durable queue of care sheets: one SQLite database in the state
+ * directory, the only place vitaled uses SQLite (DESIGN.md "The queue").
+ *
+ * What it promises: a sheet is queued for the caller only once COMMIT has
+ * returned (WAL, synchronous=FULL: the WAL is fsynced before COMMIT returns).
+ * From then on the sheet is never lost and its payload never altered: it
+ * can only change state along draft → queued → sending → accepted/rejected →
+ * paid/refused (sending may fall back to queued), and only finished sheets
+ * older than the retention are ever deleted. Schema triggers refuse any
+ * other change as a second line of defence.
+ *
+ * Payloads are opaque bytes to the queue (the caller stores the signed
+ * COSE_Sign1 of a sheet, or a draft's unsigned content). They are encrypted
+ * at rest with AES-256-GCM under a 32-byte key kept in <dir>/queue.key
+ * (mode 0600), with a fresh random 12-byte nonce per write and the sheet id
+ * as associated data. The clear columns hold only what scheduling needs:
+ * id, state, practitioner id, care date, daily sequence number, due date,
+ * times, size, attempts, batch id. docs/queue.md has the schema.
+ *
+ * Errors: every function returns 0 or a negative errno; queue_error_name()
+ * gives the name the API shows, queue_last_error() the detail of the last
+ * failure on a handle:
+ *   -ENOSPC       QueueFull: a configured limit is reached, or the disk is
+ *                 full (SQLITE_FULL); nothing was written; retry later.
+ *   -EIO          IoError: the disk failed a read, write or fsync; nothing
+ *                 new was acknowledged; the handle stays usable.
+ *   -ENOENT       NotFound.   -EEXIST  Exists (id already in the queue).
+ *   -EPERM        BadTransition: the state change is not allowed.
+ *   -EINVAL       InvalidArgument.   -E2BIG  payload over QUEUE_PAYLOAD_MAX.
+ *   -ENOKEY       KeyMissing: queue.key is gone while sheets are stored.
+ *   -EKEYREJECTED KeyMismatch: queue.key is not the key of this database.
+ *   -EBADMSG      DecryptFailed: a stored payload does not authenticate.
+ *   -EUCLEAN      QueueCorrupt: quick_check or SQLite found corruption.
+ *   -EMEDIUMTYPE  NotAQueue: the file is a database, but not ours.
+ *   -EPROTO       SchemaTooNew: written by a newer vitaled.
+ *   -EBUSY        QueueBusy: another process holds the queue.
+ *
+ * Thread context: a handle is used from ONE thread, the daemon's loop
+ * thread (chosen over a writer thread: the loop is single-threaded, a
+ * commit costs one fsync, and queue_put_batch lets the caller acknowledge
+ * every create that arrived during one fsync with a single COMMIT). Every
+ * call is synchronous; a write blocks for one fsync. Different handles
+ * (tests) may live on different threads. The caller's seal callback runs
+ * inside the write transaction.
+ */
+#ifndef VITALED_QUEUE_H
+#define VITALED_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define QUEUE_SCHEMA_VERSION 2
+#define QUEUE_ID_MAX 36           /* a UUID in text form */
+#define QUEUE_PRACT_MAX 32
+#define QUEUE_BATCH_MAX 64
+#define QUEUE_REASON_MAX 512
+#define QUEUE_PAYLOAD_MAX (1u << 20)
+#define QUEUE_KEY_LEN 32
+
+enum queue_state {
+	QUEUE_DRAFT = 0,  /* kiosk check-in, unsigned, no sequence number yet */
+	QUEUE_QUEUED,     /* signed, acknowledged, waiting to be sent */
+	QUEUE_SENDING,    /* in a batch on its way to the insurer */
+	QUEUE_ACCEPTED,   /* positive ARL */
+	QUEUE_REJECTED,   /* rejected by the insurer, with its reason */
+	QUEUE_PAID,       /* payment return */
+	QUEUE_REFUSED,    /* refusal return */
+	QUEUE_NSTATES
+};
+
+#define QUEUE_STATE_BIT(s) (1u << (s))
+
+struct queue;
+
+struct queue_opts {
+	const char *dir;        /* state dir: queue.db, queue.key, queue.lock; made 0700 if missing */
+	long long max_sheets;   /* rows of any state; 0 = no limit */
+	long long max_bytes;    /* sum of stored (encrypted) payload sizes; 0 = no limit */
+	int busy_timeout_ms;    /* 0 = 5000 */
+	bool skip_quick_check;  /* tests and tools only: skip PRAGMA quick_check at open */
+	const char *vfs;        /* SQLite VFS name; NULL = default (tests register a fault VFS) */
+	/* Wall clock in ms since the epoch; NULL = CLOCK_REALTIME (tests set a fake one). */
+	int64_t (*clock_ms)(void *arg);
+	void *clock_arg;
+};
+
+/* What the queue knows about a sheet, in clear. */
+struct queue_meta {
+	char id[QUEUE_ID_MAX + 1];
+	enum queue_state state;
+	char practitioner[QUEUE_PRACT_MAX + 1];
+	char care_date[11];     /* YYYY-MM-DD */
+	uint32_t seq;           /* daily sequence number; 0 for a draft */
+	char due_date[11];      /* YYYY-MM-DD; "" for a draft */
+	int64_t created_ms, updated_ms;
+	int64_t closed_ms;      /* when it reached accepted/rejected/paid/refused; 0 if not */
+	uint32_t size;          /* plaintext payload bytes */
+	uint32_t attempts;      /* times taken for sending */
+	char batch_id[QUEUE_BATCH_MAX + 1]; /* "" unless sending */
+	int64_t cursor;         /* opaque position for paging with queue_filter.after */
+};
+
+struct queue_put;
+/* Called inside the write transaction once the sequence number is known,
+ * to build (e.g. encode and sign) the payload. On success set *payload to a
+ * malloc'd buffer (the queue wipes and frees it) and return 0; a negative
+ * errno fails this item only. */
+typedef int (*queue_seal_fn)(void *arg, const struct queue_put *item, uint32_t seq,
+                             uint8_t **payload, size_t *len);
+
+/* One sheet to store. */
+struct queue_put {
+	/* in */
+	const char *id;            /* [A-Za-z0-9._-]{1,36}, unique */
+	const char *practitioner;  /* 1..32 printable; with queue_complete_draft NULL keeps the draft's */
+	const char *care_date;     /* YYYY-MM-DD; with queue_complete_draft NULL keeps the draft's */
+	const char *due_date;      /* YYYY-MM-DD; ignored for a draft */
+	bool draft;                /* store as a draft: no sequence number, no due date */
+	const uint8_t *payload;    /* used when seal is NULL; not owned */
+	size_t payload_len;
+	queue_seal_fn seal;
+	void *seal_arg;
+	/* out */
+	uint32_t seq;              /* assigned daily sequence number (0 for a draft) */
+	int result;                /* 0 or a negative errno for this item */
+};
+
+/* Open (creating if needed) the queue in opts->dir: lock, quick_check,
+ * WAL, migrations, key, sending → queued, counters. On error returns a
+ * negative errno (see above) with a sentence in err for the log; *out is
+ * NULL. On success *out is owned by the caller (queue_close). */
+int queue_open(const struct queue_opts *opts, struct queue **out, char *err, size_t errlen);
+/* Close and wipe the key. NULL is fine. */
+void queue_close(struct queue *q);
+
+/* Store n sheets in ONE transaction (group commit), each with its own
+ * sequence number when not a draft. Returns 0 when the transaction
+ * committed: each items[i].result then says whether that item is stored
+ * (per-item failures: -EEXIST, -EINVAL, -E2BIG, -ENOSPC for a limit, a seal
+ * error). Returns a negative errno when nothing was committed (disk full,
+ * I/O error, ...); every result is then that error. Only items with
+ * result 0 after a 0 return may be acknowledged. */
+int queue_put_batch(struct queue *q, struct queue_put *items, size_t n);
+/* One sheet; returns item->result. */
+int queue_put(struct queue *q, struct queue_put *item);
+
+/* Turn the draft item->id into a queued sheet in one transaction: assign the
+ * sequence number, store the (sealed) payload, set the due date. -ENOENT,
+ * -EPERM if it is not a draft. */
+int queue_complete_draft(struct queue *q, struct queue_put *item);
+/* Remove a draft (never anything else: -EPERM). */
+int queue_delete_draft(struct queue *q, const char *id);
+
+/* Meta data and (if payload != NULL) the decrypted payload of one sheet;
+ * *payload is malloc'd, release it with queue_free_payload. -ENOENT, -EBADMSG. */
+int queue_get(struct queue *q, const char *id, struct queue_meta *meta, uint8_t **payload,
+              size_t *len);
+void queue_free_payload(uint8_t *payload, size_t len);
+/* The insurer's reason stored with the last transition ("" if none). */
+int queue_get_reason(struct queue *q, const char *id, char *buf, size_t buflen);
+
+/* True when the state machine allows from → to. */
+bool queue_transition_allowed(enum queue_state from, enum queue_state to);
+/* Move one sheet to state to (reason: the insurer's, for rejected/refused,
+ * may be NULL, at most QUEUE_REASON_MAX bytes, stored encrypted).
+ * -EPERM for a forbidden move; a draft becomes queued only through
+ * queue_complete_draft. */
+int queue_transition(struct queue *q, const char *id, enum queue_state to, const char *reason);
+
+struct queue_update {
+	const char *id;
+	enum queue_state to;
+	const char *reason;  /* may be NULL */
+	int result;          /* out */
+};
+/* Apply n transitions in one transaction (an insurer's answer to a batch).
+ * Same return convention as queue_put_batch. */
+int queue_update_batch(struct queue *q, struct queue_update *u, size_t n);
+
+/* Take up to max queued sheets, nearest due date first, and mark them
+ * sending under batch_id (attempts + 1) in one transaction. Fills out[0..*n). */
+int queue_take(struct queue *q, const char *batch_id, size_t max, struct queue_meta *out,
+               size_t *n);
+
+struct queue_filter {
+	unsigned states;          /* QUEUE_STATE_BIT mask; 0 = every state */
+	const char *date_from;    /* care date >= (YYYY-MM-DD) or NULL */
+	const char *date_to;      /* care date <= or NULL */
+	const char *due_before;   /* due date < (drafts have none) or NULL */
+	const char *practitioner; /* or NULL */
+	int64_t after;            /* cursor of the last row of the previous page, or 0 */
+};
+/* List up to max sheets (insertion order) matching f (NULL = all). */
+int queue_list(struct queue *q, const struct queue_filter *f, struct queue_meta *out,
+               size_t max, size_t *n);
+
+struct queue_stats {
+	uint64_t count[QUEUE_NSTATES];
+	uint64_t total;
+	uint64_t bytes;            /* stored payload bytes */
+	int64_t oldest_queued_ms;  /* creation time of the oldest queued or sending sheet; 0 none */
+	char next_due[11];         /* nearest due date of a queued or sending sheet; "" none */
+	long long max_sheets, max_bytes;
+};
+int queue_stats(struct queue *q, struct queue_stats *st);
+
+struct queue_retention {
+	int finished_days;  /* accepted/rejected/paid/refused closed longer ago are deleted (>= 1) */
+	int draft_days;     /* drafts created longer ago are deleted; 0 = keep drafts */
+};
+/* Delete at most max expired sheets in one transaction; *purged says how
+ * many (call again while it equals max). Queued and sending sheets are
+ * never deleted. */
+int queue_purge(struct queue *q, const struct queue_retention *r, size_t max, size_t *purged);
+
+/* The detail of the last failure on q (never a payload or a key). */
+const char *queue_last_error(const struct queue *q);
+/* "QueueFull", "IoError", ... for an error returned by this module. */
+const char *queue_error_name(int err);
+const char *queue_state_name(enum queue_state s);
+/* Returns the state, or -EINVAL. */
+int queue_state_parse(const char *name);
+
+#endif

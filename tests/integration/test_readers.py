@@ -1,0 +1,528 @@
+#!/usr/bin/python3
+"""PC/SC readers, card sessions and the event stream, end to end.
+
+A private pcscd with two vpcd readers and Python virtual cards (tests/world),
+vitaled started on a temporary socket and state dir, driven over its varlink
+API and vitalectl:
+
+  1. vitaled starts before pcscd: DriverDown, then DriverUp + ReaderAdded for
+     both readers once pcscd comes.
+  2. insert/remove: CardInserted (right ATR, profile) -> CardRead ->
+     CardRemoved, in order; ListReaders, GetCard, vitalectl readers/card/watch.
+  3. a quick card swap is seen as CardRemoved then CardInserted (new ATR).
+  4. the silent card: CardError within the session deadline while GetStatus
+     keeps answering; after it is pulled the reader reads the next card.
+  5. N insert/remove cycles (READERS_CYCLES, default 100): fd count and RSS
+     of vitaled stable.
+  6. kill -9 pcscd while idle, and while a session is blocked: DriverDown,
+     readers removed; pcscd restarted: DriverUp, readers back, next card read.
+  7. SIGTERM while a session runs: exit 0 within 2 s.
+
+Environment: B (build dir, default ./build); PCSCWORLD_DIR (default
+tests/world beside this directory); READERS_CYCLES; KEEP=1 keeps the temp dir.
+Exit 0 pass, 77 skip (no pcscd/vpcd), 1 fail. Every process is stopped by
+PID on every exit path.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+B = os.path.abspath(os.environ.get("B", os.path.join(ROOT, "build")))
+WORLD = os.environ.get("PCSCWORLD_DIR", os.path.join(ROOT, "tests", "world"))
+CYCLES = int(os.environ.get("READERS_CYCLES", "100"))
+TIMEOUT_MS = 3000          # [pcsc] session_timeout_ms for this test
+VITALE2_ATR = "3B7513000047" + "09EA9000"
+UNKNOWN_ATR = "3B8F8001804F0CA000000306030001000000006A"
+R0, R1 = "Virtual PCD 00 00", "Virtual PCD 00 01"
+WRAPPED = os.environ.get("TEST_WRAPPER", "")
+STOP_S = 2.0 if not WRAPPED else 10.0   # valgrind's own exit takes seconds
+
+
+def skip(why):
+    print("SKIP: %s" % why)
+    sys.exit(77)
+
+
+for need in ("/usr/sbin/pcscd", "/usr/lib/pcsc/drivers/serial/libifdvpcd.so"):
+    if not os.path.exists(need):
+        skip("%s is not installed" % need)
+if not os.path.exists(os.path.join(WORLD, "world.py")):
+    skip("no PC/SC test world in %s" % WORLD)
+for b in ("vitaled", "vitalectl"):
+    if not os.access(os.path.join(B, b), os.X_OK):
+        print("FAIL: %s/%s is not built" % (B, b))
+        sys.exit(1)
+
+sys.path.insert(0, WORLD)
+from world import PcscWorld  # noqa: E402
+from cardhost import CardHost  # noqa: E402
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Fail(what)
+    print("ok - %s" % what)
+
+
+# ------------------------------------------------------------------ varlink
+
+
+class Varlink:
+    def __init__(self, path, timeout=10.0):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(timeout)
+        self.s.connect(path)
+        self.buf = b""
+
+    def send(self, method, params=None, more=False):
+        m = {"method": method, "parameters": params or {}}
+        if more:
+            m["more"] = True
+        self.s.sendall(json.dumps(m).encode() + b"\0")
+
+    def recv(self, timeout=None):
+        if timeout is not None:
+            self.s.settimeout(timeout)
+        while b"\0" not in self.buf:
+            d = self.s.recv(65536)
+            if not d:
+                raise EOFError("vitaled closed the connection")
+            self.buf += d
+        msg, _, self.buf = self.buf.partition(b"\0")
+        return json.loads(msg)
+
+    def call(self, method, params=None, timeout=10.0):
+        self.send(method, params)
+        return self.recv(timeout)
+
+    def close(self):
+        self.s.close()
+
+
+class Watch:
+    """A WatchEvents stream; expect() checks order: events it skips over
+    must be of the types it is told to ignore."""
+
+    def __init__(self, path):
+        self.vl = Varlink(path)
+        self.vl.send("io.vitaled.Terminal.WatchEvents", more=True)
+        first = self.vl.recv(10)
+        if first.get("parameters", {}).get("event", {}).get("type") != "Watching":
+            raise Fail("WatchEvents: first reply is %r" % first)
+        self.seq = first["parameters"]["event"]["seq"]
+        self.log = []
+
+    def next(self, timeout):
+        m = self.vl.recv(timeout)
+        if "error" in m:
+            raise Fail("watch ended: %r" % m)
+        if not m.get("continues"):
+            raise Fail("watch reply without continues: %r" % m)
+        e = m["parameters"]["event"]
+        if e["seq"] != self.seq + 1:
+            raise Fail("event seq %d after %d: one lost" % (e["seq"], self.seq))
+        self.seq = e["seq"]
+        self.log.append(e)
+        return e
+
+    def expect(self, etype, timeout=10.0, ignore=(), **fields):
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise Fail("no %s %r within %.1f s (seen: %s)" % (
+                    etype, fields, timeout, [x["type"] for x in self.log[-8:]]))
+            try:
+                e = self.next(left)
+            except socket.timeout:
+                continue
+            if e["type"] == etype and all(e.get(k) == v for k, v in fields.items()):
+                return e
+            if e["type"] not in ignore:
+                raise Fail("expected %s %r, got %r" % (etype, fields, e))
+
+    def close(self):
+        self.vl.close()
+
+
+# ------------------------------------------------------------------ harness
+
+
+class Daemon:
+    def __init__(self, tmp, env):
+        self.tmp = tmp
+        self.sock = os.path.join(tmp, "vitaled.sock")
+        self.log = os.path.join(tmp, "vitaled.log")
+        self.conf = os.path.join(tmp, "vitaled.conf")
+        with open(self.conf, "w") as f:
+            f.write("[daemon]\nlog_level = debug\n"
+                    "[pcsc]\nsession_timeout_ms = %d\nbackoff_max_ms = 400\n" % TIMEOUT_MS)
+        self.env = env
+        self.proc = None
+
+    def start(self):
+        wrapper = os.environ.get("TEST_WRAPPER", "").split()
+        self.logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            wrapper + [os.path.join(B, "vitaled"), "-c", self.conf, "-s", self.sock,
+                       "-d", os.path.join(self.tmp, "state")],
+            env=self.env, stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf)
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise Fail("vitaled exited at start with %d" % self.proc.returncode)
+            try:
+                vl = Varlink(self.sock, 1)
+                vl.call("io.vitaled.Terminal.GetStatus")
+                vl.close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise Fail("vitaled did not answer within 10 s")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def call(self, method, params=None):
+        vl = Varlink(self.sock)
+        try:
+            return vl.call(method, params)
+        finally:
+            vl.close()
+
+    def ctl(self, *args):
+        return subprocess.run([os.path.join(B, "vitalectl"), "--socket", self.sock] + list(args),
+                              capture_output=True, text=True, timeout=20)
+
+    def fds(self):
+        return len(os.listdir("/proc/%d/fd" % self.pid))
+
+    def rss_kb(self):
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def threads(self):
+        return len(os.listdir("/proc/%d/task" % self.pid))
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def tail(self, n=40):
+        try:
+            with open(self.log, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+
+def reader_state(d, name):
+    for r in d.call("io.vitaled.Terminal.ListReaders")["parameters"]["readers"]:
+        if r["name"] == name:
+            return r
+    return None
+
+
+def wait_state(d, name, state, timeout=5.0):
+    end = time.monotonic() + timeout
+    r = None
+    while time.monotonic() < end:
+        r = reader_state(d, name)
+        if r and r["state"] == state:
+            return r
+        time.sleep(0.02)
+    raise Fail("reader %s not %s within %.1f s (%r)" % (name, state, timeout, r))
+
+
+CARD_NOISE = ("CardInserted", "CardRead", "CardRemoved", "CardError")
+
+
+def insert_and_read(w, h, reader, card="vitale2", atr=VITALE2_ATR):
+    h.insert(card)
+    e = w.expect("CardInserted", reader=reader)
+    if e["atr"] != atr:
+        raise Fail("CardInserted ATR %s, want %s" % (e["atr"], atr))
+    return w.expect("CardRead", reader=reader)
+
+
+def remove_card(w, h, reader):
+    h.remove()
+    return w.expect("CardRemoved", reader=reader)
+
+
+# ------------------------------------------------------------------ tests
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="test_readers.")
+    world = PcscWorld(dir=os.path.join(tmp, "pcsc"))
+    env = dict(os.environ, PCSCLITE_CSOCK_NAME=world.socket)
+    d = Daemon(tmp, env)
+    hosts = []
+    watches = []
+    ok = False
+    try:
+        # 1. vitaled first, pcscd later
+        d.start()
+        st = d.call("io.vitaled.Terminal.GetStatus")["parameters"]
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            drv = {x["name"]: x for x in d.call("io.vitaled.Terminal.GetStatus")
+                   ["parameters"].get("drivers", [])}
+            if drv.get("pcsc", {}).get("state") == "down":
+                break
+            time.sleep(0.05)
+        check(drv.get("pcsc", {}).get("state") == "down" and drv["pcsc"].get("reason"),
+              "no pcscd: GetStatus says pcsc down (%s)" % drv.get("pcsc", {}).get("reason"))
+        out = d.ctl("status")
+        check(out.returncode == 0 and "pcsc:" in out.stdout and "down" in out.stdout,
+              "vitalectl status shows 'pcsc: down (...)'")
+        w = Watch(d.sock)
+        watches.append(w)
+        world.start()
+        w.expect("DriverUp", timeout=10, driver="pcsc")
+        names = {w.expect("ReaderAdded")["reader"] for _ in range(2)}
+        check(names == {R0, R1}, "DriverUp then ReaderAdded for both virtual readers")
+        rl = d.call("io.vitaled.Terminal.ListReaders")["parameters"]["readers"]
+        check([r["name"] for r in rl] == [R0, R1] and all(r["state"] == "absent" for r in rl),
+              "ListReaders: both readers, absent")
+        h0 = CardHost(world.port, log=os.path.join(tmp, "cardhost0.log"))
+        h1 = CardHost(world.port + 1, log=os.path.join(tmp, "cardhost1.log"))
+        hosts += [h0, h1]
+
+        # 2. insert, read, remove; both readers
+        t0 = time.monotonic()
+        h0.insert("vitale2", wait=0)
+        e = w.expect("CardInserted", reader=R0)
+        check(e["atr"] == VITALE2_ATR and e["profile"] == "unknown" and e["driver"] == "pcsc",
+              "CardInserted with the Vitale 2 ATR %s (%.2f s)" % (e["atr"], time.monotonic() - t0))
+        e = w.expect("CardRead", reader=R0)
+        s = e["summary"]
+        check(e["profile"] == "unknown" and s["readable"] is False and s["atr"] == VITALE2_ATR
+              and s["apdus"] == 1 and s["beneficiaries"] == [],
+              "CardRead: placeholder reports an unknown card, 1 probe APDU, nothing read")
+        r = wait_state(d, R0, "ready")
+        check(r["card"] == "unknown" and r["atr"] == VITALE2_ATR, "ListReaders: ready, unknown, ATR")
+        c = d.call("io.vitaled.Terminal.GetCard", {"reader": R0})["parameters"]["card"]
+        # the Vitale 2 card answers a SELECT with 61xx (T=0: FCP waiting)
+        check(c["atr"] == VITALE2_ATR and c["reader"] == R0 and c["readable"] is False
+              and c["fields"].get("probe_sw", "")[:2] == "61" and c["beneficiaries"] == [],
+              "GetCard: ATR, probe status word %s, no beneficiary" % c["fields"].get("probe_sw"))
+        out = d.ctl("card", "--json")
+        cj = json.loads(out.stdout) if out.returncode == 0 else {}
+        check(cj.get("profile") == "unknown" and cj.get("atr") == VITALE2_ATR
+              and cj.get("beneficiaries") == [], "vitalectl card --json")
+        out = d.ctl("readers")
+        check(out.returncode == 0 and R0 in out.stdout and "ready" in out.stdout,
+              "vitalectl readers")
+        out = d.ctl("readers", "--json")
+        check(out.returncode == 0 and len(json.loads(out.stdout)["readers"]) == 2,
+              "vitalectl readers --json")
+        insert_and_read(w, h1, R1, "unknown", UNKNOWN_ATR)
+        check(wait_state(d, R1, "ready")["atr"] == UNKNOWN_ATR, "second reader reads its own card")
+        e = remove_card(w, h0, R0)
+        check(wait_state(d, R0, "absent")["card"] is None, "CardRemoved; reader absent")
+        r = d.call("io.vitaled.Terminal.GetCard", {"reader": R0})
+        check(r.get("error") == "io.vitaled.Terminal.NoCard", "GetCard on an empty reader: NoCard")
+        remove_card(w, h1, R1)
+        out = d.ctl("card")
+        check(out.returncode == 1 and "NoCard" in out.stderr, "vitalectl card: exit 1, NoCard")
+
+        # vitalectl watch --json sees the same stream
+        wp = subprocess.Popen([os.path.join(B, "vitalectl"), "--socket", d.sock, "watch",
+                               "--json"], stdout=subprocess.PIPE, text=True)
+        try:
+            first = json.loads(wp.stdout.readline())
+            check(first["type"] == "Watching", "vitalectl watch --json: first line Watching")
+            insert_and_read(w, h0, R0)
+            remove_card(w, h0, R0)
+            types = [json.loads(wp.stdout.readline())["type"] for _ in range(3)]
+            check(types == ["CardInserted", "CardRead", "CardRemoved"],
+                  "vitalectl watch --json: %s" % types)
+        finally:
+            wp.send_signal(signal.SIGINT)
+            rc = wp.wait(5)
+        check(rc == 0, "vitalectl watch exits 0 on SIGINT")
+
+        # a watcher that never reads does not hold the others up
+        lazy = Varlink(d.sock)
+        lazy.send("io.vitaled.Terminal.WatchEvents", more=True)
+        watches.append(lazy)
+
+        # 3. quick swap: pulled and another card in at once
+        insert_and_read(w, h0, R0)
+        h0.remove()
+        h0.insert("unknown")
+        w.expect("CardRemoved", reader=R0, ignore=())
+        e = w.expect("CardInserted", reader=R0)
+        check(e["atr"] == UNKNOWN_ATR, "quick swap: CardRemoved then CardInserted with the new ATR")
+        w.expect("CardRead", reader=R0)
+        remove_card(w, h0, R0)
+
+        # 4. the silent card
+        h0.insert("silent")
+        w.expect("CardInserted", reader=R0)
+        t_in = time.monotonic()
+        worst = 0.0
+        while time.monotonic() - t_in < 0.8:
+            t = time.monotonic()
+            d.call("io.vitaled.Terminal.GetStatus")
+            worst = max(worst, time.monotonic() - t)
+            time.sleep(0.05)
+        check(reader_state(d, R0)["state"] in ("identifying", "reading"),
+              "silent card: session blocked in the card")
+        check(worst < 0.5, "GetStatus answers while the session is blocked (worst %.0f ms)"
+              % (worst * 1000))
+        t = time.monotonic()
+        insert_and_read(w, h1, R1)
+        check(time.monotonic() - t < 2.0, "the other reader reads a card meanwhile (%.2f s)"
+              % (time.monotonic() - t))
+        e = w.expect("CardError", reader=R0, timeout=TIMEOUT_MS / 1000 + 3, ignore=CARD_NOISE)
+        took = time.monotonic() - t_in
+        check(TIMEOUT_MS / 1000 - 0.5 < took < TIMEOUT_MS / 1000 + 1.5,
+              "silent card: CardError after %.2f s (deadline %d ms): %s"
+              % (took, TIMEOUT_MS, e["reason"]))
+        r = reader_state(d, R0)
+        check(r["state"] == "error" and r["reason"], "reader in error: %s" % r["reason"])
+        remove_card(w, h1, R1)
+        th = d.threads()
+        remove_card(w, h0, R0)
+        wait_state(d, R0, "absent")
+        insert_and_read(w, h0, R0)
+        check(True, "after the silent card was pulled, the reader reads the next card")
+        remove_card(w, h0, R0)
+        check(d.threads() <= th, "no session thread left behind (%d threads)" % d.threads())
+
+        # 5. cycles: no leak
+        for _ in range(5):
+            insert_and_read(w, h0, R0)
+            remove_card(w, h0, R0)
+        fd0, rss0 = d.fds(), d.rss_kb()
+        t = time.monotonic()
+        for i in range(CYCLES):
+            insert_and_read(w, h0, R0, *(("unknown", UNKNOWN_ATR) if i % 2 else ()))
+            remove_card(w, h0, R0)
+        fd1, rss1 = d.fds(), d.rss_kb()
+        per = (time.monotonic() - t) / max(CYCLES, 1)
+        check(fd1 == fd0, "%d insert/read/remove cycles (%.2f s each): fds %d -> %d"
+              % (CYCLES, per, fd0, fd1))
+        if WRAPPED:
+            print("# RSS %d -> %d KiB (not checked under %s)" % (rss0, rss1, WRAPPED))
+        else:
+            check(rss1 - rss0 < 1024, "RSS %d -> %d KiB (within 1 MiB)" % (rss0, rss1))
+        print("# readers: cycle %.3f s, fds %d, rss %d KiB" % (per, fd1, rss1))
+
+        # removal latency (pcscd polls vpcd every 0.4 s)
+        lat = []
+        for _ in range(5):
+            insert_and_read(w, h0, R0)
+            t = time.monotonic()
+            remove_card(w, h0, R0)
+            lat.append(time.monotonic() - t)
+        print("# readers: card pulled -> CardRemoved %.0f..%.0f ms"
+              % (min(lat) * 1000, max(lat) * 1000))
+
+        # 6a. kill -9 pcscd while idle
+        t = time.monotonic()
+        world.kill()
+        e = w.expect("DriverDown", timeout=5, ignore=("ReaderRemoved",))
+        print("# readers: kill -9 pcscd -> DriverDown %.0f ms" % ((time.monotonic() - t) * 1000))
+        check(e["driver"] == "pcsc" and e["reason"], "kill -9 pcscd (idle): DriverDown: %s"
+              % e["reason"])
+        check(reader_state(d, R0) is None and reader_state(d, R1) is None,
+              "readers gone while pcscd is down")
+        st = d.call("io.vitaled.Terminal.GetStatus")["parameters"]
+        check([x["state"] for x in st["drivers"] if x["name"] == "pcsc"] == ["down"],
+              "GetStatus: pcsc down")
+        time.sleep(1.0)
+        t = time.monotonic()
+        world.restart()
+        t_ready = time.monotonic()
+        w.expect("DriverUp", timeout=10)
+        print("# readers: pcscd restart -> DriverUp %.0f ms after pcscd was ready "
+              "(backoff cap 400 ms)" % ((time.monotonic() - t_ready) * 1000))
+        names = {w.expect("ReaderAdded")["reader"] for _ in range(2)}
+        check(names == {R0, R1}, "pcscd restarted: DriverUp, both readers back")
+        insert_and_read(w, h0, R0)
+        remove_card(w, h0, R0)
+        check(True, "the next card is read after the restart")
+
+        # 6b. kill -9 pcscd while a session is blocked in the silent card
+        h0.insert("silent")
+        w.expect("CardInserted", reader=R0)
+        wait_state(d, R0, "identifying")
+        time.sleep(0.3)
+        world.kill()
+        e = w.expect("DriverDown", timeout=5, ignore=CARD_NOISE + ("ReaderRemoved",))
+        check(True, "kill -9 pcscd during a session: DriverDown (%s)" % e["reason"])
+        h0.remove()
+        world.restart()
+        w.expect("DriverUp", timeout=10, ignore=CARD_NOISE)
+        names = {w.expect("ReaderAdded", ignore=CARD_NOISE)["reader"] for _ in range(2)}
+        check(names == {R0, R1}, "restarted: readers back")
+        insert_and_read(w, h0, R0)
+        remove_card(w, h0, R0)
+        check(d.threads() <= th, "sessions of the dead pcscd ended (%d threads)" % d.threads())
+        check(d.proc.poll() is None, "vitaled still running")
+        out = d.ctl("status")
+        check(out.returncode == 0 and "pcsc:" not in out.stdout, "vitalectl status: pcsc up again")
+
+        # 7. SIGTERM while a session runs
+        h0.insert("silent")
+        w.expect("CardInserted", reader=R0)
+        wait_state(d, R0, "identifying")
+        time.sleep(0.3)
+        t = time.monotonic()
+        d.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = d.proc.wait(STOP_S)
+        except subprocess.TimeoutExpired:
+            rc = None
+        took = time.monotonic() - t
+        check(rc == 0, "SIGTERM during a blocked session: exit %r in %.2f s (limit %.0f s)"
+              % (rc, took, STOP_S))
+        ok = True
+    except Fail as e:
+        print("FAIL: %s" % e)
+        print("--- vitaled log (tail)\n%s" % d.tail())
+    finally:
+        for x in watches:
+            try:
+                x.close()
+            except Exception:
+                pass
+        d.stop()
+        for h in hosts:
+            h.close()
+        world.cleanup()
+        if ok and not os.environ.get("KEEP"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print("# kept %s" % tmp)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
