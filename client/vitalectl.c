@@ -153,8 +153,10 @@ cmd_status(struct ctl *ctl, int argc, char **argv)
 	size_t di;
 	json_t *dv;
 	json_array_foreach(json_object_get(st, "drivers"), di, dv) {
+		char label[32];
+		snprintf(label, sizeof(label), "%s:", jstr(dv, "name", "?"));
 		if (strcmp(jstr(dv, "state", "?"), "up") != 0)
-			printf("%s:     %s%s%s%s\n", jstr(dv, "name", "?"), jstr(dv, "state", "?"),
+			printf("%-9s %s%s%s%s\n", label, jstr(dv, "state", "?"),
 			       jstr(dv, "reason", NULL) ? " (" : "", jstr(dv, "reason", ""),
 			       jstr(dv, "reason", NULL) ? ")" : "");
 	}

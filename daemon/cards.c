@@ -67,10 +67,11 @@ card_result_json(const struct card_result *r, enum card_json what)
 		const struct card_beneficiary *b = &r->beneficiaries[i];
 		json_t *jb;
 		if (what == CARD_JSON_FULL) {
-			jb = json_pack("{s:i,s:s,s:s,s:s?,s:s?,s:b}", "rank", b->rank, "surname",
+			jb = json_pack("{s:i,s:s,s:s,s:s?,s:s?,s:b,s:s?}", "rank", b->rank, "surname",
 			               b->surname, "given_name", b->given_name, "birth_date",
 			               b->birth_date[0] ? b->birth_date : NULL, "nir",
-			               b->nir[0] ? b->nir : NULL, "nir_valid", b->nir_valid);
+			               b->nir[0] ? b->nir : NULL, "nir_valid", b->nir_valid,
+			               "nationality", b->nationality[0] ? b->nationality : NULL);
 		} else {
 			char masked[32];
 			log_mask_nir(b->nir[0] ? b->nir : NULL, masked, sizeof(masked));
@@ -84,7 +85,8 @@ card_result_json(const struct card_result *r, enum card_json what)
 		if (!jb || json_array_append_new(bens, jb) < 0)
 			goto fail;
 	}
-	o = json_pack("{s:s,s:s,s:s,s:b,s:b,s:I,s:s?}", "profile", r->profile, "kind", r->kind,
+	o = json_pack("{s:s,s:s,s:s,s:s,s:b,s:b,s:I,s:s?}", "profile", r->profile, "kind", r->kind,
+	              "presentation", r->presentation[0] ? r->presentation : "physical",
 	              "atr", r->atr_hex, "recognised", r->recognised, "readable", r->readable,
 	              "apdus", (json_int_t)r->apdus, "error", r->error[0] ? r->error : NULL);
 	if (!o)
@@ -149,5 +151,5 @@ const struct card_reader_fn card_reader_placeholder = {
 const struct card_reader_fn *
 cards_reader(void)
 {
-	return &card_reader_placeholder;
+	return profiles_loaded() ? &card_reader_profiles : &card_reader_placeholder;
 }

@@ -35,6 +35,7 @@ struct card_beneficiary {
 	char surname[CARD_TEXT_MAX];
 	char given_name[CARD_TEXT_MAX];
 	char birth_date[11];              /* YYYY-MM-DD, "" when unknown */
+	char nationality[9];              /* as the card holds it, "" when absent */
 	char nir[16];                     /* 13 characters + 2-digit key, "" when absent */
 	bool nir_valid;                   /* the key checks (97 - n mod 97, 2A/2B mapped) */
 };
@@ -49,6 +50,7 @@ struct card_result {
 	char profile[CARD_PROFILE_MAX];   /* "vitale2", "cps" ... or "unknown" */
 	char kind[CARD_KIND_MAX];         /* patient, practitioner, digital, unknown */
 	char atr_hex[READER_ATR_MAX * 2 + 1]; /* upper case, no spaces */
+	char presentation[16];            /* "physical", "digital-nfc"; "" before identify */
 	bool recognised;                  /* a profile matched the ATR */
 	bool readable;                    /* the profile's data was read */
 	size_t nbeneficiaries;
@@ -85,8 +87,26 @@ struct card_reader_fn {
 	int (*read)(const struct card_io *io, struct card_result *out);
 };
 
-/* The card reader function in use (thread-safe, never NULL). */
+/* The card reader function in use (thread-safe, never NULL): the profile
+ * reader once the "profiles" module is up, else the placeholder. */
 const struct card_reader_fn *cards_reader(void);
+
+/* The profile reader (cards_profile.c): identify = profile_match() over the
+ * built-in profiles and [profiles] dir; read = the profile's script. */
+extern const struct card_reader_fn card_reader_profiles;
+/* Module "profiles": load the profile set (built-in, then [profiles] dir;
+ * a broken file stops start-up with file:line). */
+struct daemon;
+int profiles_init(struct daemon *d);
+void profiles_fini(struct daemon *d);
+/* True once profiles_init succeeded. */
+bool profiles_loaded(void);
+
+struct profile;
+/* Read a phone through the digital-card protocol (cards_digital.c); the
+ * session thread, as card_reader_fn.read. */
+int cards_digital_read(const struct profile *p, const struct card_io *io,
+                       struct card_result *out);
 
 /* Reports every card as "unknown" with its ATR. Its read sends one SELECT
  * of the MF (00 A4 00 00 02 3F 00), changes nothing on the card and keeps

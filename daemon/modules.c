@@ -2,6 +2,7 @@
  * added by a later part of vitaled goes here, after what it depends on. */
 #include <stddef.h>
 
+#include "cards.h"
 #include "daemon.h"
 #include "events.h"
 #include "pinflow.h"
@@ -11,6 +12,7 @@ const struct module vitaled_modules[] = {
 	{ "state", statedir_init, statedir_fini, NULL },
 	{ "api", api_init, api_fini, api_reload },
 	{ "events", events_init, events_fini, NULL },
+	{ "profiles", profiles_init, profiles_fini, NULL },
 	{ "signer", pinflow_init, pinflow_fini, NULL },
 	{ "readers", readers_init, readers_fini, NULL },
 	{ NULL, NULL, NULL, NULL },

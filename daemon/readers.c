@@ -99,7 +99,7 @@ static struct {
 
 static struct {
 	struct daemon *d;
-	struct drv drivers[1];
+	struct drv drivers[2]; /* pcsc, nfc */
 	size_t ndrivers;
 	struct rdr *list;
 	unsigned timeout_ms;
@@ -620,6 +620,33 @@ m_get_card(struct vl_call *call, json_t *params, void *arg)
 /* ------------------------------------------------------------------ */
 /* init / fini */
 
+/* Start one driver, or record why it is not running: not fatal, the
+ * daemon still serves the queue, the API and the other driver. */
+static void
+driver_start(struct drv *dv, const struct reader_params *p, const char *disabled)
+{
+	dv->state = DS_DISABLED;
+	if (disabled) {
+		log_info("readers: %s off: %s", dv->ops->name, disabled);
+		snprintf(dv->reason, sizeof(dv->reason), "%s", disabled);
+		return;
+	}
+	if (!dv->ops->compiled_in) {
+		const char *why = dv->ops->why ? dv->ops->why() : NULL;
+		snprintf(dv->reason, sizeof(dv->reason), "%s", why ? why : "not compiled in");
+		log_warn("readers: %s: %s", dv->ops->name, dv->reason);
+		return;
+	}
+	dv->state = DS_STARTING;
+	int r = dv->ops->open(p, on_driver_event, dv, &dv->h);
+	if (r < 0) {
+		log_err("readers: cannot start the %s driver: %s", dv->ops->name, strerror(-r));
+		dv->state = DS_DOWN;
+		snprintf(dv->reason, sizeof(dv->reason), "cannot start: %s", strerror(-r));
+		dv->h = NULL;
+	}
+}
+
 int
 readers_init(struct daemon *d)
 {
@@ -628,8 +655,8 @@ readers_init(struct daemon *d)
 	R.d = d;
 	R.timeout_ms = (unsigned)d->cfg->pcsc_session_timeout_ms;
 	R.drivers[0].ops = &reader_pcsc_ops;
-	R.drivers[0].state = DS_DISABLED;
-	R.ndrivers = 1;
+	R.drivers[1].ops = &reader_nfc_ops;
+	R.ndrivers = 2;
 
 	if ((r = vl_server_add_method(d->api, TERMINAL_IFACE ".ListReaders", m_list_readers, NULL,
 	                              0)) < 0 ||
@@ -643,26 +670,16 @@ readers_init(struct daemon *d)
 	hub.loop = d->loop;
 	pthread_mutex_unlock(&hub.lock);
 
-	struct drv *pc = &R.drivers[0];
-	if (!d->cfg->pcsc_enabled) {
-		log_info("readers: pcsc disabled ([pcsc] enabled = false)");
-		snprintf(pc->reason, sizeof(pc->reason), "disabled in the configuration");
-		return 0;
-	}
-	if (!pc->ops->compiled_in) {
-		snprintf(pc->reason, sizeof(pc->reason), "not compiled in");
-		return 0;
-	}
-	struct reader_params p = { .backoff_max_ms = (unsigned)d->cfg->pcsc_backoff_max_ms };
-	pc->state = DS_STARTING;
-	r = pc->ops->open(&p, on_driver_event, pc, &pc->h);
-	if (r < 0) {
-		/* not fatal: the daemon still serves the queue, the API, NFC */
-		log_err("readers: cannot start the pcsc driver: %s", strerror(-r));
-		pc->state = DS_DOWN;
-		snprintf(pc->reason, sizeof(pc->reason), "cannot start: %s", strerror(-r));
-		pc->h = NULL;
-	}
+	struct reader_params pp = { .backoff_max_ms = (unsigned)d->cfg->pcsc_backoff_max_ms };
+	driver_start(&R.drivers[0], &pp, d->cfg->pcsc_enabled ? NULL : "disabled in the configuration");
+	const struct config_list *nd = &d->cfg->nfc_devices;
+	struct reader_params np = {
+		.devices = (const char *const *)nd->v,
+		.ndevices = nd->n,
+		.backoff_max_ms = (unsigned)d->cfg->pcsc_backoff_max_ms,
+		.poll_ms = (unsigned)d->cfg->nfc_poll_ms,
+	};
+	driver_start(&R.drivers[1], &np, nd->n ? NULL : "no device configured ([nfc] device)");
 	return 0;
 }
 

@@ -15,10 +15,8 @@
  */
 #include "signer.h"
 
-#include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -26,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cose.h"
 #include "log.h"
 
 /* How often the token's presence is checked (while a backend can poll).
@@ -136,86 +135,19 @@ signer_alg_name(int cose_alg)
 /* verification and format helpers */
 
 int
-signer_ecdsa_der_to_raw(const uint8_t *der, size_t der_len, size_t n, uint8_t *raw)
-{
-	const unsigned char *p = der;
-	ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
-	int r = -EBADMSG;
-	if (!es || p != der + der_len)
-		goto out;
-	const BIGNUM *br, *bs;
-	ECDSA_SIG_get0(es, &br, &bs);
-	if (BN_bn2binpad(br, raw, (int)n) != (int)n || BN_bn2binpad(bs, raw + n, (int)n) != (int)n)
-		goto out;
-	r = 0;
-out:
-	ECDSA_SIG_free(es);
-	return r;
-}
-
-int
 signer_verify(int cose_alg, const uint8_t *spki, size_t spki_len, const uint8_t *tbs,
               size_t len, const uint8_t *sig, size_t siglen)
 {
 	const unsigned char *p = spki;
-	EVP_PKEY *pk = d2i_PUBKEY(NULL, &p, (long)spki_len);
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	ECDSA_SIG *es = NULL;
-	BIGNUM *br = NULL, *bs = NULL;
-	unsigned char *der = NULL;
-	const uint8_t *vsig = sig;
-	size_t vlen = siglen;
-	EVP_PKEY_CTX *pctx = NULL;
-	int r = -EINVAL;
-	if (!pk || !md)
-		goto out;
-	if (cose_alg == SIGNER_ALG_ES256) {
-		char grp[64];
-		size_t gl;
-		if (EVP_PKEY_get_base_id(pk) != EVP_PKEY_EC ||
-		    !EVP_PKEY_get_group_name(pk, grp, sizeof(grp), &gl) || strcmp(grp, "prime256v1")) {
-			r = SIGNER_E_BAD_ALG;
-			goto out;
-		}
-		if (siglen != 64) {
-			r = -EBADMSG;
-			goto out;
-		}
-		es = ECDSA_SIG_new();
-		br = BN_bin2bn(sig, 32, NULL);
-		bs = BN_bin2bn(sig + 32, 32, NULL);
-		if (!es || !br || !bs || !ECDSA_SIG_set0(es, br, bs))
-			goto out;
-		br = bs = NULL;
-		int dl = i2d_ECDSA_SIG(es, &der);
-		if (dl <= 0)
-			goto out;
-		vsig = der;
-		vlen = (size_t)dl;
-		if (EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pk) != 1)
-			goto out;
-	} else if (cose_alg == SIGNER_ALG_PS256) {
-		if (EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA) {
-			r = SIGNER_E_BAD_ALG;
-			goto out;
-		}
-		if (EVP_DigestVerifyInit(md, &pctx, EVP_sha256(), NULL, pk) != 1 ||
-		    EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
-		    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32) != 1 ||
-		    EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) != 1)
-			goto out;
-	} else {
-		r = SIGNER_E_BAD_ALG;
-		goto out;
-	}
-	r = EVP_DigestVerify(md, vsig, vlen, tbs, len) == 1 ? 0 : -EBADMSG;
-out:
-	OPENSSL_free(der);
-	BN_free(br);
-	BN_free(bs);
-	ECDSA_SIG_free(es);
-	EVP_MD_CTX_free(md);
+	EVP_PKEY *pk = spki ? d2i_PUBKEY(NULL, &p, (long)spki_len) : NULL;
+	if (!pk)
+		return -EINVAL;
+	int r = cose_verify_raw(cose_alg, pk, tbs, len, sig, siglen);
 	EVP_PKEY_free(pk);
+	if (r == -EKEYREJECTED || r == -EPROTO)
+		return -EBADMSG;
+	if (r == -ENOTSUP)
+		return SIGNER_E_BAD_ALG;
 	return r;
 }
 

@@ -177,8 +177,9 @@ int signer_selftest(struct signer *s, unsigned rounds, signer_selftest_fn done, 
 /* ------------------------------------------------------------------ */
 /* helpers shared by backends and tests (pure or OpenSSL-only) */
 
-/* Verify a COSE-form signature with a SubjectPublicKeyInfo DER key.
- * Returns 0 if valid, -EBADMSG if not, other errno on bad input. */
+/* Verify a COSE-form signature with a SubjectPublicKeyInfo DER key
+ * (protocol/cose.c does the work). Returns 0 if valid, -EBADMSG if not,
+ * SIGNER_E_BAD_ALG when the key cannot do the alg, -EINVAL for a bad key. */
 int signer_verify(int cose_alg, const uint8_t *spki, size_t spki_len, const uint8_t *tbs,
                   size_t len, const uint8_t *sig, size_t siglen);
 
@@ -199,8 +200,5 @@ void signer_p11_login_outcome(unsigned long rv, unsigned long token_flags,
                               struct signer_p11_outcome *o);
 /* A name for a CK_RV ("CKR_PIN_INCORRECT"), or "CKR_0x%lx"-style into buf. */
 const char *signer_p11_rv_name(unsigned long rv, char *buf, size_t len);
-
-/* ECDSA DER (SEQUENCE { r, s }) to raw r||s of 2 * n bytes. 0 or -EBADMSG. */
-int signer_ecdsa_der_to_raw(const uint8_t *der, size_t der_len, size_t n, uint8_t *raw);
 
 #endif

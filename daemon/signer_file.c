@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cose.h"
 #include "log.h"
 #include "pin.h"
 #include "signer.h"
@@ -290,7 +291,7 @@ file_sign(void *ctx, struct signer_status *st, int alg, const uint8_t *tbs, size
 	if (!der || EVP_DigestSign(md, der, &dl, tbs, len) != 1)
 		goto out;
 	if (alg == SIGNER_ALG_ES256) {
-		if (cap < 64 || signer_ecdsa_der_to_raw(der, dl, 32, sig) < 0)
+		if (cap < 64 || cose_ecdsa_der_to_raw(der, dl, 32, sig) < 0)
 			goto out;
 		*siglen = 64;
 	} else {

@@ -65,6 +65,7 @@ for b in ("vitaled", "vitalectl"):
 sys.path.insert(0, WORLD)
 from world import PcscWorld  # noqa: E402
 from cardhost import CardHost  # noqa: E402
+import cards  # noqa: E402
 
 
 class Fail(Exception):
@@ -259,6 +260,22 @@ def wait_state(d, name, state, timeout=5.0):
 CARD_NOISE = ("CardInserted", "CardRead", "CardRemoved", "CardError")
 
 
+def iso(d8):
+    return "%s-%s-%s" % (d8[:4], d8[4:6], d8[6:8])
+
+
+def nir_key(n13):
+    """The NIR key, computed here independently: 97 - (n mod 97), 2A -> 19, 2B -> 18."""
+    n = n13.upper().replace("2A", "19").replace("2B", "18")
+    return "%02d" % (97 - int(n) % 97)
+
+
+def expected_vitale2():
+    return [{"surname": b["surname"], "given_name": b["given_name"], "birth_date": iso(b["birth_date"]),
+             "nir": b["nir"] + nir_key(b["nir"]), "nationality": b["nationality"], "nir_valid": True}
+            for b in cards.DEFAULT_HOLDERS["beneficiaries"]]
+
+
 def insert_and_read(w, h, reader, card="vitale2", atr=VITALE2_ATR):
     h.insert(card)
     e = w.expect("CardInserted", reader=reader)
@@ -316,24 +333,36 @@ def main():
         t0 = time.monotonic()
         h0.insert("vitale2", wait=0)
         e = w.expect("CardInserted", reader=R0)
-        check(e["atr"] == VITALE2_ATR and e["profile"] == "unknown" and e["driver"] == "pcsc",
-              "CardInserted with the Vitale 2 ATR %s (%.2f s)" % (e["atr"], time.monotonic() - t0))
+        check(e["atr"] == VITALE2_ATR and e["profile"] == "vitale2" and e["driver"] == "pcsc",
+              "CardInserted with the Vitale 2 ATR %s, profile vitale2 (%.2f s)" % (e["atr"], time.monotonic() - t0))
         e = w.expect("CardRead", reader=R0)
         s = e["summary"]
-        check(e["profile"] == "unknown" and s["readable"] is False and s["atr"] == VITALE2_ATR
-              and s["apdus"] == 1 and s["beneficiaries"] == [],
-              "CardRead: placeholder reports an unknown card, 1 probe APDU, nothing read")
+        want = expected_vitale2()
+        check(e["profile"] == "vitale2" and s["readable"] is True and s["atr"] == VITALE2_ATR
+              and len(s["beneficiaries"]) == len(want)
+              and all(b["nir_masked"] == w_["nir"][:3] + "*" * 12 for b, w_ in zip(s["beneficiaries"], want))
+              and not any(w_["nir"] in json.dumps(e) for w_ in want),
+              "CardRead: vitale2 read, %d beneficiaries, NIRs masked in the event" % len(s["beneficiaries"]))
         r = wait_state(d, R0, "ready")
-        check(r["card"] == "unknown" and r["atr"] == VITALE2_ATR, "ListReaders: ready, unknown, ATR")
+        check(r["card"] == "vitale2" and r["atr"] == VITALE2_ATR, "ListReaders: ready, vitale2, ATR")
         c = d.call("io.vitaled.Terminal.GetCard", {"reader": R0})["parameters"]["card"]
-        # the Vitale 2 card answers a SELECT with 61xx (T=0: FCP waiting)
-        check(c["atr"] == VITALE2_ATR and c["reader"] == R0 and c["readable"] is False
-              and c["fields"].get("probe_sw", "")[:2] == "61" and c["beneficiaries"] == [],
-              "GetCard: ATR, probe status word %s, no beneficiary" % c["fields"].get("probe_sw"))
+        got = [{k: b.get(k) for k in ("surname", "given_name", "birth_date", "nir", "nationality", "nir_valid")}
+               for b in c["beneficiaries"]]
+        check(c["atr"] == VITALE2_ATR and c["reader"] == R0 and c["readable"] is True
+              and c["presentation"] == "physical" and got == want,
+              "GetCard: every field of every beneficiary as the card holds it")
+        card_want = cards.DEFAULT_HOLDERS["card"]
+        f = c["fields"]
+        check(f.get("start_date") == iso(card_want["start"]) and f.get("serial") == card_want["serial"]
+              and f.get("certificate") == "present",
+              "GetCard: card start of validity, serial, certificate (%s)" % f)
+        check(c["apdus"] == 21, "a Vitale 2 read takes the 21 APDUs its profile needs (got %s)" % c["apdus"])
         out = d.ctl("card", "--json")
         cj = json.loads(out.stdout) if out.returncode == 0 else {}
-        check(cj.get("profile") == "unknown" and cj.get("atr") == VITALE2_ATR
-              and cj.get("beneficiaries") == [], "vitalectl card --json")
+        check(cj.get("profile") == "vitale2" and cj.get("atr") == VITALE2_ATR
+              and [{k: b.get(k) for k in ("surname", "given_name", "birth_date", "nir")} for b in cj.get("beneficiaries", [])]
+              == [{k: b[k] for k in ("surname", "given_name", "birth_date", "nir")} for b in want],
+              "vitalectl card --json: profile, atr, beneficiaries with surname, given_name, birth_date, nir")
         out = d.ctl("readers")
         check(out.returncode == 0 and R0 in out.stdout and "ready" in out.stdout,
               "vitalectl readers")

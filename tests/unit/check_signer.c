@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "cose.h"
 #include "loop.h"
 #include "secmem.h"
 #include "signer.h"
@@ -235,34 +236,6 @@ START_TEST(backend_table)
 }
 END_TEST
 
-START_TEST(der_to_raw)
-{
-	/* SEQUENCE { INTEGER 00 80 ..., INTEGER 01 }: a leading 00 for the sign bit,
-	 * a short s padded on the left */
-	uint8_t der[2 + 2 + 33 + 2 + 1];
-	size_t i = 0;
-	der[i++] = 0x30;
-	der[i++] = (uint8_t)(sizeof(der) - 2);
-	der[i++] = 0x02;
-	der[i++] = 33;
-	der[i++] = 0x00;
-	for (int k = 0; k < 32; k++)
-		der[i++] = (uint8_t)(0x80 + k);
-	der[i++] = 0x02;
-	der[i++] = 1;
-	der[i++] = 0x01;
-	uint8_t raw[64];
-	ck_assert_int_eq(signer_ecdsa_der_to_raw(der, sizeof(der), 32, raw), 0);
-	ck_assert_int_eq(raw[0], 0x80);
-	ck_assert_int_eq(raw[31], 0x80 + 31);
-	for (int k = 32; k < 63; k++)
-		ck_assert_int_eq(raw[k], 0);
-	ck_assert_int_eq(raw[63], 1);
-	ck_assert_int_eq(signer_ecdsa_der_to_raw(der, sizeof(der) - 1, 32, raw), -EBADMSG);
-	ck_assert_int_eq(signer_ecdsa_der_to_raw(der, sizeof(der), 16, raw), -EBADMSG);
-}
-END_TEST
-
 static void
 file_roundtrip(bool rsa)
 {
@@ -320,6 +293,61 @@ file_roundtrip(bool rsa)
 	config_free(c);
 	rm_tmp();
 }
+
+/* signer_sign is the COSE signer callback: build a COSE_Sign1 with it and
+ * verify it with the COSE code and the key the test made. */
+static void
+cose_roundtrip(bool rsa)
+{
+	mk_tmp();
+	char path[300];
+	snprintf(path, sizeof(path), "%s/key.pem", tmpdir);
+	uint8_t spki[1024];
+	size_t spki_len = make_key(path, rsa, NULL, spki, sizeof(spki));
+	struct config *c = make_config("file", NULL, NULL, NULL, path, NULL);
+	struct loop *l;
+	ck_assert_int_eq(loop_new(&l), 0);
+	struct waiter w = { .want = SIGNER_READY };
+	struct signer *s;
+	ck_assert_int_eq(signer_new(l, c, status_cb, &w, &s), 0);
+	run_until(l, &w.seen, 5000);
+	ck_assert(w.seen);
+	cose_sign_fn fn = signer_sign; /* the shapes must match */
+	struct cose_sign1_params prm = { .alg = rsa ? COSE_ALG_PS256 : COSE_ALG_ES256 };
+	static const uint8_t payload[] = { 0xA1, 0x61, 0x76, 0x01 }; /* {"v": 1} */
+	uint8_t *msg = NULL;
+	size_t mlen = 0;
+	ck_assert_int_eq(cose_sign1_create(&prm, payload, sizeof(payload), fn, s, &msg, &mlen), 0);
+	struct cose_sign1 parsed;
+	ck_assert_int_eq(cose_sign1_parse(msg, mlen, &CBOR_LIMITS_DEFAULT, COSE_TAG_REQUIRED, &parsed), 0);
+	const unsigned char *q = spki;
+	EVP_PKEY *pub = d2i_PUBKEY(NULL, &q, (long)spki_len);
+	ck_assert_ptr_nonnull(pub);
+	ck_assert_int_eq(cose_sign1_verify(&parsed, pub), 0);
+	cose_sign1_free(&parsed);
+	msg[mlen - 1] ^= 1; /* the last signature byte */
+	ck_assert_int_eq(cose_sign1_parse(msg, mlen, &CBOR_LIMITS_DEFAULT, COSE_TAG_REQUIRED, &parsed), 0);
+	ck_assert_int_ne(cose_sign1_verify(&parsed, pub), 0);
+	cose_sign1_free(&parsed);
+	EVP_PKEY_free(pub);
+	free(msg);
+	signer_free(s);
+	loop_free(l);
+	config_free(c);
+	rm_tmp();
+}
+
+START_TEST(cose_es256)
+{
+	cose_roundtrip(false);
+}
+END_TEST
+
+START_TEST(cose_ps256)
+{
+	cose_roundtrip(true);
+}
+END_TEST
 
 START_TEST(file_es256)
 {
@@ -679,7 +707,6 @@ signer_suite(void)
 	TCase *tc = tcase_create("pure");
 	tcase_add_test(tc, p11_outcome_table);
 	tcase_add_test(tc, backend_table);
-	tcase_add_test(tc, der_to_raw);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("file");
 	tcase_set_timeout(tc, 30);
@@ -689,6 +716,8 @@ signer_suite(void)
 	tcase_add_test(tc, idle_logout);
 	tcase_add_test(tc, async_and_selftest);
 	tcase_add_test(tc, unknown_and_missing);
+	tcase_add_test(tc, cose_es256);
+	tcase_add_test(tc, cose_ps256);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("softhsm");
 	tcase_set_timeout(tc, 60);
