@@ -133,8 +133,11 @@ $(PCFILE): client/vitaled-client.pc.in Makefile
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
 
-$(B)/vitalectl: $(B)/obj/client/vitalectl.o $(LIBCLIENT)
-	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs jansson)
+# vitalectl links the core archive only for the pure protocol code of the
+# offline `sheet verify` (protocol/sheetsig and what it needs: the linker
+# takes those members only) and OpenSSL's libcrypto.
+$(B)/vitalectl: $(B)/obj/client/vitalectl.o $(B)/obj/client/vitalectl_sheet.o $(LIBCLIENT) $(LIBCORE)
+	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs jansson libcrypto)
 
 $(B)/tests/%: tests/unit/%.c $(LIBCORE)
 	@mkdir -p $(dir $@)

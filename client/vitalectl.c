@@ -28,21 +28,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "vitaled-client.h"
-
-#define EXIT_REPLY_ERROR 1
-#define EXIT_USAGE 2
-#define EXIT_UNREACHABLE 3
-#define EXIT_TRANSPORT 4
-
-#define IFACE "io.vitaled.Terminal"
-
-struct ctl {
-	const char *socket;
-	int timeout_ms;
-	bool json;
-	struct vtc *conn;
-};
+#include "vitalectl.h"
 
 static int
 ctl_connect(struct ctl *ctl)
@@ -58,26 +44,19 @@ ctl_connect(struct ctl *ctl)
 	return 0;
 }
 
-/* Call and map the result to an exit code; on 0 *reply is set. */
-static int
-ctl_call(struct ctl *ctl, const char *method, json_t *params, json_t **reply)
+int
+ctl_call_err(struct ctl *ctl, const char *method, json_t *params, json_t **reply, char **error)
 {
+	*reply = NULL;
+	*error = NULL;
 	int r = ctl_connect(ctl);
 	if (r) {
 		json_decref(params);
 		return r;
 	}
-	char *err = NULL;
-	r = vtc_call(ctl->conn, method, params, 0, reply, &err);
-	if (r == VTC_ERROR_REPLY) {
-		char *p = json_dumps(*reply, JSON_COMPACT);
-		fprintf(stderr, "vitalectl: %s: %s %s\n", method, err, p ? p : "");
-		free(p);
-		free(err);
-		json_decref(*reply);
-		*reply = NULL;
+	r = vtc_call(ctl->conn, method, params, 0, reply, error);
+	if (r == VTC_ERROR_REPLY)
 		return EXIT_REPLY_ERROR;
-	}
 	if (r < 0) {
 		fprintf(stderr, "vitalectl: %s: %s\n", method,
 		        r == -EPIPE ? "connection closed by vitaled" : strerror(-r));
@@ -86,7 +65,23 @@ ctl_call(struct ctl *ctl, const char *method, json_t *params, json_t **reply)
 	return 0;
 }
 
-static void
+int
+ctl_call(struct ctl *ctl, const char *method, json_t *params, json_t **reply)
+{
+	char *err = NULL;
+	int r = ctl_call_err(ctl, method, params, reply, &err);
+	if (r == EXIT_REPLY_ERROR) {
+		char *p = json_dumps(*reply, JSON_COMPACT);
+		fprintf(stderr, "vitalectl: %s: %s %s\n", method, err, p ? p : "");
+		free(p);
+		free(err);
+		json_decref(*reply);
+		*reply = NULL;
+	}
+	return r;
+}
+
+void
 print_json(json_t *j)
 {
 	char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
@@ -96,7 +91,7 @@ print_json(json_t *j)
 	}
 }
 
-static const char *
+const char *
 jstr(json_t *o, const char *key, const char *dflt)
 {
 	json_t *v = json_object_get(o, key);
@@ -722,6 +717,8 @@ static const struct command commands[] = {
 	{ "readers", cmd_readers, "the card readers and their state" },
 	{ "card", cmd_card, "the card read last: card [--reader NAME] (control access)" },
 	{ "watch", cmd_watch, "print events as they happen, until interrupted" },
+	{ "sheet", cmd_sheet, "care sheets: sheet create|draft|complete|list|show|export|verify" },
+	{ "queue", cmd_queue, "the queue: sheets per state, oldest, nearest due date" },
 	{ "call", cmd_call, "call any varlink method: call METHOD [JSON]" },
 	{ NULL, NULL, NULL },
 };

@@ -7,6 +7,7 @@
 #include "events.h"
 #include "pinflow.h"
 #include "readers.h"
+#include "sheets.h"
 
 const struct module vitaled_modules[] = {
 	{ "state", statedir_init, statedir_fini, NULL },
@@ -15,5 +16,7 @@ const struct module vitaled_modules[] = {
 	{ "profiles", profiles_init, profiles_fini, NULL },
 	{ "signer", pinflow_init, pinflow_fini, NULL },
 	{ "readers", readers_init, readers_fini, NULL },
+	/* the queue last: READY (after every init) means it is open and writable */
+	{ "queue", sheets_init, sheets_fini, NULL },
 	{ NULL, NULL, NULL, NULL },
 };

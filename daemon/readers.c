@@ -103,6 +103,8 @@ static struct {
 	size_t ndrivers;
 	struct rdr *list;
 	unsigned timeout_ms;
+	readers_read_fn read_hook;
+	void *read_hook_arg;
 } R;
 
 static void session_start(struct rdr *r);
@@ -383,6 +385,8 @@ on_session_done(void *arg)
 					           res->atr_hex, res->apdus);
 				}
 				publish_read(r);
+				if (R.read_hook)
+					R.read_hook(r->name, r->result, R.read_hook_arg);
 			} else {
 				rdr_set(r, RS_ERROR, "out of memory");
 			}
@@ -584,6 +588,40 @@ m_list_readers(struct vl_call *call, json_t *params, void *arg)
 	return vl_reply(call, json_pack("{s:o}", "readers", arr));
 }
 
+/* The reader whose card was read last (in reader name, or in any reader). */
+static struct rdr *
+current_card(const char *name)
+{
+	struct rdr *best = NULL;
+	for (struct rdr *r = R.list; r; r = r->next) {
+		if (r->gone || (name && strcmp(r->name, name) != 0))
+			continue;
+		if (r->state != RS_READY || !r->result)
+			continue;
+		if (!best || strcmp(r->read_at, best->read_at) > 0)
+			best = r;
+	}
+	return best;
+}
+
+const struct card_result *
+readers_current_card(const char *reader, const char **reader_out, const char **read_at)
+{
+	struct rdr *r = current_card(reader);
+	if (reader_out)
+		*reader_out = r ? r->name : NULL;
+	if (read_at)
+		*read_at = r ? r->read_at : NULL;
+	return r ? r->result : NULL;
+}
+
+void
+readers_set_read_hook(readers_read_fn fn, void *arg)
+{
+	R.read_hook = fn;
+	R.read_hook_arg = arg;
+}
+
 static int
 m_get_card(struct vl_call *call, json_t *params, void *arg)
 {
@@ -596,15 +634,7 @@ m_get_card(struct vl_call *call, json_t *params, void *arg)
 			return vl_reply_invalid_param(call, key);
 		name = json_string_value(v);
 	}
-	struct rdr *best = NULL;
-	for (struct rdr *r = R.list; r; r = r->next) {
-		if (r->gone || (name && strcmp(r->name, name) != 0))
-			continue;
-		if (r->state != RS_READY || !r->result)
-			continue;
-		if (!best || strcmp(r->read_at, best->read_at) > 0)
-			best = r;
-	}
+	struct rdr *best = current_card(name);
 	if (!best)
 		return vl_reply_error(call, TERMINAL_IFACE ".NoCard",
 		                      json_pack("{s:s?}", "reader", name));

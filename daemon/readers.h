@@ -29,4 +29,20 @@ int readers_init(struct daemon *d);
  * a session blocked in a driver that cannot abort). */
 void readers_fini(struct daemon *d);
 
+struct card_result;
+/* The card read last and still in its reader (in reader, or in any reader
+ * when NULL), as GetCard shows it: for whoever builds a care sheet from the
+ * current card. NULL when none. *reader_out and *read_at (each may be NULL)
+ * get the reader's name and the read time (ISO 8601). Loop thread; the
+ * pointers are valid until the loop handles its next event (copy what you
+ * keep). */
+const struct card_result *readers_current_card(const char *reader, const char **reader_out,
+                                               const char **read_at);
+
+/* Called on the loop thread right after a card was read (and CardRead was
+ * published), with the reader's name and the result (valid during the
+ * call only). One hook (the kiosk's check-in drafts); NULL removes it. */
+typedef void (*readers_read_fn)(const char *reader, const struct card_result *r, void *arg);
+void readers_set_read_hook(readers_read_fn fn, void *arg);
+
 #endif

@@ -880,17 +880,20 @@ sheet_validate(const struct sheet *s, const struct sheet_check *c, struct sheet_
 		err_add(errs, "birth_date", "not YYYY-MM-DD");
 	if (s->birth_rank > 9)
 		err_add(errs, "birth_rank", "must be 1 to 9");
-	if (!s->regime[0])
-		err_add(errs, "insurer.regime", "missing");
-	else if (!all_digits(s->regime, 2))
+	if (!s->regime[0]) {
+		if (!c->draft)
+			err_add(errs, "insurer.regime", "missing");
+	} else if (!all_digits(s->regime, 2))
 		err_add(errs, "insurer.regime", "must be 2 digits");
-	if (!s->caisse[0])
-		err_add(errs, "insurer.caisse", "missing");
-	else if (!all_digits(s->caisse, 3))
+	if (!s->caisse[0]) {
+		if (!c->draft)
+			err_add(errs, "insurer.caisse", "missing");
+	} else if (!all_digits(s->caisse, 3))
 		err_add(errs, "insurer.caisse", "must be 3 digits");
-	if (!s->centre[0])
-		err_add(errs, "insurer.centre", "missing");
-	else if (!all_digits(s->centre, 4))
+	if (!s->centre[0]) {
+		if (!c->draft)
+			err_add(errs, "insurer.centre", "missing");
+	} else if (!all_digits(s->centre, 4))
 		err_add(errs, "insurer.centre", "must be 4 digits");
 	if (!s->practitioner_id[0]) {
 		if (!c->draft)

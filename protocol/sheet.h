@@ -122,7 +122,7 @@ struct sheet_errors {
 struct sheet_check {
 	int32_t today;        /* day number of the local date */
 	int64_t now;          /* seconds since the epoch */
-	bool draft;           /* kiosk draft: acts, totals and practitioner may be missing */
+	bool draft;           /* kiosk draft: acts, totals, insurer and practitioner may be missing */
 };
 
 /* Empty sheet: all absent, dates SHEET_NO_DATE. */

@@ -273,6 +273,12 @@ START_TEST(test_drafts)
 	n = run("{\"acts\": null, \"totals\": null, \"practitioner_id\": null, \"insurance\": null}",
 	        &s, &e, false);
 	ck_assert_int_eq(n, 3);
+	/* a physical card carries no insurer: a draft may lack it, a sheet may not */
+	n = run("{\"acts\": null, \"totals\": null, \"insurer\": null}", &s, &e, true);
+	ck_assert_int_eq(n, 0);
+	n = run("{\"insurer\": null}", &s, &e, false);
+	ck_assert_int_eq(n, 3);
+	ck_assert_str_eq(e.e[0].field, "insurer.regime");
 	/* draft rules still apply to what is there */
 	n = run("{\"acts\": null, \"totals\": null, \"nir\": \"184127645108947\"}", &s, &e, true);
 	ck_assert_int_eq(n, 1);

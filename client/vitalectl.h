@@ -1,0 +1,42 @@
+/* What vitalectl's command files share: the connection, the call helper
+ * with its exit codes, and output helpers. vitalectl.c has the command
+ * table and the general commands; vitalectl_sheet.c the sheet and queue
+ * commands (and the offline `sheet verify`, which needs no daemon). */
+#ifndef VITALED_VITALECTL_H
+#define VITALED_VITALECTL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "vitaled-client.h"
+
+#define EXIT_REPLY_ERROR 1
+#define EXIT_USAGE 2
+#define EXIT_UNREACHABLE 3
+#define EXIT_TRANSPORT 4
+
+#define IFACE "io.vitaled.Terminal"
+
+struct ctl {
+	const char *socket;
+	int timeout_ms;
+	bool json;
+	struct vtc *conn;
+};
+
+/* Call method (params stolen) and map the result to an exit code; on 0
+ * *reply is set (decref it). A varlink error is printed on stderr. */
+int ctl_call(struct ctl *ctl, const char *method, json_t *params, json_t **reply);
+/* The same, but a varlink error is handed back: returns EXIT_REPLY_ERROR
+ * with *error (free it) and *reply (its parameters) set, printing nothing. */
+int ctl_call_err(struct ctl *ctl, const char *method, json_t *params, json_t **reply,
+                 char **error);
+void print_json(json_t *j);
+/* A string member, or dflt. */
+const char *jstr(json_t *o, const char *key, const char *dflt);
+
+/* vitalectl sheet ... / vitalectl queue (vitalectl_sheet.c) */
+int cmd_sheet(struct ctl *ctl, int argc, char **argv);
+int cmd_queue(struct ctl *ctl, int argc, char **argv);
+
+#endif

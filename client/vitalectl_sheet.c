@@ -1,0 +1,698 @@
+/* vitalectl's sheet and queue commands.
+ *
+ *   sheet create (--reader NAME [--beneficiary N] | --degraded --patient-json FILE)
+ *                (--act CODE:COEF:AMOUNT_CENTS[:DATE] ... | --json FILE) [options]
+ *   sheet draft [--reader NAME] [--beneficiary N] [--json FILE]
+ *   sheet complete ID (--act ... | --json FILE) [options]
+ *   sheet list [--state S[,S]] [--from D] [--to D] [--due-before D] [--limit N] [--all]
+ *   sheet show ID
+ *   sheet export ID -o FILE
+ *   sheet verify FILE --cert CERT.pem        (offline: no daemon needed)
+ *   queue
+ *
+ * `sheet verify` links protocol/sheetsig (with protocol/cbor, cose, sheet,
+ * holidays and OpenSSL): it checks the COSE signature against the
+ * certificate's key and the content's shape and rules, without the daemon
+ * (docs/care-sheet.md "The signed form"). Its exit code: 0 valid, 1 not
+ * valid, 2 usage or unreadable files.
+ */
+#include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "holidays.h"
+#include "sheetsig.h"
+#include "vitalectl.h"
+
+#define FILE_MAX (1u << 20)
+
+static json_t *
+load_json_file(const char *path)
+{
+	json_error_t je;
+	json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	if (!j)
+		fprintf(stderr, "vitalectl: %s:%d: %s\n", path, je.line, je.text);
+	else if (!json_is_object(j)) {
+		fprintf(stderr, "vitalectl: %s: not a JSON object\n", path);
+		json_decref(j);
+		j = NULL;
+	}
+	return j;
+}
+
+/* CODE:COEF:AMOUNT_CENTS[:DATE] as an act object. */
+static json_t *
+parse_act(const char *spec)
+{
+	char buf[128], *parts[4] = { NULL };
+	size_t n = 0;
+	if (strlen(spec) >= sizeof(buf))
+		return NULL;
+	snprintf(buf, sizeof(buf), "%s", spec);
+	for (char *p = buf; n < 4;) {
+		parts[n++] = p;
+		char *c = strchr(p, ':');
+		if (!c)
+			break;
+		*c = '\0';
+		p = c + 1;
+	}
+	if (n < 3 || (n == 4 && strchr(parts[3], ':')))
+		return NULL;
+	char *end;
+	double coef = strtod(parts[1], &end);
+	if (*end || end == parts[1] || coef < 0)
+		return NULL;
+	long long amount = strtoll(parts[2], &end, 10);
+	if (*end || end == parts[2])
+		return NULL;
+	json_t *a = json_pack("{s:s,s:I}", "code", parts[0], "amount", (json_int_t)amount);
+	if (coef == (double)(long long)coef)
+		json_object_set_new(a, "coefficient", json_integer((json_int_t)coef));
+	else
+		json_object_set_new(a, "coefficient", json_real(coef));
+	if (n == 4)
+		json_object_set_new(a, "date", json_string(parts[3]));
+	return a;
+}
+
+/* The options shared by create and complete: they build the till's part. */
+struct sheet_opts {
+	json_t *sheet;       /* what is being built */
+	const char *reader;
+	long beneficiary;
+	bool degraded;
+	long long amo, amc, patient;
+	bool amo_set, amc_set, patient_set;
+};
+
+static int
+usage_sheet(void)
+{
+	fprintf(stderr,
+	        "usage: vitalectl sheet create (--reader NAME [--beneficiary N] | --degraded --patient-json FILE)\n"
+	        "                              (--act CODE:COEF:AMOUNT_CENTS[:DATE] ... | --json FILE)\n"
+	        "                              [--care-date YYYY-MM-DD] [--insurance maladie|maternite|at_mp|smg]\n"
+	        "                              [--at-date D] [--tiers-payant] [--insurer RR:CCC:CCCC]\n"
+	        "                              [--amo CENTS] [--amc CENTS] [--patient CENTS]\n"
+	        "                              [--prescriber ID[:DATE]]\n"
+	        "       vitalectl sheet draft [--reader NAME] [--beneficiary N] [--json FILE]\n"
+	        "       vitalectl sheet complete ID (--act ... | --json FILE) [the options of create]\n"
+	        "       vitalectl sheet list [--state S[,S...]] [--from D] [--to D] [--due-before D]\n"
+	        "                            [--limit N] [--all]\n"
+	        "       vitalectl sheet show ID\n"
+	        "       vitalectl sheet export ID -o FILE\n"
+	        "       vitalectl sheet verify FILE --cert CERT.pem   (offline)\n"
+	        "Totals when not in --json: total = the acts' sum; amo = total - amc - patient.\n");
+	return EXIT_USAGE;
+}
+
+static bool
+set_money(const char *v, long long *out, bool *set)
+{
+	char *end;
+	*out = strtoll(v, &end, 10);
+	*set = true;
+	return *end == '\0' && end != v && *out >= 0;
+}
+
+/* Read the options of create/draft/complete from argv[i...]. */
+static int
+parse_sheet_opts(int argc, char **argv, int i, struct sheet_opts *o, bool allow_patient)
+{
+	json_t *acts = json_array();
+	json_t *s = o->sheet;
+	for (; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		bool used = true;
+		if (!strcmp(a, "--reader") && v) {
+			o->reader = v;
+		} else if (!strcmp(a, "--beneficiary") && v) {
+			char *end;
+			o->beneficiary = strtol(v, &end, 10);
+			if (*end || o->beneficiary < 0)
+				goto bad;
+		} else if (!strcmp(a, "--json") && v) {
+			json_t *j = load_json_file(v);
+			if (!j)
+				goto fail;
+			json_object_update(s, j);
+			json_decref(j);
+		} else if (!strcmp(a, "--patient-json") && v && allow_patient) {
+			json_t *j = load_json_file(v);
+			if (!j)
+				goto fail;
+			json_object_update(s, j);
+			json_decref(j);
+		} else if (!strcmp(a, "--act") && v) {
+			json_t *act = parse_act(v);
+			if (!act) {
+				fprintf(stderr, "vitalectl: --act %s: want CODE:COEF:AMOUNT_CENTS[:DATE]\n", v);
+				goto fail_usage;
+			}
+			json_array_append_new(acts, act);
+		} else if (!strcmp(a, "--care-date") && v) {
+			json_object_set_new(s, "care_date", json_string(v));
+		} else if (!strcmp(a, "--at-date") && v) {
+			json_object_set_new(s, "at_date", json_string(v));
+		} else if (!strcmp(a, "--insurance") && v) {
+			json_object_set_new(s, "insurance", json_string(v));
+		} else if (!strcmp(a, "--insurer") && v) {
+			char r[8], c[8], e[8];
+			const char *p1 = strchr(v, ':'), *p2 = p1 ? strchr(p1 + 1, ':') : NULL;
+			if (!p2 || p1 - v >= 8 || p2 - p1 - 1 >= 8 || strlen(p2 + 1) >= 8)
+				goto bad;
+			snprintf(r, sizeof(r), "%.*s", (int)(p1 - v), v);
+			snprintf(c, sizeof(c), "%.*s", (int)(p2 - p1 - 1), p1 + 1);
+			snprintf(e, sizeof(e), "%s", p2 + 1);
+			json_object_set_new(s, "insurer",
+			                    json_pack("{s:s,s:s,s:s}", "regime", r, "caisse", c, "centre", e));
+		} else if (!strcmp(a, "--prescriber") && v) {
+			char id[16];
+			const char *c = strchr(v, ':');
+			snprintf(id, sizeof(id), "%.*s", c ? (int)(c - v) : (int)strlen(v), v);
+			json_t *p = json_pack("{s:s}", "id", id);
+			if (c)
+				json_object_set_new(p, "date", json_string(c + 1));
+			json_object_set_new(s, "prescriber", p);
+		} else if (!strcmp(a, "--amo") && v) {
+			if (!set_money(v, &o->amo, &o->amo_set))
+				goto bad;
+		} else if (!strcmp(a, "--amc") && v) {
+			if (!set_money(v, &o->amc, &o->amc_set))
+				goto bad;
+		} else if (!strcmp(a, "--patient") && v) {
+			if (!set_money(v, &o->patient, &o->patient_set))
+				goto bad;
+		} else if (!strcmp(a, "--tiers-payant")) {
+			json_object_set_new(s, "tiers_payant", json_true());
+			used = false;
+		} else if (!strcmp(a, "--degraded") && allow_patient) {
+			o->degraded = true;
+			used = false;
+		} else {
+			goto bad;
+		}
+		if (used)
+			i++;
+	}
+	if (json_array_size(acts)) {
+		json_t *old = json_object_get(s, "acts");
+		if (json_is_array(old))
+			json_array_extend(old, acts);
+		else
+			json_object_set(s, "acts", acts);
+	}
+	json_decref(acts);
+	/* totals from the acts unless the JSON gave them */
+	json_t *all = json_object_get(s, "acts");
+	if (!json_object_get(s, "totals") && json_is_array(all) && json_array_size(all)) {
+		long long total = 0;
+		size_t k;
+		json_t *act;
+		json_array_foreach(all, k, act) total += json_integer_value(json_object_get(act, "amount"));
+		long long amc = o->amc_set ? o->amc : 0, patient = o->patient_set ? o->patient : 0;
+		long long amo = o->amo_set ? o->amo : total - amc - patient;
+		if (!o->patient_set && o->amo_set)
+			patient = total - amo - amc;
+		json_object_set_new(s, "totals", json_pack("{s:I,s:I,s:I,s:I}", "total", (json_int_t)total,
+		                                           "amo", (json_int_t)amo, "amc", (json_int_t)amc,
+		                                           "patient", (json_int_t)patient));
+		if (!json_object_get(s, "amc"))
+			json_object_set_new(s, "amc", json_boolean(amc > 0));
+	}
+	if (json_object_get(s, "acts") && !json_object_get(s, "insurance"))
+		json_object_set_new(s, "insurance", json_string("maladie"));
+	if (json_object_get(s, "acts") && !json_object_get(s, "tiers_payant"))
+		json_object_set_new(s, "tiers_payant", json_false());
+	return 0;
+bad:
+	fprintf(stderr, "vitalectl: sheet: bad or unknown option '%s'\n", argv[i]);
+fail_usage:
+	json_decref(acts);
+	usage_sheet();
+	return EXIT_USAGE;
+fail:
+	json_decref(acts);
+	return EXIT_USAGE;
+}
+
+static void
+print_invalid(json_t *r)
+{
+	size_t i;
+	json_t *e;
+	fprintf(stderr, "vitalectl: the sheet is not valid:\n");
+	json_array_foreach(json_object_get(r, "errors"), i, e)
+		fprintf(stderr, "  %s: %s\n", jstr(e, "field", "?"), jstr(e, "reason", "?"));
+}
+
+/* Call a create-like method and print what was stored. */
+static int
+call_create(struct ctl *ctl, const char *method, json_t *params)
+{
+	json_t *r = NULL;
+	char *err = NULL;
+	/* a create waits for the signer and one fsync; a card signs in < 1 s */
+	int rc = ctl_call_err(ctl, method, params, &r, &err);
+	if (rc == EXIT_REPLY_ERROR) {
+		if (!strcmp(err, IFACE ".InvalidSheet")) {
+			print_invalid(r);
+		} else if (!strcmp(err, IFACE ".NotLoggedIn")) {
+			fprintf(stderr, "vitalectl: the practitioner is not logged in: run `vitalectl pin`, "
+			                "then try again\n");
+		} else {
+			char *p = json_dumps(r, JSON_COMPACT);
+			fprintf(stderr, "vitalectl: %s: %s %s\n", method, err, p ? p : "");
+			free(p);
+		}
+		if (ctl->json) {
+			json_t *o = json_pack("{s:s,s:O}", "error", err, "parameters", r);
+			print_json(o);
+			json_decref(o);
+		}
+		free(err);
+		json_decref(r);
+		return rc;
+	}
+	if (rc)
+		return rc;
+	if (ctl->json) {
+		print_json(r);
+	} else if (!strcmp(jstr(r, "state", ""), "draft")) {
+		printf("draft %s (%s, care date %s)\n", jstr(r, "id", "?"), jstr(r, "mode", "?"),
+		       jstr(r, "care_date", "?"));
+	} else {
+		printf("queued %s: no. %lld of %s for %s, due %s (%s)\n", jstr(r, "id", "?"),
+		       (long long)json_integer_value(json_object_get(r, "seq")), jstr(r, "care_date", "?"),
+		       jstr(r, "practitioner_id", "?"), jstr(r, "due_date", "?"), jstr(r, "mode", "?"));
+	}
+	json_decref(r);
+	return 0;
+}
+
+static int
+sheet_create(struct ctl *ctl, int argc, char **argv, bool draft)
+{
+	struct sheet_opts o = { .sheet = json_object() };
+	int rc = parse_sheet_opts(argc, argv, 2, &o, !draft);
+	if (rc) {
+		json_decref(o.sheet);
+		return rc;
+	}
+	if (!draft && !o.degraded && json_object_get(o.sheet, "nir")) {
+		fprintf(stderr, "vitalectl: --patient-json needs --degraded (with a card, the card names the patient)\n");
+		json_decref(o.sheet);
+		return EXIT_USAGE;
+	}
+	if (o.degraded && o.reader) {
+		fprintf(stderr, "vitalectl: --degraded is a sheet without a card: no --reader\n");
+		json_decref(o.sheet);
+		return EXIT_USAGE;
+	}
+	json_t *p = json_pack("{s:o}", "sheet", o.sheet);
+	if (o.reader)
+		json_object_set_new(p, "reader", json_string(o.reader));
+	if (o.beneficiary)
+		json_object_set_new(p, "beneficiary", json_integer(o.beneficiary));
+	if (o.degraded)
+		json_object_set_new(p, "degraded", json_true());
+	return call_create(ctl, draft ? IFACE ".CreateDraft" : IFACE ".CreateSheet", p);
+}
+
+static int
+sheet_complete(struct ctl *ctl, int argc, char **argv)
+{
+	if (argc < 3)
+		return usage_sheet();
+	struct sheet_opts o = { .sheet = json_object() };
+	int rc = parse_sheet_opts(argc, argv, 3, &o, false);
+	if (rc) {
+		json_decref(o.sheet);
+		return rc;
+	}
+	return call_create(ctl, IFACE ".CompleteDraft",
+	                   json_pack("{s:s,s:o}", "id", argv[2], "sheet", o.sheet));
+}
+
+static int
+sheet_list(struct ctl *ctl, int argc, char **argv)
+{
+	json_t *p = json_object();
+	bool all = false;
+	for (int i = 2; i < argc; i++) {
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		const char *key = !strcmp(argv[i], "--state")      ? "state" :
+		                  !strcmp(argv[i], "--from")       ? "from" :
+		                  !strcmp(argv[i], "--to")         ? "to" :
+		                  !strcmp(argv[i], "--due-before") ? "due_before" :
+		                  !strcmp(argv[i], "--practitioner") ? "practitioner_id" :
+		                                                     NULL;
+		if (key && v) {
+			json_object_set_new(p, key, json_string(v));
+			i++;
+		} else if (!strcmp(argv[i], "--limit") && v) {
+			char *end;
+			long n = strtol(v, &end, 10);
+			if (*end || n < 1 || n > 1000) {
+				json_decref(p);
+				return usage_sheet();
+			}
+			json_object_set_new(p, "limit", json_integer(n));
+			i++;
+		} else if (!strcmp(argv[i], "--all")) {
+			all = true;
+		} else {
+			json_decref(p);
+			return usage_sheet();
+		}
+	}
+	json_t *rows = json_array();
+	int rc = 0;
+	for (;;) {
+		json_t *r = NULL;
+		rc = ctl_call(ctl, IFACE ".ListSheets", json_deep_copy(p), &r);
+		if (rc)
+			break;
+		json_t *sheets = json_object_get(r, "sheets");
+		json_array_extend(rows, sheets);
+		bool more = json_is_true(json_object_get(r, "more"));
+		json_t *last = json_array_get(sheets, json_array_size(sheets) - 1);
+		if (more && last)
+			json_object_set(p, "after", json_object_get(last, "cursor"));
+		json_decref(r);
+		if (!all || !more)
+			break;
+	}
+	json_decref(p);
+	if (rc) {
+		json_decref(rows);
+		return rc;
+	}
+	if (ctl->json) {
+		json_t *o = json_pack("{s:O}", "sheets", rows);
+		print_json(o);
+		json_decref(o);
+	} else if (json_array_size(rows) == 0) {
+		printf("no sheets\n");
+	} else {
+		size_t i;
+		json_t *m;
+		printf("%-36s %-8s %5s %-10s %-10s %s\n", "ID", "STATE", "SEQ", "CARE", "DUE", "PRACTITIONER");
+		json_array_foreach(rows, i, m) {
+			json_t *seq = json_object_get(m, "seq");
+			char sq[16] = "-";
+			if (json_is_integer(seq))
+				snprintf(sq, sizeof(sq), "%lld", (long long)json_integer_value(seq));
+			printf("%-36s %-8s %5s %-10s %-10s %s\n", jstr(m, "id", "?"), jstr(m, "state", "?"), sq,
+			       jstr(m, "care_date", "?"), jstr(m, "due_date", "-"),
+			       jstr(m, "practitioner_id", "?"));
+		}
+	}
+	json_decref(rows);
+	return 0;
+}
+
+static void
+print_sheet(json_t *s)
+{
+	json_t *ins = json_object_get(s, "insurer"), *t = json_object_get(s, "totals");
+	printf("patient:     NIR %s%s%s, insurer %s/%s/%s\n", jstr(s, "nir", "?"),
+	       jstr(s, "birth_date", NULL) ? ", born " : "", jstr(s, "birth_date", ""),
+	       jstr(ins, "regime", "-"), jstr(ins, "caisse", "-"), jstr(ins, "centre", "-"));
+	printf("mode:        %s\n", jstr(s, "mode", "?"));
+	json_t *ev = json_object_get(s, "evidence");
+	if (jstr(ev, "card_serial", NULL))
+		printf("evidence:    card %s read at %lld\n", jstr(ev, "card_serial", ""),
+		       (long long)json_integer_value(json_object_get(ev, "read_at")));
+	else if (jstr(ev, "device_answer", NULL))
+		printf("evidence:    the phone's signed answer (%zu base64 characters)\n",
+		       strlen(jstr(ev, "device_answer", "")));
+	printf("insurance:   %s%s\n", jstr(s, "insurance", "-"),
+	       json_is_true(json_object_get(s, "tiers_payant")) ? ", tiers payant" : "");
+	size_t i;
+	json_t *a;
+	json_array_foreach(json_object_get(s, "acts"), i, a) {
+		char *coef = json_dumps(json_object_get(a, "coefficient"), JSON_ENCODE_ANY);
+		printf("act %zu:       %s %-8s x%s %lld.%02lld EUR\n", i + 1, jstr(a, "date", "?"),
+		       jstr(a, "code", "?"), coef ? coef : "?",
+		       (long long)json_integer_value(json_object_get(a, "amount")) / 100,
+		       (long long)json_integer_value(json_object_get(a, "amount")) % 100);
+		free(coef);
+	}
+	if (t)
+		printf("totals:      %lld cents (AMO %lld, AMC %lld, patient %lld)\n",
+		       (long long)json_integer_value(json_object_get(t, "total")),
+		       (long long)json_integer_value(json_object_get(t, "amo")),
+		       (long long)json_integer_value(json_object_get(t, "amc")),
+		       (long long)json_integer_value(json_object_get(t, "patient")));
+}
+
+static int
+sheet_show(struct ctl *ctl, int argc, char **argv)
+{
+	if (argc != 3)
+		return usage_sheet();
+	json_t *r = NULL;
+	int rc = ctl_call(ctl, IFACE ".GetSheet", json_pack("{s:s}", "id", argv[2]), &r);
+	if (rc)
+		return rc;
+	if (ctl->json) {
+		print_json(r);
+		json_decref(r);
+		return 0;
+	}
+	json_t *m = json_object_get(r, "meta"), *s = json_object_get(r, "sheet");
+	json_t *sig = json_object_get(r, "signature");
+	printf("sheet:       %s\n", jstr(m, "id", "?"));
+	printf("state:       %s%s%s\n", jstr(m, "state", "?"), jstr(r, "reason", NULL) ? ": " : "",
+	       jstr(r, "reason", ""));
+	if (json_is_integer(json_object_get(m, "seq")))
+		printf("number:      %lld of %s, practitioner %s\n",
+		       (long long)json_integer_value(json_object_get(m, "seq")), jstr(m, "care_date", "?"),
+		       jstr(m, "practitioner_id", "?"));
+	else
+		printf("care date:   %s\n", jstr(m, "care_date", "?"));
+	printf("due:         %s\n", jstr(m, "due_date", "-"));
+	printf("created:     %s\n", jstr(m, "created", "?"));
+	if (json_is_object(sig))
+		printf("signature:   %s, %lld bytes signed form\n", jstr(sig, "alg", "?"),
+		       (long long)json_integer_value(json_object_get(sig, "size")));
+	else
+		printf("signature:   none (a draft)\n");
+	print_sheet(s);
+	json_decref(r);
+	return 0;
+}
+
+static int
+sheet_export(struct ctl *ctl, int argc, char **argv)
+{
+	const char *out = NULL;
+	if (argc == 5 && !strcmp(argv[3], "-o"))
+		out = argv[4];
+	else
+		return usage_sheet();
+	json_t *r = NULL;
+	int rc = ctl_call(ctl, IFACE ".ExportSheet", json_pack("{s:s}", "id", argv[2]), &r);
+	if (rc)
+		return rc;
+	const char *b64 = jstr(r, "cose", "");
+	size_t n = strlen(b64);
+	unsigned char *bin = malloc(n / 4 * 3 + 3);
+	int len = bin ? EVP_DecodeBlock(bin, (const unsigned char *)b64, (int)n) : -1;
+	if (len >= 0) /* EVP_DecodeBlock counts the padding as bytes */
+		len -= (n > 0 && b64[n - 1] == '=') + (n > 1 && b64[n - 2] == '=');
+	rc = 0;
+	if (len < 0) {
+		fprintf(stderr, "vitalectl: ExportSheet: bad base64 in the reply\n");
+		rc = EXIT_TRANSPORT;
+	} else {
+		FILE *f = strcmp(out, "-") ? fopen(out, "wbe") : stdout;
+		if (!f || fwrite(bin, 1, (size_t)len, f) != (size_t)len || (f != stdout && fclose(f))) {
+			fprintf(stderr, "vitalectl: %s: %s\n", out, strerror(errno));
+			rc = EXIT_USAGE;
+		} else if (f != stdout && !ctl->json) {
+			printf("%s: %d bytes (COSE_Sign1)\n", out, len);
+		}
+	}
+	free(bin);
+	json_decref(r);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* offline verification */
+
+static EVP_PKEY *
+load_cert_key(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		fprintf(stderr, "vitalectl: %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	EVP_PKEY *k = NULL;
+	X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+	if (x) {
+		k = X509_get_pubkey(x);
+		X509_free(x);
+	} else {
+		rewind(f);
+		k = PEM_read_PUBKEY(f, NULL, NULL, NULL); /* a bare public key also does */
+	}
+	fclose(f);
+	if (!k)
+		fprintf(stderr, "vitalectl: %s: not a PEM certificate or public key\n", path);
+	return k;
+}
+
+static int
+sheet_verify(struct ctl *ctl, int argc, char **argv)
+{
+	const char *file = NULL, *cert = NULL;
+	for (int i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--cert") && i + 1 < argc)
+			cert = argv[++i];
+		else if (!file && argv[i][0] != '-')
+			file = argv[i];
+		else
+			return usage_sheet();
+	}
+	if (!file || !cert)
+		return usage_sheet();
+	EVP_PKEY *key = load_cert_key(cert);
+	if (!key)
+		return EXIT_USAGE;
+	uint8_t *buf = malloc(SHEETSIG_MAX + 1);
+	FILE *f = fopen(file, "rbe");
+	size_t n = 0;
+	if (!buf || !f) {
+		fprintf(stderr, "vitalectl: %s: %s\n", file, strerror(errno));
+		if (f)
+			fclose(f);
+		free(buf);
+		EVP_PKEY_free(key);
+		return EXIT_USAGE;
+	}
+	n = fread(buf, 1, SHEETSIG_MAX + 1, f);
+	fclose(f);
+	struct sheet *s = malloc(sizeof(*s));
+	struct sheetsig_report rep;
+	int r = s ? sheetsig_verify(buf, n > SHEETSIG_MAX ? 0 : n, key, s, &rep) : -ENOMEM;
+	bool future = r == 0 && s->created > (int64_t)time(NULL) + 300;
+	const char *verdict = r == 0 && !future ? "valid" :
+	                      future              ? "made in the future" :
+	                      r == -EKEYREJECTED  ? "the signature does not verify with this certificate" :
+	                      r == -EPROTO        ? "not a COSE_Sign1 of a vitaled sheet (tag 18, {1: ES256|PS256}, {})" :
+	                      r == -EBADMSG       ? "the payload is not a sheet" :
+	                      r == -EDOM          ? "the payload is not the canonical encoding of its sheet" :
+	                      r == -EINVAL        ? "the sheet breaks the rules" :
+	                      r == -ERANGE        ? "the due date is not the one the care date gives" :
+	                                            "not well-formed CBOR";
+	char care[11] = "", due[11] = "";
+	if (rep.decoded) {
+		holidays_format(s->care_date, care, sizeof(care));
+		holidays_format(s->due_date, due, sizeof(due));
+	}
+	if (ctl->json) {
+		json_t *errs = json_array();
+		for (size_t i = 0; i < rep.errs.n; i++)
+			json_array_append_new(errs, json_pack("{s:s,s:s}", "field", rep.errs.e[i].field,
+			                                      "reason", rep.errs.e[i].msg));
+		json_t *o = json_pack("{s:b,s:s,s:o,s:b,s:b,s:b,s:b,s:b,s:o}", "valid", r == 0 && !future,
+		                      "verdict", verdict, "alg",
+		                      rep.alg == COSE_ALG_ES256 ? json_string("ES256") :
+		                      rep.alg == COSE_ALG_PS256 ? json_string("PS256") : json_null(),
+		                      "signature_ok", rep.signature_ok, "canonical", rep.canonical,
+		                      "rules_ok", rep.valid, "due_ok", rep.due_ok, "due_alsace_moselle",
+		                      rep.due_alsace, "errors", errs);
+		if (rep.decoded) {
+			json_object_set_new(o, "id", json_string(s->id));
+			json_object_set_new(o, "seq", json_integer(s->seq));
+			json_object_set_new(o, "care_date", json_string(care));
+			json_object_set_new(o, "due_date", json_string(due));
+			json_object_set_new(o, "practitioner_id", json_string(s->practitioner_id));
+		}
+		print_json(o);
+		json_decref(o);
+	} else {
+		printf("%s: %s\n", file, verdict);
+		if (rep.decoded)
+			printf("sheet %s, no. %u of %s, practitioner %s, due %s%s, %s\n", s->id, s->seq, care,
+			       s->practitioner_id, due, rep.due_alsace ? " (Alsace-Moselle)" : "",
+			       rep.alg == COSE_ALG_ES256 ? "ES256" : "PS256");
+		for (size_t i = 0; i < rep.errs.n; i++)
+			printf("  %s: %s\n", rep.errs.e[i].field, rep.errs.e[i].msg);
+	}
+	if (s) {
+		explicit_bzero(s, sizeof(*s));
+		free(s);
+	}
+	free(buf);
+	EVP_PKEY_free(key);
+	return r == 0 && !future ? 0 : 1;
+}
+
+int
+cmd_sheet(struct ctl *ctl, int argc, char **argv)
+{
+	if (argc < 2)
+		return usage_sheet();
+	const char *sub = argv[1];
+	if (!strcmp(sub, "create"))
+		return sheet_create(ctl, argc, argv, false);
+	if (!strcmp(sub, "draft"))
+		return sheet_create(ctl, argc, argv, true);
+	if (!strcmp(sub, "complete"))
+		return sheet_complete(ctl, argc, argv);
+	if (!strcmp(sub, "list"))
+		return sheet_list(ctl, argc, argv);
+	if (!strcmp(sub, "show"))
+		return sheet_show(ctl, argc, argv);
+	if (!strcmp(sub, "export"))
+		return sheet_export(ctl, argc, argv);
+	if (!strcmp(sub, "verify"))
+		return sheet_verify(ctl, argc, argv);
+	return usage_sheet();
+}
+
+int
+cmd_queue(struct ctl *ctl, int argc, char **argv)
+{
+	(void)argv;
+	if (argc != 1) {
+		fprintf(stderr, "usage: vitalectl queue [--json]\n");
+		return EXIT_USAGE;
+	}
+	json_t *r = NULL;
+	int rc = ctl_call(ctl, IFACE ".QueueStats", NULL, &r);
+	if (rc)
+		return rc;
+	if (ctl->json) {
+		print_json(r);
+		json_decref(r);
+		return 0;
+	}
+	static const char *const order[] = { "draft",    "queued", "sending", "accepted",
+		                             "rejected", "paid",   "refused" };
+	json_t *c = json_object_get(r, "counts");
+	printf("queue:     %s, %lld sheets, %lld bytes\n", jstr(r, "state", "?"),
+	       (long long)json_integer_value(json_object_get(r, "total")),
+	       (long long)json_integer_value(json_object_get(r, "bytes")));
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		printf("  %-9s %lld\n", order[i], (long long)json_integer_value(json_object_get(c, order[i])));
+	printf("oldest:    %s\n", jstr(r, "oldest", "-"));
+	printf("next due:  %s\n", jstr(r, "next_due", "-"));
+	printf("limits:    %lld sheets, %lld bytes\n",
+	       (long long)json_integer_value(json_object_get(r, "max_sheets")),
+	       (long long)json_integer_value(json_object_get(r, "max_bytes")));
+	json_decref(r);
+	return 0;
+}
