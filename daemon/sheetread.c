@@ -61,6 +61,9 @@ sheetread_reply_error(struct vl_call *call, int err, const char *reason, const c
 	case -ENOSPC:
 		return vl_reply_error(call, ERR("QueueFull"), json_pack("{s:s}", "reason", why));
 	case -EIO:
+	case -EROFS:
+	case -EUCLEAN:
+	case -EBUSY:
 		return vl_reply_error(call, ERR("IoError"), json_pack("{s:s}", "reason", why));
 	case -ENOENT:
 		return vl_reply_error(call, ERR("SheetNotFound"), json_pack("{s:s?}", "id", id));
