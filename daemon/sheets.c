@@ -38,6 +38,7 @@
 #include "sheetbuild.h"
 #include "sheetq.h"
 #include "sheetread.h"
+#include "sheetseal.h"
 #include "sheetsig.h"
 #include "signer.h"
 
@@ -65,6 +66,11 @@ struct create {
 	struct sheet_errors errs;      /* C_COMPLETE: validation on the queue thread */
 	char reason[QUEUE_REASON_MAX];
 	uint64_t sign_us;
+	/* queue thread: the batch it is in, and its signature made ahead */
+	struct batch *batch;
+	size_t idx;
+	struct sheetseal_task pre;
+	bool pre_on;
 };
 
 struct batch {
@@ -78,6 +84,7 @@ struct batch {
 static struct {
 	struct daemon *d;
 	struct sheetq *sq;
+	struct sheetseal *sealer;   /* set at init, read by the queue thread */
 	struct create *pend_head, *pend_tail;
 	size_t npend;
 	bool in_flight;
@@ -239,6 +246,8 @@ batch_work(struct queue *q, void *arg)
 	memset(items, 0, sizeof(items));
 	for (size_t i = 0; i < b->n; i++) {
 		struct create *c = b->c[i];
+		c->batch = b;
+		c->idx = i;
 		items[i] = (struct queue_put){
 			.id = c->s->id,
 			.practitioner = c->pract,
@@ -254,6 +263,13 @@ batch_work(struct queue *q, void *arg)
 	uint64_t t0 = now_us();
 	b->rc = queue_put_batch(q, items, b->n);
 	b->txn_us = now_us() - t0;
+	for (size_t i = 0; i < b->n; i++) {
+		/* signed ahead for a number the transaction did not give (it failed) */
+		if (b->c[i]->pre_on) {
+			sheetseal_cancel(S.sealer, &b->c[i]->pre);
+			b->c[i]->pre_on = false;
+		}
+	}
 	if (b->rc < 0)
 		snprintf(b->reason, sizeof(b->reason), "%s", queue_last_error(q));
 	for (size_t i = 0; i < b->n; i++) {
@@ -268,12 +284,50 @@ batch_work(struct queue *q, void *arg)
 	return b->rc == 0 ? SHEETQ_WROTE : 0;
 }
 
+/* Queue thread, inside the write transaction: the first sheet of a
+ * practitioner and care date in the batch gets its number; the next ones of
+ * the same group will get the next numbers (daemon/sheetseal.h), so they
+ * are signed ahead while this one is inserted. */
+static void
+sign_ahead(struct create *c, uint32_t seq)
+{
+	struct batch *b = c->batch;
+	if (!b || !S.sealer)
+		return;
+	uint32_t next = seq;
+	for (size_t j = c->idx + 1; j < b->n; j++) {
+		struct create *f = b->c[j];
+		if (f->kind != C_SHEET || f->pre_on || strcmp(f->pract, c->pract) != 0 ||
+		    strcmp(f->care, c->care) != 0)
+			continue;
+		f->pre = (struct sheetseal_task){ .s = f->s, .seq = ++next, .alg = f->alg,
+			                          .signer = f->signer };
+		sheetseal_submit(S.sealer, &f->pre);
+		f->pre_on = true;
+	}
+}
+
 /* Queue thread, inside the write transaction: the number is known, sign. */
 static int
 seal(void *arg, const struct queue_put *item, uint32_t seq, uint8_t **payload, size_t *len)
 {
 	(void)item;
 	struct create *c = arg;
+	if (c->pre_on) {
+		int r = sheetseal_wait(S.sealer, &c->pre);
+		c->pre_on = false;
+		if (r == 0 && c->pre.seq == seq) {
+			*payload = c->pre.out;
+			*len = c->pre.len;
+			c->s->seq = seq;
+			c->sign_us = c->pre.sign_us;
+			return 0;
+		}
+		/* another number than foreseen (an item before failed): sign again */
+		sheetseal_cancel(S.sealer, &c->pre);
+	} else {
+		sign_ahead(c, seq);
+	}
 	uint64_t t0 = now_us();
 	c->s->seq = seq;
 	int r = sheetsig_sign(c->s, c->alg, signer_sign, c->signer, payload, len);
@@ -820,10 +874,17 @@ sheets_init(struct daemon *d)
 		.max_bytes = d->cfg->queue_max_bytes,
 	};
 	uint64_t t0 = now_us();
-	int r = sheetq_start(d->loop, &o, &S.sq, err, sizeof(err));
+	int r = sheetseal_start(&S.sealer);
+	if (r < 0) {
+		log_err("queue: cannot start the signing thread: %s", strerror(-r));
+		return r;
+	}
+	r = sheetq_start(d->loop, &o, &S.sq, err, sizeof(err));
 	if (r < 0) {
 		log_err("queue: cannot open the queue in %s: %s (%s)", d->cfg->state_dir, err,
 		        queue_error_name(r));
+		sheetseal_stop(S.sealer);
+		S.sealer = NULL;
 		return r;
 	}
 	struct queue_stats st;
@@ -855,6 +916,8 @@ fail:
 	log_err("queue: cannot register its methods: %s", strerror(-r));
 	sheetq_stop(S.sq);
 	S.sq = NULL;
+	sheetseal_stop(S.sealer);
+	S.sealer = NULL;
 	return r;
 }
 
@@ -878,4 +941,6 @@ sheets_fini(struct daemon *d)
 	}
 	S.pend_tail = NULL;
 	S.npend = 0;
+	sheetseal_stop(S.sealer); /* after the queue thread: nothing waits on it any more */
+	S.sealer = NULL;
 }

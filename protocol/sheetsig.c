@@ -144,7 +144,7 @@ derr(struct sheet_errors *errs, const char *field, const char *fmt, ...)
 
 /* A text value into buf (NUL-terminated): it must fit and hold no NUL. */
 static bool
-get_text(const struct cbor_item *v, const char *field, char *buf, size_t buflen,
+d_text(const struct cbor_item *v, const char *field, char *buf, size_t buflen,
          struct sheet_errors *errs)
 {
 	if (!v || v->type != CBOR_TEXT) {
@@ -161,10 +161,10 @@ get_text(const struct cbor_item *v, const char *field, char *buf, size_t buflen,
 }
 
 static bool
-get_date(const struct cbor_item *v, const char *field, int32_t *out, struct sheet_errors *errs)
+d_date(const struct cbor_item *v, const char *field, int32_t *out, struct sheet_errors *errs)
 {
 	char buf[16];
-	if (!get_text(v, field, buf, sizeof(buf), errs))
+	if (!d_text(v, field, buf, sizeof(buf), errs))
 		return false;
 	if (holidays_parse(buf, out) < 0) {
 		derr(errs, field, "not a YYYY-MM-DD date");
@@ -174,7 +174,7 @@ get_date(const struct cbor_item *v, const char *field, int32_t *out, struct shee
 }
 
 static bool
-get_u(const struct cbor_item *v, const char *field, uint64_t max, uint64_t *out,
+d_u(const struct cbor_item *v, const char *field, uint64_t max, uint64_t *out,
       struct sheet_errors *errs)
 {
 	if (cbor_get_uint(v, out) < 0 || *out > max) {
@@ -185,7 +185,7 @@ get_u(const struct cbor_item *v, const char *field, uint64_t max, uint64_t *out,
 }
 
 static bool
-get_i(const struct cbor_item *v, const char *field, int64_t *out, struct sheet_errors *errs)
+d_i(const struct cbor_item *v, const char *field, int64_t *out, struct sheet_errors *errs)
 {
 	if (cbor_get_int(v, out) < 0) {
 		derr(errs, field, "must be an integer");
@@ -195,7 +195,7 @@ get_i(const struct cbor_item *v, const char *field, int64_t *out, struct sheet_e
 }
 
 static bool
-get_b(const struct cbor_item *v, const char *field, bool *out, struct sheet_errors *errs)
+d_b(const struct cbor_item *v, const char *field, bool *out, struct sheet_errors *errs)
 {
 	if (cbor_get_bool(v, out) < 0) {
 		derr(errs, field, "must be a boolean");
@@ -205,7 +205,7 @@ get_b(const struct cbor_item *v, const char *field, bool *out, struct sheet_erro
 }
 
 static bool
-get_bytes(const struct cbor_item *v, const char *field, uint8_t *buf, size_t max, size_t *len,
+d_bytes(const struct cbor_item *v, const char *field, uint8_t *buf, size_t max, size_t *len,
           struct sheet_errors *errs)
 {
 	if (!v || v->type != CBOR_BYTES || v->len == 0 || v->len > max) {
@@ -273,7 +273,7 @@ on_ins(size_t k, const struct cbor_item *v, const char *f, void *arg, struct she
 	struct sheet *s = ((struct dctx *)arg)->s;
 	char *dst[] = { s->regime, s->caisse, s->centre };
 	size_t len[] = { sizeof(s->regime), sizeof(s->caisse), sizeof(s->centre) };
-	get_text(v, f, dst[k], len[k], e);
+	d_text(v, f, dst[k], len[k], e);
 }
 
 static const char *const k_pre[] = { "id", "date" };
@@ -283,9 +283,9 @@ on_pre(size_t k, const struct cbor_item *v, const char *f, void *arg, struct she
 {
 	struct sheet *s = ((struct dctx *)arg)->s;
 	if (k == 0)
-		get_text(v, f, s->prescriber_id, sizeof(s->prescriber_id), e);
+		d_text(v, f, s->prescriber_id, sizeof(s->prescriber_id), e);
 	else
-		get_date(v, f, &s->prescription_date, e);
+		d_date(v, f, &s->prescription_date, e);
 }
 
 static const char *const k_tot[] = { "total", "amo", "amc", "patient" };
@@ -295,7 +295,7 @@ on_tot(size_t k, const struct cbor_item *v, const char *f, void *arg, struct she
 {
 	struct sheet *s = ((struct dctx *)arg)->s;
 	int64_t *dst[] = { &s->total, &s->amo, &s->amc_amount, &s->patient };
-	get_i(v, f, dst[k], e);
+	d_i(v, f, dst[k], e);
 }
 
 static const char *const k_ev[] = { "card_serial", "read_at", "device_answer", "credential" };
@@ -306,16 +306,16 @@ on_ev(size_t k, const struct cbor_item *v, const char *f, void *arg, struct shee
 	struct sheet_evidence *ev = &((struct dctx *)arg)->s->evidence;
 	uint64_t u;
 	switch (k) {
-	case 0: get_text(v, f, ev->card_serial, sizeof(ev->card_serial), e); break;
+	case 0: d_text(v, f, ev->card_serial, sizeof(ev->card_serial), e); break;
 	case 1:
-		if (get_u(v, f, INT64_MAX, &u, e))
+		if (d_u(v, f, INT64_MAX, &u, e))
 			ev->read_at = (int64_t)u;
 		break;
 	case 2:
-		get_bytes(v, f, ev->device_answer, SHEET_EVIDENCE_MAX, &ev->device_answer_len, e);
+		d_bytes(v, f, ev->device_answer, SHEET_EVIDENCE_MAX, &ev->device_answer_len, e);
 		break;
 	default:
-		get_bytes(v, f, ev->credential, SHEET_CREDENTIAL_MAX, &ev->credential_len, e);
+		d_bytes(v, f, ev->credential, SHEET_CREDENTIAL_MAX, &ev->credential_len, e);
 		break;
 	}
 }
@@ -329,13 +329,13 @@ on_act(size_t k, const struct cbor_item *v, const char *f, void *arg, struct she
 	struct sheet_act *a = &d->s->acts[d->act];
 	uint64_t u;
 	switch (k) {
-	case 0: get_date(v, f, &a->date, e); break;
-	case 1: get_text(v, f, a->code, sizeof(a->code), e); break;
+	case 0: d_date(v, f, &a->date, e); break;
+	case 1: d_text(v, f, a->code, sizeof(a->code), e); break;
 	case 2:
-		if (get_u(v, f, UINT32_MAX, &u, e))
+		if (d_u(v, f, UINT32_MAX, &u, e))
 			a->coef_milli = (uint32_t)u;
 		break;
-	default: get_i(v, f, &a->amount, e); break;
+	default: d_i(v, f, &a->amount, e); break;
 	}
 }
 
@@ -387,44 +387,44 @@ on_top(size_t k, const struct cbor_item *v, const char *f, void *arg, struct she
 	char buf[24];
 	switch (k) {
 	case K_V:
-		if (get_u(v, f, UINT64_MAX, &u, e) && u != SHEETSIG_VERSION)
+		if (d_u(v, f, UINT64_MAX, &u, e) && u != SHEETSIG_VERSION)
 			derr(e, f, "model version %llu, this reader knows %d", (unsigned long long)u,
 			     SHEETSIG_VERSION);
 		break;
-	case K_ID: get_text(v, f, s->id, sizeof(s->id), e); break;
-	case K_TERMINAL: get_text(v, f, s->terminal_id, sizeof(s->terminal_id), e); break;
-	case K_CARE: get_date(v, f, &s->care_date, e); break;
+	case K_ID: d_text(v, f, s->id, sizeof(s->id), e); break;
+	case K_TERMINAL: d_text(v, f, s->terminal_id, sizeof(s->terminal_id), e); break;
+	case K_CARE: d_date(v, f, &s->care_date, e); break;
 	case K_SEQ:
-		if (get_u(v, f, UINT32_MAX, &u, e))
+		if (d_u(v, f, UINT32_MAX, &u, e))
 			s->seq = (uint32_t)u;
 		break;
-	case K_NIR: get_text(v, f, s->nir, sizeof(s->nir), e); break;
-	case K_BIRTH: get_text(v, f, s->birth_date, sizeof(s->birth_date), e); break;
+	case K_NIR: d_text(v, f, s->nir, sizeof(s->nir), e); break;
+	case K_BIRTH: d_text(v, f, s->birth_date, sizeof(s->birth_date), e); break;
 	case K_RANK:
-		if (get_u(v, f, 9, &u, e))
+		if (d_u(v, f, 9, &u, e))
 			s->birth_rank = (uint32_t)u;
 		break;
 	case K_INSURER: walk_map(d->doc, v, "insurer", k_ins, N(k_ins), 0x7, on_ins, d, e); break;
-	case K_PRACT: get_text(v, f, s->practitioner_id, sizeof(s->practitioner_id), e); break;
-	case K_STRUCT: get_text(v, f, s->structure_id, sizeof(s->structure_id), e); break;
+	case K_PRACT: d_text(v, f, s->practitioner_id, sizeof(s->practitioner_id), e); break;
+	case K_STRUCT: d_text(v, f, s->structure_id, sizeof(s->structure_id), e); break;
 	case K_PRESCRIBER:
 		walk_map(d->doc, v, "prescriber", k_pre, N(k_pre), 0, on_pre, d, e);
 		break;
 	case K_INSURANCE:
-		if (get_u(v, f, 255, &u, e)) {
+		if (d_u(v, f, 255, &u, e)) {
 			if (!sheet_insurance_name((enum sheet_insurance)u))
 				derr(e, f, "unknown insurance code %llu", (unsigned long long)u);
 			else
 				s->insurance = (enum sheet_insurance)u;
 		}
 		break;
-	case K_AT: get_date(v, f, &s->at_date, e); break;
+	case K_AT: d_date(v, f, &s->at_date, e); break;
 	case K_ACTS: get_acts(d, v, e); break;
 	case K_TOTALS: walk_map(d->doc, v, "totals", k_tot, N(k_tot), 0xf, on_tot, d, e); break;
-	case K_AMC: get_b(v, f, &s->amc, e); break;
-	case K_TP: get_b(v, f, &s->tiers_payant, e); break;
+	case K_AMC: d_b(v, f, &s->amc, e); break;
+	case K_TP: d_b(v, f, &s->tiers_payant, e); break;
 	case K_MODE:
-		if (get_text(v, f, buf, sizeof(buf), e)) {
+		if (d_text(v, f, buf, sizeof(buf), e)) {
 			int m = sheet_mode_parse(buf);
 			if (m < 0)
 				derr(e, f, "unknown mode");
@@ -433,9 +433,9 @@ on_top(size_t k, const struct cbor_item *v, const char *f, void *arg, struct she
 		}
 		break;
 	case K_EVIDENCE: walk_map(d->doc, v, "evidence", k_ev, N(k_ev), 0, on_ev, d, e); break;
-	case K_DUE: get_date(v, f, &s->due_date, e); break;
+	case K_DUE: d_date(v, f, &s->due_date, e); break;
 	case K_CREATED:
-		if (get_u(v, f, INT64_MAX, &u, e))
+		if (d_u(v, f, INT64_MAX, &u, e))
 			s->created = (int64_t)u;
 		break;
 	default: break;

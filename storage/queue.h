@@ -50,7 +50,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define QUEUE_SCHEMA_VERSION 2
+#define QUEUE_SCHEMA_VERSION 3
 #define QUEUE_ID_MAX 36           /* a UUID in text form */
 #define QUEUE_PRACT_MAX 32
 #define QUEUE_BATCH_MAX 64

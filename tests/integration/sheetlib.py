@@ -119,6 +119,25 @@ def verify(data, pub):
     return problems, info
 
 
+def check_stored(d, meta, pub):
+    """The stored sheet meta["id"] decrypts (GetSheet), its export verifies
+    independently, and what was signed is what the queue says: id, number,
+    practitioner, care date and due date. Returns the problems (empty: ok)."""
+    sid = meta["id"]
+    err, g = call(d, "GetSheet", {"id": sid})
+    if err or g["sheet"].get("id") != sid:
+        return ["GetSheet %s: %s" % (sid, err)]
+    problems, info = verify(export(d, sid), pub)
+    if not info.get("signature_ok"):
+        problems.append("signature not verified")
+    s = info.get("sheet") or {}
+    for k_meta, k_sheet in (("id", "id"), ("seq", "seq"), ("practitioner_id", "practitioner_id"),
+                            ("care_date", "care_date"), ("due_date", "due_date")):
+        if s.get(k_sheet) != meta.get(k_meta):
+            problems.append("signed %s %r, stored %r" % (k_sheet, s.get(k_sheet), meta.get(k_meta)))
+    return problems
+
+
 def list_all(d, **filters):
     out, after = [], 0
     while True:

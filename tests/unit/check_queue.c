@@ -859,7 +859,7 @@ START_TEST(test_migrate_v0)
 	struct queue *q = qopen();
 	ck_assert_int_eq(put(q, "s-1", "P1", "2024-03-01", "2024-03-06", "x"), 0);
 	queue_close(q);
-	ck_assert_int_eq(raw_int("PRAGMA user_version"), 2);
+	ck_assert_int_eq(raw_int("PRAGMA user_version"), QUEUE_SCHEMA_VERSION);
 
 	/* a database that is not ours */
 	rm_rf(tmpdir);
@@ -954,9 +954,10 @@ START_TEST(test_migrate_v1)
 	ck_assert_int_eq(queue_put(q, &it), 0);
 	ck_assert_uint_eq(it.seq, 4);
 	queue_close(q);
-	ck_assert_int_eq(raw_int("PRAGMA user_version"), 2);
+	ck_assert_int_eq(raw_int("PRAGMA user_version"), QUEUE_SCHEMA_VERSION);
 	ck_assert_int_eq(raw_int("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger'"), 2);
 	ck_assert_int_eq(raw_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'sheets_state_due'"), 1);
+	ck_assert_int_eq(raw_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'sheets_state_created'"), 1);
 	ck_assert_int_eq(raw_int("SELECT COUNT(*) FROM meta WHERE k = 'key_check'"), 1);
 	ck_assert_int_ne(raw_exec("UPDATE sheets SET payload = x'00' WHERE id = 'v1-queued'"), SQLITE_OK);
 
