@@ -35,13 +35,14 @@
  *   -EPROTO       SchemaTooNew: written by a newer vitaled.
  *   -EBUSY        QueueBusy: another process holds the queue.
  *
- * Thread context: a handle is used from ONE thread, the daemon's loop
- * thread (chosen over a writer thread: the loop is single-threaded, a
- * commit costs one fsync, and queue_put_batch lets the caller acknowledge
- * every create that arrived during one fsync with a single COMMIT). Every
- * call is synchronous; a write blocks for one fsync. Different handles
- * (tests) may live on different threads. The caller's seal callback runs
- * inside the write transaction.
+ * Thread context: a handle is used from ONE thread at a time. The daemon
+ * opens it on its loop thread (so that a refusal stops start-up) and then
+ * uses it only from its queue thread (daemon/sheetq.h): every call is
+ * synchronous, a write blocks for one fsync and for the seal callback,
+ * which signs inside the write transaction (a card may take 0.5 s), and
+ * none of that may stop the event loop. queue_put_batch lets the caller
+ * acknowledge every create that arrived during one commit with a single
+ * COMMIT. Different handles (tests) may live on different threads.
  */
 #ifndef VITALED_QUEUE_H
 #define VITALED_QUEUE_H
