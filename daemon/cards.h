@@ -103,6 +103,9 @@ void profiles_fini(struct daemon *d);
 bool profiles_loaded(void);
 
 struct profile;
+/* The loaded profile called name, or NULL. Read-only; valid until
+ * profiles_fini (any thread). */
+const struct profile *cards_profile_find(const char *name);
 /* Read a phone through the digital-card protocol (cards_digital.c); the
  * session thread, as card_reader_fn.read. */
 int cards_digital_read(const struct profile *p, const struct card_io *io,

@@ -2,6 +2,7 @@
  * added by a later part of vitaled goes here, after what it depends on. */
 #include <stddef.h>
 
+#include "cardlogin.h"
 #include "cards.h"
 #include "daemon.h"
 #include "events.h"
@@ -15,5 +16,6 @@ const struct module vitaled_modules[] = {
 	{ "profiles", profiles_init, profiles_fini, NULL },
 	{ "signer", pinflow_init, pinflow_fini, NULL },
 	{ "readers", readers_init, readers_fini, NULL },
+	{ "cardlogin", cardlogin_init, cardlogin_fini, NULL },
 	{ NULL, NULL, NULL, NULL },
 };

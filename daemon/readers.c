@@ -103,9 +103,30 @@ static struct {
 	size_t ndrivers;
 	struct rdr *list;
 	unsigned timeout_ms;
+	readers_card_hook_fn hook;
+	void *hook_arg;
 } R;
 
 static void session_start(struct rdr *r);
+
+/* ------------------------------------------------------------------ */
+/* the card hook (readers.h) */
+
+void
+readers_set_card_hook(readers_card_hook_fn fn, void *arg)
+{
+	R.hook = fn;
+	R.hook_arg = arg;
+}
+
+static void
+card_hook(const struct rdr *r, const struct card_result *res)
+{
+	if (!R.hook)
+		return;
+	struct readers_card_info ci = { r->name, r->card_seq, r->drv->ops, r->drv->h, res };
+	R.hook(&ci, R.hook_arg);
+}
 
 /* ------------------------------------------------------------------ */
 /* posting from other threads */
@@ -337,6 +358,7 @@ publish_read(struct rdr *r)
 	json_object_set_new(f, "summary", card_result_json(r->result, CARD_JSON_SUMMARY));
 	json_t *c = json_pack("{s:o}", "summary", card_result_json(r->result, CARD_JSON_SUMMARY_ID));
 	events_publish_ex("CardRead", f, c);
+	card_hook(r, r->result);
 }
 
 static void
@@ -412,6 +434,8 @@ on_session_done(void *arg)
 static void
 card_inserted(struct rdr *r, const struct reader_event *ev)
 {
+	if (r->card)
+		card_hook(r, NULL); /* replaced without an absence seen */
 	r->card = true;
 	r->card_seq++;
 	r->contactless = ev->contactless;
@@ -448,6 +472,7 @@ card_removed(struct rdr *r)
 {
 	if (!r->card)
 		return;
+	card_hook(r, NULL);
 	r->card = false;
 	rdr_drop_result(r);
 	if (r->sess) {

@@ -22,11 +22,31 @@
 #ifndef VITALED_READERS_H
 #define VITALED_READERS_H
 
+#include <stdint.h>
+
+#include "cards.h"
 #include "daemon.h"
+#include "reader.h"
 
 int readers_init(struct daemon *d);
 /* Aborts running sessions, stops the drivers; bounded (about 1 s even with
  * a session blocked in a driver that cannot abort). */
 void readers_fini(struct daemon *d);
+
+/* A card's comings and goings, for a module that runs sessions of its own
+ * on a card this module has read (daemon/cardlogin.c: the card PIN step). */
+struct readers_card_info {
+	const char *reader;               /* the reader's name */
+	uint64_t card_seq;                /* which insertion in that reader */
+	const struct reader_ops *ops;     /* the reader's driver (connect, transmit, control, abort) */
+	struct reader_driver *driver;     /* its handle: valid until readers_fini() */
+	const struct card_result *result; /* the read's result; NULL: the card left */
+};
+typedef void (*readers_card_hook_fn)(const struct readers_card_info *ci, void *arg);
+/* Set the one card hook (NULL: none). It is called on the loop thread
+ * right after each CardRead event (result set) and when that card leaves,
+ * is replaced, or its reader goes away (result NULL). ci and what it
+ * points to are valid during the call only. */
+void readers_set_card_hook(readers_card_hook_fn fn, void *arg);
 
 #endif
