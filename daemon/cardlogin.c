@@ -360,6 +360,56 @@ job_start(struct entry *e, enum job_kind kind, struct secmem_pin *pin, struct se
 	return 0;
 }
 
+struct late {
+	struct late *next;
+	uint64_t timer;
+	pinflow_done_fn done;
+	void *done_arg;
+	int result;
+	struct entry *e;
+	unsigned gen;
+};
+
+static void
+late_cb(struct loop *l, void *arg)
+{
+	struct late *lt = arg;
+	for (struct late **pp = &CL.lates; *pp; pp = &(*pp)->next) {
+		if (*pp == lt) {
+			*pp = lt->next;
+			break;
+		}
+	}
+	bool live = lt->e->used && lt->e->gen == lt->gen;
+	if (live)
+		lt->e->state = CL_REQUIRED;
+	if (lt->done)
+		lt->done(lt->done_arg, lt->result, -1); /* dropped by pinflow if the card went */
+	else if (live)
+		publish_required(lt->e); /* a probe that failed: the card is still there */
+	free(lt);
+}
+
+/* Answer a transport failure of a VERIFY (j), or publish PinRequested
+ * after a probe's (j NULL), after LATE_REPLY_MS (see there). Returns false
+ * when it cannot (then act now). */
+static bool
+reply_late(struct entry *e, const struct job *j, int result)
+{
+	struct late *lt = malloc(sizeof(*lt));
+	if (!lt)
+		return false;
+	*lt = (struct late){ CL.lates, 0, j ? j->done : NULL, j ? j->done_arg : NULL, result, e,
+		             e->gen };
+	lt->timer = loop_timer_add(CL.d->loop, LATE_REPLY_MS, late_cb, lt);
+	if (!lt->timer) {
+		free(lt);
+		return false;
+	}
+	CL.lates = lt;
+	return true;
+}
+
 /* The probe's answer: what the card wants. */
 static void
 probe_done(struct entry *e, const struct job *j)
@@ -370,11 +420,14 @@ probe_done(struct entry *e, const struct job *j)
 	if (j->rc < 0) {
 		if (j->rc == -ENODEV)
 			return; /* the card left; its removal ends the entry */
-		/* VERIFY asks again before it sends anything: let the holder try */
+		/* VERIFY asks again before it sends anything: let the holder try,
+		 * unless the card turns out to have left (see LATE_REPLY_MS) */
 		log_warn("pin: cannot ask the card in %s for its tries left (%s)", e->reader,
 		         card_strerror(j->rc));
-		e->state = CL_REQUIRED;
-		publish_required(e);
+		if (!reply_late(e, NULL, 0)) {
+			e->state = CL_REQUIRED;
+			publish_required(e);
+		}
 		return;
 	}
 	switch (j->res.status) {
@@ -541,50 +594,6 @@ unblock_done(struct entry *e, const struct job *j)
 			                                            "(its status word is in the log)"));
 		return;
 	}
-}
-
-struct late {
-	struct late *next;
-	uint64_t timer;
-	pinflow_done_fn done;
-	void *done_arg;
-	int result;
-	struct entry *e;
-	unsigned gen;
-};
-
-static void
-late_cb(struct loop *l, void *arg)
-{
-	struct late *lt = arg;
-	for (struct late **pp = &CL.lates; *pp; pp = &(*pp)->next) {
-		if (*pp == lt) {
-			*pp = lt->next;
-			break;
-		}
-	}
-	if (lt->e->used && lt->e->gen == lt->gen)
-		lt->e->state = CL_REQUIRED;
-	lt->done(lt->done_arg, lt->result, -1); /* dropped by pinflow if the card went */
-	free(lt);
-}
-
-/* Answer a transport failure of a VERIFY after LATE_REPLY_MS (see there).
- * Returns false when it cannot (then answer now). */
-static bool
-reply_late(struct entry *e, const struct job *j, int result)
-{
-	struct late *lt = malloc(sizeof(*lt));
-	if (!lt)
-		return false;
-	*lt = (struct late){ CL.lates, 0, j->done, j->done_arg, result, e, e->gen };
-	lt->timer = loop_timer_add(CL.d->loop, LATE_REPLY_MS, late_cb, lt);
-	if (!lt->timer) {
-		free(lt);
-		return false;
-	}
-	CL.lates = lt;
-	return true;
 }
 
 static void
@@ -944,7 +953,8 @@ cardlogin_fini(struct daemon *d)
 		struct late *lt = CL.lates;
 		CL.lates = lt->next;
 		loop_timer_cancel(CL.d->loop, lt->timer);
-		lt->done(lt->done_arg, -ESHUTDOWN, -1);
+		if (lt->done)
+			lt->done(lt->done_arg, -ESHUTDOWN, -1);
 		free(lt);
 	}
 	for (size_t i = 0; i < CARDLOGIN_MAX; i++) {

@@ -472,7 +472,6 @@ card_removed(struct rdr *r)
 {
 	if (!r->card)
 		return;
-	card_hook(r, NULL);
 	r->card = false;
 	rdr_drop_result(r);
 	if (r->sess) {
@@ -484,6 +483,7 @@ card_removed(struct rdr *r)
 	}
 	r->atr_len = 0;
 	events_publish("CardRemoved", ev_fields(r));
+	card_hook(r, NULL);
 }
 
 static void

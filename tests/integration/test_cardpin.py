@@ -22,8 +22,9 @@ cards.py "cps": PIN 1234, 3 tries, 63Cx, then blocked, unblock code
      then PinBlocked (the event too); SubmitPin with the right PIN: PinBlocked
      and the card's APDU count does not move.
   9. UnblockPin: a malformed code (nothing sent), a wrong one (PinIncorrect
-     with the code's tries), the right one with a new PIN: unblocked, a new
-     PinRequested with 3 tries; the new PIN verifies.
+     with the code's tries), the right one with a new PIN (vitalectl unblock
+     --pin-fd): unblocked, a new PinRequested with 3 tries; the new PIN
+     verifies.
  10. the card pulled out during a VERIFY: NoCard.
 
 vpcd has no keypad (no PC/SC part 10 IOCTL), so the keypad path
@@ -163,6 +164,9 @@ def main():
         p = card_pins(d)[T0]
         check(p["state"] == "verified" and p["verified"] and p["verified_at"],
               "status: verified at %s" % p["verified_at"])
+        out = d.ctl("status").stdout
+        check("card PINs:" in out and T0 in out and "verified since" in out,
+              "vitalectl status shows the verified card")
 
         # 3. PinNotExpected
         err, r = submit(d, T0, "1234")
@@ -255,9 +259,16 @@ def main():
         err, r = unblock(d, T0, "87654321", "2468")
         check(err == "PinIncorrect" and r.get("tries_left") == 9 and c0.tries == 0,
               "a wrong unblock code: %s %r" % (err, r))
-        err, r = unblock(d, T0, "12345678", "2468")
-        check(err is None and r.get("unblocked") is True and r.get("tries_left") == 3,
-              "the right unblock code and a new PIN: %s %r" % (err, r))
+        rfd, wfd = os.pipe()
+        os.write(wfd, b"12345678\n2468\n")
+        os.close(wfd)
+        p = subprocess.run([os.path.join(B, "vitalectl"), "--socket", d.sock, "unblock", "--target",
+                            T0, "--pin-fd", str(rfd)], capture_output=True, text=True, timeout=30,
+                           pass_fds=(rfd,))
+        os.close(rfd)
+        check(p.returncode == 0 and "unblocked, 3 tries left" in p.stdout,
+              "vitalectl unblock with the right code and a new PIN: %d %r %r"
+              % (p.returncode, p.stdout, p.stderr))
         e = wait_event(w, "PinRequested", reader=R0)
         check(e["tries_left"] == 3 and c0.tries == 3, "PinRequested with 3 tries after the unblock")
         err, r = submit(d, T0, "2468")
