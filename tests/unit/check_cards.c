@@ -43,7 +43,7 @@ static const uint8_t ATR[] = { 0x3B, 0x75, 0x13, 0x00, 0x00, 0x47, 0x09, 0xEA, 0
 START_TEST(t_placeholder_unknown)
 {
 	const struct card_reader_fn *fn = cards_reader();
-	struct card_result r;
+	struct card_result r = { 0 };
 	card_result_clear(&r);
 	fn->identify(ATR, sizeof(ATR), &r);
 	ck_assert_str_eq(r.profile, "unknown");
@@ -51,7 +51,7 @@ START_TEST(t_placeholder_unknown)
 	ck_assert_str_eq(r.atr_hex, "3B751300004709EA9000");
 	ck_assert(!r.recognised);
 	struct fake f = { .answer = { 0x6A, 0x82 }, .alen = 2 };
-	struct card_io io = { fake_tx, fake_reading, &f };
+	struct card_io io = { fake_tx, fake_reading, &f, NULL };
 	ck_assert_int_eq(fn->read(&io, &r), 0);
 	ck_assert_uint_eq(f.calls, 1);
 	static const uint8_t sel[] = { 0x00, 0xA4, 0x00, 0x00, 0x02, 0x3F, 0x00 };
@@ -69,11 +69,11 @@ END_TEST
 START_TEST(t_placeholder_errors)
 {
 	const struct card_reader_fn *fn = cards_reader();
-	struct card_result r;
+	struct card_result r = { 0 };
 	card_result_clear(&r);
 	fn->identify(ATR, sizeof(ATR), &r);
 	struct fake f = { .rc = -ETIMEDOUT };
-	struct card_io io = { fake_tx, fake_reading, &f };
+	struct card_io io = { fake_tx, fake_reading, &f, NULL };
 	ck_assert_int_eq(fn->read(&io, &r), -ETIMEDOUT);
 	ck_assert_ptr_nonnull(strstr(r.error, "no answer in time"));
 	card_result_clear(&r);
@@ -105,7 +105,7 @@ fill(struct card_result *r)
 
 START_TEST(t_json_views)
 {
-	struct card_result r;
+	struct card_result r = { 0 };
 	fill(&r);
 	json_t *full = card_result_json(&r, CARD_JSON_FULL);
 	json_t *sum = card_result_json(&r, CARD_JSON_SUMMARY);
@@ -138,7 +138,7 @@ END_TEST
 
 START_TEST(t_bounds)
 {
-	struct card_result r;
+	struct card_result r = { 0 };
 	card_result_clear(&r);
 	for (int i = 0; i < CARD_FIELDS_MAX; i++)
 		ck_assert_int_eq(card_result_add_field(&r, "f", "v"), 0);
