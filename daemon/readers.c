@@ -431,6 +431,10 @@ on_session_done(void *arg)
 		r->deadline = 0;
 	}
 	if (r->gone) {
+		/* the reader went away under the session (a PN532 unplugged
+		 * while the phone waited): its named failure is still news */
+		if (s->rc != 0 && s->result.reason[0] && !r->timed_out && r->card_seq == s->card_seq)
+			publish_error(r, &s->result, s->result.error);
 		rdr_free(r);
 		card_result_clear(&s->result);
 		free(s);
