@@ -327,7 +327,7 @@ cmd_card(struct ctl *ctl, int argc, char **argv)
 	const char *k;
 	json_t *v;
 	json_object_foreach(json_object_get(c, "fields"), k, v)
-		printf("%-9s %s\n", k, json_is_string(v) ? json_string_value(v) : "?");
+		printf("%-15s %s\n", k, json_is_string(v) ? json_string_value(v) : "?");
 	size_t i;
 	json_t *b;
 	json_array_foreach(json_object_get(c, "beneficiaries"), i, b) {

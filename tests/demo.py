@@ -8,7 +8,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "integration"))
-from harness import VITALECTL, Daemon  # noqa: E402
+from harness import VITALECTL, Daemon, mktemp, track  # noqa: E402
+
+WORLD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "world")
 
 
 def step(title):
@@ -47,7 +49,59 @@ def main():
         print("\nlog of this run:")
         for line in d.log_text().splitlines():
             print("  " + line)
+    phone_taps()
     print("\nDemo finished. Readers, cards, PINs and care sheets join this demo as they are built (see README).")
+
+
+def phone_taps():
+    """A phone presents the digital carte Vitale to an NFC reader (a PN532
+    emulated on a pseudo-terminal, behind libnfc's real pn532_uart driver),
+    with a test insurer made here; the holder takes 1.5 s to type the code."""
+    step("a phone taps the NFC reader (digital carte Vitale; test insurer, PN532 emulator)")
+    sys.path.insert(0, WORLD)
+    import issuer
+    import pn532emu
+    tmp = mktemp("vitaled-demo-nfc-")
+    world = issuer.init_world(os.path.join(tmp, "issuer"))
+    link, ctl = os.path.join(tmp, "pn532"), os.path.join(tmp, "pn532.sock")
+    emu = track(subprocess.Popen(["/usr/bin/python3", os.path.join(WORLD, "pn532emu.py"), "--link", link,
+                                  "--control", ctl, "--world", world],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+    if not emu.stdout.readline().startswith("ready"):
+        print("the PN532 emulator did not start; step skipped")
+        return
+    conf = ("[nfc]\npoll_ms = 100\n[pcsc]\nenabled = false\n"
+            "[digital]\ntrust_anchor = %s\n" % os.path.join(world, "ca.pem"))
+    conn = "pn532_uart:" + link
+    print("$ vitaled --nfc %s   # [digital] trust_anchor = the test insurer's CA" % conn)
+    with Daemon(conf=conf, args=["--nfc", conn]) as d:
+        w = d.client(timeout=10)
+        w.call("io.vitaled.Terminal.WatchEvents", more=True)
+        end = time.monotonic() + 5
+        while time.monotonic() < end:  # the reader is there
+            rs = d.call("io.vitaled.Terminal.ListReaders")["parameters"]["readers"]
+            if any(r["name"] == "nfc:" + conn for r in rs):
+                break
+            time.sleep(0.05)
+        print("phone: %s" % pn532emu.client(ctl, "tap pending_s=1.5"))
+        t0 = time.monotonic()
+        while True:
+            m = w.recv()
+            if m is None:
+                break
+            e = m["parameters"]["event"]
+            if e.get("reader") != "nfc:" + conn or e["type"] == "ReaderAdded":
+                continue
+            extra = e.get("reason") or (e.get("summary") or {}).get("presentation") or e.get("profile") or ""
+            print("  +%.2fs %-18s %s" % (time.monotonic() - t0, e["type"], extra), flush=True)
+            if e["type"] in ("CardRead", "CardError"):
+                break
+        w.close()
+        show(["card"], d)
+        pn532emu.client(ctl, "away")
+        d.stop()
+    emu.terminate()
+    emu.wait(5)
 
 
 if __name__ == "__main__":
