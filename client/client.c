@@ -204,7 +204,9 @@ vtc_call(struct vtc *c, const char *method, json_t *params, unsigned flags, json
 	json_decref(msg);
 	if (!s)
 		return -ENOMEM;
-	int r = send_all(c, s, strlen(s) + 1);
+	size_t slen = strlen(s);
+	int r = send_all(c, s, slen + 1);
+	explicit_bzero(s, slen); /* the call may carry a PIN (SubmitPin) */
 	free(s);
 	if (r < 0 || (flags & VTC_ONEWAY))
 		return r;

@@ -17,11 +17,15 @@
  * connection gives 4.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "vitaled-client.h"
@@ -213,6 +217,291 @@ cmd_reload(struct ctl *ctl, int argc, char **argv)
 		if (!json_array_size(json_object_get(r, "reloaded")) &&
 		    !json_array_size(json_object_get(r, "restart_needed")))
 			printf("configuration unchanged\n");
+	}
+	json_decref(r);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* PIN entry: never from argv (visible in ps and shell history); read
+ * without echo from the terminal, or from standard input when it is not a
+ * terminal, or from --pin-fd. The buffer is locked when possible and wiped
+ * on every path; jansson's copies are wiped by its free hook below, and the
+ * client library wipes the serialized call. */
+
+#define PIN_BUF 64
+
+static volatile sig_atomic_t pin_interrupted;
+
+static void
+pin_sig(int sig)
+{
+	pin_interrupted = sig;
+}
+
+static void
+wiping_free(void *p)
+{
+	if (p) {
+		explicit_bzero(p, malloc_usable_size(p));
+		free(p);
+	}
+}
+
+/* Read one line from fd into buf (no stdio: nothing buffered elsewhere).
+ * Returns its length, -1 on read error/interrupt, -2 if too long. */
+static int
+read_line(int fd, char *buf, size_t cap)
+{
+	size_t n = 0;
+	for (;;) {
+		char ch;
+		ssize_t r = read(fd, &ch, 1);
+		if (r < 0) {
+			if (errno == EINTR && !pin_interrupted)
+				continue;
+			return -1;
+		}
+		if (r == 0 || ch == '\n')
+			break;
+		if (n + 1 >= cap) {
+			/* swallow the rest of the line so it does not reach the shell */
+			while (read(fd, &ch, 1) == 1 && ch != '\n')
+				;
+			ch = 0;
+			return -2;
+		}
+		buf[n++] = ch;
+		ch = 0;
+	}
+	while (n > 0 && (buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	buf[n] = '\0';
+	return (int)n;
+}
+
+static int
+read_pin(int fd, const char *target, char *buf, size_t cap)
+{
+	if (fd >= 0)
+		return read_line(fd, buf, cap);
+	if (!isatty(STDIN_FILENO))
+		return read_line(STDIN_FILENO, buf, cap);
+	struct termios old, quiet;
+	if (tcgetattr(STDIN_FILENO, &old) < 0)
+		return -1;
+	quiet = old;
+	quiet.c_lflag &= (tcflag_t) ~(ECHO | ECHOE | ECHOK);
+	quiet.c_lflag |= ECHONL;
+	struct sigaction sa = { .sa_handler = pin_sig }, o_int, o_term, o_hup, o_quit, o_tstp;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &o_int); /* no SA_RESTART: read() returns EINTR */
+	sigaction(SIGTERM, &sa, &o_term);
+	sigaction(SIGHUP, &sa, &o_hup);
+	sigaction(SIGQUIT, &sa, &o_quit);
+	sigaction(SIGTSTP, &sa, &o_tstp); /* no suspending with echo off */
+	fprintf(stderr, "PIN for %s: ", target);
+	fflush(stderr);
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	int n = read_line(STDIN_FILENO, buf, cap);
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+	sigaction(SIGINT, &o_int, NULL);
+	sigaction(SIGTERM, &o_term, NULL);
+	sigaction(SIGHUP, &o_hup, NULL);
+	sigaction(SIGQUIT, &o_quit, NULL);
+	sigaction(SIGTSTP, &o_tstp, NULL);
+	if (pin_interrupted) {
+		fprintf(stderr, "\n");
+		return -1;
+	}
+	return n;
+}
+
+static void
+print_pin_error(const char *err, json_t *r, const char *target)
+{
+	json_t *tl = json_object_get(r, "tries_left");
+	if (!strcmp(err, IFACE ".PinIncorrect")) {
+		if (json_is_integer(tl))
+			fprintf(stderr, "vitalectl: wrong PIN for %s: %lld tries left\n", target,
+			        (long long)json_integer_value(tl));
+		else
+			fprintf(stderr, "vitalectl: wrong PIN for %s\n", target);
+	} else if (!strcmp(err, IFACE ".PinBlocked")) {
+		fprintf(stderr, "vitalectl: the PIN for %s is blocked; it needs the unblock code\n", target);
+	} else if (!strcmp(err, IFACE ".PinMalformed")) {
+		fprintf(stderr, "vitalectl: a PIN for %s is %lld to %lld digits\n", target,
+		        (long long)json_integer_value(json_object_get(r, "min_len")),
+		        (long long)json_integer_value(json_object_get(r, "max_len")));
+	} else if (!strcmp(err, IFACE ".PinNotExpected")) {
+		fprintf(stderr, "vitalectl: no PIN expected for %s: %s\n", target,
+		        jstr(r, "reason", "?"));
+	} else if (!strcmp(err, IFACE ".RateLimited")) {
+		fprintf(stderr, "vitalectl: %s; try again in %lld s\n", jstr(r, "reason", "too many attempts"),
+		        (long long)json_integer_value(json_object_get(r, "retry_after_s")));
+	} else if (!strcmp(err, IFACE ".PinEntryCancelled")) {
+		fprintf(stderr, "vitalectl: PIN entry on the keypad was cancelled or timed out\n");
+	} else {
+		char *p = json_dumps(r, JSON_COMPACT);
+		fprintf(stderr, "vitalectl: SubmitPin: %s %s\n", err, p ? p : "");
+		free(p);
+	}
+}
+
+/* vitalectl pin [--target T] [--pin-fd N] [--pinpad] */
+static int
+cmd_pin(struct ctl *ctl, int argc, char **argv)
+{
+	const char *target = "practitioner";
+	int fd = -1;
+	bool pinpad = false;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--target") && i + 1 < argc) {
+			target = argv[++i];
+		} else if (!strcmp(argv[i], "--pin-fd") && i + 1 < argc) {
+			char *end;
+			long v = strtol(argv[++i], &end, 10);
+			if (*end || v < 0 || v > 1024 || fcntl((int)v, F_GETFD) < 0) {
+				fprintf(stderr, "vitalectl: --pin-fd: '%s' is not an open file descriptor\n", argv[i]);
+				return EXIT_USAGE;
+			}
+			fd = (int)v;
+		} else if (!strcmp(argv[i], "--pinpad")) {
+			pinpad = true;
+		} else {
+			fprintf(stderr, "usage: vitalectl pin [--target NAME] [--pin-fd N] [--pinpad]\n"
+			                "The PIN is read without echo from the terminal, or from standard\n"
+			                "input (or fd N) when it is not a terminal; never from the command line.\n");
+			return EXIT_USAGE;
+		}
+	}
+	json_set_alloc_funcs(malloc, wiping_free);
+	/* a keypad waits for a person: give it time */
+	if (ctl->timeout_ms > 0 && ctl->timeout_ms < 120000)
+		ctl->timeout_ms = 120000;
+	int rc = ctl_connect(ctl);
+	if (rc)
+		return rc;
+	if (!pinpad && fd < 0 && !strcmp(target, "practitioner")) {
+		json_t *sg = NULL;
+		char *err = NULL;
+		if (vtc_call(ctl->conn, IFACE ".GetSigner", NULL, 0, &sg, &err) == 0)
+			pinpad = json_is_true(json_object_get(sg, "pinpad"));
+		json_decref(sg);
+		free(err);
+	}
+	json_t *params = json_pack("{s:s}", "target", target);
+	if (!params)
+		return EXIT_TRANSPORT;
+	if (pinpad) {
+		fprintf(stderr, "Type the PIN for %s on the reader's keypad.\n", target);
+	} else {
+		static char pin[PIN_BUF];
+		bool locked = mlock(pin, sizeof(pin)) == 0;
+		int n = read_pin(fd, target, pin, sizeof(pin));
+		if (n < 0 || n == 0) {
+			explicit_bzero(pin, sizeof(pin));
+			if (locked)
+				munlock(pin, sizeof(pin));
+			json_decref(params);
+			fprintf(stderr, "vitalectl: %s\n", n == -2 ? "PIN too long" :
+			                                   n == 0  ? "no PIN given" :
+			                                             "PIN entry interrupted");
+			return n == -1 ? EXIT_TRANSPORT : EXIT_USAGE;
+		}
+		json_object_set_new(params, "pin", json_stringn(pin, (size_t)n));
+		explicit_bzero(pin, sizeof(pin));
+		if (locked)
+			munlock(pin, sizeof(pin));
+	}
+	json_t *r = NULL;
+	char *err = NULL;
+	int x = vtc_call(ctl->conn, IFACE ".SubmitPin", params, 0, &r, &err); /* params freed (wiped) */
+	if (x == VTC_ERROR_REPLY) {
+		print_pin_error(err, r, target);
+		free(err);
+		json_decref(r);
+		return EXIT_REPLY_ERROR;
+	}
+	if (x < 0) {
+		fprintf(stderr, "vitalectl: SubmitPin: %s\n",
+		        x == -EPIPE ? "connection closed by vitaled" : strerror(-x));
+		return EXIT_TRANSPORT;
+	}
+	if (ctl->json)
+		print_json(r);
+	else
+		printf("%s: logged in\n", target);
+	json_decref(r);
+	return 0;
+}
+
+/* vitalectl signer [test [ROUNDS]] */
+static int
+cmd_signer(struct ctl *ctl, int argc, char **argv)
+{
+	if (argc >= 2 && !strcmp(argv[1], "test")) {
+		json_t *params = json_object();
+		if (argc == 3) {
+			char *end;
+			long n = strtol(argv[2], &end, 10);
+			if (*end || n < 1 || n > 10000) {
+				fprintf(stderr, "vitalectl: rounds must be 1..10000\n");
+				json_decref(params);
+				return EXIT_USAGE;
+			}
+			json_object_set_new(params, "rounds", json_integer(n));
+		} else if (argc > 3) {
+			json_decref(params);
+			fprintf(stderr, "usage: vitalectl signer [test [ROUNDS]]\n");
+			return EXIT_USAGE;
+		}
+		json_t *r = NULL;
+		int rc = ctl_call(ctl, IFACE ".SignerSelfTest", params, &r);
+		if (rc)
+			return rc;
+		if (ctl->json)
+			print_json(r);
+		else
+			printf("%s self-test: %s, %lld signatures, %.1f per second\n", jstr(r, "key_alg", "?"),
+			       json_is_true(json_object_get(r, "verified")) ? "verified" : "NOT VERIFIED",
+			       (long long)json_integer_value(json_object_get(r, "rounds")),
+			       json_real_value(json_object_get(r, "signatures_per_s")));
+		int bad = !json_is_true(json_object_get(r, "verified"));
+		json_decref(r);
+		return bad ? EXIT_REPLY_ERROR : 0;
+	}
+	if (argc != 1) {
+		fprintf(stderr, "usage: vitalectl signer [test [ROUNDS]]\n");
+		return EXIT_USAGE;
+	}
+	json_t *r = NULL;
+	int rc = ctl_call(ctl, IFACE ".GetSigner", NULL, &r);
+	if (rc)
+		return rc;
+	if (ctl->json) {
+		print_json(r);
+	} else {
+		printf("signer:   %s, %s%s\n", jstr(r, "backend", "?"), jstr(r, "state", "?"),
+		       json_is_true(json_object_get(r, "logged_in")) ? " (logged in)" : "");
+		if (jstr(r, "who", NULL))
+			printf("who:      %s\n", jstr(r, "who", ""));
+		if (jstr(r, "practitioner_id", NULL) || jstr(r, "structure_id", NULL))
+			printf("ids:      practitioner %s, structure %s\n", jstr(r, "practitioner_id", "-"),
+			       jstr(r, "structure_id", "-"));
+		if (jstr(r, "token", NULL))
+			printf("token:    %s%s\n", jstr(r, "token", ""),
+			       json_is_true(json_object_get(r, "pinpad")) ? " (PIN on the reader's keypad)" : "");
+		if (jstr(r, "key_alg", NULL))
+			printf("key:      %s\n", jstr(r, "key_alg", ""));
+		json_t *tl = json_object_get(r, "tries_left");
+		if (json_is_integer(tl))
+			printf("tries:    %lld left\n", (long long)json_integer_value(tl));
+		json_t *idle = json_object_get(r, "idle_logout_in_s");
+		if (json_is_integer(idle))
+			printf("idle:     logout in %lld s\n", (long long)json_integer_value(idle));
+		if (jstr(r, "reason", NULL))
+			printf("reason:   %s\n", jstr(r, "reason", ""));
 	}
 	json_decref(r);
 	return 0;
@@ -437,6 +726,8 @@ static const struct command commands[] = {
 	{ "status", cmd_status, "daemon, readers, queue and uploader at a glance" },
 	{ "info", cmd_info, "the service's varlink identity and interfaces" },
 	{ "reload", cmd_reload, "re-read the configuration (as SIGHUP)" },
+	{ "pin", cmd_pin, "give a PIN: pin [--target NAME] [--pin-fd N] [--pinpad]" },
+	{ "signer", cmd_signer, "the practitioner's signer: signer [test [ROUNDS]]" },
 	{ "readers", cmd_readers, "the card readers and their state" },
 	{ "card", cmd_card, "the card read last: card [--reader NAME] (control access)" },
 	{ "watch", cmd_watch, "print events as they happen, until interrupted" },

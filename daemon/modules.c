@@ -5,6 +5,7 @@
 #include "cards.h"
 #include "daemon.h"
 #include "events.h"
+#include "pinflow.h"
 #include "readers.h"
 
 const struct module vitaled_modules[] = {
@@ -13,6 +14,7 @@ const struct module vitaled_modules[] = {
 	{ "events", events_init, events_fini, NULL },
 	{ "profiles", profiles_init, profiles_fini, NULL },
 	{ "digital", cards_digital_init, cards_digital_fini, NULL },
+	{ "signer", pinflow_init, pinflow_fini, NULL },
 	{ "readers", readers_init, readers_fini, NULL },
 	{ NULL, NULL, NULL, NULL },
 };

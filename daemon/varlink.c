@@ -5,6 +5,10 @@
  * connections from a clean stack. A call belongs to its connection until it
  * is answered; if the connection dies first, the handler's cancel callback
  * tells it to forget the call.
+ *
+ * Input bytes are wiped as soon as a message is parsed, and the whole input
+ * buffer when a connection goes: a SubmitPin message carries a PIN, and it
+ * must not linger in freed heap memory (see daemon/secmem.h).
  */
 #include "varlink.h"
 
@@ -437,6 +441,8 @@ protocol_error(struct vl_conn *c, const char *reason)
 	log_info("api: client pid %d: %s; closing", (int)c->peer.pid, reason);
 	json_t *msg = json_pack("{s:s,s:{s:s}}", "error", c->srv->err_protocol, "parameters",
 	                        "reason", reason);
+	if (c->in)
+		explicit_bzero(c->in, c->inlen);
 	c->inlen = 0;
 	conn_send(c, msg);
 	c->close_after_flush = true;
@@ -555,6 +561,8 @@ conn_process(struct vl_conn *c)
 			break;
 		memmove(c->in, nul + 1, c->inlen - mlen - 1);
 		c->inlen -= mlen + 1;
+		/* a message may carry a PIN: wipe the bytes it left behind */
+		explicit_bzero(c->in + c->inlen, mlen + 1);
 	}
 	c->in_dispatch = false;
 	if (c->dead)
@@ -671,6 +679,8 @@ reaper_cb(struct loop *l, void *arg)
 			if (c->next)
 				c->next->prev = c->prev;
 			s->nconns--;
+			if (c->in)
+				explicit_bzero(c->in, c->incap); /* unread input may hold a PIN */
 			free(c->in);
 			free(c->out);
 			free(c);

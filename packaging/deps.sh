@@ -7,7 +7,7 @@ set -eu
 
 BUILD="gcc make pkg-config libc6-dev libpcsclite-dev libnfc-dev libssl-dev
 libcurl4-openssl-dev libsqlite3-dev libjansson-dev libinih-dev libsystemd-dev
-libp11-dev check"
+libp11-dev libp11-kit-dev check"
 TEST="pcscd pcsc-tools vsmartcard-vpcd libnfc-bin socat softhsm2 opensc
 libengine-pkcs11-openssl python3 python3-cbor2 python3-cryptography openssl
 sqlite3 systemd procps psmisc util-linux gdb valgrind clang libclang-rt-14-dev

@@ -1,0 +1,728 @@
+#!/usr/bin/python3
+"""Integration test of the PIN flows and the practitioner's signer.
+
+Starts build/vitaled (B=<build dir>, default ./build) with private sockets
+and state dirs in a temp dir, and checks through the varlink API and
+vitalectl:
+
+- SoftHSM2 tokens (EC P-256 and RSA 2048, made with softhsm2-util and
+  pkcs11-tool): locked at start, wrong PIN (SoftHSM never counts down nor
+  locks: only CKF_USER_PIN_COUNT_LOW), malformed PIN, right PIN, the
+  self-test signatures verified here with python3-cryptography (ES256 raw
+  r||s, PS256 with MGF1-SHA256 and a 32-byte salt) against the public key
+  that pkcs11-tool exports;
+- the file backend with keys made here (ES256, PS256, encrypted PEM);
+- a fake PKCS#11 module (fake_pkcs11.c, compiled here) for what SoftHSM
+  does not do: tries counting down (COUNT_LOW, FINAL_TRY), blocking
+  (never retried), the pinpad (protected authentication path), removal;
+- rate limiting, idle logout, vitalectl pin (stdin, --pin-fd, a pty
+  without echo, never argv);
+- the PIN canary: random PINs submitted through the API, then gcore of the
+  running daemon, and the core, the state dir and the log searched for the
+  PIN bytes: zero hits allowed.
+
+Exit 0 pass, 77 skip (nothing to test with), 1 fail. Random PINs come from
+SEED (printed; set SEED=... to replay).
+"""
+import base64
+import os
+import pty
+import random
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+B = os.path.abspath(os.environ.get("B", "build"))
+VITALED = os.path.join(B, "vitaled")
+VITALECTL = os.path.join(B, "vitalectl")
+SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
+IFACE = "io.vitaled.Terminal"
+WRAPPER = os.environ.get("TEST_WRAPPER", "").split()
+
+SEED = int(os.environ.get("SEED", str(random.SystemRandom().randrange(1 << 32))))
+rng = random.Random(SEED)
+
+daemons = []
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+class Daemon:
+    def __init__(self, top, name, conf, env=None):
+        self.dir = os.path.join(top, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.sock = os.path.join(self.dir, "s.sock")
+        self.state = os.path.join(self.dir, "state")
+        self.logf = os.path.join(self.dir, "vitaled.log")
+        self.conf = os.path.join(self.dir, "vitaled.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        self.env = dict(os.environ)
+        self.env.update(env or {})
+        self.env.pop("NOTIFY_SOCKET", None)
+        self.proc = None
+
+    def start(self):
+        with open(self.logf, "ab") as lf:
+            self.proc = subprocess.Popen(
+                WRAPPER + [VITALED, "--config", self.conf, "--socket", self.sock,
+                           "--state-dir", self.state, "--log-level", "debug"],
+                stdout=lf, stderr=lf, env=self.env)
+        daemons.append(self)
+        end = time.time() + 15
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                raise Failure("vitaled exited at start: " + self.log_text()[-2000:])
+            try:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(self.sock)
+                s.close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise Failure("vitaled did not listen on " + self.sock)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self in daemons:
+            daemons.remove(self)
+
+    def log_text(self):
+        with open(self.logf, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def call(self, method, params=None, timeout=30):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(self.sock)
+        import json
+        s.sendall(json.dumps({"method": IFACE + "." + method if "." not in method else method,
+                              "parameters": params or {}}).encode() + b"\0")
+        buf = b""
+        while b"\0" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise Failure("connection closed during " + method)
+            buf += chunk
+        s.close()
+        msg = json.loads(buf[:buf.index(b"\0")])
+        return msg.get("error"), msg.get("parameters", {})
+
+    def wait_state(self, want, timeout=10):
+        end = time.time() + timeout
+        last = None
+        while time.time() < end:
+            err, p = self.call("GetSigner")
+            last = p
+            if not err and p.get("state") in (want if isinstance(want, tuple) else (want,)):
+                return p
+            time.sleep(0.1)
+        raise Failure("signer state %r, wanted %r" % (last, want))
+
+    def ctl(self, args, stdin=None, pass_fds=()):
+        return subprocess.run([VITALECTL, "--socket", self.sock] + args, input=stdin,
+                              capture_output=True, pass_fds=pass_fds, timeout=60)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *a):
+        self.stop()
+
+
+def stop_all():
+    for d in list(daemons):
+        d.stop()
+
+
+def run(cmd, env=None, check_rc=True):
+    r = subprocess.run(cmd, capture_output=True, env=env, timeout=120)
+    if check_rc and r.returncode != 0:
+        raise Failure("%s: %s %s" % (" ".join(cmd), r.stdout.decode(), r.stderr.decode()))
+    return r
+
+
+def softhsm_env(top, name):
+    d = os.path.join(top, name)
+    os.makedirs(os.path.join(d, "tokens"), exist_ok=True)
+    conf = os.path.join(d, "softhsm2.conf")
+    with open(conf, "w") as f:
+        f.write("directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n" % d)
+    env = dict(os.environ)
+    env["SOFTHSM2_CONF"] = conf
+    return env, d
+
+
+def softhsm_token(env, label, pin, keytype):
+    run(["softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", "87654321",
+         "--pin", pin], env=env)
+    run(["pkcs11-tool", "--module", SOFTHSM, "--token-label", label, "--login", "--pin", pin,
+         "--keypairgen", "--key-type", keytype, "--id", "01", "--label", "SIGN"], env=env)
+
+
+def p11_conf(module, token, key="SIGN", idle=900, extra=""):
+    return ("[signer]\nbackend = pkcs11\nmodule = %s\ntoken = %s\nkey = %s\npin_idle_timeout_s = %d\n"
+            "[practitioner]\nid = 810001234567\nstructure = 751234567\n%s" % (module, token, key, idle, extra))
+
+
+def verify(alg, spki_der, tbs, sig):
+    """Independent check: python3-cryptography, COSE signature forms."""
+    pub = serialization.load_der_public_key(spki_der)
+    if alg == "ES256":
+        check(isinstance(pub, ec.EllipticCurvePublicKey) and pub.curve.name == "secp256r1",
+              "ES256 key is not P-256")
+        check(len(sig) == 64, "ES256 signature is %d bytes, not 64 (raw r||s)" % len(sig))
+        der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+        pub.verify(der, tbs, ec.ECDSA(hashes.SHA256()))
+    elif alg == "PS256":
+        check(isinstance(pub, rsa.RSAPublicKey), "PS256 key is not RSA")
+        check(len(sig) == pub.key_size // 8, "PS256 signature length")
+        pub.verify(sig, tbs, padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
+                   hashes.SHA256())
+    else:
+        raise Failure("unknown alg " + alg)
+
+
+def selftest_verified(d, expect_alg, spki=None, rounds=3):
+    err, r = d.call("SignerSelfTest", {"rounds": rounds})
+    check(err is None, "SignerSelfTest: %s %s" % (err, r))
+    check(r["key_alg"] == expect_alg, "key_alg %s" % r["key_alg"])
+    check(r["verified"] is True, "the daemon did not verify its own signature")
+    tbs = base64.b64decode(r["tbs"])
+    sig = base64.b64decode(r["signature"])
+    check(tbs.startswith(b"vitaled signer self-test\0") and len(tbs) == 57, "self-test challenge")
+    pub = base64.b64decode(r["public_key"]) if spki is None else spki
+    if spki is not None:
+        check(base64.b64decode(r["public_key"]) == spki, "the daemon's public key is not the token's")
+    verify(expect_alg, pub, tbs, sig)
+    # a flipped bit must not verify: the check above can fail
+    bad = bytearray(sig)
+    bad[5] ^= 1
+    try:
+        verify(expect_alg, pub, tbs, bytes(bad))
+        raise Failure("a corrupted signature verified")
+    except InvalidSignature:
+        pass
+    return r
+
+
+# ---------------------------------------------------------------------------
+
+def t_softhsm(top):
+    env, d = softhsm_env(top, "hsm")
+    softhsm_token(env, "PRAT_EC", "2468", "EC:prime256v1")
+    softhsm_token(env, "PRAT_RSA", "1357", "rsa:2048")
+    for label, pin, alg in (("PRAT_EC", "2468", "ES256"), ("PRAT_RSA", "1357", "PS256")):
+        pubf = os.path.join(d, label + ".der")
+        run(["pkcs11-tool", "--module", SOFTHSM, "--token-label", label, "--read-object",
+             "--type", "pubkey", "--id", "01", "-o", pubf], env=env)
+        with open(pubf, "rb") as f:
+            spki = f.read()
+        with Daemon(top, "d-" + label, p11_conf(SOFTHSM, label), env) as dm:
+            p = dm.wait_state("locked")
+            check(p["key_alg"] == alg and p["logged_in"] is False and p["pinpad"] is False,
+                  "GetSigner before login: %r" % p)
+            check(p["practitioner_id"] == "810001234567" and p["structure_id"] == "751234567",
+                  "practitioner ids from the config")
+            err, r = dm.call("SignerSelfTest", {})
+            check(err == IFACE + ".SignerUnavailable", "self-test before login: %s" % err)
+            err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "0000"})
+            check(err == IFACE + ".PinIncorrect" and r["tries_left"] is None,
+                  "wrong PIN: %s %r" % (err, r))
+            err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "12a4"})
+            check(err == IFACE + ".PinMalformed" and r["min_len"] == 4, "malformed: %s %r" % (err, r))
+            err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": pin})
+            check(err is None and r["logged_in"] is True, "right PIN: %s %r" % (err, r))
+            err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": pin})
+            check(err == IFACE + ".PinNotExpected", "second login: %s" % err)
+            selftest_verified(dm, alg, spki)
+            err, st = dm.call("GetStatus")
+            check(st["signer"]["state"] == "ready" and st["signer"]["logged_in"] is True,
+                  "GetStatus signer: %r" % st.get("signer"))
+        # SoftHSM's counter: it never locks; the right PIN still works after 10 wrong ones
+    log("  SoftHSM: CKR_PIN_INCORRECT with CKF_USER_PIN_COUNT_LOW only; never FINAL_TRY/LOCKED")
+
+
+def t_softhsm_never_locks(top):
+    env, d = softhsm_env(top, "hsm2")
+    softhsm_token(env, "PRAT", "2468", "EC:prime256v1")
+    conf = p11_conf(SOFTHSM, "PRAT")
+    for round_ in range(2):  # two daemons: 10 wrong tries, more than any card allows
+        with Daemon(top, "d-nl%d" % round_, conf, env) as dm:
+            dm.wait_state("locked")
+            for i in range(5):
+                err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "9999"})
+                check(err == IFACE + ".PinIncorrect", "wrong #%d: %s" % (i, err))
+            err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "9999"})
+            check(err == IFACE + ".RateLimited" and 1 <= r["retry_after_s"] <= 60,
+                  "6th attempt in a minute: %s %r" % (err, r))
+    with Daemon(top, "d-nl-ok", conf, env) as dm:
+        dm.wait_state("locked")
+        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "2468"})
+        check(err is None, "SoftHSM after 10 wrong PINs: %s %r" % (err, r))
+
+
+def gen_key(kind):
+    if kind == "ES256":
+        return ec.generate_private_key(ec.SECP256R1())
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def spki_of(k):
+    return k.public_key().public_bytes(serialization.Encoding.DER,
+                                       serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def t_file(top):
+    for alg in ("ES256", "PS256"):
+        k = gen_key(alg)
+        path = os.path.join(top, "key-%s.pem" % alg)
+        with open(path, "wb") as f:
+            f.write(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()))
+        os.chmod(path, 0o600)
+        conf = "[signer]\nbackend = file\nkey_file = %s\n" % path
+        with Daemon(top, "f-" + alg, conf) as dm:
+            p = dm.wait_state("ready")
+            check(p["logged_in"] and p["key_alg"] == alg, "file %s: %r" % (alg, p))
+            selftest_verified(dm, alg, spki_of(k))
+            err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "1234"})
+            check(err == IFACE + ".PinNotExpected", "clear key file takes no PIN: %s" % err)
+            check("development" in dm.log_text(), "the file backend must warn at start")
+    # an encrypted key: the PIN is its passphrase
+    k = gen_key("ES256")
+    path = os.path.join(top, "key-enc.pem")
+    with open(path, "wb") as f:
+        f.write(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.BestAvailableEncryption(b"24681357")))
+    os.chmod(path, 0o600)
+    with Daemon(top, "f-enc", "[signer]\nbackend = file\nkey_file = %s\n" % path) as dm:
+        dm.wait_state("locked")
+        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "24681358"})
+        check(err == IFACE + ".PinIncorrect" and r["tries_left"] is None, "enc wrong: %s" % err)
+        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "24681357"})
+        check(err is None, "enc right: %s %r" % (err, r))
+        selftest_verified(dm, "ES256", spki_of(k))
+
+
+def fake_module(top):
+    so = os.path.join(top, "fake_pkcs11.so")
+    if not os.path.exists(so):
+        run(["cc", "-shared", "-fPIC", "-O1", "-Wno-deprecated-declarations", "-o", so,
+             os.path.join(HERE, "fake_pkcs11.c"), "-lcrypto"])
+    return so
+
+
+def fake_dir(top, name, pin="4321", pinpad=False):
+    d = os.path.join(top, name)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "present"), "w"):
+        pass
+    with open(os.path.join(d, "pin"), "w") as f:
+        f.write(pin)
+    if pinpad:
+        with open(os.path.join(d, "pinpad"), "w"):
+            pass
+    return d
+
+
+def logins(d):
+    try:
+        with open(os.path.join(d, "logins")) as f:
+            return f.read().split()
+    except FileNotFoundError:
+        return []
+
+
+def t_fake_counting(top):
+    so = fake_module(top)
+    fd = fake_dir(top, "fake-count")
+    with Daemon(top, "d-count", p11_conf(so, "FAKECPS"), {"FAKE_P11_DIR": fd}) as dm:
+        p = dm.wait_state("locked")
+        check(p["tries_left"] is None, "3 tries: the token gives no number: %r" % p)
+        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "1111"})
+        check(err == IFACE + ".PinIncorrect" and r["tries_left"] is None,
+              "1st wrong (COUNT_LOW): %s %r" % (err, r))
+        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "1111"})
+        check(err == IFACE + ".PinIncorrect" and r["tries_left"] == 1,
+              "2nd wrong (FINAL_TRY): %s %r" % (err, r))
+        p = dm.wait_state("locked")
+        check(p["tries_left"] == 1, "GetSigner says the final try: %r" % p)
+        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "1111"})
+        check(err == IFACE + ".PinBlocked", "3rd wrong: blocked: %s %r" % (err, r))
+        p = dm.wait_state("blocked")
+        check(p["tries_left"] == 0 and p["logged_in"] is False, "blocked state: %r" % p)
+        n = len(logins(fd))
+        check(n == 3, "C_Login calls so far: %d" % n)
+        # the right PIN now: reported blocked, and never sent to the card
+        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "4321"})
+        check(err == IFACE + ".PinBlocked", "right PIN on a blocked card: %s" % err)
+        time.sleep(2.5)  # a presence poll or two: still nothing sent
+        check(len(logins(fd)) == 3, "a blocked PIN was tried again: %r" % logins(fd))
+        check("blocked" in dm.log_text(), "log says blocked")
+    # a reset counter: the card unblocked elsewhere (tries=3) works again
+    with open(os.path.join(fd, "tries"), "w") as f:
+        f.write("3")
+    with Daemon(top, "d-count2", p11_conf(so, "FAKECPS"), {"FAKE_P11_DIR": fd}) as dm:
+        dm.wait_state("locked")
+        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "4321"})
+        check(err is None, "after unblock: %s %r" % (err, r))
+        selftest_verified(dm, "ES256")
+
+
+def t_fake_pinpad(top):
+    so = fake_module(top)
+    fd = fake_dir(top, "fake-pinpad", pinpad=True)
+    with Daemon(top, "d-pinpad", p11_conf(so, "FAKECPS"), {"FAKE_P11_DIR": fd}) as dm:
+        p = dm.wait_state("locked")
+        check(p["pinpad"] is True, "pinpad flag: %r" % p)
+        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "4321"})
+        check(err == IFACE + ".PinNotExpected" and "keypad" in r["reason"],
+              "a host PIN to a pinpad: %s %r" % (err, r))
+        check(logins(fd) == [], "nothing reached the token")
+        with open(os.path.join(fd, "pinpad_result"), "w") as f:
+            f.write("cancel")
+        err, r = dm.call("SubmitPin", {"target": "practitioner"})
+        check(err == IFACE + ".PinEntryCancelled", "pinpad cancel: %s %r" % (err, r))
+        with open(os.path.join(fd, "pinpad_result"), "w") as f:
+            f.write("ok")
+        # vitalectl finds out about the keypad by itself and sends no PIN
+        r = dm.ctl(["pin"], stdin=b"")
+        check(r.returncode == 0, "vitalectl pin with a pinpad: %r" % (r,))
+        check(b"keypad" in r.stderr, "vitalectl tells to use the keypad")
+        check(logins(fd) == ["pinpad", "pinpad"], "C_Login(NULL) only: %r" % logins(fd))
+        selftest_verified(dm, "ES256")
+
+
+def t_fake_removal(top):
+    so = fake_module(top)
+    fd = fake_dir(top, "fake-rm")
+    with Daemon(top, "d-rm", p11_conf(so, "FAKECPS"), {"FAKE_P11_DIR": fd}) as dm:
+        dm.wait_state("locked")
+        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "4321"})
+        check(err is None, "login: %s" % err)
+        os.unlink(os.path.join(fd, "present"))
+        p = dm.wait_state("no-token", timeout=8)
+        check(p["logged_in"] is False, "removed: logged out: %r" % p)
+        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "4321"})
+        check(err == IFACE + ".PinNotExpected", "no card: %s" % err)
+        watch = Watch(dm.sock)
+        with open(os.path.join(fd, "present"), "w"):
+            pass
+        ev = watch.wait_for("PinRequested", timeout=8)
+        watch.close()
+        check(ev.get("target") == "practitioner" and ev.get("pinpad") is False,
+              "PinRequested event: %r" % ev)
+        p = dm.wait_state("locked", timeout=8)
+        check(p["logged_in"] is False, "back: a new login is needed: %r" % p)
+        check("PIN required for practitioner" in dm.log_text(), "PIN request logged")
+        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "4321"})
+        check(err is None, "login again: %s" % err)
+
+
+def t_idle(top):
+    so = fake_module(top)
+    fd = fake_dir(top, "fake-idle")
+    with Daemon(top, "d-idle", p11_conf(so, "FAKECPS", idle=2), {"FAKE_P11_DIR": fd}) as dm:
+        dm.wait_state("locked")
+        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "4321"})
+        check(err is None, "login: %s" % err)
+        p = dm.wait_state("ready")
+        check(p["idle_logout_in_s"] is not None and p["idle_logout_in_s"] <= 2, "idle: %r" % p)
+        t0 = time.time()
+        dm.wait_state("locked", timeout=6)
+        check(time.time() - t0 < 4, "idle logout late")
+        check("idle for 2 s" in dm.log_text(), "idle logout logged")
+
+
+def t_vitalectl(top):
+    so = fake_module(top)
+    fd = fake_dir(top, "fake-ctl", pin="97531")
+    with Daemon(top, "d-ctl", p11_conf(so, "FAKECPS"), {"FAKE_P11_DIR": fd}) as dm:
+        dm.wait_state("locked")
+        r = dm.ctl(["pin", "97531"])
+        check(r.returncode == 2, "a PIN on the command line must be refused: %r" % (r,))
+        r = dm.ctl(["pin"], stdin=b"11111\n")
+        check(r.returncode == 1 and b"wrong PIN" in r.stderr, "stdin wrong: %r" % (r,))
+        r = dm.ctl(["pin"], stdin=b"12\n")
+        check(r.returncode == 1 and b"4 to 8 digits" in r.stderr, "stdin short: %r" % (r,))
+        rfd, wfd = os.pipe()
+        os.write(wfd, b"97531\n")
+        os.close(wfd)
+        r = dm.ctl(["pin", "--pin-fd", str(rfd)], pass_fds=(rfd,))
+        os.close(rfd)
+        check(r.returncode == 0 and b"logged in" in r.stdout, "--pin-fd: %r" % (r,))
+        dm.call("SignerSelfTest", {})
+    # a terminal: the PIN is not echoed
+    fd2 = fake_dir(top, "fake-tty", pin="86420")
+    with Daemon(top, "d-tty", p11_conf(so, "FAKECPS"), {"FAKE_P11_DIR": fd2}) as dm:
+        dm.wait_state("locked")
+        pid, master = pty.fork()
+        if pid == 0:
+            os.execv(VITALECTL, [VITALECTL, "--socket", dm.sock, "pin"])
+        out = b""
+        end = time.time() + 20
+        sent = False
+        while time.time() < end:
+            rl, _, _ = select.select([master], [], [], 0.2)
+            if rl:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if not sent and b"PIN for practitioner:" in out:
+                os.write(master, b"86420\n")
+                sent = True
+        _, status = os.waitpid(pid, 0)
+        os.close(master)
+        check(sent, "no prompt on the terminal: %r" % out)
+        check(b"86420" not in out, "the PIN was echoed on the terminal: %r" % out)
+        check(os.waitstatus_to_exitcode(status) == 0 and b"logged in" in out, "tty login: %r" % out)
+
+
+def search(path, needles):
+    hits = []
+    with open(path, "rb") as f:
+        data = f.read()
+    for n in needles:
+        i = data.find(n)
+        while i >= 0:
+            hits.append((path, n, i))
+            i = data.find(n, i + 1)
+    return hits, data
+
+
+class Till:
+    """A client that keeps its connection open, like a till application."""
+
+    def __init__(self, sock):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(30)
+        self.s.connect(sock)
+
+    def call(self, method, params):
+        import json
+        self.s.sendall(json.dumps({"method": IFACE + "." + method, "parameters": params}).encode()
+                       + b"\0")
+        buf = b""
+        while b"\0" not in buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise Failure("till connection closed")
+            buf += chunk
+        msg = json.loads(buf[:buf.index(b"\0")])
+        return msg.get("error"), msg.get("parameters", {})
+
+    def close(self):
+        self.s.close()
+
+
+class Watch:
+    """A WatchEvents stream."""
+
+    def __init__(self, sock):
+        import json
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.connect(sock)
+        self.s.sendall(json.dumps({"method": IFACE + ".WatchEvents", "parameters": {},
+                                   "more": True}).encode() + b"\0")
+        self.buf = b""
+        first = self.next(5)
+        check(first and first.get("type") == "Watching", "WatchEvents first reply: %r" % first)
+
+    def next(self, timeout):
+        import json
+        end = time.time() + timeout
+        while b"\0" not in self.buf:
+            left = end - time.time()
+            if left <= 0:
+                return None
+            self.s.settimeout(left)
+            try:
+                chunk = self.s.recv(65536)
+            except socket.timeout:
+                return None
+            if not chunk:
+                return None
+            self.buf += chunk
+        i = self.buf.index(b"\0")
+        msg = json.loads(self.buf[:i])
+        self.buf = self.buf[i + 1:]
+        check("error" not in msg, "WatchEvents error: %r" % msg)
+        return msg.get("parameters", {}).get("event")
+
+    def wait_for(self, type_, timeout):
+        end = time.time() + timeout
+        while time.time() < end:
+            ev = self.next(end - time.time())
+            if ev and ev.get("type") == type_:
+                return ev
+        raise Failure("no %s event" % type_)
+
+    def close(self):
+        self.s.close()
+
+
+def windows(pin, n=7):
+    """Every run of n bytes of the PIN: any of them in memory is a leak."""
+    b = pin.encode()
+    return sorted({b[i:i + n] for i in range(len(b) - n + 1)})
+
+
+def canary_run(top, name, conf, env, right, wrongs):
+    with Daemon(top, name, conf, env) as dm:
+        dm.wait_state("locked")
+        # wrong PINs on a connection that stays open until the core is taken
+        till = Till(dm.sock)
+        for w in wrongs:
+            err, r = till.call("SubmitPin", {"target": "practitioner", "pin": w})
+            check(err == IFACE + ".PinIncorrect", "canary wrong: %s %r" % (err, r))
+        # the right one through vitalectl (client library, --pin-fd) ...
+        rfd, wfd = os.pipe()
+        os.write(wfd, right.encode() + b"\n")
+        os.close(wfd)
+        r = dm.ctl(["pin", "--pin-fd", str(rfd)], pass_fds=(rfd,))
+        os.close(rfd)
+        check(r.returncode == 0, "canary login: %r" % (r,))
+        selftest_verified(dm, "ES256")
+        # ... and once more while logged in (the PinNotExpected path)
+        err, r = till.call("SubmitPin", {"target": "practitioner", "pin": right})
+        check(err == IFACE + ".PinNotExpected", "again: %s" % err)
+        err, st = dm.call("GetStatus")
+        corebase = os.path.join(dm.dir, "core")
+        g = subprocess.run(["gcore", "-o", corebase, str(dm.proc.pid)], capture_output=True,
+                           timeout=120)
+        core = "%s.%d" % (corebase, dm.proc.pid)
+        till.close()
+        check(g.returncode == 0 and os.path.exists(core), "gcore failed: %s" % g.stderr.decode()[-500:])
+    needles = [w for p in [right] + wrongs for w in windows(p)]
+    hits, data = search(core, needles)
+    # positive controls: the core is a real image of the daemon's memory
+    check(st["terminal_id"].encode() in data, "the core does not hold the terminal id: bad core?")
+    check(dm.sock.encode() in data, "the core does not hold the socket path: bad core?")
+    size = len(data)
+    del data
+    for root, _, files in os.walk(dm.state):
+        for fn in files:
+            hits += search(os.path.join(root, fn), needles)[0]
+    hits += search(dm.logf, needles)[0]
+    os.unlink(core)
+    check(not hits, "PIN bytes found: %r" % hits)
+    log("  canary %s: core %d MB, state dir and log: 0 hits for %d PINs (%d byte runs)"
+        % (name, size >> 20, 1 + len(wrongs), len(needles)))
+
+
+def t_canary(top):
+    if not shutil.which("gcore"):
+        log("  SKIP canary: no gcore (gdb)")
+        return
+    def digits(n=7):
+        return "".join(rng.choice("0123456789") for _ in range(n))
+    right, w1, w2 = digits(), digits(), digits(32)
+    log("  canary PINs drawn with SEED=%d" % SEED)
+    env, d = softhsm_env(top, "hsm-canary")
+    softhsm_token(env, "CANARY", right, "EC:prime256v1")
+    canary_run(top, "canary-softhsm", p11_conf(SOFTHSM, "CANARY"), env, right, [w1, w2])
+    # the file backend: the PIN is the passphrase of an encrypted PEM
+    right2, w3, w4 = digits(), digits(), digits(20)
+    k = gen_key("ES256")
+    path = os.path.join(top, "canary.pem")
+    with open(path, "wb") as f:
+        f.write(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.BestAvailableEncryption(right2.encode())))
+    os.chmod(path, 0o600)
+    canary_run(top, "canary-file", "[signer]\nbackend = file\nkey_file = %s\n" % path, None,
+               right2, [w3, w4])
+
+
+TESTS = [
+    ("softhsm EC+RSA", t_softhsm, True),
+    ("softhsm never locks, rate limit", t_softhsm_never_locks, True),
+    ("file backend", t_file, False),
+    ("fake: tries and blocking", t_fake_counting, False),
+    ("fake: pinpad", t_fake_pinpad, False),
+    ("fake: removal", t_fake_removal, False),
+    ("idle logout", t_idle, False),
+    ("vitalectl pin", t_vitalectl, False),
+    ("PIN canary", t_canary, True),
+]
+
+
+def main():
+    if not os.access(VITALED, os.X_OK) or not os.access(VITALECTL, os.X_OK):
+        log("SKIP: %s not built" % VITALED)
+        return 77
+    have_hsm = os.path.exists(SOFTHSM) and shutil.which("softhsm2-util") and shutil.which("pkcs11-tool")
+    only = sys.argv[1:]
+    log("test_signer: SEED=%d" % SEED)
+    top = tempfile.mkdtemp(prefix="vsig.")
+    failed = 0
+    ran = 0
+    try:
+        for name, fn, needs_hsm in TESTS:
+            if only and not any(o in name for o in only):
+                continue
+            if needs_hsm and not have_hsm:
+                log("SKIP %s: softhsm2/pkcs11-tool missing" % name)
+                continue
+            t0 = time.time()
+            try:
+                fn(top)
+                ran += 1
+                log("PASS %s (%.1f s)" % (name, time.time() - t0))
+            except Exception as e:  # noqa: BLE001 - report every failure the same way
+                failed += 1
+                log("FAIL %s: %s" % (name, e))
+                if not isinstance(e, Failure):
+                    traceback.print_exc()
+                for dm in list(daemons):
+                    log("---- %s log tail ----\n%s" % (dm.dir, dm.log_text()[-3000:]))
+            finally:
+                stop_all()
+    finally:
+        stop_all()
+        if failed and os.environ.get("KEEP"):
+            log("kept " + top)
+        else:
+            shutil.rmtree(top, ignore_errors=True)
+    if failed:
+        return 1
+    return 0 if ran else 77
+
+
+if __name__ == "__main__":
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda s, f: (stop_all(), sys.exit(1)))
+    sys.exit(main())
