@@ -761,13 +761,22 @@ cmd_card(struct ctl *ctl, int argc, char **argv)
 	printf("card:     %s (%s)%s\n", jstr(c, "profile", "?"), jstr(c, "kind", "?"),
 	       json_is_true(json_object_get(c, "readable")) ? "" : ", not readable");
 	printf("atr:      %s\n", jstr(c, "atr", "?"));
+	if (jstr(c, "presentation", NULL))
+		printf("presented: %s\n", jstr(c, "presentation", ""));
 	printf("read at:  %s\n", jstr(c, "read_at", "?"));
 	if (jstr(c, "error", NULL))
 		printf("error:    %s\n", jstr(c, "error", ""));
+	json_t *ev = json_object_get(c, "evidence");
+	if (json_is_object(ev))
+		printf("evidence: credential %lld bytes, device answer %lld bytes%s\n",
+		       (long long)json_integer_value(json_object_get(ev, "credential_len")),
+		       (long long)json_integer_value(json_object_get(ev, "device_answer_len")),
+		       json_is_true(json_object_get(ev, "holder_verified")) ? ", code entered on the phone"
+		                                                             : ", not verified by the holder");
 	const char *k;
 	json_t *v;
 	json_object_foreach(json_object_get(c, "fields"), k, v)
-		printf("%-9s %s\n", k, json_is_string(v) ? json_string_value(v) : "?");
+		printf("%-15s %s\n", k, json_is_string(v) ? json_string_value(v) : "?");
 	size_t i;
 	json_t *b;
 	json_array_foreach(json_object_get(c, "beneficiaries"), i, b) {

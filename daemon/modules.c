@@ -14,6 +14,7 @@ const struct module vitaled_modules[] = {
 	{ "api", api_init, api_fini, api_reload },
 	{ "events", events_init, events_fini, NULL },
 	{ "profiles", profiles_init, profiles_fini, NULL },
+	{ "digital", cards_digital_init, cards_digital_fini, NULL },
 	{ "signer", pinflow_init, pinflow_fini, NULL },
 	{ "readers", readers_init, readers_fini, NULL },
 	{ "cardlogin", cardlogin_init, cardlogin_fini, NULL },

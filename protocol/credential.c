@@ -10,8 +10,9 @@
  * extendedKeyUsage) is checked here because no OpenSSL purpose expresses a
  * private OID.
  *
- * NIR: docs/digital-card.md §10.3 is implemented by a local helper
- * (nir_valid) because protocol/nir.h was not on main when this was written.
+ * NIR: docs/digital-card.md §10.3 is nir_check() of protocol/nir.c, the
+ * project's single NIR validator (the same rule as the physical cards and
+ * the care sheets).
  */
 #include "credential.h"
 
@@ -28,6 +29,7 @@
 
 #include "cbor.h"
 #include "cose.h"
+#include "nir.h"
 
 static const char *const reason_names[CREDENTIAL_R_COUNT] = {
 	[CREDENTIAL_R_OK] = "ok",
@@ -267,38 +269,11 @@ calendar_date(const char *s)
 	return d <= dim;
 }
 
-/* §10.3: 15 characters, the first 1..8, 6-7 digits or 2A/2B, the others
- * digits; key = 97 - (N mod 97) with 2A -> 19 and 2B -> 18. */
-static bool
-nir_valid(const char *s)
-{
-	unsigned mod = 0;
-
-	if (strlen(s) != 15 || s[0] < '1' || s[0] > '8')
-		return false;
-	for (int i = 0; i < 13; i++) {
-		unsigned d;
-
-		if (i == 5 && s[5] == '2' && (s[6] == 'A' || s[6] == 'B')) {
-			unsigned dep = s[6] == 'A' ? 19 : 18;
-			mod = (mod * 100 + dep) % 97;
-			i++;
-			continue;
-		}
-		if (!is_digit((uint8_t)s[i]))
-			return false;
-		d = (unsigned)(s[i] - '0');
-		mod = (mod * 10 + d) % 97;
-	}
-	if (!is_digit((uint8_t)s[13]) || !is_digit((uint8_t)s[14]))
-		return false;
-	return (unsigned)num(s + 13, 2) == 97 - mod;
-}
-
 static bool
 get_nir(const struct cbor_item *it, char dst[16])
 {
-	return get_text(it, 15, 15, dst) && nir_valid(dst);
+	/* §10.3 is protocol/nir.c's rule, the project's one NIR validator */
+	return get_text(it, NIR_LEN, NIR_LEN, dst) && nir_check(dst, NIR_LEN, NULL) == 0;
 }
 
 static bool
