@@ -371,6 +371,26 @@ cbor_reason(int rc, enum credential_reason *reason)
 	return refuse(reason, CREDENTIAL_R_CBOR_MALFORMED);
 }
 
+/* The COSE_Sign1 prologue both signed objects share (§7, C.2–C.3, A.2–A.3):
+ * parse with tag 18 and the narrow CBOR profile, then require alg -7.
+ * Returns 0, or the refusal (reason set) / internal error. */
+static int
+parse_es256(const uint8_t *buf, size_t len, const struct cbor_limits *lim, struct cose_sign1 *m,
+            enum credential_reason *reason)
+{
+	int rc = cose_sign1_parse(buf, len, lim, COSE_TAG_REQUIRED | COSE_NARROW, m);
+	if (rc == -EPROTO)
+		return refuse(reason, CREDENTIAL_R_COSE_MALFORMED);
+	if (rc)
+		return cbor_reason(rc, reason);
+	if (!m->alg_present)
+		return refuse(reason, CREDENTIAL_R_COSE_MALFORMED);
+	/* any alg but the integer -7 (a text name too) */
+	if (!m->has_alg || m->alg != COSE_ALG_ES256)
+		return refuse(reason, CREDENTIAL_R_ALG_UNSUPPORTED);
+	return 0;
+}
+
 /* §11 C.7-C.11 */
 int
 credential_parse_payload(const uint8_t *payload, size_t len, const struct credential_policy *pol,
@@ -591,23 +611,9 @@ credential_verify(const uint8_t *buf, size_t len, const struct credential_policy
 		goto out;
 	}
 	/* C.2, C.3 */
-	rc = cose_sign1_parse(buf, len, &cred_limits, COSE_TAG_REQUIRED | COSE_NARROW, &m);
-	if (rc == -EPROTO) {
-		rc = refuse(reason, CREDENTIAL_R_COSE_MALFORMED);
+	rc = parse_es256(buf, len, &cred_limits, &m, reason);
+	if (rc)
 		goto out;
-	} else if (rc) {
-		rc = cbor_reason(rc, reason);
-		goto out;
-	}
-	if (!m.alg_present) {
-		rc = refuse(reason, CREDENTIAL_R_COSE_MALFORMED);
-		goto out;
-	}
-	/* §7: any alg but the integer -7 (a text name too) */
-	if (!m.has_alg || m.alg != COSE_ALG_ES256) {
-		rc = refuse(reason, CREDENTIAL_R_ALG_UNSUPPORTED);
-		goto out;
-	}
 	if (m.protected_count != 1 || m.signature.len != COSE_ES256_SIG_LEN || !m.has_x5chain ||
 	    m.x5chain_invalid || !m.x5chain_array || m.x5chain_n > CREDENTIAL_X5CHAIN_MAX) {
 		rc = refuse(reason, CREDENTIAL_R_COSE_MALFORMED);
@@ -685,23 +691,9 @@ credential_verify_answer(const struct credential *cred, const uint8_t *buf, size
 	if (len > CREDENTIAL_ANSWER_MAX)
 		return refuse(reason, CREDENTIAL_R_ANSWER_TOO_LARGE);
 	/* A.2, A.3 */
-	rc = cose_sign1_parse(buf, len, &answer_limits, COSE_TAG_REQUIRED | COSE_NARROW, &m);
-	if (rc == -EPROTO) {
-		rc = refuse(reason, CREDENTIAL_R_COSE_MALFORMED);
+	rc = parse_es256(buf, len, &answer_limits, &m, reason);
+	if (rc)
 		goto out;
-	} else if (rc) {
-		rc = cbor_reason(rc, reason);
-		goto out;
-	}
-	if (!m.alg_present) {
-		rc = refuse(reason, CREDENTIAL_R_COSE_MALFORMED);
-		goto out;
-	}
-	/* §7: any alg but the integer -7 (a text name too) */
-	if (!m.has_alg || m.alg != COSE_ALG_ES256) {
-		rc = refuse(reason, CREDENTIAL_R_ALG_UNSUPPORTED);
-		goto out;
-	}
 	if (m.protected_count != 1 || m.unprotected_count != 0 ||
 	    m.signature.len != COSE_ES256_SIG_LEN) {
 		rc = refuse(reason, CREDENTIAL_R_COSE_MALFORMED);
