@@ -167,6 +167,22 @@ cmd_status(struct ctl *ctl, int argc, char **argv)
 	if (jstr(u, "reason", NULL))
 		printf(" (%s)", jstr(u, "reason", ""));
 	printf("\n");
+	size_t ci;
+	json_t *cp;
+	json_array_foreach(json_object_get(st, "card_pins"), ci, cp) {
+		if (ci == 0)
+			printf("card PINs:\n");
+		const char *state = jstr(cp, "state", "?");
+		printf("  %-32s %-6s %s", jstr(cp, "target", "?"), jstr(cp, "profile", "?"), state);
+		json_t *tl = json_object_get(cp, "tries_left");
+		if (!strcmp(state, "verified") && jstr(cp, "verified_at", NULL))
+			printf(" since %s", jstr(cp, "verified_at", ""));
+		else if (json_is_integer(tl) && strcmp(state, "blocked"))
+			printf(", %lld tries left", (long long)json_integer_value(tl));
+		if (json_is_true(json_object_get(cp, "pinpad")))
+			printf(", keypad reader");
+		printf("\n");
+	}
 	printf("access:   %s\n", jstr(st, "access", "?"));
 	json_decref(st);
 	return 0;
@@ -275,8 +291,9 @@ read_line(int fd, char *buf, size_t cap)
 	return (int)n;
 }
 
+/* prompt: what is asked, shown on a terminal as "<prompt>: ". */
 static int
-read_pin(int fd, const char *target, char *buf, size_t cap)
+read_pin(int fd, const char *prompt, char *buf, size_t cap)
 {
 	if (fd >= 0)
 		return read_line(fd, buf, cap);
@@ -295,7 +312,7 @@ read_pin(int fd, const char *target, char *buf, size_t cap)
 	sigaction(SIGHUP, &sa, &o_hup);
 	sigaction(SIGQUIT, &sa, &o_quit);
 	sigaction(SIGTSTP, &sa, &o_tstp); /* no suspending with echo off */
-	fprintf(stderr, "PIN for %s: ", target);
+	fprintf(stderr, "%s: ", prompt);
 	fflush(stderr);
 	tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
 	int n = read_line(STDIN_FILENO, buf, cap);
@@ -384,6 +401,20 @@ cmd_pin(struct ctl *ctl, int argc, char **argv)
 			pinpad = json_is_true(json_object_get(sg, "pinpad"));
 		json_decref(sg);
 		free(err);
+	} else if (!pinpad && fd < 0 && !strncmp(target, "card:", 5)) {
+		/* a card in a keypad reader: GetStatus's card_pins says so */
+		json_t *st = NULL;
+		char *err = NULL;
+		if (vtc_call(ctl->conn, IFACE ".GetStatus", NULL, 0, &st, &err) == 0) {
+			size_t i;
+			json_t *cp;
+			json_array_foreach(json_object_get(st, "card_pins"), i, cp) {
+				if (!strcmp(jstr(cp, "target", ""), target))
+					pinpad = json_is_true(json_object_get(cp, "pinpad"));
+			}
+		}
+		json_decref(st);
+		free(err);
 	}
 	json_t *params = json_pack("{s:s}", "target", target);
 	if (!params)
@@ -393,7 +424,9 @@ cmd_pin(struct ctl *ctl, int argc, char **argv)
 	} else {
 		static char pin[PIN_BUF];
 		bool locked = mlock(pin, sizeof(pin)) == 0;
-		int n = read_pin(fd, target, pin, sizeof(pin));
+		char prompt[200];
+		snprintf(prompt, sizeof(prompt), "PIN for %s", target);
+		int n = read_pin(fd, prompt, pin, sizeof(pin));
 		if (n < 0 || n == 0) {
 			explicit_bzero(pin, sizeof(pin));
 			if (locked)
@@ -429,6 +462,133 @@ cmd_pin(struct ctl *ctl, int argc, char **argv)
 		printf("%s: logged in\n", target);
 	json_decref(r);
 	return 0;
+}
+
+/* vitalectl unblock --target T [--pin-fd N] [--keep-pin]: RESET RETRY
+ * COUNTER with the card's unblock code, read like a PIN (never from argv),
+ * then the new PIN (asked twice on a terminal) unless --keep-pin. */
+static int
+cmd_unblock(struct ctl *ctl, int argc, char **argv)
+{
+	const char *target = NULL;
+	int fd = -1;
+	bool keep = false;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--target") && i + 1 < argc) {
+			target = argv[++i];
+		} else if (!strcmp(argv[i], "--pin-fd") && i + 1 < argc) {
+			char *end;
+			long v = strtol(argv[++i], &end, 10);
+			if (*end || v < 0 || v > 1024 || fcntl((int)v, F_GETFD) < 0) {
+				fprintf(stderr, "vitalectl: --pin-fd: '%s' is not an open file descriptor\n", argv[i]);
+				return EXIT_USAGE;
+			}
+			fd = (int)v;
+		} else if (!strcmp(argv[i], "--keep-pin")) {
+			keep = true;
+		} else {
+			target = NULL;
+			break;
+		}
+	}
+	if (!target) {
+		fprintf(stderr, "usage: vitalectl unblock --target card:READER [--pin-fd N] [--keep-pin]\n"
+		                "The unblock code, then the new PIN, are read like a PIN: without echo\n"
+		                "from the terminal, or a line each from standard input or fd N.\n");
+		return EXIT_USAGE;
+	}
+	json_set_alloc_funcs(malloc, wiping_free);
+	int rc = ctl_connect(ctl);
+	if (rc)
+		return rc;
+	static char code[PIN_BUF], pin[PIN_BUF], again[PIN_BUF];
+	bool locked = mlock(code, sizeof(code)) == 0 && mlock(pin, sizeof(pin)) == 0 &&
+	              mlock(again, sizeof(again)) == 0;
+	char prompt[200];
+	json_t *params = NULL;
+	int ret = EXIT_USAGE;
+	snprintf(prompt, sizeof(prompt), "Unblock code for %s", target);
+	int n = read_pin(fd, prompt, code, sizeof(code));
+	int m = 0;
+	if (n > 0 && !keep) {
+		snprintf(prompt, sizeof(prompt), "New PIN for %s", target);
+		m = read_pin(fd, prompt, pin, sizeof(pin));
+		if (m > 0 && fd < 0 && isatty(STDIN_FILENO)) {
+			snprintf(prompt, sizeof(prompt), "New PIN again");
+			int k = read_pin(fd, prompt, again, sizeof(again));
+			if (k != m || memcmp(pin, again, (size_t)m) != 0) {
+				fprintf(stderr, "vitalectl: the two new PINs differ\n");
+				goto out;
+			}
+		}
+	}
+	if (n <= 0 || (!keep && m <= 0)) {
+		int bad = n <= 0 ? n : m;
+		fprintf(stderr, "vitalectl: %s\n", bad == -2 ? "too long" : bad == 0 ? "nothing given" :
+		                                                               "entry interrupted");
+		ret = bad == -1 ? EXIT_TRANSPORT : EXIT_USAGE;
+		goto out;
+	}
+	params = json_pack("{s:s,s:s%}", "target", target, "puk", code, (size_t)n);
+	if (params && !keep)
+		json_object_set_new(params, "new_pin", json_stringn(pin, (size_t)m));
+	explicit_bzero(code, sizeof(code));
+	explicit_bzero(pin, sizeof(pin));
+	explicit_bzero(again, sizeof(again));
+	if (!params) {
+		ret = EXIT_TRANSPORT;
+		goto out;
+	}
+	json_t *r = NULL;
+	char *err = NULL;
+	int x = vtc_call(ctl->conn, IFACE ".UnblockPin", params, 0, &r, &err); /* params freed (wiped) */
+	params = NULL;
+	if (x == VTC_ERROR_REPLY) {
+		if (!strcmp(err, IFACE ".PinIncorrect")) {
+			json_t *tl = json_object_get(r, "tries_left");
+			if (json_is_integer(tl))
+				fprintf(stderr, "vitalectl: wrong unblock code for %s: %lld tries left\n", target,
+				        (long long)json_integer_value(tl));
+			else
+				fprintf(stderr, "vitalectl: wrong unblock code for %s\n", target);
+		} else if (!strcmp(err, IFACE ".PinBlocked")) {
+			fprintf(stderr, "vitalectl: the unblock code of %s is blocked too\n", target);
+		} else {
+			print_pin_error(err, r, target);
+		}
+		free(err);
+		json_decref(r);
+		ret = EXIT_REPLY_ERROR;
+		goto out;
+	}
+	if (x < 0) {
+		fprintf(stderr, "vitalectl: UnblockPin: %s\n",
+		        x == -EPIPE ? "connection closed by vitaled" : strerror(-x));
+		ret = EXIT_TRANSPORT;
+		goto out;
+	}
+	if (ctl->json) {
+		print_json(r);
+	} else {
+		json_t *tl = json_object_get(r, "tries_left");
+		if (json_is_integer(tl))
+			printf("%s: unblocked, %lld tries left\n", target, (long long)json_integer_value(tl));
+		else
+			printf("%s: unblocked\n", target);
+	}
+	json_decref(r);
+	ret = 0;
+out:
+	json_decref(params);
+	explicit_bzero(code, sizeof(code));
+	explicit_bzero(pin, sizeof(pin));
+	explicit_bzero(again, sizeof(again));
+	if (locked) {
+		munlock(code, sizeof(code));
+		munlock(pin, sizeof(pin));
+		munlock(again, sizeof(again));
+	}
+	return ret;
 }
 
 /* vitalectl signer [test [ROUNDS]] */
@@ -596,13 +756,22 @@ cmd_card(struct ctl *ctl, int argc, char **argv)
 	printf("card:     %s (%s)%s\n", jstr(c, "profile", "?"), jstr(c, "kind", "?"),
 	       json_is_true(json_object_get(c, "readable")) ? "" : ", not readable");
 	printf("atr:      %s\n", jstr(c, "atr", "?"));
+	if (jstr(c, "presentation", NULL))
+		printf("presented: %s\n", jstr(c, "presentation", ""));
 	printf("read at:  %s\n", jstr(c, "read_at", "?"));
 	if (jstr(c, "error", NULL))
 		printf("error:    %s\n", jstr(c, "error", ""));
+	json_t *ev = json_object_get(c, "evidence");
+	if (json_is_object(ev))
+		printf("evidence: credential %lld bytes, device answer %lld bytes%s\n",
+		       (long long)json_integer_value(json_object_get(ev, "credential_len")),
+		       (long long)json_integer_value(json_object_get(ev, "device_answer_len")),
+		       json_is_true(json_object_get(ev, "holder_verified")) ? ", code entered on the phone"
+		                                                             : ", not verified by the holder");
 	const char *k;
 	json_t *v;
 	json_object_foreach(json_object_get(c, "fields"), k, v)
-		printf("%-9s %s\n", k, json_is_string(v) ? json_string_value(v) : "?");
+		printf("%-15s %s\n", k, json_is_string(v) ? json_string_value(v) : "?");
 	size_t i;
 	json_t *b;
 	json_array_foreach(json_object_get(c, "beneficiaries"), i, b) {
@@ -713,6 +882,7 @@ static const struct command commands[] = {
 	{ "info", cmd_info, "the service's varlink identity and interfaces" },
 	{ "reload", cmd_reload, "re-read the configuration (as SIGHUP)" },
 	{ "pin", cmd_pin, "give a PIN: pin [--target NAME] [--pin-fd N] [--pinpad]" },
+	{ "unblock", cmd_unblock, "unblock a card's PIN: unblock --target card:READER [--pin-fd N] [--keep-pin]" },
 	{ "signer", cmd_signer, "the practitioner's signer: signer [test [ROUNDS]]" },
 	{ "readers", cmd_readers, "the card readers and their state" },
 	{ "card", cmd_card, "the card read last: card [--reader NAME] (control access)" },

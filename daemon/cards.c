@@ -5,14 +5,41 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "log.h"
+
+static void
+free_blob(uint8_t **p, size_t *len)
+{
+	if (*p) {
+		explicit_bzero(*p, *len);
+		free(*p);
+	}
+	*p = NULL;
+	*len = 0;
+}
 
 void
 card_result_clear(struct card_result *r)
 {
+	free_blob(&r->evidence.credential, &r->evidence.credential_len);
+	free_blob(&r->evidence.device_answer, &r->evidence.device_answer_len);
 	explicit_bzero(r, sizeof(*r));
+}
+
+void
+card_result_move(struct card_result *dst, struct card_result *src)
+{
+	if (dst == src)
+		return;
+	card_result_clear(dst);
+	memcpy(dst, src, sizeof(*dst));
+	/* the blobs now belong to dst: forget them without freeing */
+	explicit_bzero(src, sizeof(*src));
 }
 
 const char *
@@ -56,6 +83,39 @@ card_result_add_field(struct card_result *r, const char *name, const char *value
 	return 0;
 }
 
+/* base64 (RFC 4648 §4, padded) of a blob as a JSON string; null for none. */
+static json_t *
+b64_json(const uint8_t *p, size_t len)
+{
+	if (!p || len == 0 || len > 1u << 20)
+		return json_null();
+	size_t n = 4 * ((len + 2) / 3) + 1;
+	char *buf = malloc(n);
+	if (!buf)
+		return NULL;
+	EVP_EncodeBlock((unsigned char *)buf, p, (int)len);
+	json_t *s = json_string(buf);
+	free(buf);
+	return s;
+}
+
+static json_t *
+evidence_json(const struct card_evidence *e)
+{
+	char nonce[CARD_NONCE_LEN * 2 + 1];
+	card_atr_hex(e->nonce, sizeof(e->nonce), nonce, sizeof(nonce));
+	json_t *o = json_pack("{s:b,s:I,s:I,s:s,s:s,s:I}", "holder_verified", e->holder_verified,
+	                      "credential_len", (json_int_t)e->credential_len, "device_answer_len",
+	                      (json_int_t)e->device_answer_len, "nonce",
+	                      e->holder_verified ? nonce : "", "terminal_id", e->terminal_id,
+	                      "answer_ts", (json_int_t)e->answer_ts);
+	if (!o)
+		return NULL;
+	json_object_set_new(o, "credential", b64_json(e->credential, e->credential_len));
+	json_object_set_new(o, "device_answer", b64_json(e->device_answer, e->device_answer_len));
+	return o;
+}
+
 json_t *
 card_result_json(const struct card_result *r, enum card_json what)
 {
@@ -92,6 +152,10 @@ card_result_json(const struct card_result *r, enum card_json what)
 	if (!o)
 		goto fail;
 	json_object_set_new(o, "beneficiaries", bens);
+	if (r->reason[0])
+		json_object_set_new(o, "reason", json_string(r->reason));
+	if (what == CARD_JSON_FULL && r->evidence.present)
+		json_object_set_new(o, "evidence", evidence_json(&r->evidence));
 	if (what == CARD_JSON_FULL) {
 		json_t *fields = json_object();
 		for (size_t i = 0; fields && i < r->nfields && i < CARD_FIELDS_MAX; i++)

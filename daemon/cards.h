@@ -10,6 +10,12 @@
  * with card_result_clear() before its memory is freed or reused, and only
  * card_result_json(..., CARD_JSON_FULL) — the control-access GetCard — ever
  * shows a full NIR. Logs and events get the masked form (log_mask_nir).
+ *
+ * Ownership: a card_result may own heap blobs (the digital card's evidence:
+ * the credential and the device-signed answer as received). It starts
+ * zeroed (calloc, "= { 0 }"); card_result_clear() wipes and frees them;
+ * a plain memcpy of a card_result copies the pointers, so hand a result on
+ * with card_result_move() (the source is left zeroed, owning nothing).
  */
 #ifndef VITALED_CARDS_H
 #define VITALED_CARDS_H
@@ -23,12 +29,15 @@
 
 #define CARD_PROFILE_MAX 32
 #define CARD_KIND_MAX 16
-#define CARD_TEXT_MAX 96
+#define CARD_TEXT_MAX 104 /* the digital card's names: 100 bytes of UTF-8 */
 #define CARD_BENEFICIARIES_MAX 8
 #define CARD_FIELDS_MAX 16
 #define CARD_FIELD_NAME_MAX 32
 #define CARD_FIELD_VALUE_MAX 128
 #define CARD_ERROR_MAX 128
+#define CARD_REASON_MAX 32
+#define CARD_NONCE_LEN 32
+#define CARD_TERMINAL_ID_MAX 64
 
 struct card_beneficiary {
 	int rank;                         /* order on the card, from 0 */
@@ -46,6 +55,20 @@ struct card_field {
 	char value[CARD_FIELD_VALUE_MAX];
 };
 
+/* The patient's evidence of a digital presentation (docs/digital-card.md
+ * §11, last lines): what a care sheet keeps. Blobs owned by the result. */
+struct card_evidence {
+	bool present;                     /* a digital presentation was accepted */
+	bool holder_verified;             /* the holder entered the code (AUTHENTICATE done) */
+	uint8_t *credential;              /* the GET CREDENTIAL answer, as received */
+	size_t credential_len;
+	uint8_t *device_answer;           /* the AUTHENTICATE answer, as received */
+	size_t device_answer_len;
+	uint8_t nonce[CARD_NONCE_LEN];    /* the terminal's nonce the answer signs */
+	char terminal_id[CARD_TERMINAL_ID_MAX + 1];
+	int64_t answer_ts;                /* the phone's clock in the answer */
+};
+
 struct card_result {
 	char profile[CARD_PROFILE_MAX];   /* "vitale2", "cps" ... or "unknown" */
 	char kind[CARD_KIND_MAX];         /* patient, practitioner, digital, unknown */
@@ -59,6 +82,11 @@ struct card_result {
 	struct card_field fields[CARD_FIELDS_MAX];
 	unsigned apdus;                   /* exchanges made (set by the session) */
 	char error[CARD_ERROR_MAX];       /* why the read failed; "" when it did not */
+	/* A stable name for the failure when the reader has one (the digital
+	 * card's §12 names: "code_refused" ...), "" otherwise: CardError's
+	 * "reason" then, with error as its "detail". */
+	char reason[CARD_REASON_MAX];
+	struct card_evidence evidence;    /* digital card only */
 };
 
 /* What a card reader function may do with the card. */
@@ -71,7 +99,14 @@ struct card_io {
 	                size_t *rlen);
 	/* Say that the read proper begins (the reader shows "reading"). */
 	void (*reading)(void *ctx);
+	/* Say that the card waits for its holder: a phone asks for the personal
+	 * code (docs/digital-card.md §4.3, first 63 00). The reader shows
+	 * "code_entry", a CodeEntryRequested event goes out, and the session's
+	 * deadline becomes [digital] code_timeout_s + CARDS_CODE_MARGIN_MS from
+	 * now. May be NULL. Session thread; returns at once. */
 	void *ctx;
+	/* (after ctx, so that older positional initialisers stay right) */
+	void (*code_prompt)(void *ctx);
 };
 
 struct card_reader_fn {
@@ -103,10 +138,30 @@ void profiles_fini(struct daemon *d);
 bool profiles_loaded(void);
 
 struct profile;
+/* The loaded profile called name, or NULL. Read-only; valid until
+ * profiles_fini (any thread). */
+const struct profile *cards_profile_find(const char *name);
 /* Read a phone through the digital-card protocol (cards_digital.c); the
- * session thread, as card_reader_fn.read. */
+ * session thread, as card_reader_fn.read. An accepted presentation fills
+ * out (profile "digital", kind digital, presentation "digital-nfc", holder
+ * then beneficiaries, fields, evidence) and returns 0. A refused one
+ * returns -EACCES (a transport failure its negative errno) with out->reason
+ * the §12 name and out->error "name: what it means". A card without the
+ * applet (no_applet) is an unknown contactless card: 0, recognised false. */
 int cards_digital_read(const struct profile *p, const struct card_io *io,
                        struct card_result *out);
+
+/* Module "digital": reads the [digital] trust anchors (PEM files) once; an
+ * anchor file missing or unreadable stops start-up with its name. Without
+ * any anchor every phone is refused (chain_untrusted, "no trust anchor
+ * configured"). Before "readers". */
+int cards_digital_init(struct daemon *d);
+void cards_digital_fini(struct daemon *d);
+
+/* Extra time a session gets past [digital] code_timeout_s once a phone asks
+ * for its code: the last poll, the chained answer and its verification take
+ * milliseconds; 5 s leaves room for a slow contactless reader. */
+#define CARDS_CODE_MARGIN_MS 5000u
 
 /* Reports every card as "unknown" with its ATR. Its read sends one SELECT
  * of the MF (00 A4 00 00 02 3F 00), changes nothing on the card and keeps
@@ -117,8 +172,13 @@ extern const struct card_reader_fn card_reader_placeholder;
 /* A reason for people for a card I/O error (-ETIMEDOUT, -ENODEV ...). */
 const char *card_strerror(int err);
 
-/* Wipe (explicit_bzero) and reset. */
+/* Wipe (explicit_bzero) and reset; frees the evidence blobs. r must have
+ * started zeroed. */
 void card_result_clear(struct card_result *r);
+
+/* dst (cleared first) takes everything of src, blobs included; src is left
+ * zeroed and owns nothing. */
+void card_result_move(struct card_result *dst, struct card_result *src);
 
 /* Hex of an ATR ("3B7513..."); always NUL-terminates. */
 void card_atr_hex(const uint8_t *atr, size_t len, char *out, size_t outlen);

@@ -37,6 +37,12 @@ profiles_loaded(void)
 	return g_set != NULL;
 }
 
+const struct profile *
+cards_profile_find(const char *name)
+{
+	return g_set && name ? profile_set_find(g_set, name) : NULL;
+}
+
 static void
 copy_text(char *dst, size_t dstlen, const char *src)
 {

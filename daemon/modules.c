@@ -2,6 +2,7 @@
  * added by a later part of vitaled goes here, after what it depends on. */
 #include <stddef.h>
 
+#include "cardlogin.h"
 #include "cards.h"
 #include "daemon.h"
 #include "events.h"
@@ -14,8 +15,10 @@ const struct module vitaled_modules[] = {
 	{ "api", api_init, api_fini, api_reload },
 	{ "events", events_init, events_fini, NULL },
 	{ "profiles", profiles_init, profiles_fini, NULL },
+	{ "digital", cards_digital_init, cards_digital_fini, NULL },
 	{ "signer", pinflow_init, pinflow_fini, NULL },
 	{ "readers", readers_init, readers_fini, NULL },
+	{ "cardlogin", cardlogin_init, cardlogin_fini, NULL },
 	/* the queue last: READY (after every init) means it is open and writable */
 	{ "queue", sheets_init, sheets_fini, NULL },
 	{ NULL, NULL, NULL, NULL },

@@ -15,13 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cards.h"
 #include "events.h"
 #include "log.h"
 #include "pin.h"
 
 struct target {
 	bool used;
-	char name[64];
+	char name[PINFLOW_TARGET_NAME_MAX];
 	const struct pinflow_target_ops *ops;
 	void *arg;
 	uint64_t attempts[PINFLOW_RATE_MAX]; /* monotonic ms, ring */
@@ -55,6 +56,23 @@ target_find(const char *name)
 	return NULL;
 }
 
+static bool
+is_card_target(const char *name)
+{
+	return !strncmp(name, PINFLOW_CARD_PREFIX, strlen(PINFLOW_CARD_PREFIX));
+}
+
+/* The newest attempt recorded in t (0: none). */
+static uint64_t
+last_attempt(const struct target *t)
+{
+	uint64_t m = 0;
+	for (size_t i = 0; i < PINFLOW_RATE_MAX; i++)
+		if (t->attempts[i] > m)
+			m = t->attempts[i];
+	return m;
+}
+
 int
 pinflow_target_add(const char *name, const struct pinflow_target_ops *ops, void *arg)
 {
@@ -62,20 +80,42 @@ pinflow_target_add(const char *name, const struct pinflow_target_ops *ops, void 
 		return -EINVAL;
 	if (target_find(name))
 		return -EEXIST;
+	/* a free slot: the one this name had (its attempts still count), else
+	 * the free slot whose last attempt is the oldest */
+	struct target *t = NULL;
 	for (size_t i = 0; i < PINFLOW_TARGET_MAX; i++) {
-		struct target *t = &pf.targets[i];
-		if (!t->used) {
-			unsigned gen = t->gen;
-			memset(t, 0, sizeof(*t));
-			t->gen = gen + 1;
-			t->used = true;
-			snprintf(t->name, sizeof(t->name), "%s", name);
-			t->ops = ops;
-			t->arg = arg;
-			return 0;
+		struct target *c = &pf.targets[i];
+		if (c->used)
+			continue;
+		if (!strcmp(c->name, name)) {
+			t = c;
+			break;
 		}
+		if (!t || last_attempt(c) < last_attempt(t))
+			t = c;
 	}
-	return -ENOSPC;
+	if (!t)
+		return -ENOSPC;
+	bool same = !strcmp(t->name, name);
+	unsigned gen = t->gen;
+	if (!same)
+		memset(t, 0, sizeof(*t));
+	t->gen = gen + 1;
+	t->used = true;
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	t->ops = ops;
+	t->arg = arg;
+	t->call = NULL;
+	t->busy = false;
+	return 0;
+}
+
+/* NoCard {reader} for a card target ("card:<reader>"). */
+static void
+reply_no_card(struct vl_call *call, const char *name)
+{
+	vl_reply_error(call, ERR("NoCard"),
+	               json_pack("{s:s}", "reader", name + strlen(PINFLOW_CARD_PREFIX)));
 }
 
 void
@@ -86,11 +126,19 @@ pinflow_target_remove(const char *name)
 		return;
 	if (t->call) {
 		vl_call_set_cancel(t->call, NULL, NULL);
-		vl_reply_error(t->call, ERR("PinNotExpected"),
-		               json_pack("{s:s,s:s}", "target", t->name, "reason", "the card went away"));
+		if (is_card_target(t->name))
+			reply_no_card(t->call, t->name);
+		else
+			vl_reply_error(t->call, ERR("PinNotExpected"),
+			               json_pack("{s:s,s:s}", "target", t->name, "reason",
+			                         "the token went away"));
 	}
+	/* name and attempts stay: see pinflow_target_add */
 	t->call = NULL;
+	t->busy = false;
 	t->used = false;
+	t->ops = NULL;
+	t->arg = NULL;
 	t->gen++;
 }
 
@@ -249,6 +297,10 @@ reply_result(struct vl_call *call, struct target *t, int r, int tries_left)
 		                         why ? why : "no PIN is expected now"));
 		return;
 	case SIGNER_E_NO_TOKEN:
+		if (is_card_target(t->name)) {
+			reply_no_card(call, t->name);
+			return;
+		}
 		vl_reply_error(call, ERR("PinNotExpected"),
 		               json_pack("{s:s,s:s}", "target", t->name, "reason",
 		                         "the token or card went away"));
@@ -261,6 +313,9 @@ reply_result(struct vl_call *call, struct target *t, int r, int tries_left)
 		vl_reply_error(call, ERR("SignerUnavailable"),
 		               json_pack("{s:s}", "reason", why ? why : "the key cannot be used"));
 		return;
+	case -ESHUTDOWN:
+		vl_reply_error(call, ERR("ShuttingDown"), NULL);
+		return;
 	case SIGNER_E_BUSY:
 		vl_reply_error(call, ERR("RateLimited"),
 		               json_pack("{s:i,s:s}", "retry_after_s", 1, "reason",
@@ -268,7 +323,11 @@ reply_result(struct vl_call *call, struct target *t, int r, int tries_left)
 		return;
 	default:
 		vl_reply_error(call, ERR("InternalError"),
-		               json_pack("{s:s}", "reason", strerror(r < 0 ? -r : r)));
+		               json_pack("{s:s}", "reason",
+		                         !is_card_target(t->name) ? strerror(r < 0 ? -r : r)
+		                         : r == -EPROTO ? "the card refused the PIN command (its status "
+		                                          "word is in the log)"
+		                                        : card_strerror(r)));
 		return;
 	}
 }

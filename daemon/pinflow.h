@@ -27,7 +27,11 @@
 #include "signer.h"
 
 #define PINFLOW_TARGET_PRACTITIONER "practitioner"
-#define PINFLOW_TARGET_MAX 8
+/* Card PIN targets are named "card:<reader name>" (daemon/cardlogin.c);
+ * for them "the card went away" is answered NoCard {reader}. */
+#define PINFLOW_CARD_PREFIX "card:"
+#define PINFLOW_TARGET_MAX 16
+#define PINFLOW_TARGET_NAME_MAX 160 /* bytes with the NUL: "card:" + a reader name */
 #define PINFLOW_RATE_MAX 5          /* attempts per target ... */
 #define PINFLOW_RATE_WINDOW_MS 60000 /* ... per minute */
 #define PINFLOW_SELFTEST_MAX 10000  /* rounds of SignerSelfTest */
@@ -51,9 +55,14 @@ struct pinflow_target_ops {
 	 * calling done. */
 	int (*submit)(void *arg, struct secmem_pin *pin, pinflow_done_fn done, void *done_arg);
 };
-/* Register name (copied; up to 63 bytes). Returns 0, -EEXIST, -ENOSPC. */
+/* Register name (copied; up to PINFLOW_TARGET_NAME_MAX - 1 bytes).
+ * Returns 0, -EINVAL, -EEXIST, -ENOSPC. The rate limit's memory of a name
+ * outlives its removal: pulling a card out and putting it back does not
+ * give its target fresh attempts. */
 int pinflow_target_add(const char *name, const struct pinflow_target_ops *ops, void *arg);
-/* Forget name; a SubmitPin still running for it gets PinNotExpected. */
+/* Forget name; a SubmitPin still waiting for it is answered at once
+ * (NoCard for a card target, else PinNotExpected) and the late result of
+ * its check is dropped. */
 void pinflow_target_remove(const char *name);
 
 /* Say that target wants a PIN now (tries_left -1 if unknown). By default

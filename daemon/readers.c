@@ -32,10 +32,20 @@
 #define RESET_RETRIES 2
 #define ABORT_REPEAT_MS 1000u
 
-enum rstate { RS_ABSENT, RS_PRESENT, RS_IDENTIFYING, RS_READING, RS_READY, RS_REMOVED, RS_ERROR };
+enum rstate {
+	RS_ABSENT,
+	RS_PRESENT,
+	RS_IDENTIFYING,
+	RS_READING,
+	RS_CODE_ENTRY, /* a phone waits for its holder's code */
+	RS_READY,
+	RS_REMOVED,
+	RS_ERROR
+};
 
-static const char *const rstate_names[] = { "absent", "present", "identifying", "reading",
-	                                        "ready",  "removed", "error" };
+static const char *const rstate_names[] = { "absent",     "present", "identifying",
+	                                        "reading",    "code_entry", "ready",
+	                                        "removed",    "error" };
 
 enum dstate { DS_DISABLED, DS_STARTING, DS_UP, DS_DOWN };
 static const char *const dstate_names[] = { "disabled", "starting", "up", "down" };
@@ -63,6 +73,7 @@ struct rdr {
 	uint64_t session_seq;      /* card_seq of the last session started */
 	struct session *sess;      /* running session, or NULL */
 	uint64_t deadline;         /* timer id */
+	unsigned deadline_ms;      /* the running session's budget, for messages */
 	bool timed_out;            /* this card's session passed its deadline */
 	bool gone;                 /* removed by the driver; freed when sess ends */
 	struct card_result *result; /* identify's at insertion, the read's once ready */
@@ -90,6 +101,7 @@ struct msg_event {
 
 struct msg_reading {
 	struct session *s;
+	bool code;                 /* code_prompt rather than reading */
 };
 
 static struct {
@@ -103,11 +115,32 @@ static struct {
 	size_t ndrivers;
 	struct rdr *list;
 	unsigned timeout_ms;
+	readers_card_hook_fn hook;
+	void *hook_arg;
 	readers_read_fn read_hook;
 	void *read_hook_arg;
 } R;
 
 static void session_start(struct rdr *r);
+
+/* ------------------------------------------------------------------ */
+/* the card hook (readers.h) */
+
+void
+readers_set_card_hook(readers_card_hook_fn fn, void *arg)
+{
+	R.hook = fn;
+	R.hook_arg = arg;
+}
+
+static void
+card_hook(const struct rdr *r, const struct card_result *res)
+{
+	if (!R.hook)
+		return;
+	struct readers_card_info ci = { r->name, r->card_seq, r->drv->ops, r->drv->h, res };
+	R.hook(&ci, R.hook_arg);
+}
 
 /* ------------------------------------------------------------------ */
 /* posting from other threads */
@@ -207,7 +240,7 @@ deadline_cb(struct loop *l, void *arg)
 	if (!r->timed_out) {
 		char why[CARD_ERROR_MAX];
 		r->timed_out = true;
-		snprintf(why, sizeof(why), "the card did not answer within %u ms", R.timeout_ms);
+		snprintf(why, sizeof(why), "the card did not answer within %u ms", r->deadline_ms);
 		log_warn("reader %s: %s; session aborted%s", r->name, why,
 		         released ? "" : " (the driver could not release it yet)");
 		if (!r->gone && r->card) {
@@ -225,27 +258,67 @@ deadline_cb(struct loop *l, void *arg)
 /* ------------------------------------------------------------------ */
 /* sessions (session thread) */
 
+static void deadline_cb(struct loop *l, void *arg);
+
+/* The phone asks its holder for the code: the session may now take the
+ * code time-out (docs/digital-card.md §4.3) plus a margin, from now; the
+ * generic card deadline would cut the holder off. Only a session that
+ * reached this point gets the longer budget: a card, or a phone that is
+ * silent before AUTHENTICATE, keeps [pcsc] session_timeout_ms. */
+static void
+code_entry(struct rdr *r)
+{
+	if (r->state != RS_IDENTIFYING && r->state != RS_READING)
+		return;
+	rdr_set(r, RS_CODE_ENTRY, "code to enter on the phone");
+	if (r->deadline)
+		loop_timer_cancel(R.d->loop, r->deadline);
+	r->deadline_ms = (unsigned)R.d->cfg->code_timeout_s * 1000u + CARDS_CODE_MARGIN_MS;
+	r->deadline = loop_timer_add(R.d->loop, r->deadline_ms, deadline_cb, r);
+	json_t *f = json_pack("{s:s,s:s,s:s?,s:I}", "reader", r->name, "driver", r->drv->ops->name,
+	                      "profile", r->result ? r->result->profile : NULL, "timeout_s",
+	                      (json_int_t)R.d->cfg->code_timeout_s);
+	events_publish("CodeEntryRequested", f);
+}
+
 static void
 on_reading(void *arg)
 {
 	struct msg_reading *m = arg;
 	for (struct rdr *r = R.list; r; r = r->next) {
-		if (r->sess == m->s && !r->gone && !r->timed_out && r->state == RS_IDENTIFYING)
+		if (r->sess != m->s || r->gone || r->timed_out || !r->card ||
+		    r->card_seq != r->session_seq)
+			continue;
+		if (m->code)
+			code_entry(r);
+		else if (r->state == RS_IDENTIFYING)
 			rdr_set(r, RS_READING, NULL);
 	}
 	free(m);
 }
 
 static void
-io_reading(void *ctx)
+post_reading(struct session *s, bool code)
 {
-	struct session *s = ctx;
 	struct msg_reading *m = malloc(sizeof(*m));
 	if (!m)
 		return;
 	m->s = s;
+	m->code = code;
 	if (hub_post(on_reading, m) < 0)
 		free(m);
+}
+
+static void
+io_reading(void *ctx)
+{
+	post_reading(ctx, false);
+}
+
+static void
+io_code_prompt(void *ctx)
+{
+	post_reading(ctx, true);
 }
 
 static int
@@ -274,7 +347,8 @@ session_main(void *arg)
 			break;
 		}
 		s->fn->identify(atr, atr_len, &s->result);
-		struct card_io io = { io_transmit, io_reading, s };
+		struct card_io io = { .transmit = io_transmit, .reading = io_reading, .ctx = s,
+		                      .code_prompt = io_code_prompt };
 		r = s->fn->read(&io, &s->result);
 		s->drv->ops->disconnect(s->card);
 		s->card = NULL;
@@ -328,6 +402,7 @@ session_start(struct rdr *r)
 	r->session_seq = r->card_seq;
 	r->timed_out = false;
 	rdr_set(r, RS_IDENTIFYING, NULL);
+	r->deadline_ms = R.timeout_ms;
 	r->deadline = loop_timer_add(R.d->loop, R.timeout_ms, deadline_cb, r);
 }
 
@@ -339,6 +414,26 @@ publish_read(struct rdr *r)
 	json_object_set_new(f, "summary", card_result_json(r->result, CARD_JSON_SUMMARY));
 	json_t *c = json_pack("{s:o}", "summary", card_result_json(r->result, CARD_JSON_SUMMARY_ID));
 	events_publish_ex("CardRead", f, c);
+	card_hook(r, r->result);
+}
+
+/* CardError: reason is the failure's name when the reader gave one (with
+ * the text as detail), else the text. */
+static void
+publish_error(struct rdr *r, const struct card_result *res, const char *why)
+{
+	json_t *f = ev_fields(r);
+	if (res->reason[0]) {
+		json_object_set_new(f, "reason", json_string(res->reason));
+		json_object_set_new(f, "detail", json_string(why));
+		log_notice("reader %s: %s refused: %s", r->name, res->profile[0] ? res->profile : "card",
+		           res->reason);
+	} else {
+		json_object_set_new(f, "reason", json_string(why));
+	}
+	if (res->profile[0])
+		json_object_set_new(f, "profile", json_string(res->profile));
+	events_publish("CardError", f);
 }
 
 static void
@@ -360,18 +455,26 @@ on_session_done(void *arg)
 		r->deadline = 0;
 	}
 	if (r->gone) {
+		/* the reader went away under the session (a PN532 unplugged
+		 * while the phone waited): its named failure is still news */
+		if (s->rc != 0 && s->result.reason[0] && !r->timed_out && r->card_seq == s->card_seq)
+			publish_error(r, &s->result, s->result.error);
 		rdr_free(r);
 		card_result_clear(&s->result);
 		free(s);
 		return;
 	}
 	bool same_card = r->card && r->card_seq == s->card_seq;
+	/* a failure with a name (the digital card's §12 reasons) is told even
+	 * when the card left meanwhile: a phone taken away mid-exchange is
+	 * card_lost for the till, not just a removal */
+	bool named = s->rc != 0 && s->result.reason[0] != '\0';
 	if (same_card && !r->timed_out) {
 		if (s->rc == 0) {
-			struct card_result *res = malloc(sizeof(*res));
+			struct card_result *res = calloc(1, sizeof(*res));
 			if (res) {
 				rdr_drop_result(r);
-				memcpy(res, &s->result, sizeof(*res));
+				card_result_move(res, &s->result);
 				r->result = res;
 				events_time_now(r->read_at, sizeof(r->read_at));
 				rdr_set(r, RS_READY, res->readable ? NULL : res->error[0] ? res->error : NULL);
@@ -390,17 +493,17 @@ on_session_done(void *arg)
 			} else {
 				rdr_set(r, RS_ERROR, "out of memory");
 			}
-		} else if (s->rc == -ENODEV) {
+		} else if (s->rc == -ENODEV && !named) {
 			/* the card left; its CARD_ABSENT is on the way */
 			rdr_set(r, RS_REMOVED, NULL);
 		} else {
 			const char *why = s->result.error[0] ? s->result.error : card_strerror(s->rc);
-			rdr_set(r, RS_ERROR, why);
-			json_t *f = ev_fields(r);
-			json_object_set_new(f, "reason", json_string(why));
-			events_publish("CardError", f);
+			rdr_set(r, s->rc == -ENODEV ? RS_REMOVED : RS_ERROR, why);
+			publish_error(r, &s->result, why);
 		}
 	} else if (!r->card) {
+		if (named && !r->timed_out && r->card_seq == s->card_seq)
+			publish_error(r, &s->result, s->result.error);
 		rdr_set(r, RS_ABSENT, NULL);
 	}
 	card_result_clear(&s->result);
@@ -416,6 +519,8 @@ on_session_done(void *arg)
 static void
 card_inserted(struct rdr *r, const struct reader_event *ev)
 {
+	if (r->card)
+		card_hook(r, NULL); /* replaced without an absence seen */
 	r->card = true;
 	r->card_seq++;
 	r->contactless = ev->contactless;
@@ -463,6 +568,7 @@ card_removed(struct rdr *r)
 	}
 	r->atr_len = 0;
 	events_publish("CardRemoved", ev_fields(r));
+	card_hook(r, NULL);
 }
 
 static void

@@ -101,14 +101,17 @@ sheetbuild_card_digital_evidence(const struct card_result *r, const uint8_t **an
 {
 	*answer = *credential = NULL;
 	*answer_len = *credential_len = 0;
-	(void)r;
-	/* The digital card's session keeps the device-signed answer and the
-	 * credential as owned blobs of the card result (struct card_evidence,
-	 * being added beside the phone's flow). Once card_result has them:
-	 *   if (!r->evidence.present || !r->evidence.device_answer_len) return -ENOTSUP;
-	 *   *answer = r->evidence.device_answer; ... credential likewise; return 0;
-	 * Until then a phone cannot back a sheet, and says so. */
-	return -ENOTSUP;
+	/* the phone's session keeps the bytes as received (docs/digital-card.md
+	 * §11): the device-signed AUTHENTICATE answer, which proves the holder
+	 * entered the code, and the credential, which holds the device key */
+	const struct card_evidence *e = &r->evidence;
+	if (!e->present || !e->holder_verified || !e->device_answer || !e->device_answer_len)
+		return -ENOTSUP;
+	*answer = e->device_answer;
+	*answer_len = e->device_answer_len;
+	*credential = e->credential;
+	*credential_len = e->credential ? e->credential_len : 0;
+	return 0;
 }
 
 /* n ASCII digits (already checked) as a number */
@@ -182,8 +185,8 @@ sheetbuild_patient_from_card(struct sheet *s, const struct card_result *r,
 		s->mode = SHEET_MODE_DIGITAL_NFC;
 		if (sheetbuild_card_digital_evidence(r, &a, &alen, &c, &clen) < 0 ||
 		    alen > SHEET_EVIDENCE_MAX || clen > SHEET_CREDENTIAL_MAX) {
-			snprintf(why, whylen, "this phone's session kept no device-signed answer to "
-			                      "back a sheet");
+			snprintf(why, whylen, "this phone's session kept no device-signed answer (of at "
+			                      "most %d bytes) to back a sheet", SHEET_EVIDENCE_MAX);
 			return -ENOTSUP;
 		}
 		memcpy(s->evidence.device_answer, a, alen);

@@ -61,8 +61,10 @@ int sheetbuild_from_json(json_t *obj, enum sheetbuild_who who, struct sheet *s,
 int sheetbuild_patient_from_card(struct sheet *s, const struct card_result *r,
                                  const char *read_at, int beneficiary, char *why, size_t whylen);
 
-/* The digital presentation's evidence in r: the device answer and the
- * credential, as received; -ENOTSUP when r has none. */
+/* The digital presentation's evidence in r (struct card_evidence: owned
+ * by r, valid as long as r): the device answer and the credential, as
+ * received; -ENOTSUP when r has none (not a phone, or the holder did not
+ * enter the code). */
 int sheetbuild_card_digital_evidence(const struct card_result *r, const uint8_t **answer,
                                      size_t *answer_len, const uint8_t **credential,
                                      size_t *credential_len);

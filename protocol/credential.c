@@ -10,8 +10,9 @@
  * extendedKeyUsage) is checked here because no OpenSSL purpose expresses a
  * private OID.
  *
- * NIR: docs/digital-card.md §10.3 is implemented by a local helper
- * (nir_valid) because protocol/nir.h was not on main when this was written.
+ * NIR: docs/digital-card.md §10.3 is nir_check() of protocol/nir.c, the
+ * project's single NIR validator (the same rule as the physical cards and
+ * the care sheets).
  */
 #include "credential.h"
 
@@ -28,6 +29,7 @@
 
 #include "cbor.h"
 #include "cose.h"
+#include "nir.h"
 
 static const char *const reason_names[CREDENTIAL_R_COUNT] = {
 	[CREDENTIAL_R_OK] = "ok",
@@ -267,38 +269,11 @@ calendar_date(const char *s)
 	return d <= dim;
 }
 
-/* §10.3: 15 characters, the first 1..8, 6-7 digits or 2A/2B, the others
- * digits; key = 97 - (N mod 97) with 2A -> 19 and 2B -> 18. */
-static bool
-nir_valid(const char *s)
-{
-	unsigned mod = 0;
-
-	if (strlen(s) != 15 || s[0] < '1' || s[0] > '8')
-		return false;
-	for (int i = 0; i < 13; i++) {
-		unsigned d;
-
-		if (i == 5 && s[5] == '2' && (s[6] == 'A' || s[6] == 'B')) {
-			unsigned dep = s[6] == 'A' ? 19 : 18;
-			mod = (mod * 100 + dep) % 97;
-			i++;
-			continue;
-		}
-		if (!is_digit((uint8_t)s[i]))
-			return false;
-		d = (unsigned)(s[i] - '0');
-		mod = (mod * 10 + d) % 97;
-	}
-	if (!is_digit((uint8_t)s[13]) || !is_digit((uint8_t)s[14]))
-		return false;
-	return (unsigned)num(s + 13, 2) == 97 - mod;
-}
-
 static bool
 get_nir(const struct cbor_item *it, char dst[16])
 {
-	return get_text(it, 15, 15, dst) && nir_valid(dst);
+	/* §10.3 is protocol/nir.c's rule, the project's one NIR validator */
+	return get_text(it, NIR_LEN, NIR_LEN, dst) && nir_check(dst, NIR_LEN, NULL) == 0;
 }
 
 static bool
@@ -394,6 +369,26 @@ cbor_reason(int rc, enum credential_reason *reason)
 	if (rc == -ENOMEM)
 		return internal(reason, rc);
 	return refuse(reason, CREDENTIAL_R_CBOR_MALFORMED);
+}
+
+/* The COSE_Sign1 prologue both signed objects share (§7, C.2–C.3, A.2–A.3):
+ * parse with tag 18 and the narrow CBOR profile, then require alg -7.
+ * Returns 0, or the refusal (reason set) / internal error. */
+static int
+parse_es256(const uint8_t *buf, size_t len, const struct cbor_limits *lim, struct cose_sign1 *m,
+            enum credential_reason *reason)
+{
+	int rc = cose_sign1_parse(buf, len, lim, COSE_TAG_REQUIRED | COSE_NARROW, m);
+	if (rc == -EPROTO)
+		return refuse(reason, CREDENTIAL_R_COSE_MALFORMED);
+	if (rc)
+		return cbor_reason(rc, reason);
+	if (!m->alg_present)
+		return refuse(reason, CREDENTIAL_R_COSE_MALFORMED);
+	/* any alg but the integer -7 (a text name too) */
+	if (!m->has_alg || m->alg != COSE_ALG_ES256)
+		return refuse(reason, CREDENTIAL_R_ALG_UNSUPPORTED);
+	return 0;
 }
 
 /* §11 C.7-C.11 */
@@ -616,23 +611,9 @@ credential_verify(const uint8_t *buf, size_t len, const struct credential_policy
 		goto out;
 	}
 	/* C.2, C.3 */
-	rc = cose_sign1_parse(buf, len, &cred_limits, COSE_TAG_REQUIRED | COSE_NARROW, &m);
-	if (rc == -EPROTO) {
-		rc = refuse(reason, CREDENTIAL_R_COSE_MALFORMED);
+	rc = parse_es256(buf, len, &cred_limits, &m, reason);
+	if (rc)
 		goto out;
-	} else if (rc) {
-		rc = cbor_reason(rc, reason);
-		goto out;
-	}
-	if (!m.alg_present) {
-		rc = refuse(reason, CREDENTIAL_R_COSE_MALFORMED);
-		goto out;
-	}
-	/* §7: any alg but the integer -7 (a text name too) */
-	if (!m.has_alg || m.alg != COSE_ALG_ES256) {
-		rc = refuse(reason, CREDENTIAL_R_ALG_UNSUPPORTED);
-		goto out;
-	}
 	if (m.protected_count != 1 || m.signature.len != COSE_ES256_SIG_LEN || !m.has_x5chain ||
 	    m.x5chain_invalid || !m.x5chain_array || m.x5chain_n > CREDENTIAL_X5CHAIN_MAX) {
 		rc = refuse(reason, CREDENTIAL_R_COSE_MALFORMED);
@@ -710,23 +691,9 @@ credential_verify_answer(const struct credential *cred, const uint8_t *buf, size
 	if (len > CREDENTIAL_ANSWER_MAX)
 		return refuse(reason, CREDENTIAL_R_ANSWER_TOO_LARGE);
 	/* A.2, A.3 */
-	rc = cose_sign1_parse(buf, len, &answer_limits, COSE_TAG_REQUIRED | COSE_NARROW, &m);
-	if (rc == -EPROTO) {
-		rc = refuse(reason, CREDENTIAL_R_COSE_MALFORMED);
+	rc = parse_es256(buf, len, &answer_limits, &m, reason);
+	if (rc)
 		goto out;
-	} else if (rc) {
-		rc = cbor_reason(rc, reason);
-		goto out;
-	}
-	if (!m.alg_present) {
-		rc = refuse(reason, CREDENTIAL_R_COSE_MALFORMED);
-		goto out;
-	}
-	/* §7: any alg but the integer -7 (a text name too) */
-	if (!m.has_alg || m.alg != COSE_ALG_ES256) {
-		rc = refuse(reason, CREDENTIAL_R_ALG_UNSUPPORTED);
-		goto out;
-	}
 	if (m.protected_count != 1 || m.unprotected_count != 0 ||
 	    m.signature.len != COSE_ES256_SIG_LEN) {
 		rc = refuse(reason, CREDENTIAL_R_COSE_MALFORMED);

@@ -153,7 +153,7 @@ pin_build_verify(const struct pin_params *p, const char *pin, size_t len, uint8_
 	}
 	out[0] = p->cla;
 	out[1] = INS_VERIFY;
-	out[2] = 0x00; /* P1 = 00 (§11.5.6: other values RFU) */
+	out[2] = p->p1; /* 00 (§11.5.6: other values RFU) unless the profile says */
 	out[3] = p->ref;
 	out[4] = p->block_len;
 	write_block(p, pin, len, out + 5);
@@ -174,7 +174,7 @@ pin_build_verify_query(const struct pin_params *p, uint8_t *out, size_t cap, siz
 		return -ENOBUFS;
 	out[0] = p->cla;
 	out[1] = INS_VERIFY;
-	out[2] = 0x00;
+	out[2] = p->p1;
 	out[3] = p->ref;
 	*outlen = 4;
 	return 0;
@@ -405,7 +405,7 @@ pin_build_verify_structure(const struct pin_params *p, const struct pin_pinpad *
 	uint8_t *a = out + PIN_VERIFY_STRUCTURE_HDR;
 	a[0] = p->cla;
 	a[1] = INS_VERIFY;
-	a[2] = 0x00;
+	a[2] = p->p1;
 	a[3] = p->ref;
 	a[4] = p->block_len;
 	if (p->format == PIN_FORMAT_ISO9564_2) {

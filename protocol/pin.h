@@ -39,6 +39,7 @@ enum pin_format {
 struct pin_params {
 	enum pin_format format;
 	uint8_t cla;       /* class byte of VERIFY (00) */
+	uint8_t p1;        /* P1 of VERIFY: 00 (§11.5.6: other values RFU); a profile may say otherwise */
 	uint8_t ref;       /* P2: the PIN's reference (CPS: 01) */
 	uint8_t min_len;   /* digits, >= PIN_DIGITS_MIN */
 	uint8_t max_len;   /* digits, <= PIN_DIGITS_MAX and fits the block */
@@ -70,14 +71,14 @@ int pin_check(const struct pin_params *p, const char *pin, size_t len);
 int pin_build_block(const struct pin_params *p, const char *pin, size_t len, uint8_t *out,
                     size_t cap);
 
-/* VERIFY (ISO 7816-4 §11.5.6): CLA 20 00 ref Lc <PIN block>, case 3.
+/* VERIFY (ISO 7816-4 §11.5.6): CLA 20 P1 ref Lc <PIN block>, case 3.
  * *outlen is cleared first. out should be locked memory: it holds the PIN.
  * Returns 0, -EINVAL/-ERANGE for a malformed PIN or bad params (nothing
  * written), -ENOBUFS when cap is too small. On any failure out is wiped. */
 int pin_build_verify(const struct pin_params *p, const char *pin, size_t len, uint8_t *out,
                      size_t cap, size_t *outlen);
 
-/* VERIFY without data (case 1: CLA 20 00 ref): asks how many tries are left
+/* VERIFY without data (case 1: CLA 20 P1 ref): asks how many tries are left
  * (63Cx) or whether the PIN is already verified (9000). 4 bytes. */
 int pin_build_verify_query(const struct pin_params *p, uint8_t *out, size_t cap, size_t *outlen);
 

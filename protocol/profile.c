@@ -288,23 +288,29 @@ kv_pin(struct pctx *c, const char *k, size_t kn, const char *v, size_t vn)
 		else
 			pin->pad = (uint8_t)x;
 	} else if (tok_is(&key, "min_length") || tok_is(&key, "max_length")) {
-		if (parse_uint(v, vn, 10, 16, &x) < 0 || x < 1)
-			return perr(c, "%.*s: 1 to 16", (int)kn, k);
+		if (parse_uint(v, vn, 10, PIN_DIGITS_MAX, &x) < 0 || x < PIN_DIGITS_MIN)
+			return perr(c, "%.*s: %d to %d digits", (int)kn, k, PIN_DIGITS_MIN, PIN_DIGITS_MAX);
 		if (tok_is(&key, "min_length"))
 			pin->min_len = (unsigned)x;
 		else
 			pin->max_len = (unsigned)x;
 	} else if (tok_is(&key, "block_length")) {
-		if (parse_uint(v, vn, 10, 16, &x) < 0 || x < 1)
-			return perr(c, "block_length: 1 to 16");
+		if (parse_uint(v, vn, 10, PIN_BLOCK_MAX, &x) < 0 || x < 1)
+			return perr(c, "block_length: 1 to %d", PIN_BLOCK_MAX);
 		pin->block_len = x;
+	} else if (tok_is(&key, "unblock_length")) {
+		if (parse_uint(v, vn, 10, PIN_PUK_MAX, &x) < 0)
+			return perr(c, "unblock_length: 0 to %d digits", PIN_PUK_MAX);
+		pin->puk_len = (unsigned)x;
 	} else if (tok_is(&key, "format")) {
 		if (tok_is(&val, "ascii"))
 			pin->format = PROFILE_PIN_ASCII;
 		else if (tok_is(&val, "bcd"))
 			pin->format = PROFILE_PIN_BCD;
+		else if (tok_is(&val, "iso9564-2"))
+			pin->format = PROFILE_PIN_ISO9564_2;
 		else
-			return perr(c, "format: ascii or bcd");
+			return perr(c, "format: ascii, bcd or iso9564-2");
 	} else {
 		return perr(c, "unknown key '%.*s' in [pin]", (int)(kn > 40 ? 40 : kn), k);
 	}
@@ -636,11 +642,16 @@ finish(struct pctx *c)
 	}
 	if (p->pin.present) {
 		struct profile_pin *pin = &p->pin;
+		struct pin_params pp;
 		size_t need = pin->format == PROFILE_PIN_BCD ? (pin->max_len + 1) / 2 : pin->max_len;
 		if (pin->min_len > pin->max_len)
 			return perr(c, "[pin]: min_length is above max_length");
-		if (need > pin->block_len)
+		if (pin->format == PROFILE_PIN_ISO9564_2 && pin->block_len != 8)
+			return perr(c, "[pin]: format iso9564-2 needs block_length = 8");
+		if (pin->format != PROFILE_PIN_ISO9564_2 && need > pin->block_len)
 			return perr(c, "[pin]: block_length too small for max_length");
+		if (profile_pin_params(pin, &pp) < 0)
+			return perr(c, "[pin]: the PIN step cannot be built");
 	}
 	return 0;
 }
@@ -844,47 +855,45 @@ profile_match(const struct profile_set *set, const uint8_t *atr, size_t len)
 /* ---- PIN ---- */
 
 int
+profile_pin_params(const struct profile_pin *pin, struct pin_params *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!pin || !pin->present || pin->min_len > 0xFF || pin->max_len > 0xFF ||
+	    pin->block_len > 0xFF || pin->puk_len > 0xFF)
+		return -EINVAL;
+	switch (pin->format) {
+	case PROFILE_PIN_ASCII: out->format = PIN_FORMAT_ASCII; break;
+	case PROFILE_PIN_BCD: out->format = PIN_FORMAT_BCD; break;
+	case PROFILE_PIN_ISO9564_2: out->format = PIN_FORMAT_ISO9564_2; break;
+	default: return -EINVAL;
+	}
+	out->cla = pin->cla;
+	out->p1 = pin->p1;
+	out->ref = pin->p2;
+	out->min_len = (uint8_t)pin->min_len;
+	out->max_len = (uint8_t)pin->max_len;
+	out->block_len = (uint8_t)pin->block_len;
+	out->pad = pin->pad;
+	out->puk_len = (uint8_t)pin->puk_len;
+	if (pin_params_check(out) < 0) {
+		memset(out, 0, sizeof(*out));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int
 profile_pin_apdu(const struct profile_pin *pin, const char *digits, size_t ndigits,
                  uint8_t *out, size_t outsz, size_t *outlen)
 {
-	uint8_t block[16];
-	int r = 0;
+	struct pin_params pp;
 	*outlen = 0;
-	if (!pin || !pin->present || !digits || ndigits < pin->min_len ||
-	    ndigits > pin->max_len || pin->block_len > sizeof(block))
+	if (!digits || profile_pin_params(pin, &pp) < 0) {
+		explicit_bzero(out, outsz);
 		return -EINVAL;
-	for (size_t i = 0; i < ndigits; i++)
-		if (digits[i] < '0' || digits[i] > '9')
-			return -EINVAL;
-	if (outsz < 5 + pin->block_len)
-		return -EMSGSIZE;
-	memset(block, pin->pad, sizeof(block));
-	if (pin->format == PROFILE_PIN_ASCII) {
-		if (ndigits > pin->block_len) {
-			r = -EINVAL;
-			goto out;
-		}
-		memcpy(block, digits, ndigits);
-	} else {
-		if ((ndigits + 1) / 2 > pin->block_len) {
-			r = -EINVAL;
-			goto out;
-		}
-		for (size_t i = 0; i < ndigits; i += 2) {
-			uint8_t hi = (uint8_t)(digits[i] - '0');
-			uint8_t lo = i + 1 < ndigits ? (uint8_t)(digits[i + 1] - '0')
-			                             : (uint8_t)(pin->pad & 0x0F);
-			block[i / 2] = (uint8_t)(hi << 4 | lo);
-		}
 	}
-	out[0] = pin->cla;
-	out[1] = APDU_INS_VERIFY;
-	out[2] = pin->p1;
-	out[3] = pin->p2;
-	out[4] = (uint8_t)pin->block_len;
-	memcpy(out + 5, block, pin->block_len);
-	*outlen = 5 + pin->block_len;
-out:
-	explicit_bzero(block, sizeof(block));
-	return r;
+	int r = pin_build_verify(&pp, digits, ndigits, out, outsz, outlen); /* wipes out on failure */
+	if (r == -ENOBUFS)
+		return -EMSGSIZE;
+	return r < 0 ? -EINVAL : 0;
 }

@@ -3,7 +3,8 @@
  * whether a PIN step exists. The format is documented in
  * docs/card-profiles.md; conf/profiles/NAME.profile are the built-in ones.
  *
- *   profile.c          the file format: parser, profile sets, matching, PIN blocks
+ *   profile.c          the file format: parser, profile sets, matching, the PIN
+ *                      step (its commands are built by protocol/pin.c)
  *   profile_read.c     the interpreter: runs a script over an apdu_io
  *   profile_builtin.c  the built-in profile texts (generated from
  *                      conf/profiles by packaging/embed-profiles.sh)
@@ -28,6 +29,7 @@
 #include "apdu.h"
 #include "atr.h"
 #include "nir.h"
+#include "pin.h"
 #include "tlv.h"
 
 /* Bounds of the format (docs/card-profiles.md "Limits"). */
@@ -124,16 +126,20 @@ struct profile_map_entry {
 
 enum profile_pin_format {
 	PROFILE_PIN_ASCII,        /* '1' '2' '3' '4' then pad bytes */
-	PROFILE_PIN_BCD,          /* 12 34 then pad (odd: last nibble = pad's low nibble) */
+	PROFILE_PIN_BCD,          /* 12 34 then the pad's low nibble (12 34 FF ... for pad FF) */
+	PROFILE_PIN_ISO9564_2,    /* ISO 9564-1 format 2: 24 12 34 FF ... (8-byte block) */
 };
 
+/* The [pin] section. Checked at parse time by pin_params_check() (through
+ * profile_pin_params()), so a loaded profile's PIN step always builds. */
 struct profile_pin {
 	bool present;
 	uint8_t cla, p1, p2;      /* VERIFY: CLA 20 P1 P2(reference) */
-	unsigned min_len, max_len;
+	unsigned min_len, max_len; /* digits, PIN_DIGITS_MIN..PIN_DIGITS_MAX */
 	enum profile_pin_format format;
 	uint8_t pad;
-	size_t block_len;         /* bytes sent (Lc) */
+	size_t block_len;         /* bytes sent (Lc), 1..PIN_BLOCK_MAX */
+	unsigned puk_len;         /* digits of the unblock code; 0: no unblock through vitaled */
 };
 
 struct profile {
@@ -196,10 +202,19 @@ const struct profile *profile_match(const struct profile_set *set, const uint8_t
 
 /* ---- PIN step ---- */
 
-/* The VERIFY command for a PIN of ASCII digits: CLA 20 P1 P2 Lc block.
- * Returns 0, -EINVAL (no PIN step, not digits, length outside min..max) or
- * -EMSGSIZE. The caller wipes out (explicit_bzero) after sending it;
- * nothing of the PIN is left anywhere else. */
+/* The PIN step as protocol/pin.h parameters: every PIN command of a
+ * profile (VERIFY, the tries-left query, the keypad's
+ * PIN_VERIFY_STRUCTURE, RESET RETRY COUNTER) is built by pin.c from these.
+ * out is cleared first. Returns 0, or -EINVAL (no PIN step, or params
+ * pin_params_check() refuses). */
+int profile_pin_params(const struct profile_pin *pin, struct pin_params *out);
+
+/* The VERIFY command for a PIN of ASCII digits: CLA 20 P1 P2 Lc block,
+ * built by pin_build_verify() with profile_pin_params(). Returns 0,
+ * -EINVAL (no PIN step, not digits, length outside min..max) or
+ * -EMSGSIZE; on failure out is wiped and *outlen is 0. The caller wipes
+ * out (explicit_bzero) after sending it; nothing of the PIN is left
+ * anywhere else. */
 int profile_pin_apdu(const struct profile_pin *pin, const char *digits, size_t ndigits,
                      uint8_t *out, size_t outsz, size_t *outlen);
 

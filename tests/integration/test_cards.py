@@ -67,7 +67,13 @@ def main():
                 good = not c["recognised"] and c["profile"] == "unknown" and c["atr"] == s["atr"]
             check(e["profile"] == profile and good,
                   "%s %s: profile %s, %s" % (card, args or "", e["profile"], note or "as expected"))
+            if profile == "cps":  # its [pin] step: a PIN target until the card leaves
+                p = w.expect("PinRequested", reader=R0)
+                check(p["target"] == "card:" + R0 and p["tries_left"] == 3,
+                      "cps %s: PinRequested, 3 tries left" % (args or ""))
             remove_card(w, h0, R0)
+            if profile == "cps":
+                w.expect("PinCleared", reader=R0)
         for card, reason in HOSTILE:
             t0 = time.monotonic()
             h0.insert(card)

@@ -9,6 +9,9 @@ cbor2 + cryptography, written from docs/care-sheet.md) and by
   card       a sheet from a Vitale 2 read: NIR, birth date and serial from
              the card, read time, mode physical; the second beneficiary;
              SheetQueued event; vitalectl sheet create --reader
+  phone      a sheet from a phone (digital card) in a contactless reader: the
+             evidence is its device-signed answer and credential, byte for
+             byte, and verify_credential.py accepts them from the signed sheet
   verify     export → independent verifier and vitalectl sheet verify, with
              the right certificate (valid) and another one, and a tampered
              copy (refused by both)
@@ -231,6 +234,45 @@ def t_invalid():
           "several problems: one error each: %r" % r.get("errors"))
     p = vitalectl("sheet", "create", "--degraded", "--patient-json", "/dev/null", "--act", "C:1:2650")
     check(p.returncode == 2, "vitalectl: bad patient JSON is a usage error")
+
+
+def t_phone():
+    """A phone (the digital card) in a contactless PC/SC reader: the sheet's
+    evidence is its device-signed answer and its credential, as received."""
+    d = G["d"]
+    h = G["hosts"][1]
+    if h.inserted:
+        h.remove()
+        time.sleep(0.6)
+    w = sl.Watch(d)
+    try:
+        h.insert("phone", tmpdir=G["issuer"])
+        w.expect("CardRead", reader=R1, timeout=20)
+    finally:
+        w.close()
+    err, c = call(d, "GetCard", {"reader": R1})
+    check(err is None and c["card"]["presentation"] == "digital-nfc", "GetCard: the phone (%s)" % err)
+    card = c["card"]
+    ev = card["evidence"]
+    r = create_ok(d, {"reader": R1, "sheet": till_part(insurer=False)}, "CreateSheet from the phone")
+    check(r["mode"] == "digital-nfc", "mode digital-nfc")
+    err, g = call(d, "GetSheet", {"id": r["id"]})
+    s = g["sheet"]
+    check(s["evidence"]["device_answer"] == ev["device_answer"] and
+          s["evidence"]["credential"] == ev["credential"] and "card_serial" not in s["evidence"],
+          "evidence: the device answer and the credential, byte for byte as the session kept them")
+    check(s["nir"] == card["beneficiaries"][0]["nir"], "the NIR is the credential holder's")
+    check(s["insurer"] == {k: card["fields"][k] for k in ("regime", "caisse", "centre")},
+          "the insurer organisation comes from the credential")
+    _, signed = verified(d, r["id"], G["pub"])
+    import verify_credential as vc
+    anchors = vc.load_anchors([os.path.join(G["issuer"], "ca.pem")])
+    payload, dk = vc.verify_credential(signed["evidence"]["credential"], anchors)
+    a = vc.verify_answer(signed["evidence"]["device_answer"], payload, dk, bytes.fromhex(ev["nonce"]))
+    check(a["uv"] is True and a["cid"] == payload["cid"],
+          "verify_credential.py accepts the signed sheet's evidence (holder verified)")
+    h.remove()
+    time.sleep(0.6)
 
 
 def t_login():
@@ -504,12 +546,16 @@ def main():
     world.start()
     G["world"] = world
     G["hosts"] = [CardHost(world.port + i, log=os.path.join(tmp, "cardhost%d.log" % i)) for i in (0, 1)]
+    import issuer
+    G["issuer"] = os.path.join(tmp, "issuer")
+    issuer.init_world(G["issuer"])
     dd = os.path.join(tmp, "clinic")
     os.makedirs(dd)
-    G["d"] = harness.Daemon(conf=sl.conf(G["key"], extra="[pcsc]\nsession_timeout_ms = 5000\n"),
-                            tmp=dd, env=world.env).start()
+    extra = ("[pcsc]\nsession_timeout_ms = 5000\n[digital]\ntrust_anchor = %s\ncode_timeout_s = 20\n"
+             % os.path.join(G["issuer"], "ca.pem"))
+    G["d"] = harness.Daemon(conf=sl.conf(G["key"], extra=extra), tmp=dd, env=world.env).start()
     try:
-        harness.run_tests([t_card, t_verify, t_invalid, t_login, t_drafts, t_list, t_seq, t_softhsm,
+        harness.run_tests([t_card, t_verify, t_invalid, t_phone, t_login, t_drafts, t_list, t_seq, t_softhsm,
                            t_refuse, t_kiosk])
     finally:
         for h in G["hosts"]:

@@ -601,7 +601,61 @@ def windows(pin, n=7):
     return sorted({b[i:i + n] for i in range(len(b) - n + 1)})
 
 
-def canary_run(top, name, conf, env, right, wrongs):
+def card_world(top):
+    """A private pcscd with the virtual CPS's reader, or None when the test
+    world cannot run here (no pcscd/vpcd)."""
+    if not all(os.path.exists(p) for p in ("/usr/sbin/pcscd",
+                                           "/usr/lib/pcsc/drivers/serial/libifdvpcd.so")):
+        return None
+    sys.path.insert(0, os.path.join(HERE, "..", "world"))
+    from world import PcscWorld
+    w = PcscWorld(dir=os.path.join(top, "pcsc-canary"))
+    w.start()
+    return w
+
+
+def card_needles(pin):
+    """The card PIN as the daemon could hold it: the digits (every 7-byte
+    run), the VERIFY block (ASCII, FF-padded to 8 bytes) and the whole
+    VERIFY command."""
+    block = pin.encode() + b"\xff" * (8 - len(pin))
+    return windows(pin) + [block, b"\x00\x20\x00\x01\x08" + block]
+
+
+def canary_card(dm, world, till, right, wrongs):
+    """The card path: a virtual CPS with PIN right in the world's first
+    reader; wrong PINs on the till's connection, the right one through
+    vitalectl pin --target card:... --pin-fd."""
+    from cardhost import CardHost
+    import cards
+    reader = "Virtual PCD 00 00"
+    target = "card:" + reader
+    host = CardHost(world.port, log=os.path.join(dm.dir, "cardhost.log"))
+    watch = Watch(dm.sock)
+    try:
+        card = cards.Cps(pin=right)
+        host.insert(card)
+        ev = watch.wait_for("PinRequested", timeout=10)
+        check(ev.get("target") == target and ev.get("tries_left") == 3, "card canary: %r" % ev)
+        for w in wrongs:
+            err, r = till.call("SubmitPin", {"target": target, "pin": w})
+            check(err == IFACE + ".PinIncorrect", "card canary wrong: %s %r" % (err, r))
+        rfd, wfd = os.pipe()
+        os.write(wfd, right.encode() + b"\n")
+        os.close(wfd)
+        r = dm.ctl(["pin", "--target", target, "--pin-fd", str(rfd)], pass_fds=(rfd,))
+        os.close(rfd)
+        check(r.returncode == 0 and b"logged in" in r.stdout, "card canary login: %r" % (r,))
+        check(card.tries == 3, "card canary: the card's counter is back to 3")
+        # ... and once more while verified (PinNotExpected)
+        err, r = till.call("SubmitPin", {"target": target, "pin": right})
+        check(err == IFACE + ".PinNotExpected", "card canary again: %s" % err)
+    finally:
+        watch.close()
+    return host
+
+
+def canary_run(top, name, conf, env, right, wrongs, world=None, card_pins=None):
     with Daemon(top, name, conf, env) as dm:
         dm.wait_state("locked")
         # wrong PINs on a connection that stays open until the core is taken
@@ -620,14 +674,21 @@ def canary_run(top, name, conf, env, right, wrongs):
         # ... and once more while logged in (the PinNotExpected path)
         err, r = till.call("SubmitPin", {"target": "practitioner", "pin": right})
         check(err == IFACE + ".PinNotExpected", "again: %s" % err)
+        host = None
+        if world and card_pins:
+            host = canary_card(dm, world, till, card_pins[0], card_pins[1:])
         err, st = dm.call("GetStatus")
         corebase = os.path.join(dm.dir, "core")
         g = subprocess.run(["gcore", "-o", corebase, str(dm.proc.pid)], capture_output=True,
                            timeout=120)
         core = "%s.%d" % (corebase, dm.proc.pid)
         till.close()
+        if host:
+            host.close()
         check(g.returncode == 0 and os.path.exists(core), "gcore failed: %s" % g.stderr.decode()[-500:])
     needles = [w for p in [right] + wrongs for w in windows(p)]
+    if world and card_pins:
+        needles += [n for p in card_pins for n in card_needles(p)]
     hits, data = search(core, needles)
     # positive controls: the core is a real image of the daemon's memory
     check(st["terminal_id"].encode() in data, "the core does not hold the terminal id: bad core?")
@@ -640,8 +701,9 @@ def canary_run(top, name, conf, env, right, wrongs):
     hits += search(dm.logf, needles)[0]
     os.unlink(core)
     check(not hits, "PIN bytes found: %r" % hits)
-    log("  canary %s: core %d MB, state dir and log: 0 hits for %d PINs (%d byte runs)"
-        % (name, size >> 20, 1 + len(wrongs), len(needles)))
+    log("  canary %s: core %d MB, state dir and log: 0 hits for %d PINs (%d needles)"
+        % (name, size >> 20, 1 + len(wrongs) + len(card_pins or []) if world else 1 + len(wrongs),
+           len(needles)))
 
 
 def t_canary(top):
@@ -654,7 +716,20 @@ def t_canary(top):
     log("  canary PINs drawn with SEED=%d" % SEED)
     env, d = softhsm_env(top, "hsm-canary")
     softhsm_token(env, "CANARY", right, "EC:prime256v1")
-    canary_run(top, "canary-softhsm", p11_conf(SOFTHSM, "CANARY"), env, right, [w1, w2])
+    # the card path too: a virtual CPS with its own 7-digit PIN (ASCII and
+    # its FF-padded VERIFY block are searched), two wrong ones first
+    card_pins = [digits(), digits(), digits()]
+    world = card_world(top)
+    if world is None:
+        log("  canary: no pcscd/vpcd, the card PIN path is not covered")
+    else:
+        env = dict(env, PCSCLITE_CSOCK_NAME=world.socket)
+    try:
+        canary_run(top, "canary-softhsm", p11_conf(SOFTHSM, "CANARY"), env, right, [w1, w2],
+                   world, card_pins)
+    finally:
+        if world:
+            world.stop()
     # the file backend: the PIN is the passphrase of an encrypted PEM
     right2, w3, w4 = digits(), digits(), digits(20)
     k = gen_key("ES256")

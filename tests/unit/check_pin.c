@@ -179,6 +179,28 @@ START_TEST(query_apdu)
 }
 END_TEST
 
+/* A profile's own P1 goes into every VERIFY form (and nowhere else:
+ * RESET RETRY COUNTER's P1 says which variant it is). */
+START_TEST(p1_from_params)
+{
+	struct pin_params p = pin_params_cps;
+	p.p1 = 0x80;
+	uint8_t out[PIN_VERIFY_STRUCTURE_MAX];
+	size_t n;
+	ck_assert_int_eq(pin_build_verify_query(&p, out, sizeof(out), &n), 0);
+	static const uint8_t q[] = { 0x00, 0x20, 0x80, 0x01 };
+	expect_bytes(out, n, q, sizeof(q));
+	ck_assert_int_eq(pin_build_verify(&p, "1234", 4, out, sizeof(out), &n), 0);
+	static const uint8_t v[] = { 0x00, 0x20, 0x80, 0x01, 0x08, '1', '2', '3', '4', 0xFF, 0xFF,
+		                     0xFF, 0xFF };
+	expect_bytes(out, n, v, sizeof(v));
+	ck_assert_int_eq(pin_build_verify_structure(&p, &pin_pinpad_default, out, sizeof(out), &n), 0);
+	ck_assert_uint_eq(out[PIN_VERIFY_STRUCTURE_HDR + 2], 0x80);
+	ck_assert_int_eq(pin_build_reset_retry(&p, "12345678", 8, NULL, 0, out, sizeof(out), &n), 0);
+	ck_assert_uint_eq(out[2], 0x01);
+}
+END_TEST
+
 START_TEST(reset_retry_counter)
 {
 	uint8_t out[PIN_APDU_MAX];
@@ -423,6 +445,7 @@ pin_suite(void)
 	tcase_add_test(tc, buffer_too_small);
 	tcase_add_test(tc, params_checked);
 	tcase_add_test(tc, query_apdu);
+	tcase_add_test(tc, p1_from_params);
 	tcase_add_test(tc, reset_retry_counter);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("answers");

@@ -259,9 +259,15 @@ START_TEST(test_format_errors)
 	    "[pin]: min_length is above max_length");
 	bad(HEAD "readable = no\nmessage = x\n[pin]\nmax_length = 12\n",
 	    "block_length too small");
-	bad(HEAD "readable = no\nmessage = x\n[pin]\nformat = hex\n", "format: ascii or bcd");
+	bad(HEAD "readable = no\nmessage = x\n[pin]\nformat = hex\n", "format: ascii, bcd or iso9564-2");
+	bad(HEAD "readable = no\nmessage = x\n[pin]\nformat = iso9564-2\nblock_length = 9\n",
+	    "iso9564-2 needs block_length = 8");
+	bad(HEAD "readable = no\nmessage = x\n[pin]\nmin_length = 3\n", "min_length: 4 to 12 digits");
+	bad(HEAD "readable = no\nmessage = x\n[pin]\nmax_length = 13\n", "max_length: 4 to 12 digits");
+	bad(HEAD "readable = no\nmessage = x\n[pin]\nblock_length = 17\n", "block_length: 1 to 16");
+	bad(HEAD "readable = no\nmessage = x\n[pin]\nunblock_length = 17\n", "unblock_length: 0 to 16");
 	bad(HEAD "readable = no\nmessage = x\n[pin]\npad = FFF\n", "pad: one hex byte");
-	bad(HEAD "readable = no\nmessage = x\n[pin]\nmin_length = -1\n", "min_length: 1 to 16");
+	bad(HEAD "readable = no\nmessage = x\n[pin]\nmin_length = -1\n", "min_length: 4 to 12");
 	bad("[profile]\nname = t\x01\n", "control character");
 	bad("[profile]\nname = " "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", "name: 1 to 31");
 
@@ -365,7 +371,48 @@ START_TEST(test_format_features)
 	ck_assert_int_eq(profile_pin_apdu(&cps->pin, "1234", 4, out, 12, &n), -EMSGSIZE);
 	ck_assert_int_eq(profile_pin_apdu(&get(set, "vitale2")->pin, "1234", 4, out, sizeof(out), &n),
 	                 -EINVAL);
+
+	/* one builder: the profile's parameters are pin.c's, the CPS's are the
+	 * ones pin.c knows, and the commands come out identical */
+	struct pin_params pp;
+	ck_assert_int_eq(profile_pin_params(&cps->pin, &pp), 0);
+	ck_assert_int_eq(pp.format, pin_params_cps.format);
+	ck_assert_uint_eq(pp.cla, pin_params_cps.cla);
+	ck_assert_uint_eq(pp.p1, pin_params_cps.p1);
+	ck_assert_uint_eq(pp.ref, pin_params_cps.ref);
+	ck_assert_uint_eq(pp.min_len, pin_params_cps.min_len);
+	ck_assert_uint_eq(pp.max_len, pin_params_cps.max_len);
+	ck_assert_uint_eq(pp.block_len, pin_params_cps.block_len);
+	ck_assert_uint_eq(pp.pad, pin_params_cps.pad);
+	ck_assert_uint_eq(pp.puk_len, 8);
+	uint8_t viapin[PIN_APDU_MAX];
+	size_t m;
+	ck_assert_int_eq(pin_build_verify(&pin_params_cps, "97531", 5, viapin, sizeof(viapin), &m), 0);
+	ck_assert_int_eq(profile_pin_apdu(&cps->pin, "97531", 5, out, sizeof(out), &n), 0);
+	ck_assert_uint_eq(n, m);
+	ck_assert_mem_eq(out, viapin, n);
+	ck_assert_int_eq(profile_pin_params(&get(set, "vitale2")->pin, &pp), -EINVAL);
+	ck_assert_uint_eq(pp.block_len, 0);
+	/* a failed build leaves nothing of the PIN in out */
+	memset(out, 0xAA, sizeof(out));
+	ck_assert_int_eq(profile_pin_apdu(&cps->pin, "1234", 4, out, 12, &n), -EMSGSIZE);
+	for (size_t i = 0; i < 12; i++)
+		ck_assert_uint_eq(out[i], 0);
 	profile_set_free(set);
+
+	/* ISO 9564-1 format 2 and a P1 of the profile's own */
+	const char *f2 = HEAD "readable = no\nmessage = x\n[pin]\nformat = iso9564-2\np1 = 80\n"
+	                 "verify_ref = 02\nmin_length = 4\nmax_length = 12\n";
+	struct profile *q = NULL;
+	ck_assert_msg(profile_parse(f2, strlen(f2), "f2", &q, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(profile_pin_apdu(&q->pin, "12345", 5, out, sizeof(out), &n), 0);
+	ck_assert_uint_eq(n, 13);
+	ck_assert_mem_eq(out, "\x00\x20\x80\x02\x08\x25\x12\x34\x5F\xFF\xFF\xFF\xFF", 13);
+	ck_assert_int_eq(profile_pin_params(&q->pin, &pp), 0);
+	ck_assert_uint_eq(pp.puk_len, 0);
+	ck_assert_int_eq(pin_build_verify_query(&pp, out, sizeof(out), &n), 0);
+	ck_assert_mem_eq(out, "\x00\x20\x80\x02", 4);
+	profile_free(q);
 }
 END_TEST
 

@@ -738,7 +738,12 @@ class Phone(Card):
             hook()
 
     def apdu(self, cmd):
-        return bytes(self.applet.apdu(bytes(cmd)))
+        r = bytes(self.applet.apdu(bytes(cmd)))
+        if getattr(self.applet, "gone", False):
+            # vanish_after: the phone leaves the field after this answer,
+            # as pn532emu.py does on NFC (the host closes the connection)
+            self.vanish_now = True
+        return r
 
 
 # --------------------------------------------------------------------------

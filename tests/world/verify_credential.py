@@ -284,19 +284,25 @@ def check_chain(chain_der, anchors, now, eku=PURPOSE_OID):
 # ---------------------------------------------------------------------------
 # Payload checks (§8, §10.3)
 
-DATE_DIGITS = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-NIR_RE = re.compile(r"^[1-8][0-9]{4}([0-9]{2}|2A|2B)[0-9]{8}$")
+# fullmatch everywhere: "$" would also match before a trailing newline
+DATE_DIGITS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# §10.3 (the rule of protocol/nir.c, written again here independently):
+# sex 1-4 or 7-8; year 2 digits; month 01-12, 20-42 or 50-99; department
+# 01-99 or 2A/2B in either case; commune and order 6 digits; key 2 digits
+NIR_RE = re.compile(r"[1-478][0-9]{2}(0[1-9]|1[0-2]|2[0-9]|3[0-9]|4[0-2]|[5-9][0-9])"
+                    r"(0[1-9]|[1-9][0-9]|2[AaBb])[0-9]{6}[0-9]{2}")
 
 
 def nir_ok(v):
-    if not isinstance(v, str) or not NIR_RE.match(v):
+    if not isinstance(v, str) or not NIR_RE.fullmatch(v):
         return False
-    n = v[:13].replace("2A", "19").replace("2B", "18")
+    dept = {"2A": "19", "2B": "18"}.get(v[5:7].upper(), v[5:7])
+    n = v[:5] + dept + v[7:13]
     return int(v[13:]) == 97 - int(n) % 97
 
 
 def _calendar_date(v):
-    if not isinstance(v, str) or not DATE_DIGITS.match(v):
+    if not isinstance(v, str) or not DATE_DIGITS.fullmatch(v):
         return False
     try:
         time.strptime(v, "%Y-%m-%d")
@@ -306,7 +312,9 @@ def _calendar_date(v):
 
 
 def _text(v, lo=1, hi=100):
-    return isinstance(v, str) and lo <= len(v.encode("utf-8")) <= hi
+    """§8: lo..hi bytes of UTF-8, no C0 control character, no DEL."""
+    return (isinstance(v, str) and lo <= len(v.encode("utf-8")) <= hi
+            and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in v))
 
 
 def _digits(v, n):
@@ -324,7 +332,7 @@ def _person(m, where):
     for k in ("surname", "given_name"):
         if not _text(m.get(k)):
             bad.append(k)
-    if not (isinstance(m.get("birth_date"), str) and DATE_DIGITS.match(m["birth_date"])):
+    if not (isinstance(m.get("birth_date"), str) and DATE_DIGITS.fullmatch(m["birth_date"])):
         bad.append("birth_date")
     if bad:
         raise VerifyError("payload_invalid", "%s: %s" % (where, ", ".join(bad)))
