@@ -8,7 +8,8 @@
  * a number only when it is stored. So once the first number of a group is
  * known, the others are too, and their signatures can be made while the
  * queue thread inserts the earlier ones: this thread signs them (through
- * the signer, whose own worker does the work) in FIFO order, and each
+ * the signer: on this thread for a file key, else on the signer's worker)
+ * in FIFO order, and each
  * seal callback takes its sheet's signed bytes if they carry the number the
  * queue gave it, or signs again if not (an item before it failed). Every
  * signature is still made inside the transaction that stores the sheet,

@@ -5,7 +5,11 @@
  * Threads: the loop thread owns struct signer's loop-side fields (status,
  * timers, login_pending); the worker owns the backend context and its own
  * status copy (wst). They meet only in the job queue (mutex + condition)
- * and in loop_post() messages. A message posted to the loop keeps the
+ * and in loop_post() messages. One exception: a backend with
+ * sign_any_thread (the file key) signs on the caller's thread under
+ * ctx_lock's read side, and the worker holds its write side for every job
+ * and for the close, so no login, logout or close runs meanwhile (and a
+ * signature costs no thread hop). A message posted to the loop keeps the
  * signer alive (posts_outstanding): signer_free() may run while messages
  * are still queued, and the last one frees the memory.
  *
@@ -201,6 +205,9 @@ struct signer {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;      /* jobs queued / quit */
 	pthread_cond_t done_cv; /* a synchronous job finished */
+	/* ctx and wst: written by the worker under the write lock; read by a
+	 * sign_any_thread backend's signature on another thread under the read lock */
+	pthread_rwlock_t ctx_lock;
 	struct job *head, *tail;
 	bool quit;
 	pthread_t worker;
@@ -238,6 +245,7 @@ signer_release(struct signer *s)
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	pthread_cond_destroy(&s->done_cv);
+	pthread_rwlock_destroy(&s->ctx_lock);
 	free(s);
 }
 
@@ -493,12 +501,15 @@ worker_main(void *arg)
 			continue;
 		}
 		bool secret = j->type == JOB_LOGIN;
+		pthread_rwlock_wrlock(&s->ctx_lock);
 		run_job(s, j);
+		pthread_rwlock_unlock(&s->ctx_lock);
 		job_post(s, j);
 		if (secret)
 			stack_scrub();
 	}
 	/* stop: log out, close */
+	pthread_rwlock_wrlock(&s->ctx_lock);
 	if (s->ctx) {
 		if (s->wst.logged_in) {
 			s->ops->logout(s->ctx, &s->wst);
@@ -507,6 +518,7 @@ worker_main(void *arg)
 		s->ops->close(s->ctx);
 		s->ctx = NULL;
 	}
+	pthread_rwlock_unlock(&s->ctx_lock);
 	return NULL;
 }
 
@@ -626,6 +638,7 @@ signer_new(struct loop *l, const struct config *c, signer_status_fn fn, void *ar
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	pthread_cond_init(&s->done_cv, NULL);
+	pthread_rwlock_init(&s->ctx_lock, NULL);
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, SIGNER_STACK_SIZE);
@@ -730,6 +743,37 @@ signer_logout(struct signer *s, const char *why)
 	return r;
 }
 
+/* signer_sign for a sign_any_thread backend: on this thread, under the read
+ * lock (no login, logout or close can run meanwhile). The backend does not
+ * change the status when it signs, so nothing is posted. */
+static int
+sign_here(struct signer *s, int cose_alg, const uint8_t *tbs, size_t len, uint8_t *sig,
+          size_t cap, size_t *siglen)
+{
+	uint8_t buf[SIGNER_SIG_MAX];
+	size_t bl = sizeof(buf);
+	int r;
+	pthread_rwlock_rdlock(&s->ctx_lock);
+	if (!s->ctx) {
+		r = SIGNER_E_NO_TOKEN;
+	} else {
+		struct signer_status st = s->wst;
+		r = s->ops->sign(s->ctx, &st, cose_alg, tbs, len, buf, &bl);
+	}
+	pthread_rwlock_unlock(&s->ctx_lock);
+	if (r == 0) {
+		atomic_store(&s->last_use_ms, now_ms());
+		if (bl > cap) {
+			r = -ENOBUFS;
+		} else {
+			memcpy(sig, buf, bl);
+			*siglen = bl;
+		}
+	}
+	secmem_wipe(buf, sizeof(buf));
+	return r;
+}
+
 int
 signer_sign(void *ctx, int cose_alg, const uint8_t *tbs, size_t len, uint8_t *sig,
             size_t *siglen)
@@ -739,6 +783,9 @@ signer_sign(void *ctx, int cose_alg, const uint8_t *tbs, size_t len, uint8_t *si
 	*siglen = 0;
 	if (!s || (!tbs && len))
 		return -EINVAL;
+	bool on_worker = s->worker_started && pthread_equal(pthread_self(), s->worker);
+	if (s->ops->sign_any_thread && !on_worker)
+		return sign_here(s, cose_alg, tbs, len, sig, cap, siglen);
 	struct job *j = calloc(1, sizeof(*j));
 	if (!j)
 		return -ENOMEM;
@@ -748,7 +795,7 @@ signer_sign(void *ctx, int cose_alg, const uint8_t *tbs, size_t len, uint8_t *si
 	j->tbs = tbs;
 	j->tbs_len = len;
 	int r;
-	if (s->worker_started && pthread_equal(pthread_self(), s->worker)) {
+	if (on_worker) {
 		/* called from a backend callback on the worker itself: no queue */
 		run_job(s, j);
 	} else if ((r = enqueue(s, j)) < 0) {

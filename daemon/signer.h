@@ -96,6 +96,12 @@ struct signer_ops {
 	/* The public key as SubjectPublicKeyInfo DER (malloc'd), or -ENOENT. */
 	int (*public_key)(void *ctx, uint8_t **der, size_t *len);
 	void (*close)(void *ctx);
+	/* sign may run on any thread, several at once, while no other op runs
+	 * (struct signer holds a read lock for it and a write lock for every
+	 * worker call); such a sign must leave st alone. The file backend's
+	 * EVP_PKEY signs with a fresh EVP_MD_CTX per call; a PKCS#11 session
+	 * stays on the worker. */
+	bool sign_any_thread;
 };
 
 extern const struct signer_ops signer_pkcs11_ops;
@@ -142,7 +148,9 @@ int signer_logout(struct signer *s, const char *why);
 /* Milliseconds since the last login or signature (monotonic). Any thread. */
 uint64_t signer_idle_ms(struct signer *s);
 
-/* The COSE signer callback: sign tbs on the worker and wait for it. Any
+/* The COSE signer callback: sign tbs on the worker and wait for it, or, for
+ * a backend with sign_any_thread (the file key), on the calling thread
+ * under the signer's read lock (no thread hop). Any
  * thread (the loop thread included: it then waits for the token, which is
  * quick for SoftHSM and a file, up to ~0.5 s for a card). ctx is the
  * struct signer. Returns 0 or SIGNER_E_* / errno; *siglen is the buffer

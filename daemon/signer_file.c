@@ -12,7 +12,9 @@
  * clear PEM is usable at once and takes no PIN. A CERTIFICATE block in the
  * same file gives "who" like a card's certificate would.
  *
- * All functions run on the signer's worker thread.
+ * All functions run on the signer's worker thread, but file_sign, which
+ * may run on any thread under the signer's read lock (sign_any_thread):
+ * it only reads the key, with an EVP_MD_CTX of its own.
  */
 #include <openssl/ec.h>
 #include <openssl/evp.h>
@@ -346,4 +348,5 @@ const struct signer_ops signer_file_ops = {
 	.sign = file_sign,
 	.public_key = file_public_key,
 	.close = file_close,
+	.sign_any_thread = true,
 };
