@@ -163,6 +163,17 @@ struct queue {
 	uint64_t bytes;
 	int64_t dn[QUEUE_NSTATES];
 	int64_t dbytes;
+	/* queue_stats' two SQL reads, kept as of the last commit while only
+	 * inserts happen (an insert of a queued sheet can only lower the oldest
+	 * creation time and the nearest due date): mins_known; d_put_* are the
+	 * open transaction's inserts, and any other change to dn[] at COMMIT
+	 * makes the next queue_stats read them again. */
+	bool mins_known;
+	int64_t min_created;
+	char min_due[11];
+	int64_t d_put[QUEUE_NSTATES];
+	int64_t d_min_created;
+	char d_min_due[11];
 	EVP_CIPHER *gcm;
 	EVP_CIPHER_CTX *cctx;
 	bool reset_pending; /* sending → queued could not be written at open */
@@ -471,6 +482,28 @@ deltas_clear(struct queue *q)
 {
 	memset(q->dn, 0, sizeof(q->dn));
 	q->dbytes = 0;
+	memset(q->d_put, 0, sizeof(q->d_put));
+	q->d_min_created = 0;
+	q->d_min_due[0] = '\0';
+}
+
+/* At COMMIT, before the counters move: keep queue_stats' minimums when the
+ * transaction only inserted sheets, else forget them. */
+static void
+mins_commit(struct queue *q)
+{
+	if (!q->mins_known)
+		return;
+	for (int i = 0; i < QUEUE_NSTATES; i++) {
+		if (q->dn[i] != q->d_put[i]) {
+			q->mins_known = false;
+			return;
+		}
+	}
+	if (q->d_min_created && (!q->min_created || q->d_min_created < q->min_created))
+		q->min_created = q->d_min_created;
+	if (q->d_min_due[0] && (!q->min_due[0] || strcmp(q->d_min_due, q->min_due) < 0))
+		memcpy(q->min_due, q->d_min_due, sizeof(q->min_due));
 }
 
 static int
@@ -501,6 +534,7 @@ tx_commit(struct queue *q)
 		memcpy(q->errmsg, keep, sizeof(keep));
 		return r;
 	}
+	mins_commit(q);
 	for (int i = 0; i < QUEUE_NSTATES; i++)
 		q->n[i] = (uint64_t)((int64_t)q->n[i] + q->dn[i]);
 	q->bytes = (uint64_t)((int64_t)q->bytes + q->dbytes);
@@ -1154,7 +1188,14 @@ put_one(struct queue *q, struct queue_put *it, int64_t now, bool *fatal)
 		goto out;
 	}
 	q->dn[it->draft ? QUEUE_DRAFT : QUEUE_QUEUED]++;
+	q->d_put[it->draft ? QUEUE_DRAFT : QUEUE_QUEUED]++;
 	q->dbytes += (int64_t)blen;
+	if (!it->draft) {
+		if (!q->d_min_created || now < q->d_min_created)
+			q->d_min_created = now;
+		if (!q->d_min_due[0] || strcmp(it->due_date, q->d_min_due) < 0)
+			snprintf(q->d_min_due, sizeof(q->d_min_due), "%s", it->due_date);
+	}
 	it->seq = seq;
 out:
 	if (r < 0)
@@ -1721,8 +1762,17 @@ queue_stats(struct queue *q, struct queue_stats *st)
 	st->bytes = q->bytes;
 	st->max_sheets = q->max_sheets;
 	st->max_bytes = q->max_bytes;
-	if (q->n[QUEUE_QUEUED] + q->n[QUEUE_SENDING] == 0)
+	if (q->n[QUEUE_QUEUED] + q->n[QUEUE_SENDING] == 0) {
+		q->mins_known = true;
+		q->min_created = 0;
+		q->min_due[0] = '\0';
 		return 0;
+	}
+	if (q->mins_known) {
+		st->oldest_queued_ms = q->min_created;
+		memcpy(st->next_due, q->min_due, sizeof(st->next_due));
+		return 0;
+	}
 	sqlite3_stmt *s = stmt(q, ST_MIN_CREATED);
 	if (!s)
 		return -EIO;
@@ -1738,7 +1788,12 @@ queue_stats(struct queue *q, struct queue_stats *st)
 	if (rc == SQLITE_ROW)
 		copy_col(s, 0, st->next_due, sizeof(st->next_due));
 	stmt_done(s);
-	return rc == SQLITE_ROW ? 0 : sqlerr(q, rc, "stats");
+	if (rc != SQLITE_ROW)
+		return sqlerr(q, rc, "stats");
+	q->mins_known = true;
+	q->min_created = st->oldest_queued_ms;
+	memcpy(q->min_due, st->next_due, sizeof(q->min_due));
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */

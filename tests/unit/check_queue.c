@@ -792,6 +792,68 @@ START_TEST(test_retention)
 }
 END_TEST
 
+/* queue_stats keeps its two minimums across inserts without reading them
+ * again; after every kind of write they must equal what SQL says now. */
+static void
+expect_mins(struct queue *q)
+{
+	struct queue_stats st;
+	ck_assert_int_eq(queue_stats(q, &st), 0);
+	long long want = raw_int("SELECT IFNULL(MIN(created), 0) FROM sheets "
+	                         "WHERE state IN ('queued','sending')");
+	ck_assert_int_eq(st.oldest_queued_ms, want);
+	sqlite3 *db = raw_open();
+	sqlite3_stmt *s = NULL;
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT IFNULL(MIN(due_date), '') FROM sheets "
+	                                        "WHERE state IN ('queued','sending')",
+	                                    -1, &s, NULL),
+	                 SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
+	ck_assert_str_eq(st.next_due, (const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+}
+
+START_TEST(test_stats_mins_cached)
+{
+	struct queue *q = qopen();
+	expect_mins(q);
+	ck_assert_int_eq(put(q, "a", "P1", "2024-03-01", "2024-03-06", "x"), 0);
+	expect_mins(q);
+	fake_now += 1000;
+	ck_assert_int_eq(put(q, "b", "P1", "2024-03-02", "2024-03-09", "x"), 0);
+	expect_mins(q);
+	fake_now -= 5000; /* a clock stepped back: an older creation time */
+	ck_assert_int_eq(put(q, "c", "P1", "2024-03-02", "2024-03-04", "x"), 0);
+	expect_mins(q);
+	fake_now += 10000;
+	ck_assert_int_eq(put(q, "c", "P1", "2024-03-02", "2024-03-01", "x"), -EEXIST);
+	expect_mins(q);
+	struct queue_put d = { .id = "d", .practitioner = "P1", .care_date = "2024-03-01",
+		               .draft = true };
+	ck_assert_int_eq(queue_put(q, &d), 0);
+	expect_mins(q);
+	/* the oldest and the nearest leave queued/sending: both must move */
+	ck_assert_int_eq(queue_transition(q, "c", QUEUE_SENDING, NULL), 0);
+	expect_mins(q);
+	ck_assert_int_eq(queue_transition(q, "c", QUEUE_ACCEPTED, NULL), 0);
+	expect_mins(q);
+	ck_assert_int_eq(put(q, "e", "P2", "2024-03-02", "2024-03-07", "x"), 0);
+	expect_mins(q);
+	ck_assert_int_eq(queue_transition(q, "a", QUEUE_SENDING, NULL), 0);
+	ck_assert_int_eq(queue_transition(q, "a", QUEUE_REJECTED, "no"), 0);
+	expect_mins(q);
+	ck_assert_int_eq(queue_transition(q, "b", QUEUE_SENDING, NULL), 0);
+	ck_assert_int_eq(queue_transition(q, "b", QUEUE_ACCEPTED, NULL), 0);
+	ck_assert_int_eq(queue_transition(q, "e", QUEUE_SENDING, NULL), 0);
+	ck_assert_int_eq(queue_transition(q, "e", QUEUE_ACCEPTED, NULL), 0);
+	expect_mins(q); /* none left */
+	ck_assert_int_eq(put(q, "f", "P2", "2024-03-03", "2024-03-10", "x"), 0);
+	expect_mins(q);
+	queue_close(q);
+}
+END_TEST
+
 START_TEST(test_stats_list)
 {
 	struct queue *q = qopen();
@@ -1332,6 +1394,7 @@ queue_suite(void)
 	tcase_add_test(tc, test_limits);
 	tcase_add_test(tc, test_retention);
 	tcase_add_test(tc, test_stats_list);
+	tcase_add_test(tc, test_stats_mins_cached);
 	tcase_add_test(tc, test_migrate_v0);
 	tcase_add_test(tc, test_migrate_v1);
 	tcase_add_test(tc, test_corrupt);
