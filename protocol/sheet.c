@@ -8,6 +8,8 @@
  * one error naming its field; validation never stops at the first one. */
 #include "sheet.h"
 
+#include "nir.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -120,34 +122,11 @@ printable(const char *s)
 	return true;
 }
 
-/* NIR: sex(1) year(2) month(2) department(2, 2A/2B) commune(3) order(3),
- * then key = 97 − (number mod 97), with 2A read as 19 and 2B as 18. */
+/* The NIR rule is protocol/nir.c's, the project's one validator. */
 bool
 sheet_nir_valid(const char *nir)
 {
-	if (!nir || strlen(nir) != 15)
-		return false;
-	uint64_t n = 0;
-	for (int i = 0; i < 13; i++) {
-		char c = nir[i];
-		int v;
-		if (c >= '0' && c <= '9')
-			v = c - '0';
-		else if (i == 6 && nir[5] == '2' && (c == 'A' || c == 'B'))
-			v = -1; /* handled below */
-		else
-			return false;
-		if (v < 0) {
-			/* "2A" → 19, "2B" → 18: replace the department's two digits */
-			n = n / 10 * 100 + (c == 'A' ? 19 : 18);
-			continue;
-		}
-		n = n * 10 + (uint64_t)v;
-	}
-	if (nir[13] < '0' || nir[13] > '9' || nir[14] < '0' || nir[14] > '9')
-		return false;
-	unsigned key = (unsigned)((nir[13] - '0') * 10 + (nir[14] - '0'));
-	return key == 97 - n % 97;
+	return nir && nir_check(nir, strlen(nir), NULL) == 0;
 }
 
 static bool

@@ -21,6 +21,7 @@
 #include "cbor.c"
 #include "cose.c"
 #include "holidays.c"
+#include "nir.c"
 #include "sheet.c"
 #include "sheetsig.c"
 
