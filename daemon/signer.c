@@ -638,7 +638,12 @@ signer_new(struct loop *l, const struct config *c, signer_status_fn fn, void *ar
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	pthread_cond_init(&s->done_cv, NULL);
-	pthread_rwlock_init(&s->ctx_lock, NULL);
+	/* writer first: a stream of signatures must not hold off a logout */
+	pthread_rwlockattr_t rwa;
+	pthread_rwlockattr_init(&rwa);
+	pthread_rwlockattr_setkind_np(&rwa, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&s->ctx_lock, &rwa);
+	pthread_rwlockattr_destroy(&rwa);
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, SIGNER_STACK_SIZE);

@@ -16,6 +16,8 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -412,6 +414,88 @@ START_TEST(file_encrypted_pin)
 }
 END_TEST
 
+/* A file key signs on the caller's thread (no worker hop): signatures from
+ * several threads at once, while the key is logged out and in again, each
+ * either verifies or says LOGIN_NEEDED, never anything else (nor a crash on
+ * a key freed under it). */
+struct signloop {
+	struct signer *s;
+	const uint8_t *spki;
+	size_t spki_len;
+	atomic_bool *stop;
+	unsigned ok, locked, other;
+};
+
+static void *
+signloop_main(void *arg)
+{
+	struct signloop *a = arg;
+	static const uint8_t msg[] = "threads";
+	while (!atomic_load(a->stop)) {
+		uint8_t sig[SIGNER_SIG_MAX];
+		size_t siglen = sizeof(sig);
+		int r = signer_sign(a->s, SIGNER_ALG_ES256, msg, sizeof(msg), sig, &siglen);
+		if (r == 0 && signer_verify(SIGNER_ALG_ES256, a->spki, a->spki_len, msg, sizeof(msg),
+		                            sig, siglen) == 0)
+			a->ok++;
+		else if (r == SIGNER_E_LOGIN_NEEDED)
+			a->locked++;
+		else
+			a->other++;
+	}
+	return NULL;
+}
+
+START_TEST(file_sign_threads_logout)
+{
+	mk_tmp();
+	char path[300];
+	snprintf(path, sizeof(path), "%s/key.pem", tmpdir);
+	uint8_t spki[1024];
+	size_t spki_len = make_key(path, false, "4711", spki, sizeof(spki));
+	struct config *c = make_config("file", NULL, NULL, NULL, path, NULL);
+	struct loop *l;
+	ck_assert_int_eq(loop_new(&l), 0);
+	struct waiter w = { .want = SIGNER_LOCKED };
+	struct signer *s;
+	ck_assert_int_eq(signer_new(l, c, status_cb, &w, &s), 0);
+	run_until(l, &w.seen, 5000);
+	ck_assert(w.seen);
+	ck_assert_int_eq(login_wait(l, s, "4711", NULL), 0);
+	atomic_bool stop = false;
+	struct signloop a[3];
+	pthread_t th[3];
+	for (int i = 0; i < 3; i++) {
+		a[i] = (struct signloop){ .s = s, .spki = spki, .spki_len = spki_len, .stop = &stop };
+		ck_assert_int_eq(pthread_create(&th[i], NULL, signloop_main, &a[i]), 0);
+	}
+	for (int round = 0; round < 5; round++) {
+		usleep(20000);
+		w = (struct waiter){ .want = SIGNER_LOCKED };
+		ck_assert_int_eq(signer_logout(s, "test"), 0);
+		run_until(l, &w.seen, 5000);
+		ck_assert(w.seen);
+		usleep(20000);
+		ck_assert_int_eq(login_wait(l, s, "4711", NULL), 0);
+	}
+	usleep(20000);
+	atomic_store(&stop, true);
+	unsigned ok = 0, locked = 0;
+	for (int i = 0; i < 3; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_uint_eq(a[i].other, 0);
+		ok += a[i].ok;
+		locked += a[i].locked;
+	}
+	ck_assert_uint_gt(ok, 0);
+	ck_assert_uint_gt(locked, 0);
+	signer_free(s);
+	loop_free(l);
+	config_free(c);
+	rm_tmp();
+}
+END_TEST
+
 START_TEST(idle_logout)
 {
 	mk_tmp();
@@ -713,6 +797,7 @@ signer_suite(void)
 	tcase_add_test(tc, file_es256);
 	tcase_add_test(tc, file_ps256);
 	tcase_add_test(tc, file_encrypted_pin);
+	tcase_add_test(tc, file_sign_threads_logout);
 	tcase_add_test(tc, idle_logout);
 	tcase_add_test(tc, async_and_selftest);
 	tcase_add_test(tc, unknown_and_missing);
