@@ -79,6 +79,20 @@ event_new(const char *type, uint64_t seq)
 	return json_pack("{s:s,s:I,s:s}", "type", type, "seq", (json_int_t)seq, "time", t);
 }
 
+/* Add a publisher's fields to an event. type, seq and time are the bus's
+ * own: a field of the same name never replaces them (watchers rely on seq
+ * to notice a lost event). */
+static void
+merge_fields(json_t *event, json_t *fields)
+{
+	const char *key;
+	json_t *v;
+	json_object_foreach(fields, key, v) {
+		if (strcmp(key, "type") && strcmp(key, "seq") && strcmp(key, "time"))
+			json_object_set(event, key, v);
+	}
+}
+
 void
 events_publish_ex(const char *type, json_t *fields, json_t *control_fields)
 {
@@ -90,12 +104,12 @@ events_publish_ex(const char *type, json_t *fields, json_t *control_fields)
 	if (!pub)
 		goto out;
 	if (fields)
-		json_object_update(pub, fields);
+		merge_fields(pub, fields);
 	if (control_fields) {
 		ctl = json_deep_copy(pub);
 		if (!ctl)
 			goto out;
-		json_object_update(ctl, control_fields);
+		merge_fields(ctl, control_fields);
 	}
 	log_debug("event %s #%llu to %u watcher(s)", type, (unsigned long long)ev.seq, ev.count);
 	ev.publishing = true;

@@ -361,7 +361,7 @@ create_finished(struct create *c)
 			               json_pack("{s:s,s:s?,s:s}", "id", c->s->id, "reader",
 			                         c->reader[0] ? c->reader : NULL, "care_date", c->care));
 		else
-			events_publish("SheetQueued", json_pack("{s:s,s:i,s:s,s:s}", "id", c->s->id, "seq",
+			events_publish("SheetQueued", json_pack("{s:s,s:i,s:s,s:s}", "id", c->s->id, "number",
 			                                        (int)c->seq, "care_date", c->care,
 			                                        "due_date", c->due));
 		if (c->call)

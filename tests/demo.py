@@ -52,7 +52,13 @@ def main():
     world.start()
     print("pcscd pid %d on %s" % (world.pid, world.socket))
     hosts = []
-    with Daemon(tmp=tmp, env={"PCSCLITE_CSOCK_NAME": world.socket}) as d:
+    # the practitioner's key: a PEM file protected by a PIN (development
+    # backend; a CPS through OpenSC's PKCS#11 module in real use)
+    import sheetlib
+    pin = "%07d" % (int.from_bytes(os.urandom(4), "big") % 10000000)
+    key, cert, _ = sheetlib.make_key(tmp, password=pin)
+    conf = sheetlib.conf(key_path=key)
+    with Daemon(tmp=tmp, conf=conf, env={"PCSCLITE_CSOCK_NAME": world.socket}) as d:
         print("vitaled pid %d, API socket %s" % (d.proc.pid, d.sock))
         try:
             w = Watch(d.sock)
@@ -71,6 +77,31 @@ def main():
             step("the same card for scripts (the data is fictitious test data)")
             p = show(["card", "--json"], d)
             card = json.loads(p.stdout)
+
+            step("the practitioner logs in (PIN from a pipe here; from the terminal, without echo, at a desk)")
+            r, wfd = os.pipe()
+            os.write(wfd, (pin + "\n").encode())
+            os.close(wfd)
+            print("$ vitalectl pin --pin-fd N")
+            p = subprocess.run([VITALECTL, "--socket", d.sock, "pin", "--pin-fd", str(r)], pass_fds=(r,),
+                               capture_output=True, text=True)
+            os.close(r)
+            sys.stdout.write(p.stdout + p.stderr)
+
+            step("a care sheet from the card in the reader: one consultation (C, 26.50 EUR), signed, queued durably")
+            p = show(["sheet", "create", "--reader", "Virtual PCD 00 00", "--act", "C:1:2650",
+                      "--insurer", "01:751:0001"], d)
+            events(w, ("SheetQueued",))
+            show(["queue"], d)
+            p = show(["--json", "sheet", "list"], d)
+            sheets = json.loads(p.stdout).get("sheets", [])
+            if sheets:
+                sid = sheets[0]["id"]
+                out = os.path.join(tmp, "sheet.cose")
+                show(["sheet", "export", sid, "-o", out], d)
+                step("anyone with the practitioner's certificate checks the exported sheet, offline")
+                show(["sheet", "verify", out, "--cert", cert], d)
+
             step("the card leaves the reader")
             h0.remove()
             events(w, ("CardRemoved",))

@@ -113,7 +113,7 @@ def t_card():
     w = sl.Watch(d)
     r = create_ok(d, {"reader": R0, "sheet": till_part()}, "CreateSheet from the Vitale 2")
     e = w.expect("SheetQueued", id=r["id"])
-    check(e["seq"] == r["seq"] and "nir" not in json.dumps(e), "SheetQueued event, no identity in it")
+    check(e["number"] == r["seq"] and "nir" not in json.dumps(e), "SheetQueued event, no identity in it")
     w.close()
     check(r["mode"] == "physical" and r["care_date"] == today().isoformat(), "physical, today")
     err, g = call(d, "GetSheet", {"id": r["id"]})

@@ -170,7 +170,8 @@ START_TEST(t_order_and_fields)
 	events_publish("ReaderAdded", json_pack("{s:s}", "reader", "R0"));
 	events_publish_ex("CardRead", json_pack("{s:s,s:{s:b}}", "reader", "R0", "summary", "named", 0),
 	                  json_pack("{s:{s:b}}", "summary", "named", 1));
-	events_publish("CardRemoved", NULL);
+	/* a publisher's "seq" field must not replace the bus's own */
+	events_publish("CardRemoved", json_pack("{s:i,s:s}", "seq", 99, "type", "Forged"));
 	uint64_t last = events_last_seq();
 	ck_assert_uint_eq(last, 3);
 	static const char *const want[] = { "ReaderAdded", "CardRead", "CardRemoved" };
