@@ -360,6 +360,19 @@ print_pin_error(const char *err, json_t *r, const char *target)
 	}
 }
 
+/* The --pin-fd argument: an open file descriptor, or -1 after saying why. */
+static int
+parse_pin_fd(const char *arg)
+{
+	char *end;
+	long v = strtol(arg, &end, 10);
+	if (!*arg || *end || v < 0 || v > 1024 || fcntl((int)v, F_GETFD) < 0) {
+		fprintf(stderr, "vitalectl: --pin-fd: '%s' is not an open file descriptor\n", arg);
+		return -1;
+	}
+	return (int)v;
+}
+
 /* vitalectl pin [--target T] [--pin-fd N] [--pinpad] */
 static int
 cmd_pin(struct ctl *ctl, int argc, char **argv)
@@ -371,13 +384,8 @@ cmd_pin(struct ctl *ctl, int argc, char **argv)
 		if (!strcmp(argv[i], "--target") && i + 1 < argc) {
 			target = argv[++i];
 		} else if (!strcmp(argv[i], "--pin-fd") && i + 1 < argc) {
-			char *end;
-			long v = strtol(argv[++i], &end, 10);
-			if (*end || v < 0 || v > 1024 || fcntl((int)v, F_GETFD) < 0) {
-				fprintf(stderr, "vitalectl: --pin-fd: '%s' is not an open file descriptor\n", argv[i]);
+			if ((fd = parse_pin_fd(argv[++i])) < 0)
 				return EXIT_USAGE;
-			}
-			fd = (int)v;
 		} else if (!strcmp(argv[i], "--pinpad")) {
 			pinpad = true;
 		} else {
@@ -477,13 +485,8 @@ cmd_unblock(struct ctl *ctl, int argc, char **argv)
 		if (!strcmp(argv[i], "--target") && i + 1 < argc) {
 			target = argv[++i];
 		} else if (!strcmp(argv[i], "--pin-fd") && i + 1 < argc) {
-			char *end;
-			long v = strtol(argv[++i], &end, 10);
-			if (*end || v < 0 || v > 1024 || fcntl((int)v, F_GETFD) < 0) {
-				fprintf(stderr, "vitalectl: --pin-fd: '%s' is not an open file descriptor\n", argv[i]);
+			if ((fd = parse_pin_fd(argv[++i])) < 0)
 				return EXIT_USAGE;
-			}
-			fd = (int)v;
 		} else if (!strcmp(argv[i], "--keep-pin")) {
 			keep = true;
 		} else {

@@ -90,7 +90,7 @@ static int
 tries(void)
 {
 	char b[16];
-	return read_file("tries", b, sizeof(b)) > 0 ? atoi(b) : 3;
+	return read_file("tries", b, sizeof(b)) > 0 ? (int)strtol(b, NULL, 10) : 3;
 }
 
 static void

@@ -96,7 +96,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	sock_path = argv[1];
-	int clients = atoi(argv[2]), total = atoi(argv[3]);
+	int clients = (int)strtol(argv[2], NULL, 10), total = (int)strtol(argv[3], NULL, 10);
 	if (clients < 1 || clients > 256 || total < 1) {
 		fprintf(stderr, "sheet_bench: bad numbers\n");
 		return 2;

@@ -341,10 +341,10 @@ int main(int argc, char **argv)
 			else usage();
 			break;
 		case 'q': quiet = 1; break;
-		case 'b': bench = atoi(optarg); break;
+		case 'b': bench = (int)strtol(optarg, NULL, 10); break;
 		case 'l': list = 1; break;
 		case 'E': evsecs = atof(optarg); break;
-		case 'n': maxev = atoi(optarg); break;
+		case 'n': maxev = (int)strtol(optarg, NULL, 10); break;
 		default: usage();
 		}
 	}
