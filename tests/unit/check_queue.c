@@ -1283,7 +1283,7 @@ END_TEST
 static int
 diskfull_child(void)
 {
-	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	if (unshare(CLONE_NEWNS) < 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0 ||
 	    mount("vitaled-test", tmpdir, "tmpfs", 0, "size=1m,mode=0700") < 0) {
 		printf("test_disk_full: SKIP: cannot mount a tmpfs here (%s)\n", strerror(errno));
 		return 77;
