@@ -37,6 +37,8 @@ import sheetlib as sl  # noqa: E402
 from sheetlib import harness, check_seqs, list_all  # noqa: E402
 
 LONG = os.environ.get("TORTURE") == "long"
+# under a wrapper (valgrind) the daemon is ~20x slower: give it time to work between kills
+SLOW = 20.0 if os.environ.get("TEST_WRAPPER") else 1.0
 KILLS = int(os.environ.get("TORTURE_KILLS", "2000" if LONG else "30"))
 CLIENTS = int(os.environ.get("TORTURE_CLIENTS", "4"))
 # the long run pauses between creates so that the check at the end (every
@@ -137,7 +139,7 @@ def main():
                 time.sleep(rng.uniform(0, 0.02))
                 early += 1
             else:
-                time.sleep(rng.uniform(0.002, 0.15))
+                time.sleep(rng.uniform(0.002, 0.15) * SLOW)
             d.proc.kill()
             rc = d.proc.wait()
             d.logf.close()
