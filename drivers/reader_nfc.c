@@ -1017,7 +1017,7 @@ const struct reader_ops reader_nfc_ops = {
 #else /* !WITH_NFC */
 
 static int
-nfc_open_stub(const struct reader_params *p, reader_event_fn cb, void *arg,
+nfc_open_absent(const struct reader_params *p, reader_event_fn cb, void *arg,
               struct reader_driver **out)
 {
 	if (out != NULL)
@@ -1026,12 +1026,12 @@ nfc_open_stub(const struct reader_params *p, reader_event_fn cb, void *arg,
 }
 
 static void
-nfc_close_stub(struct reader_driver *d)
+nfc_close_absent(struct reader_driver *d)
 {
 }
 
 static int
-nfc_connect_stub(struct reader_driver *d, const char *reader, struct reader_card **out,
+nfc_connect_absent(struct reader_driver *d, const char *reader, struct reader_card **out,
                  uint8_t *atr, size_t *atr_len)
 {
 	if (out != NULL)
@@ -1042,7 +1042,7 @@ nfc_connect_stub(struct reader_driver *d, const char *reader, struct reader_card
 }
 
 static int
-nfc_transmit_stub(struct reader_card *c, const uint8_t *capdu, size_t clen, uint8_t *rapdu,
+nfc_transmit_absent(struct reader_card *c, const uint8_t *capdu, size_t clen, uint8_t *rapdu,
                   size_t *rlen)
 {
 	if (rlen != NULL)
@@ -1051,7 +1051,7 @@ nfc_transmit_stub(struct reader_card *c, const uint8_t *capdu, size_t clen, uint
 }
 
 static int
-nfc_control_stub(struct reader_card *c, uint32_t code, const uint8_t *in, size_t inlen,
+nfc_control_absent(struct reader_card *c, uint32_t code, const uint8_t *in, size_t inlen,
                  uint8_t *outb, size_t *outlen)
 {
 	if (outlen != NULL)
@@ -1060,12 +1060,12 @@ nfc_control_stub(struct reader_card *c, uint32_t code, const uint8_t *in, size_t
 }
 
 static void
-nfc_disconnect_stub(struct reader_card *c)
+nfc_disconnect_absent(struct reader_card *c)
 {
 }
 
 static const char *
-nfc_why_stub(void)
+nfc_why_absent(void)
 {
 	return "NFC not compiled in";
 }
@@ -1073,13 +1073,13 @@ nfc_why_stub(void)
 const struct reader_ops reader_nfc_ops = {
 	.name = "nfc",
 	.compiled_in = false,
-	.open = nfc_open_stub,
-	.close = nfc_close_stub,
-	.connect = nfc_connect_stub,
-	.transmit = nfc_transmit_stub,
-	.control = nfc_control_stub,
-	.disconnect = nfc_disconnect_stub,
-	.why = nfc_why_stub,
+	.open = nfc_open_absent,
+	.close = nfc_close_absent,
+	.connect = nfc_connect_absent,
+	.transmit = nfc_transmit_absent,
+	.control = nfc_control_absent,
+	.disconnect = nfc_disconnect_absent,
+	.why = nfc_why_absent,
 };
 
 #endif /* WITH_NFC */

@@ -1,7 +1,7 @@
 /* Unit tests for drivers/reader_nfc.c.
  *
  * Pure parts (always): the PC/SC part 3 pseudo-ATRs against ATRs known from
- * real readers, the backoff sequence, the "not compiled in" stub.
+ * real readers, the backoff sequence, the "not compiled in" table entry.
  * With libnfc (WITH_NFC=1): the driver through reader_nfc_ops against
  * tests/world/pn532emu.py, a PN532 emulator on a pty that hosts the phone
  * applet, driven by libnfc's real pn532_uart driver. Each emulator test case
