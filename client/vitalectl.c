@@ -66,6 +66,18 @@ ctl_call_err(struct ctl *ctl, const char *method, json_t *params, json_t **reply
 }
 
 int
+ctl_call_human(struct ctl *ctl, const char *method, json_t *params, json_t **reply)
+{
+	int rc = ctl_call(ctl, method, params, reply);
+	if (rc || !ctl->json)
+		return rc;
+	print_json(*reply);
+	json_decref(*reply);
+	*reply = NULL;
+	return -1;
+}
+
+int
 ctl_call(struct ctl *ctl, const char *method, json_t *params, json_t **reply)
 {
 	char *err = NULL;
@@ -121,14 +133,9 @@ cmd_status(struct ctl *ctl, int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	json_t *st = NULL;
-	int r = ctl_call(ctl, IFACE ".GetStatus", NULL, &st);
+	int r = ctl_call_human(ctl, IFACE ".GetStatus", NULL, &st);
 	if (r)
-		return r;
-	if (ctl->json) {
-		print_json(st);
-		json_decref(st);
-		return 0;
-	}
+		return r < 0 ? 0 : r;
 	char up[64];
 	fmt_duration((long long)json_integer_value(json_object_get(st, "uptime_s")), up, sizeof(up));
 	printf("vitaled %s: %s, up %s, mode %s, terminal %s\n", jstr(st, "version", "?"),
@@ -704,14 +711,9 @@ cmd_readers(struct ctl *ctl, int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	json_t *r = NULL;
-	int rc = ctl_call(ctl, IFACE ".ListReaders", NULL, &r);
+	int rc = ctl_call_human(ctl, IFACE ".ListReaders", NULL, &r);
 	if (rc)
-		return rc;
-	if (ctl->json) {
-		print_json(r);
-		json_decref(r);
-		return 0;
-	}
+		return rc < 0 ? 0 : rc;
 	json_t *readers = json_object_get(r, "readers");
 	if (json_array_size(readers) == 0) {
 		printf("no readers\n");

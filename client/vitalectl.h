@@ -31,6 +31,10 @@ int ctl_call(struct ctl *ctl, const char *method, json_t *params, json_t **reply
  * with *error (free it) and *reply (its parameters) set, printing nothing. */
 int ctl_call_err(struct ctl *ctl, const char *method, json_t *params, json_t **reply,
                  char **error);
+/* ctl_call for commands with a human view: with --json the reply is
+ * printed here and -1 is returned (the command is done, exit 0); 0 means
+ * *reply is set for the caller to format; > 0 is an exit code. */
+int ctl_call_human(struct ctl *ctl, const char *method, json_t *params, json_t **reply);
 void print_json(json_t *j);
 /* A string member, or dflt. */
 const char *jstr(json_t *o, const char *key, const char *dflt);

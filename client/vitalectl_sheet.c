@@ -460,14 +460,9 @@ sheet_show(struct ctl *ctl, int argc, char **argv)
 	if (argc != 3)
 		return usage_sheet();
 	json_t *r = NULL;
-	int rc = ctl_call(ctl, IFACE ".GetSheet", json_pack("{s:s}", "id", argv[2]), &r);
+	int rc = ctl_call_human(ctl, IFACE ".GetSheet", json_pack("{s:s}", "id", argv[2]), &r);
 	if (rc)
-		return rc;
-	if (ctl->json) {
-		print_json(r);
-		json_decref(r);
-		return 0;
-	}
+		return rc < 0 ? 0 : rc;
 	json_t *m = json_object_get(r, "meta"), *s = json_object_get(r, "sheet");
 	json_t *sig = json_object_get(r, "signature");
 	printf("sheet:       %s\n", jstr(m, "id", "?"));
@@ -672,14 +667,9 @@ cmd_queue(struct ctl *ctl, int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	json_t *r = NULL;
-	int rc = ctl_call(ctl, IFACE ".QueueStats", NULL, &r);
+	int rc = ctl_call_human(ctl, IFACE ".QueueStats", NULL, &r);
 	if (rc)
-		return rc;
-	if (ctl->json) {
-		print_json(r);
-		json_decref(r);
-		return 0;
-	}
+		return rc < 0 ? 0 : rc;
 	static const char *const order[] = { "draft",    "queued", "sending", "accepted",
 		                             "rejected", "paid",   "refused" };
 	json_t *c = json_object_get(r, "counts");

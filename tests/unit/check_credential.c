@@ -36,28 +36,7 @@
 static const uint8_t CID[16] = { 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
 	                         0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff };
 
-static uint8_t *
-load(const char *name, size_t *len)
-{
-	const char *src = getenv("srcdir");
-	char path[512];
-	FILE *f;
-	uint8_t *buf;
-	long n;
-
-	snprintf(path, sizeof(path), "%s/tests/data/digital/%s", src ? src : ".", name);
-	f = fopen(path, "rb");
-	ck_assert_msg(f != NULL, "open %s (run from the source root or set srcdir)", path);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)n + 1);
-	ck_assert(fread(buf, 1, (size_t)n, f) == (size_t)n);
-	buf[n] = 0;
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
+#include "digital_data.h"
 
 static struct credential_anchors *
 anchors(const char *pemfile)

@@ -40,28 +40,7 @@ static const uint8_t SELECT_APDU[] = { 0x00, 0xA4, 0x04, 0x00, 0x09, 0xF0, 0x56,
 static const uint8_t SELECT_OK[] = { 0xA3, 0x61, 0x76, 0x01, 0x63, 0x75, 0x76, 0x6D, 0x81, 0x63,
 	                             0x70, 0x69, 0x6E, 0x64, 0x61, 0x6C, 0x67, 0x73, 0x81, 0x26 };
 
-static uint8_t *
-load(const char *name, size_t *len)
-{
-	const char *src = getenv("srcdir");
-	char path[512];
-	FILE *f;
-	uint8_t *buf;
-	long n;
-
-	snprintf(path, sizeof(path), "%s/tests/data/digital/%s", src ? src : ".", name);
-	f = fopen(path, "rb");
-	ck_assert_msg(f != NULL, "open %s (run from the source root or set srcdir)", path);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)n + 1);
-	ck_assert(fread(buf, 1, (size_t)n, f) == (size_t)n);
-	buf[n] = 0;
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
+#include "digital_data.h"
 
 enum auth_mode { AUTH_OK, AUTH_REFUSE, AUTH_BLOCK, AUTH_NEVER, AUTH_SW, AUTH_PENDING_DATA };
 enum answer_mode { ANS_GOOD, ANS_OTHER_NONCE, ANS_UV_FALSE, ANS_OTHER_CID, ANS_PADDED, ANS_HUGE };

@@ -236,8 +236,8 @@ def check_vitale2(probe, host):
 
 
 def check_atrs(probe, host, tmp):
-    stub = os.path.join(tmp, "stub_applet.py")
-    with open(stub, "w") as f:
+    standin = os.path.join(tmp, "standin_applet.py")
+    with open(standin, "w") as f:
         f.write("class PhoneApplet:\n"
                 "    def __init__(self, **kw):\n        self.kw = kw\n"
                 "    def apdu(self, cmd):\n"
@@ -247,7 +247,7 @@ def check_atrs(probe, host, tmp):
                               ("vitale2", {"fa": "1"}, "t0"), ("vitale1", {}, "t0"),
                               ("cps", {}, "t0"), ("cps", {"atr": "cps2"}, "t0"),
                               ("unknown", {}, "any"),
-                              ("phone", {"applet": stub}, "any")):
+                              ("phone", {"applet": standin}, "any")):
         card = host.insert(name, **args)
         res = probe.apdus("00A404000BD250000002564954414C45", proto=proto)
         host.remove()
@@ -269,7 +269,7 @@ def check_atrs(probe, host, tmp):
         finally:
             host.remove()
     else:
-        print("     (tests/world/phone_applet.py absent: phone checked with a stub)")
+        print("     (tests/world/phone_applet.py absent: phone checked with a stand-in applet)")
 
 
 def pin(p):
