@@ -56,9 +56,12 @@ HARDEN      := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
 HARDEN_LD   := -pie -Wl,-z,relro,-z,now
 OPT         ?= -O2 -g
 
+# Includes name their folder ("lib/log.h", "daemon/core/loop.h"), so a layer
+# crossing shows on the include line; the only search roots are the top of
+# the tree and the generated sources.
 CPPFLAGS    += -D_GNU_SOURCE -DVITALED_VERSION=\"$(VERSION)\" -DWITH_NFC=$(WITH_NFC) \
                -DVITALED_DATADIR=\"$(DATADIR)/vitaled\" -DVITALED_SYSCONFDIR=\"$(SYSCONFDIR)\" \
-               -Idaemon -Idrivers -Iprotocol -Istorage -Iconf -Iclient -I$(B)/gen
+               -I. -I$(B)/gen
 CFLAGS      ?=
 CFLAGS      += -std=c17 $(OPT) $(WARN) $(HARDEN) -pthread $(PKG_CFLAGS)
 LDFLAGS     += $(HARDEN_LD) -pthread
@@ -73,26 +76,38 @@ endif
 # ---------------------------------------------------------------------------
 # sources
 
-CORE_DIRS   := protocol storage conf drivers daemon
-CORE_SRCS   := $(filter-out daemon/main.c,$(wildcard $(addsuffix /*.c,$(CORE_DIRS))))
+# Layers, bottom first. Each is one archive; a program links them top
+# first, so a call from a lower layer to a higher one has nothing to resolve
+# against and fails to link (`make lint` also checks it symbol by symbol,
+# tests/lint/layers.py). See README "Layout".
+LAYERS      := lib protocol conf storage drivers daemon/core daemon/cards daemon/pin daemon/sheets
+layer_name   = $(subst /,-,$(1))
+layer_srcs   = $(wildcard $(1)/*.c)
+layer_lib    = $(B)/layers/libvl-$(call layer_name,$(1)).a
+LAYER_LIBS  := $(foreach l,$(LAYERS),$(call layer_lib,$(l)))
+# link order: top layer first
+LINK_LIBS   := $(foreach l,$(shell echo $(LAYERS) | tr ' ' '\n' | tac),$(call layer_lib,$(l)))
+CORE_SRCS   := $(foreach l,$(LAYERS),$(call layer_srcs,$(l)))
 CORE_OBJS   := $(CORE_SRCS:%.c=$(B)/obj/%.o) $(B)/obj/gen/iface.o
+DAEMON_TOP  := daemon/main.c daemon/modules.c
 CLIENT_SRCS := client/client.c
 CLIENT_OBJS := $(CLIENT_SRCS:%.c=$(B)/obj/%.o)
 CLIENT_PIC  := $(CLIENT_SRCS:%.c=$(B)/pic/%.o)
 UNIT_SRCS   := $(wildcard tests/unit/check_*.c)
 UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+UNIT_SUPPORT_SRCS := $(wildcard tests/unit/support/*.c)
+UNIT_SUPPORT_OBJS := $(UNIT_SUPPORT_SRCS:%.c=$(B)/obj/%.o)
 FUZZ_SRCS   := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS   := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
 TOOL_SRCS   := $(wildcard tests/tools/*.c)
 TOOL_BINS   := $(TOOL_SRCS:tests/tools/%.c=$(B)/tools/%)
 IFACE_FILES := $(wildcard docs/*.varlink)
 
-LIBCORE     := $(B)/libvitaled-core.a
 LIBCLIENT   := $(B)/libvitaled-client.a
 LIBCLIENT_SO := $(B)/libvitaled-client.so.0
 PCFILE      := $(B)/vitaled-client.pc
 
-.PHONY: all check unit integration demo bench fuzz fuzz-run deps install clean tools torture
+.PHONY: all check unit integration demo bench fuzz fuzz-run deps install clean tools torture lint
 
 all: $(B)/vitaled $(B)/vitalectl $(LIBCLIENT) $(LIBCLIENT_SO) $(PCFILE) $(TOOL_BINS)
 
@@ -105,7 +120,7 @@ $(B)/pic/%.o: %.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -MMD -MP -c -o $@ $<
 
 # The varlink interface descriptions are embedded in the daemon for
-# org.varlink.service.GetInterfaceDescription.
+# org.varlink.service.GetInterfaceDescription (part of daemon/core).
 $(B)/gen/iface.c: $(IFACE_FILES) packaging/embed.sh
 	@mkdir -p $(dir $@)
 	sh packaging/embed.sh $(IFACE_FILES) > $@.tmp && mv $@.tmp $@
@@ -114,12 +129,17 @@ $(B)/obj/gen/iface.o: $(B)/gen/iface.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(LIBCORE): $(CORE_OBJS)
-	@rm -f $@
-	ar rcs $@ $^
+# one archive per layer
+define layer_rule
+$(call layer_lib,$(1)): $(patsubst %.c,$(B)/obj/%.o,$(call layer_srcs,$(1))) $(if $(filter daemon/core,$(1)),$(B)/obj/gen/iface.o)
+	@mkdir -p $$(dir $$@)
+	@rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(foreach l,$(LAYERS),$(eval $(call layer_rule,$(l))))
 
-$(B)/vitaled: $(B)/obj/daemon/main.o $(LIBCORE)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/vitaled: $(DAEMON_TOP:%.c=$(B)/obj/%.o) $(LAYER_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(DAEMON_TOP:%.c=$(B)/obj/%.o) $(LINK_LIBS) $(LDLIBS)
 
 $(LIBCLIENT): $(CLIENT_OBJS)
 	@rm -f $@
@@ -133,19 +153,24 @@ $(PCFILE): client/vitaled-client.pc.in Makefile
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
 
-# vitalectl links the core archive only for the pure protocol code of the
-# offline `sheet verify` (protocol/sheetsig and what it needs: the linker
-# takes those members only) and OpenSSL's libcrypto.
-$(B)/vitalectl: $(B)/obj/client/vitalectl.o $(B)/obj/client/vitalectl_sheet.o $(LIBCLIENT) $(LIBCORE)
+# vitalectl links the protocol and base layers only, for the pure code of
+# the offline `sheet verify` (protocol/sheetsig and what it needs) and
+# OpenSSL's libcrypto.
+VITALECTL_LIBS := $(call layer_lib,protocol) $(call layer_lib,lib)
+$(B)/vitalectl: $(B)/obj/client/vitalectl.o $(B)/obj/client/vitalectl_sheet.o $(LIBCLIENT) $(VITALECTL_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs jansson libcrypto)
 
-$(B)/tests/%: tests/unit/%.c $(LIBCORE)
+# Unit suites link every layer (the linker takes the members they use) and
+# the shared helpers of tests/unit/support/.
+$(B)/tests/%: tests/unit/%.c $(UNIT_SUPPORT_OBJS) $(LAYER_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(CHECK_CFLAGS) $(LDFLAGS) -MMD -MP -o $@ $< $(LIBCORE) $(LDLIBS) $(CHECK_LIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(CHECK_CFLAGS) $(LDFLAGS) -MMD -MP -o $@ $< $(UNIT_SUPPORT_OBJS) $(LINK_LIBS) $(LDLIBS) $(CHECK_LIBS)
 
-$(B)/tools/%: tests/tools/%.c
+# Tools link the layer archives like the daemon; none includes a .c file
+# of the project (bench_queue includes the baseline tool's own source).
+$(B)/tools/%: tests/tools/%.c $(LAYER_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -MMD -MP -o $@ $< $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -MMD -MP -o $@ $< $(LINK_LIBS) $(LDLIBS)
 
 tools: $(TOOL_BINS)
 

@@ -2,7 +2,7 @@
  * JSON object and a NUL, read until a NUL, with poll() bounding every wait.
  * Replies larger than VTC_MAX_REPLY are refused (a daemon bug or a wrong
  * socket must not make the client eat all memory). */
-#include "vitaled-client.h"
+#include "client/vitaled-client.h"
 
 #include <errno.h>
 #include <poll.h>

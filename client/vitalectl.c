@@ -28,7 +28,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "vitalectl.h"
+#include "client/vitalectl.h"
 
 static int
 ctl_connect(struct ctl *ctl)

@@ -8,7 +8,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-#include "vitaled-client.h"
+#include "client/vitaled-client.h"
 
 #define EXIT_REPLY_ERROR 1
 #define EXIT_USAGE 2

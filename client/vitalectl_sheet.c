@@ -25,9 +25,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "holidays.h"
-#include "sheetsig.h"
-#include "vitalectl.h"
+#include "protocol/holidays.h"
+#include "protocol/sheetsig.h"
+#include "client/vitalectl.h"
 
 #define FILE_MAX (1u << 20)
 

@@ -6,7 +6,7 @@
  * applied from a file that has one, so a bad file never half-configures
  * the daemon.
  */
-#include "config.h"
+#include "conf/config.h"
 
 #include <errno.h>
 #include <ini.h>

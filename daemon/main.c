@@ -21,9 +21,9 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "daemon.h"
-#include "log.h"
-#include "notify.h"
+#include "daemon/core/daemon.h"
+#include "lib/log.h"
+#include "daemon/core/notify.h"
 
 extern const struct module vitaled_modules[];
 

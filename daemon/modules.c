@@ -2,13 +2,13 @@
  * added by a later part of vitaled goes here, after what it depends on. */
 #include <stddef.h>
 
-#include "cardlogin.h"
-#include "cards.h"
-#include "daemon.h"
-#include "events.h"
-#include "pinflow.h"
-#include "readers.h"
-#include "sheets.h"
+#include "daemon/pin/cardlogin.h"
+#include "daemon/cards/cards.h"
+#include "daemon/core/daemon.h"
+#include "daemon/core/events.h"
+#include "daemon/pin/pinflow.h"
+#include "daemon/cards/readers.h"
+#include "daemon/sheets/sheets.h"
 
 const struct module vitaled_modules[] = {
 	{ "state", statedir_init, statedir_fini, NULL },

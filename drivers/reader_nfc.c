@@ -23,7 +23,7 @@
  * io, then lock; nfc_open_lock inside io; the callback runs with only cb_lock
  * held.
  */
-#include "reader_nfc.h"
+#include "drivers/reader_nfc.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -136,7 +136,7 @@ reader_nfc_backoff_next(unsigned cur_ms, unsigned cap_ms)
 
 #include <nfc/nfc.h>
 
-#include "log.h"
+#include "lib/log.h"
 
 /* A short APDU: header, Lc, 255 data bytes, Le. libnfc copies the command into
  * a 264-byte frame buffer without checking its length, so this bound also

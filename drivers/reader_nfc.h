@@ -47,7 +47,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "reader.h"
+#include "drivers/reader.h"
 
 /* Longest pseudo-ATR built here: 3B 8F 80 01 + 15 historical bytes + TCK. */
 #define READER_NFC_ATR_MAX 20

@@ -73,8 +73,8 @@
 #include <unistd.h>
 #include <winscard.h>
 
-#include "log.h"
-#include "reader.h"
+#include "lib/log.h"
+#include "drivers/reader.h"
 
 #define PCSC_MAX_READERS 32
 #define PCSC_BACKOFF_MIN_MS 100u

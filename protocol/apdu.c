@@ -9,7 +9,7 @@
  * max_get_response commands for one call, never writes outside the
  * caller's buffer, and never gathers more than max_response data bytes.
  */
-#include "apdu.h"
+#include "protocol/apdu.h"
 
 #include <errno.h>
 #include <string.h>

@@ -5,7 +5,7 @@
  * short or hostile, ends in a named reason rather than an out-of-bounds
  * read. Matching works on the decoded bytes only.
  */
-#include "atr.h"
+#include "protocol/atr.h"
 
 #include <errno.h>
 #include <string.h>

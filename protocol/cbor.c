@@ -13,7 +13,7 @@
  * start offsets of the children of open containers are kept in one stack
  * ("marks") so that a map knows where each key and value begins.
  */
-#include "cbor.h"
+#include "protocol/cbor.h"
 
 #include <errno.h>
 #include <stdlib.h>

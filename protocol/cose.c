@@ -8,7 +8,7 @@
  * Sig_structure built from the protected header and payload bytes exactly
  * as received.
  */
-#include "cose.h"
+#include "protocol/cose.h"
 
 #include <errno.h>
 #include <limits.h>

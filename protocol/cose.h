@@ -26,7 +26,7 @@
 
 #include <openssl/evp.h>
 
-#include "cbor.h"
+#include "protocol/cbor.h"
 
 #define COSE_ALG_ES256 (-7)
 #define COSE_ALG_PS256 (-37)

@@ -14,7 +14,7 @@
  * project's single NIR validator (the same rule as the physical cards and
  * the care sheets).
  */
-#include "credential.h"
+#include "protocol/credential.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -27,9 +27,9 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#include "cbor.h"
-#include "cose.h"
-#include "nir.h"
+#include "protocol/cbor.h"
+#include "protocol/cose.h"
+#include "protocol/nir.h"
 
 static const char *const reason_names[CREDENTIAL_R_COUNT] = {
 	[CREDENTIAL_R_OK] = "ok",

@@ -28,7 +28,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#include "cbor.h"
+#include "protocol/cbor.h"
 
 /* docs/digital-card.md §12, in the order of that table. */
 enum credential_reason {

@@ -7,7 +7,7 @@
  * never reads on "to be polite". The whole flow runs on the caller's thread
  * and talks to the phone only through io->transmit.
  */
-#include "digital.h"
+#include "protocol/digital.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -16,7 +16,7 @@
 
 #include <openssl/rand.h>
 
-#include "cbor.h"
+#include "protocol/cbor.h"
 
 const uint8_t DIGITAL_AID[DIGITAL_AID_LEN] = { 0xF0, 0x56, 0x49, 0x54, 0x41,
 	                                       0x4C, 0x45, 0x44, 0x01 };

@@ -27,7 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "credential.h"
+#include "protocol/credential.h"
 
 /* §3.1 */
 #define DIGITAL_AID_LEN 9

@@ -6,7 +6,7 @@
  * algorithm as given by Meeus, "Astronomical Algorithms", ch. 8 (also
  * known as Jones/Butcher); the tests check it against Gauss's method and
  * published dates. */
-#include "holidays.h"
+#include "protocol/holidays.h"
 
 #include <errno.h>
 #include <stdio.h>

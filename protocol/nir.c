@@ -3,7 +3,7 @@
  * The key is computed digit by digit (Horner's rule modulo 97), so no
  * 13-digit integer is ever formed and no overflow is possible.
  */
-#include "nir.h"
+#include "protocol/nir.h"
 
 #include <errno.h>
 #include <string.h>

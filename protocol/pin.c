@@ -6,7 +6,7 @@
  * buffer; no function keeps a copy of a PIN anywhere but in the caller's
  * output buffer (no stack temporaries holding digits).
  */
-#include "pin.h"
+#include "protocol/pin.h"
 
 #include <errno.h>
 #include <string.h>

@@ -8,7 +8,7 @@
  * "source:line" and what is wrong. Nothing in a file is executed: a
  * script is a list of a few fixed step kinds with data.
  */
-#include "profile.h"
+#include "protocol/profile.h"
 
 #include <errno.h>
 #include <stdarg.h>

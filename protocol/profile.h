@@ -26,11 +26,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "apdu.h"
-#include "atr.h"
-#include "nir.h"
-#include "pin.h"
-#include "tlv.h"
+#include "protocol/apdu.h"
+#include "protocol/atr.h"
+#include "protocol/nir.h"
+#include "protocol/pin.h"
+#include "protocol/tlv.h"
 
 /* Bounds of the format (docs/card-profiles.md "Limits"). */
 #define PROFILE_TEXT_MAX_SIZE 65536  /* bytes in one profile file */

@@ -15,7 +15,7 @@
  * value sizes. The first failure stops the read and is named in
  * res->reason; nothing read before it is trusted by the caller.
  */
-#include "profile.h"
+#include "protocol/profile.h"
 
 #include <errno.h>
 #include <stdarg.h>

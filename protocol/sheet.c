@@ -6,9 +6,9 @@
  * checked on the struct, whatever filled it, so data from the card session
  * goes through the same rules as data from the till. Each problem gives
  * one error naming its field; validation never stops at the first one. */
-#include "sheet.h"
+#include "protocol/sheet.h"
 
-#include "nir.h"
+#include "protocol/nir.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "holidays.h"
+#include "protocol/holidays.h"
 
 /* ------------------------------------------------------------------ */
 /* errors */

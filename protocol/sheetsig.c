@@ -7,7 +7,7 @@
  * key, an empty evidence map, a non-shortest integer) is refused even when
  * each field on its own would pass.
  */
-#include "sheetsig.h"
+#include "protocol/sheetsig.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cbor.h"
-#include "holidays.h"
+#include "protocol/cbor.h"
+#include "protocol/holidays.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -32,8 +32,8 @@
 
 #include <openssl/evp.h>
 
-#include "cose.h"
-#include "sheet.h"
+#include "protocol/cose.h"
+#include "protocol/sheet.h"
 
 /* The CBOR of the biggest sheet (32 acts, 2 KiB device answer, 8 KiB
  * credential) is under 14 KiB; the COSE_Sign1 adds the header and a

@@ -6,7 +6,7 @@
  * bounded stack, so no input can make this code read outside the buffer,
  * overflow a size or recurse.
  */
-#include "tlv.h"
+#include "protocol/tlv.h"
 
 #include <errno.h>
 #include <string.h>

@@ -12,7 +12,7 @@
  * - only finished sheets and stale drafts are ever deleted;
  * - the key never leaves this file: not in a message, not in the database.
  */
-#include "queue.h"
+#include "storage/queue.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fsutil.h"
+#include "lib/fsutil.h"
 
 #define BLOB_VERSION 1
 #define NONCE_LEN 12

@@ -37,7 +37,7 @@
  *
  * Thread context: a handle is used from ONE thread at a time. The daemon
  * opens it on its loop thread (so that a refusal stops start-up) and then
- * uses it only from its queue thread (daemon/sheetq.h): every call is
+ * uses it only from its queue thread (daemon/sheets/sheetq.h): every call is
  * synchronous, a write blocks for one fsync and for the seal callback,
  * which signs inside the write transaction (a card may take 0.5 s), and
  * none of that may stop the event loop. queue_put_batch lets the caller

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "apdu.h"
-#include "profile.h"
+#include "protocol/apdu.h"
+#include "protocol/profile.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cbor.h"
+#include "protocol/cbor.h"
 
 static void
 reencode(const struct cbor_doc *d, const struct cbor_item *it, struct cbor_enc *e)

@@ -10,8 +10,8 @@
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 
-#include "cbor.h"
-#include "cose.h"
+#include "protocol/cbor.h"
+#include "protocol/cose.h"
 
 static EVP_PKEY *ec_key, *rsa_key;
 

@@ -21,10 +21,10 @@
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 
-#include "cbor.h"
-#include "cose.h"
-#include "credential.h"
-#include "digital.h"
+#include "protocol/cbor.h"
+#include "protocol/cose.h"
+#include "protocol/credential.h"
+#include "protocol/digital.h"
 
 #define NOW 1767225600
 

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "profile.h"
+#include "protocol/profile.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "varlink.h"
+#include "daemon/core/varlink.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

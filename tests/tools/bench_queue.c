@@ -11,8 +11,8 @@
 #define BASELINE_NO_MAIN
 #include "sqlite_baseline.c"
 
-#include "fsutil.c"
-#include "queue.c"
+#include "lib/fsutil.h"
+#include "storage/queue.h"
 
 #include <ftw.h>
 

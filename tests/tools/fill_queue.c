@@ -12,18 +12,18 @@
  * is what the daemon itself would have stored, only without the API and one
  * fsync per 1000. Prints "<sheets> <seconds>".
  *
- * Tools are built without the core library, so the pure modules it needs
- * are compiled in here, as bench_queue does.
+ * Linked against the layer archives (storage/, protocol/, lib/).
  */
-#include "fsutil.c"
-#include "queue.c"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
-#include "cbor.c"
-#include "cose.c"
-#include "holidays.c"
-#include "nir.c"
-#include "sheet.c"
-#include "sheetsig.c"
+#include "lib/fsutil.h"
+#include "protocol/holidays.h"
+#include "protocol/sheet.h"
+#include "protocol/sheetsig.h"
+#include "storage/queue.h"
 
 #include <openssl/pem.h>
 

@@ -13,11 +13,11 @@
  * Output: "timing <what> <ms> ms" lines, then "result=ok" or "result=<why>".
  * Exit 77 when the driver was built without libnfc.
  *
- * Tools are linked without the core library, so this one compiles the two
- * modules it needs (the driver and the logger) into itself.
+ * Linked against the layer archives (drivers/, lib/) like every tool.
  */
-#include "../../daemon/log.c"
-#include "../../drivers/reader_nfc.c"
+#include "drivers/reader_nfc.h"
+#include "drivers/reader.h"
+#include "lib/log.h"
 
 #include <pthread.h>
 #include <stdio.h>

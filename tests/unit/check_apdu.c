@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "apdu.h"
+#include "protocol/apdu.h"
 #include "fakecard.h"
 
 static void

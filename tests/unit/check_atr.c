@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "atr.h"
+#include "protocol/atr.h"
 
 static size_t
 hx(const char *s, uint8_t *out)

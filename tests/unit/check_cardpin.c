@@ -1,4 +1,4 @@
-/* Unit tests for daemon/cardpin against a fake reader holding a CPS-like
+/* Unit tests for daemon/pin/cardpin against a fake reader holding a CPS-like
  * card with the semantics of tests/world/cards.py's "cps" (4-digit ASCII
  * PIN padded with FF to 8 bytes, reference 01, 3 tries, 63Cx, blocked
  * 6983 or 63C0, RESET RETRY COUNTER with an 8-digit code) and an optional
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cardpin.h"
+#include "daemon/pin/cardpin.h"
 
 #define LOGMAX 32
 

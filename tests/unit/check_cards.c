@@ -1,8 +1,8 @@
-/* Unit tests of daemon/cards.c: the placeholder reader (one SELECT MF,
+/* Unit tests of daemon/cards/cards.c: the placeholder reader (one SELECT MF,
  * nothing read, errors passed on), the JSON views (no full NIR outside
  * CARD_JSON_FULL, no names in the read-only summary), wiping, the
  * ownership of the evidence blobs (move, clear; run under valgrind or ASan
- * for the leak half); and daemon/cards_digital.c with a scripted phone: the
+ * for the leak half); and daemon/cards/cards_digital.c with a scripted phone: the
  * trust anchors at start-up, no_applet as an unknown card, a refusal with
  * its §12 name and detail. The accepted presentation is in
  * tests/integration/test_digital.py (it needs a phone that signs the
@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cards.h"
-#include "config.h"
-#include "daemon.h"
+#include "daemon/cards/cards.h"
+#include "conf/config.h"
+#include "daemon/core/daemon.h"
 
 struct fake {
 	int rc;

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cbor.h"
+#include "protocol/cbor.h"
 
 static size_t
 unhex(const char *h, uint8_t *out, size_t cap)

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "conf/config.h"
 
 static char tmpl[] = "/tmp/vitaled-check-config-XXXXXX";
 static char path[300];

@@ -13,8 +13,8 @@
 #include <openssl/ec.h>
 #include <openssl/rsa.h>
 
-#include "cbor.h"
-#include "cose.h"
+#include "protocol/cbor.h"
+#include "protocol/cose.h"
 
 static size_t
 unhex(const char *h, uint8_t *out, size_t cap)

@@ -25,10 +25,10 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
-#include "cbor.h"
-#include "cose.h"
-#include "credential.h"
-#include "digital.h"
+#include "protocol/cbor.h"
+#include "protocol/cose.h"
+#include "protocol/credential.h"
+#include "protocol/digital.h"
 
 #define NOW 1767225600 /* tests/data/digital/make_vectors.py */
 #define DAY 86400

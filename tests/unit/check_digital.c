@@ -25,10 +25,10 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "cbor.h"
-#include "cose.h"
-#include "credential.h"
-#include "digital.h"
+#include "protocol/cbor.h"
+#include "protocol/cose.h"
+#include "protocol/credential.h"
+#include "protocol/digital.h"
 
 #define NOW 1767225600 /* tests/data/digital/make_vectors.py */
 #define TID "till-3 pharmacie du port"

@@ -1,4 +1,4 @@
-/* Unit tests of the event bus (daemon/events.c) through a real varlink
+/* Unit tests of the event bus (daemon/core/events.c) through a real varlink
  * server on a temporary socket: WatchEvents needs "more", every watcher
  * gets every event in order, control-only fields reach control watchers
  * only, a watcher that does not read is dropped while a reading one gets
@@ -15,9 +15,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "daemon.h"
-#include "events.h"
-#include "log.h"
+#include "daemon/core/daemon.h"
+#include "daemon/core/events.h"
+#include "lib/log.h"
 
 static struct daemon D;
 static char dir[64];

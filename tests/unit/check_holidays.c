@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "../data/holidays_table.h"
-#include "holidays.h"
+#include "protocol/holidays.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -1,4 +1,4 @@
-/* Unit tests for daemon/loop.c: timer order and cancellation, fds added and
+/* Unit tests for daemon/core/loop.c: timer order and cancellation, fds added and
  * removed from callbacks, posts from other threads. */
 #include <check.h>
 #include <errno.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "loop.h"
+#include "daemon/core/loop.h"
 
 static char order[64];
 static size_t norder;

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "nir.h"
+#include "protocol/nir.h"
 
 /* body, key: computed outside this code base */
 static const struct {

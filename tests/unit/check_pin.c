@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pin.h"
+#include "protocol/pin.h"
 
 static void
 expect_bytes(const uint8_t *got, size_t got_len, const uint8_t *want, size_t want_len)

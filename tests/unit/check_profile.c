@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "fakecard.h"
-#include "profile.h"
+#include "protocol/profile.h"
 
 #include "vitale2_transcript.h"
 

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "faultvfs.h"
-#include "queue.h"
+#include "storage/queue.h"
 
 static int64_t fake_now = 1700000000000LL; /* 2023-11-14 */
 

@@ -30,9 +30,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "reader.h"
-#include "reader_nfc.h"
+#include "lib/log.h"
+#include "drivers/reader.h"
+#include "drivers/reader_nfc.h"
 
 #define PY "/usr/bin/python3"
 #define EMU_REL "tests/world/pn532emu.py"

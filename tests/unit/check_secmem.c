@@ -1,4 +1,4 @@
-/* Unit tests for daemon/secmem: the pages are really locked and marked
+/* Unit tests for daemon/core/secmem: the pages are really locked and marked
  * "do not dump" (read back from /proc/self/smaps), a forked child sees
  * them zeroed, malformed PINs allocate nothing, comparisons are right. */
 #include <check.h>
@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "secmem.h"
+#include "daemon/core/secmem.h"
 
 /* The VmFlags line of the mapping that contains addr, or "" if none. */
 static void

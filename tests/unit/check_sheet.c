@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "holidays.h"
-#include "sheet.h"
+#include "protocol/holidays.h"
+#include "protocol/sheet.h"
 
 /* Friday 15 March 2024 */
 #define TODAY "2024-03-15"

@@ -13,10 +13,10 @@
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 
-#include "cbor.h"
-#include "cose.h"
-#include "holidays.h"
-#include "sheetsig.h"
+#include "protocol/cbor.h"
+#include "protocol/cose.h"
+#include "protocol/holidays.h"
+#include "protocol/sheetsig.h"
 
 static const char base_json[] =
 	"{\"id\": \"0f8e2a4c-1b3d-4e5f-9a7b-8c6d5e4f3a2b\","

@@ -1,4 +1,4 @@
-/* Unit tests for daemon/signer and its backends.
+/* Unit tests for daemon/pin/signer and its backends.
  *
  * - the PKCS#11 login outcome table (token flags -> tries left, blocked);
  * - the file backend, clear and encrypted PEM, ES256 and PS256, through the
@@ -24,11 +24,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "cose.h"
-#include "loop.h"
-#include "secmem.h"
-#include "signer.h"
+#include "conf/config.h"
+#include "protocol/cose.h"
+#include "daemon/core/loop.h"
+#include "daemon/core/secmem.h"
+#include "daemon/pin/signer.h"
 
 /* the p11 constants we need, without pulling the p11-kit header in here */
 #define T_CKR_OK 0x0UL

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "tlv.h"
+#include "protocol/tlv.h"
 
 static size_t
 unhex(const char *s, uint8_t *out, size_t max)

@@ -1,4 +1,4 @@
-/* Unit tests for daemon/varlink.c: the message parser, framing, the
+/* Unit tests for daemon/core/varlink.c: the message parser, framing, the
  * varlink errors, access control, deferred replies and ordering, streams,
  * and the limits (oversize, invalid JSON, half-sent, slow readers).
  * The server runs in-process; clients are raw sockets pumped by the loop. */
@@ -12,8 +12,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "loop.h"
-#include "varlink.h"
+#include "daemon/core/loop.h"
+#include "daemon/core/varlink.h"
 
 /* ------------------------------------------------------------------ */
 /* parser */

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "apdu.h"
+#include "protocol/apdu.h"
 
 static inline size_t
 fc_unhex(const char *s, uint8_t *out, size_t max)

@@ -1,0 +1,873 @@
+/* The signer object: the backend table, the worker thread that runs every
+ * backend call, and the loop-side state (status, idle logout, presence
+ * polling). See signer.h.
+ *
+ * Threads: the loop thread owns struct signer's loop-side fields (status,
+ * timers, login_pending); the worker owns the backend context and its own
+ * status copy (wst). They meet only in the job queue (mutex + condition)
+ * and in loop_post() messages. One exception: a backend with
+ * sign_any_thread (the file key) signs on the caller's thread under
+ * ctx_lock's read side, and the worker holds its write side for every job
+ * and for the close, so no login, logout or close runs meanwhile (and a
+ * signature costs no thread hop). A message posted to the loop keeps the
+ * signer alive (posts_outstanding): signer_free() may run while messages
+ * are still queued, and the last one frees the memory.
+ *
+ * What must stay true: a PIN handed to signer_login() is freed (wiped) on
+ * every path, and a failed login is never retried here — only a new
+ * SubmitPin from a person starts another one.
+ */
+#include "daemon/pin/signer.h"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "protocol/cose.h"
+#include "lib/log.h"
+
+/* How often the token's presence is checked (while a backend can poll).
+ * A C_GetSlotInfo is cheap (OpenSC: one SCardGetStatusChange with a zero
+ * timeout); SoftHSM has no C_WaitForSlotEvent to block on instead. */
+#define SIGNER_POLL_MS 2000u
+
+static const char selftest_prefix[] = "vitaled signer self-test"; /* + NUL + 32 random bytes */
+
+/* ------------------------------------------------------------------ */
+/* the backend table (STYLE: backends chosen by name from a const table) */
+
+static int
+none_open(const struct config *c, void **ctx, struct signer_status *st)
+{
+	*ctx = NULL;
+	st->state = SIGNER_DISABLED;
+	snprintf(st->reason, sizeof(st->reason), "no signer configured ([signer] backend = none)");
+	return 0;
+}
+
+static int
+none_login(void *ctx, const struct secmem_pin *pin, struct signer_status *st)
+{
+	return SIGNER_E_NOT_EXPECTED;
+}
+
+static int
+none_logout(void *ctx, struct signer_status *st)
+{
+	return 0;
+}
+
+static int
+none_sign(void *ctx, struct signer_status *st, int alg, const uint8_t *tbs, size_t len,
+          uint8_t *sig, size_t *siglen)
+{
+	*siglen = 0;
+	return SIGNER_E_NO_TOKEN;
+}
+
+static int
+none_public_key(void *ctx, uint8_t **der, size_t *len)
+{
+	*der = NULL;
+	*len = 0;
+	return -ENOENT;
+}
+
+static void
+none_close(void *ctx)
+{
+}
+
+const struct signer_ops signer_none_ops = {
+	.name = "none",
+	.compiled_in = true,
+	.open = none_open,
+	.login = none_login,
+	.logout = none_logout,
+	.poll = NULL,
+	.sign = none_sign,
+	.public_key = none_public_key,
+	.close = none_close,
+};
+
+static const struct signer_ops *const backends[] = {
+	&signer_pkcs11_ops,
+	&signer_file_ops,
+	&signer_none_ops,
+};
+
+const struct signer_ops *
+signer_backend_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
+		if (name && !strcmp(backends[i]->name, name))
+			return backends[i];
+	return NULL;
+}
+
+const char *
+signer_state_name(enum signer_state st)
+{
+	switch (st) {
+	case SIGNER_DISABLED: return "disabled";
+	case SIGNER_STARTING: return "starting";
+	case SIGNER_NO_TOKEN: return "no-token";
+	case SIGNER_LOCKED: return "locked";
+	case SIGNER_READY: return "ready";
+	case SIGNER_BLOCKED: return "blocked";
+	case SIGNER_ERROR: return "error";
+	}
+	return "error";
+}
+
+const char *
+signer_alg_name(int cose_alg)
+{
+	switch (cose_alg) {
+	case SIGNER_ALG_ES256: return "ES256";
+	case SIGNER_ALG_PS256: return "PS256";
+	default: return NULL;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* verification and format helpers */
+
+int
+signer_verify(int cose_alg, const uint8_t *spki, size_t spki_len, const uint8_t *tbs,
+              size_t len, const uint8_t *sig, size_t siglen)
+{
+	const unsigned char *p = spki;
+	EVP_PKEY *pk = spki ? d2i_PUBKEY(NULL, &p, (long)spki_len) : NULL;
+	if (!pk)
+		return -EINVAL;
+	int r = cose_verify_raw(cose_alg, pk, tbs, len, sig, siglen);
+	EVP_PKEY_free(pk);
+	if (r == -EKEYREJECTED || r == -EPROTO)
+		return -EBADMSG;
+	if (r == -ENOTSUP)
+		return SIGNER_E_BAD_ALG;
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* jobs */
+
+enum job_type { JOB_OPEN, JOB_LOGIN, JOB_LOGOUT, JOB_POLL, JOB_SIGN, JOB_SELFTEST };
+
+struct job {
+	enum job_type type;
+	struct job *next;
+	struct signer *s;
+	void *arg;
+	int result;
+	struct signer_status st; /* the worker's status after the job */
+	bool status_changed;
+	/* login */
+	struct secmem_pin *pin;
+	signer_login_fn login_done;
+	/* logout */
+	char why[64];
+	/* sign */
+	int alg;
+	const uint8_t *tbs;
+	uint8_t *tbs_copy;
+	size_t tbs_len;
+	uint8_t sig[SIGNER_SIG_MAX];
+	size_t sig_len;
+	signer_sign_fn sign_done;
+	bool sync, finished;
+	/* selftest */
+	struct signer_selftest *t;
+	signer_selftest_fn selftest_done;
+};
+
+struct signer {
+	struct loop *loop;
+	const struct config *cfg;
+	const struct signer_ops *ops;
+	signer_status_fn status_fn;
+	void *status_arg;
+
+	/* loop side */
+	struct signer_status status;
+	bool login_pending;
+	bool poll_queued;
+	uint64_t poll_timer, idle_timer;
+	bool freed;
+
+	/* shared */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;      /* jobs queued / quit */
+	pthread_cond_t done_cv; /* a synchronous job finished */
+	/* ctx and wst: written by the worker under the write lock; read by a
+	 * sign_any_thread backend's signature on another thread under the read lock */
+	pthread_rwlock_t ctx_lock;
+	struct job *head, *tail;
+	bool quit;
+	pthread_t worker;
+	bool worker_started;
+	atomic_uint_fast64_t last_use_ms;
+	atomic_uint posts_outstanding;
+
+	/* worker side */
+	void *ctx;
+	struct signer_status wst;
+	struct signer_status wst_posted;
+};
+
+static void schedule_poll(struct signer *s);
+static void update_idle_timer(struct signer *s);
+
+static void
+job_free(struct job *j)
+{
+	if (!j)
+		return;
+	secmem_pin_free(j->pin);
+	free(j->tbs_copy);
+	if (j->t) {
+		free(j->t->pub);
+		free(j->t);
+	}
+	secmem_wipe(j->sig, sizeof(j->sig));
+	free(j);
+}
+
+static void
+signer_release(struct signer *s)
+{
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
+	pthread_cond_destroy(&s->done_cv);
+	pthread_rwlock_destroy(&s->ctx_lock);
+	free(s);
+}
+
+/* Loop side: apply a status the worker posted. */
+static void
+apply_status(struct signer *s, const struct signer_status *st)
+{
+	enum signer_state old = s->status.state;
+	bool was_in = s->status.logged_in;
+	s->status = *st;
+	if (old != st->state || was_in != st->logged_in)
+		log_info("signer: %s -> %s%s%s%s", signer_state_name(old), signer_state_name(st->state),
+		         st->logged_in ? " (logged in)" : "", st->reason[0] ? ": " : "", st->reason);
+	update_idle_timer(s);
+	if (s->status_fn)
+		s->status_fn(s, &s->status, s->status_arg);
+}
+
+static void
+job_posted(void *arg)
+{
+	struct job *j = arg;
+	struct signer *s = j->s;
+	unsigned left = atomic_fetch_sub(&s->posts_outstanding, 1) - 1;
+	if (s->freed) {
+		job_free(j);
+		if (left == 0)
+			signer_release(s);
+		return;
+	}
+	if (j->type == JOB_POLL)
+		s->poll_queued = false;
+	if (j->type == JOB_LOGIN)
+		s->login_pending = false;
+	if (j->status_changed || j->type == JOB_LOGIN || j->type == JOB_OPEN)
+		apply_status(s, &j->st);
+	switch (j->type) {
+	case JOB_LOGIN:
+		if (j->login_done)
+			j->login_done(j->result, &s->status, j->arg);
+		break;
+	case JOB_SIGN:
+		if (j->sign_done)
+			j->sign_done(j->result, j->result == 0 ? j->sig : NULL, j->result == 0 ? j->sig_len : 0,
+			             j->arg);
+		break;
+	case JOB_SELFTEST:
+		if (j->selftest_done)
+			j->selftest_done(j->t, j->arg);
+		break;
+	default:
+		break;
+	}
+	if (j->type == JOB_OPEN || j->type == JOB_POLL)
+		schedule_poll(s);
+	job_free(j);
+}
+
+/* Worker: hand a finished job to the loop (or drop it when stopping). */
+static void
+job_post(struct signer *s, struct job *j)
+{
+	if (j->sync) {
+		pthread_mutex_lock(&s->mu);
+		j->finished = true;
+		pthread_cond_broadcast(&s->done_cv);
+		pthread_mutex_unlock(&s->mu);
+		return;
+	}
+	pthread_mutex_lock(&s->mu);
+	bool quit = s->quit;
+	pthread_mutex_unlock(&s->mu);
+	if (quit) {
+		job_free(j);
+		return;
+	}
+	atomic_fetch_add(&s->posts_outstanding, 1);
+	if (loop_post(s->loop, job_posted, j) < 0) {
+		atomic_fetch_sub(&s->posts_outstanding, 1);
+		log_err("signer: cannot reach the event loop (out of memory); result dropped");
+		job_free(j);
+	}
+}
+
+static uint64_t
+now_ms(void)
+{
+	return loop_now_ms();
+}
+
+/* Worker: a status-only message (a sync sign that found the token gone). */
+static void
+post_status(struct signer *s)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return;
+	j->type = JOB_LOGOUT; /* carries a status, calls nothing */
+	j->s = s;
+	j->st = s->wst;
+	j->status_changed = true;
+	s->wst_posted = s->wst;
+	job_post(s, j);
+}
+
+static bool
+status_differs(const struct signer_status *a, const struct signer_status *b)
+{
+	return a->state != b->state || a->logged_in != b->logged_in || a->pinpad != b->pinpad ||
+	       a->tries_left != b->tries_left || a->count_low != b->count_low ||
+	       a->cose_alg != b->cose_alg || strcmp(a->who, b->who) || strcmp(a->reason, b->reason) ||
+	       strcmp(a->token, b->token);
+}
+
+static void
+run_selftest(struct signer *s, struct job *j)
+{
+	struct signer_selftest *t = j->t;
+	struct signer_status *st = &s->wst;
+	t->cose_alg = st->cose_alg;
+	memcpy(t->tbs, selftest_prefix, sizeof(selftest_prefix)); /* with its NUL */
+	if (RAND_bytes(t->tbs + sizeof(selftest_prefix), 32) != 1) {
+		t->result = -EIO;
+		return;
+	}
+	t->tbs_len = sizeof(selftest_prefix) + 32;
+	if (!s->ctx || !st->logged_in) {
+		t->result = s->ctx ? SIGNER_E_LOGIN_NEEDED : SIGNER_E_NO_TOKEN;
+		return;
+	}
+	struct timespec a, b;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	for (unsigned i = 0; i < t->rounds; i++) {
+		t->sig_len = sizeof(t->sig);
+		t->result = s->ops->sign(s->ctx, st, st->cose_alg, t->tbs, t->tbs_len, t->sig, &t->sig_len);
+		if (t->result < 0)
+			return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	t->elapsed_us = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000u +
+	                (uint64_t)((b.tv_nsec - a.tv_nsec) / 1000);
+	atomic_store(&s->last_use_ms, now_ms());
+	if (s->ops->public_key(s->ctx, &t->pub, &t->pub_len) == 0)
+		t->verified = signer_verify(t->cose_alg, t->pub, t->pub_len, t->tbs, t->tbs_len, t->sig,
+		                            t->sig_len) == 0;
+}
+
+static void
+run_job(struct signer *s, struct job *j)
+{
+	const struct signer_ops *o = s->ops;
+	switch (j->type) {
+	case JOB_OPEN:
+		j->result = o->open(s->cfg, &s->ctx, &s->wst);
+		if (j->result < 0) {
+			s->wst.state = SIGNER_ERROR;
+			if (!s->wst.reason[0])
+				snprintf(s->wst.reason, sizeof(s->wst.reason), "cannot open the %s backend: %s",
+				         o->name, strerror(-j->result));
+			s->ctx = NULL;
+		}
+		break;
+	case JOB_LOGIN:
+		if (!s->ctx)
+			j->result = s->wst.state == SIGNER_DISABLED ? SIGNER_E_NOT_EXPECTED : SIGNER_E_NO_TOKEN;
+		else
+			j->result = o->login(s->ctx, j->pin, &s->wst);
+		/* the PIN is gone from here on, whatever happened */
+		secmem_pin_free(j->pin);
+		j->pin = NULL;
+		if (j->result == 0)
+			atomic_store(&s->last_use_ms, now_ms());
+		break;
+	case JOB_LOGOUT:
+		if (s->ctx && s->wst.logged_in)
+			j->result = o->logout(s->ctx, &s->wst);
+		break;
+	case JOB_POLL:
+		if (s->ctx && o->poll)
+			j->result = o->poll(s->ctx, &s->wst);
+		break;
+	case JOB_SIGN:
+		j->sig_len = sizeof(j->sig);
+		if (!s->ctx)
+			j->result = SIGNER_E_NO_TOKEN;
+		else
+			j->result = o->sign(s->ctx, &s->wst, j->alg, j->tbs, j->tbs_len, j->sig, &j->sig_len);
+		if (j->result == 0)
+			atomic_store(&s->last_use_ms, now_ms());
+		else
+			j->sig_len = 0;
+		break;
+	case JOB_SELFTEST:
+		run_selftest(s, j);
+		j->result = j->t->result;
+		break;
+	}
+	j->st = s->wst;
+	j->status_changed = status_differs(&s->wst, &s->wst_posted);
+	if (j->sync) {
+		if (j->status_changed)
+			post_status(s);
+	} else {
+		s->wst_posted = s->wst;
+	}
+}
+
+/* Overwrite the worker's stack below the job loop's frame. A login passes
+ * the PIN to code we do not control (a PKCS#11 module, OpenSSL's PEM
+ * decoder), and some of it copies the PIN into stack buffers that it does
+ * not clear: OpenSSL 3.0's PKCS#8 decoder keeps the passphrase in a 1 KiB
+ * local array, found there by the gcore canary test; OpenSC builds VERIFY
+ * APDUs in stack buffers too. The stack is private
+ * to this thread and reused, so wiping the part the login used is enough. */
+/* OpenSC's PC/SC transmit alone keeps two 64 KiB APDU buffers on the
+ * stack: scrub well past that, on a stack of a known size. */
+#define SIGNER_STACK_SCRUB (256u * 1024u)
+#define SIGNER_STACK_SIZE (2u * 1024u * 1024u)
+
+__attribute__((noinline)) static void
+stack_scrub(void)
+{
+	unsigned char buf[SIGNER_STACK_SCRUB];
+	explicit_bzero(buf, sizeof(buf));
+	__asm__ volatile("" : : "r"(buf) : "memory");
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct signer *s = arg;
+	for (;;) {
+		pthread_mutex_lock(&s->mu);
+		while (!s->head && !s->quit)
+			pthread_cond_wait(&s->cv, &s->mu);
+		struct job *j = s->head;
+		if (j) {
+			s->head = j->next;
+			if (!s->head)
+				s->tail = NULL;
+		}
+		bool quit = s->quit;
+		pthread_mutex_unlock(&s->mu);
+		if (!j)
+			break;
+		if (quit && !j->sync) {
+			job_free(j); /* stopping: drop queued logins (their PINs are wiped) */
+			continue;
+		}
+		if (quit) {
+			j->result = -ESHUTDOWN;
+			job_post(s, j);
+			continue;
+		}
+		bool secret = j->type == JOB_LOGIN;
+		pthread_rwlock_wrlock(&s->ctx_lock);
+		run_job(s, j);
+		pthread_rwlock_unlock(&s->ctx_lock);
+		job_post(s, j);
+		if (secret)
+			stack_scrub();
+	}
+	/* stop: log out, close */
+	pthread_rwlock_wrlock(&s->ctx_lock);
+	if (s->ctx) {
+		if (s->wst.logged_in) {
+			s->ops->logout(s->ctx, &s->wst);
+			log_info("signer: logged out (stopping)");
+		}
+		s->ops->close(s->ctx);
+		s->ctx = NULL;
+	}
+	pthread_rwlock_unlock(&s->ctx_lock);
+	return NULL;
+}
+
+static int
+enqueue(struct signer *s, struct job *j)
+{
+	j->s = s;
+	pthread_mutex_lock(&s->mu);
+	if (s->quit) {
+		pthread_mutex_unlock(&s->mu);
+		return -ESHUTDOWN;
+	}
+	if (s->tail)
+		s->tail->next = j;
+	else
+		s->head = j;
+	s->tail = j;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* loop side */
+
+static void
+poll_cb(struct loop *l, void *arg)
+{
+	struct signer *s = arg;
+	s->poll_timer = 0;
+	if (s->poll_queued || s->freed)
+		return;
+	struct job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return;
+	j->type = JOB_POLL;
+	if (enqueue(s, j) < 0) {
+		free(j);
+		return;
+	}
+	s->poll_queued = true;
+}
+
+static void
+schedule_poll(struct signer *s)
+{
+	if (!s->ops->poll || s->poll_timer || s->poll_queued)
+		return;
+	switch (s->status.state) {
+	case SIGNER_NO_TOKEN:
+	case SIGNER_LOCKED:
+	case SIGNER_READY:
+	case SIGNER_BLOCKED:
+		s->poll_timer = loop_timer_add(s->loop, SIGNER_POLL_MS, poll_cb, s);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+idle_cb(struct loop *l, void *arg)
+{
+	struct signer *s = arg;
+	s->idle_timer = 0;
+	uint64_t limit = (uint64_t)s->cfg->pin_idle_timeout_s * 1000u;
+	if (!s->status.logged_in || !s->status.needs_pin || limit == 0)
+		return;
+	uint64_t idle = signer_idle_ms(s);
+	if (idle >= limit) {
+		char why[64];
+		snprintf(why, sizeof(why), "idle for %ld s", s->cfg->pin_idle_timeout_s);
+		signer_logout(s, why);
+		return;
+	}
+	s->idle_timer = loop_timer_add(s->loop, limit - idle, idle_cb, s);
+}
+
+static void
+update_idle_timer(struct signer *s)
+{
+	uint64_t limit = (uint64_t)s->cfg->pin_idle_timeout_s * 1000u;
+	bool want = s->status.logged_in && s->status.needs_pin && limit > 0;
+	if (!want && s->idle_timer) {
+		loop_timer_cancel(s->loop, s->idle_timer);
+		s->idle_timer = 0;
+	} else if (want && !s->idle_timer) {
+		uint64_t idle = signer_idle_ms(s);
+		s->idle_timer = loop_timer_add(s->loop, idle >= limit ? 0 : limit - idle, idle_cb, s);
+	}
+}
+
+int
+signer_new(struct loop *l, const struct config *c, signer_status_fn fn, void *arg,
+           struct signer **out)
+{
+	*out = NULL;
+	const struct signer_ops *ops = signer_backend_find(c->signer_backend);
+	if (!ops)
+		return -ENOENT;
+	if (!ops->compiled_in)
+		return -ENOTSUP;
+	struct signer *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->loop = l;
+	s->cfg = c;
+	s->ops = ops;
+	s->status_fn = fn;
+	s->status_arg = arg;
+	s->status.state = SIGNER_STARTING;
+	s->status.tries_left = -1;
+	s->wst = s->status;
+	s->wst_posted = s->status;
+	atomic_init(&s->last_use_ms, now_ms());
+	atomic_init(&s->posts_outstanding, 0);
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	pthread_cond_init(&s->done_cv, NULL);
+	/* writer first: a stream of signatures must not hold off a logout */
+	pthread_rwlockattr_t rwa;
+	pthread_rwlockattr_init(&rwa);
+	pthread_rwlockattr_setkind_np(&rwa, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&s->ctx_lock, &rwa);
+	pthread_rwlockattr_destroy(&rwa);
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, SIGNER_STACK_SIZE);
+	int r = pthread_create(&s->worker, &attr, worker_main, s);
+	pthread_attr_destroy(&attr);
+	if (r) {
+		signer_release(s);
+		return -r;
+	}
+	s->worker_started = true;
+	struct job *j = calloc(1, sizeof(*j));
+	if (!j) {
+		signer_free(s);
+		return -ENOMEM;
+	}
+	j->type = JOB_OPEN;
+	enqueue(s, j);
+	*out = s;
+	return 0;
+}
+
+void
+signer_free(struct signer *s)
+{
+	if (!s)
+		return;
+	if (s->poll_timer)
+		loop_timer_cancel(s->loop, s->poll_timer);
+	if (s->idle_timer)
+		loop_timer_cancel(s->loop, s->idle_timer);
+	s->poll_timer = s->idle_timer = 0;
+	pthread_mutex_lock(&s->mu);
+	s->quit = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	if (s->worker_started)
+		pthread_join(s->worker, NULL);
+	s->freed = true;
+	if (atomic_load(&s->posts_outstanding) == 0)
+		signer_release(s);
+	/* else the last queued message frees it (or loop_free drops it at exit) */
+}
+
+const struct signer_status *
+signer_status(const struct signer *s)
+{
+	return &s->status;
+}
+
+const char *
+signer_backend_name(const struct signer *s)
+{
+	return s->ops->name;
+}
+
+uint64_t
+signer_idle_ms(struct signer *s)
+{
+	uint64_t last = atomic_load(&s->last_use_ms);
+	uint64_t now = now_ms();
+	return now > last ? now - last : 0;
+}
+
+int
+signer_login(struct signer *s, struct secmem_pin *pin, signer_login_fn done, void *arg)
+{
+	if (s->login_pending) {
+		secmem_pin_free(pin);
+		return SIGNER_E_BUSY;
+	}
+	struct job *j = calloc(1, sizeof(*j));
+	if (!j) {
+		secmem_pin_free(pin);
+		return -ENOMEM;
+	}
+	j->type = JOB_LOGIN;
+	j->pin = pin;
+	j->login_done = done;
+	j->arg = arg;
+	int r = enqueue(s, j);
+	if (r < 0) {
+		job_free(j);
+		return r;
+	}
+	s->login_pending = true;
+	return 0;
+}
+
+int
+signer_logout(struct signer *s, const char *why)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->type = JOB_LOGOUT;
+	snprintf(j->why, sizeof(j->why), "%s", why ? why : "asked");
+	if (s->status.logged_in)
+		log_notice("signer: logging out (%s)", j->why);
+	int r = enqueue(s, j);
+	if (r < 0)
+		job_free(j);
+	return r;
+}
+
+/* signer_sign for a sign_any_thread backend: on this thread, under the read
+ * lock (no login, logout or close can run meanwhile). The backend does not
+ * change the status when it signs, so nothing is posted. */
+static int
+sign_here(struct signer *s, int cose_alg, const uint8_t *tbs, size_t len, uint8_t *sig,
+          size_t cap, size_t *siglen)
+{
+	uint8_t buf[SIGNER_SIG_MAX];
+	size_t bl = sizeof(buf);
+	int r;
+	pthread_rwlock_rdlock(&s->ctx_lock);
+	if (!s->ctx) {
+		r = SIGNER_E_NO_TOKEN;
+	} else {
+		struct signer_status st = s->wst;
+		r = s->ops->sign(s->ctx, &st, cose_alg, tbs, len, buf, &bl);
+	}
+	pthread_rwlock_unlock(&s->ctx_lock);
+	if (r == 0) {
+		atomic_store(&s->last_use_ms, now_ms());
+		if (bl > cap) {
+			r = -ENOBUFS;
+		} else {
+			memcpy(sig, buf, bl);
+			*siglen = bl;
+		}
+	}
+	secmem_wipe(buf, sizeof(buf));
+	return r;
+}
+
+int
+signer_sign(void *ctx, int cose_alg, const uint8_t *tbs, size_t len, uint8_t *sig,
+            size_t *siglen)
+{
+	struct signer *s = ctx;
+	size_t cap = *siglen;
+	*siglen = 0;
+	if (!s || (!tbs && len))
+		return -EINVAL;
+	bool on_worker = s->worker_started && pthread_equal(pthread_self(), s->worker);
+	if (s->ops->sign_any_thread && !on_worker)
+		return sign_here(s, cose_alg, tbs, len, sig, cap, siglen);
+	struct job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->type = JOB_SIGN;
+	j->sync = true;
+	j->alg = cose_alg;
+	j->tbs = tbs;
+	j->tbs_len = len;
+	int r;
+	if (on_worker) {
+		/* called from a backend callback on the worker itself: no queue */
+		run_job(s, j);
+	} else if ((r = enqueue(s, j)) < 0) {
+		free(j);
+		return r;
+	} else {
+		pthread_mutex_lock(&s->mu);
+		while (!j->finished)
+			pthread_cond_wait(&s->done_cv, &s->mu);
+		pthread_mutex_unlock(&s->mu);
+	}
+	r = j->result;
+	if (r == 0) {
+		if (j->sig_len > cap) {
+			r = -ENOBUFS;
+		} else {
+			memcpy(sig, j->sig, j->sig_len);
+			*siglen = j->sig_len;
+		}
+	}
+	job_free(j);
+	return r;
+}
+
+int
+signer_sign_async(struct signer *s, int cose_alg, const uint8_t *tbs, size_t len,
+                  signer_sign_fn done, void *arg)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->type = JOB_SIGN;
+	j->alg = cose_alg;
+	j->tbs_copy = malloc(len ? len : 1);
+	if (!j->tbs_copy) {
+		free(j);
+		return -ENOMEM;
+	}
+	if (len)
+		memcpy(j->tbs_copy, tbs, len);
+	j->tbs = j->tbs_copy;
+	j->tbs_len = len;
+	j->sign_done = done;
+	j->arg = arg;
+	int r = enqueue(s, j);
+	if (r < 0)
+		job_free(j);
+	return r;
+}
+
+int
+signer_selftest(struct signer *s, unsigned rounds, signer_selftest_fn done, void *arg)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->t = calloc(1, sizeof(*j->t));
+	if (!j->t) {
+		free(j);
+		return -ENOMEM;
+	}
+	j->type = JOB_SELFTEST;
+	j->t->rounds = rounds ? rounds : 1;
+	j->selftest_done = done;
+	j->arg = arg;
+	int r = enqueue(s, j);
+	if (r < 0)
+		job_free(j);
+	return r;
+}

@@ -1,0 +1,55 @@
+/* The queue's own thread: the one thread that uses the storage/queue handle.
+ *
+ * Every queue operation of the daemon (writes, reads, purges) is a job run
+ * here in FIFO order, so a commit's fsync and the signatures made inside a
+ * write transaction (the seal callback: the practitioner's signer, which
+ * may be a card taking 0.5 s) never stop the event loop: the loop keeps
+ * reading requests and collecting the next group-commit batch while the
+ * current one commits. A job's work runs on this thread with the handle;
+ * its done callback then runs on the loop thread (loop_post), where the
+ * API replies are sent.
+ *
+ * After each job that wrote, the thread refreshes a snapshot of the queue's
+ * statistics, which the loop reads without waiting (GetStatus must answer
+ * at once, whatever the disk does).
+ *
+ * storage/queue.h allows a handle on any one thread at a time: it is
+ * opened on the loop thread at start-up (so a refusal stops start-up with
+ * its reason), then used only here, and closed after this thread ended.
+ */
+#ifndef VITALED_SHEETQ_H
+#define VITALED_SHEETQ_H
+
+#include <stdbool.h>
+
+#include "daemon/core/loop.h"
+#include "storage/queue.h"
+
+struct sheetq;
+
+/* Work on the queue thread; returns SHEETQ_WROTE when it changed the queue
+ * (the statistics snapshot is then refreshed), else 0. */
+#define SHEETQ_WROTE 0x1
+typedef int (*sheetq_work_fn)(struct queue *q, void *arg);
+/* Runs on the loop thread after the work, with the same arg. */
+typedef void (*sheetq_done_fn)(void *arg);
+
+/* Open the queue (storage/queue.h queue_open) and start the thread. On
+ * failure returns the queue's negative errno with its sentence in err.
+ * Loop thread. */
+int sheetq_start(struct loop *l, const struct queue_opts *o, struct sheetq **out, char *err,
+                 size_t errlen);
+/* Let the jobs already queued run, end the thread, run the done callbacks
+ * of every finished job (here, on the caller's thread: the loop thread),
+ * close the queue. NULL is fine. */
+void sheetq_stop(struct sheetq *sq);
+
+/* Queue a job. Returns 0, -ESHUTDOWN once stopping, -ENOMEM. Loop thread. */
+int sheetq_run(struct sheetq *sq, sheetq_work_fn work, sheetq_done_fn done, void *arg);
+
+/* The statistics as of the last write (or the open). Any thread. */
+void sheetq_stats(struct sheetq *sq, struct queue_stats *st);
+/* Jobs waiting or running (for tests and status). */
+unsigned sheetq_pending(struct sheetq *sq);
+
+#endif
