@@ -14,11 +14,20 @@
 
 #include "conf/config.h"
 #include "daemon/core/loop.h"
+#include "daemon/core/status.h"
 #include "daemon/core/varlink.h"
 
 #define TERMINAL_IFACE "io.vitaled.Terminal"
+/* A named error of the interface: VL_ERR("NoCard") */
+#define VL_ERR(name) TERMINAL_IFACE "." name
+
+struct module;
 
 struct daemon {
+	const struct module *modules;   /* the list main() brings up (NULL-terminated) */
+	/* Read the configuration again as at start (file and command line);
+	 * 0 or a negative errno with err filled. Used by daemon_reload. */
+	int (*load_config)(struct daemon *d, struct config **out, char *err, size_t errlen);
 	struct loop *loop;
 	struct config *cfg;     /* current configuration; replaced on reload */
 	struct vl_server *api;
@@ -39,14 +48,8 @@ struct module {
 	void (*reload)(struct daemon *d, const struct config *old);
 };
 
-/* Status providers add their fields to the GetStatus reply object. */
-typedef void (*status_fn)(struct daemon *d, json_t *status, void *arg);
-int status_add_provider(status_fn fn, void *arg);
-void status_clear_providers(void);
-/* Build the full status object (also used by the STATUS= line). */
-json_t *status_build(struct daemon *d, bool control);
 
-/* The reload path shared by SIGHUP and the Reload method: reads the config
+/* The reload path shared by SIGHUP and the Reload method (daemon/core/reload.c): reads the config
  * file again, applies what can change at run time, and fills the two arrays
  * (if not NULL) with "section.key" names. Returns 0 or a negative errno
  * (the old config stays in force). */

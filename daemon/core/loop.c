@@ -7,7 +7,9 @@
  * for the earliest deadline beats a heap in code size and is as fast.
  */
 #include "daemon/core/loop.h"
+#include "lib/clock.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -49,14 +51,19 @@ struct loop {
 	int wakefd;
 	pthread_mutex_t post_lock;
 	struct post *post_head, *post_tail;
+	pthread_t owner;   /* the thread that runs the loop (loop_new's, then loop_run's) */
 };
+
+bool
+loop_on_thread(const struct loop *l)
+{
+	return l && pthread_equal(pthread_self(), l->owner);
+}
 
 uint64_t
 loop_now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return clock_mono_ms();
 }
 
 int
@@ -66,6 +73,7 @@ loop_new(struct loop **out)
 	*out = NULL;
 	if (!l)
 		return -ENOMEM;
+	l->owner = pthread_self();
 	l->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (l->wakefd < 0) {
 		int e = errno;
@@ -108,6 +116,7 @@ find_fd(struct loop *l, int fd)
 int
 loop_add_fd(struct loop *l, int fd, short events, loop_fd_cb cb, void *arg)
 {
+	LOOP_ASSERT_THREAD(l);
 	if (fd < 0 || !cb)
 		return -EINVAL;
 	if (find_fd(l, fd))
@@ -127,6 +136,7 @@ loop_add_fd(struct loop *l, int fd, short events, loop_fd_cb cb, void *arg)
 int
 loop_mod_fd(struct loop *l, int fd, short events)
 {
+	LOOP_ASSERT_THREAD(l);
 	struct fd_reg *r = find_fd(l, fd);
 	if (!r)
 		return -ENOENT;
@@ -137,6 +147,7 @@ loop_mod_fd(struct loop *l, int fd, short events)
 void
 loop_del_fd(struct loop *l, int fd)
 {
+	LOOP_ASSERT_THREAD(l);
 	for (size_t i = 0; i < l->nfds; i++) {
 		if (l->fds[i].fd == fd) {
 			l->fds[i] = l->fds[--l->nfds];
@@ -148,6 +159,7 @@ loop_del_fd(struct loop *l, int fd)
 uint64_t
 loop_timer_add(struct loop *l, uint64_t delay_ms, loop_timer_cb cb, void *arg)
 {
+	LOOP_ASSERT_THREAD(l);
 	if (l->ntimers == l->captimers) {
 		size_t nc = l->captimers ? l->captimers * 2 : 16;
 		struct timer *n = realloc(l->timers, nc * sizeof(*n));
@@ -164,6 +176,7 @@ loop_timer_add(struct loop *l, uint64_t delay_ms, loop_timer_cb cb, void *arg)
 void
 loop_timer_cancel(struct loop *l, uint64_t id)
 {
+	LOOP_ASSERT_THREAD(l);
 	for (size_t i = 0; i < l->ntimers; i++) {
 		if (l->timers[i].id == id) {
 			memmove(&l->timers[i], &l->timers[i + 1],
@@ -266,6 +279,7 @@ next_timeout(struct loop *l, int max_wait_ms)
 int
 loop_run_once(struct loop *l, int max_wait_ms)
 {
+	l->owner = pthread_self();
 	size_t n = l->nfds;
 	struct pollfd *pfd = calloc(n + 1, sizeof(*pfd));
 	uint64_t *gens = calloc(n + 1, sizeof(*gens));
@@ -321,5 +335,6 @@ loop_run(struct loop *l)
 void
 loop_stop(struct loop *l)
 {
+	LOOP_ASSERT_THREAD(l);
 	l->stop = 1;
 }

@@ -1,14 +1,18 @@
 /* The event loop: one poll() on the main thread for file descriptors,
  * monotonic timers, and work posted from other threads.
  *
- * Everything registered here runs on the loop's thread. Worker threads
- * (pcsc, nfc, signer) hand results to the main thread with loop_post(),
- * which is the only thread-safe entry point; it wakes poll() through an
- * eventfd, so idle costs no CPU.
+ * Everything registered here runs on the loop's thread, and every
+ * function but loop_post() and loop_on_thread() must be called from it
+ * (asserted). Blocking work goes to a worker (daemon/core/worker.h), whose
+ * done callbacks run here; loop_post() is the one thread-safe entry point
+ * for threads that are not workers (the drivers' watch threads); it wakes
+ * poll() through an eventfd, so idle costs no CPU.
  */
 #ifndef VITALED_LOOP_H
 #define VITALED_LOOP_H
 
+#include <assert.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct loop;
@@ -48,7 +52,14 @@ int loop_run_once(struct loop *l, int max_wait_ms);
 /* Ask loop_run to return after the current round (loop thread only). */
 void loop_stop(struct loop *l);
 
-/* Monotonic milliseconds. */
+/* True on the thread that runs l (loop_new's thread until loop_run or
+ * loop_run_once is called, then that one). Any thread. */
+bool loop_on_thread(const struct loop *l);
+/* Loop-only functions start with this: a call from a worker thread is a
+ * bug that would race with the loop, caught at once in every build. */
+#define LOOP_ASSERT_THREAD(l) assert(loop_on_thread(l))
+
+/* Monotonic milliseconds (lib/clock's, for the loop's users). */
 uint64_t loop_now_ms(void);
 
 #endif

@@ -26,6 +26,7 @@
 #include "storage/queue.h"
 
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 
 static const char *const nirs[] = { "184127645108946", "280057505612389", "151113055123336" };
 
