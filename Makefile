@@ -157,7 +157,7 @@ $(PCFILE): client/vitaled-client.pc.in Makefile
 # the offline `sheet verify` (protocol/sheetsig and what it needs) and
 # OpenSSL's libcrypto.
 VITALECTL_LIBS := $(call layer_lib,protocol) $(call layer_lib,lib)
-$(B)/vitalectl: $(B)/obj/client/vitalectl.o $(B)/obj/client/vitalectl_sheet.o $(LIBCLIENT) $(VITALECTL_LIBS)
+$(B)/vitalectl: $(B)/obj/client/vitalectl.o $(B)/obj/client/vitalectl_sheet.o $(B)/obj/client/vitalectl_common.o $(LIBCLIENT) $(VITALECTL_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs jansson libcrypto)
 
 # Unit suites link every layer (the linker takes the members they use) and
@@ -192,6 +192,7 @@ integration: all
 
 check: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BINS)
+	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 
@@ -202,6 +203,25 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@B="$(B)" sh tests/bench/run.sh
+
+# Structure checks (tests/lint/lint.py): include direction between layers,
+# no function over 150 lines, include guards, every header compiling on its
+# own, no call up a layer and no cycle in the object graph; the checker's own
+# selftest plants each fault and expects it caught.
+HEADERS     := $(foreach l,$(LAYERS) client,$(wildcard $(l)/*.h))
+lint: all
+	@fail=0; \
+	$(PYTHON) tests/lint/lint.py selftest || fail=1; \
+	$(PYTHON) tests/lint/lint.py includes . || fail=1; \
+	$(PYTHON) tests/lint/lint.py funclen . 150 || fail=1; \
+	$(PYTHON) tests/lint/lint.py guards . || fail=1; \
+	$(PYTHON) tests/lint/lint.py symbols . $(B)/obj || fail=1; \
+	hfail=0; for h in $(HEADERS); do \
+	  printf '#include "%s"\n#include "%s"\n' $$h $$h | \
+	    $(CC) $(CPPFLAGS) $(CFLAGS) -fsyntax-only -x c - 2>$(B)/lint-hdr.err || \
+	    { echo "lint header: $$h does not compile on its own (or twice):"; cat $(B)/lint-hdr.err; hfail=1; }; \
+	done; [ $$hfail -eq 0 ] && echo "lint headers: ok ($(words $(HEADERS)) compile alone)" || fail=1; \
+	exit $$fail
 
 torture: deps
 	@$(MAKE) --no-print-directory all

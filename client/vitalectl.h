@@ -26,6 +26,8 @@ struct ctl {
 
 /* Call method (params stolen) and map the result to an exit code; on 0
  * *reply is set (decref it). A varlink error is printed on stderr. */
+/* Connect on first use (vitalectl_common.c); 0 or an EXIT_* code. */
+int ctl_connect(struct ctl *ctl);
 int ctl_call(struct ctl *ctl, const char *method, json_t *params, json_t **reply);
 /* The same, but a varlink error is handed back: returns EXIT_REPLY_ERROR
  * with *error (free it) and *reply (its parameters) set, printing nothing. */
