@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/b64.h"
 #include "protocol/holidays.h"
 #include "protocol/sheetsig.h"
 #include "client/vitalectl.h"
@@ -498,23 +499,26 @@ sheet_export(struct ctl *ctl, int argc, char **argv)
 	int rc = ctl_call(ctl, IFACE ".ExportSheet", json_pack("{s:s}", "id", argv[2]), &r);
 	if (rc)
 		return rc;
+	/* the daemon encodes with the standard alphabet, padded, on one line:
+	 * lib/b64's strict decoder takes exactly that and refuses anything else */
 	const char *b64 = jstr(r, "cose", "");
-	size_t n = strlen(b64);
-	unsigned char *bin = malloc(n / 4 * 3 + 3);
-	int len = bin ? EVP_DecodeBlock(bin, (const unsigned char *)b64, (int)n) : -1;
-	if (len >= 0) /* EVP_DecodeBlock counts the padding as bytes */
-		len -= (n > 0 && b64[n - 1] == '=') + (n > 1 && b64[n - 2] == '=');
+	size_t n = strlen(b64), len = 0;
+	uint8_t *bin = malloc(n / 4 * 3 + 1);
 	rc = 0;
-	if (len < 0) {
-		fprintf(stderr, "vitalectl: ExportSheet: bad base64 in the reply\n");
+	if (!bin) {
+		fprintf(stderr, "vitalectl: ExportSheet: out of memory\n");
+		rc = EXIT_TRANSPORT;
+	} else if (b64_decode(b64, n, bin, n / 4 * 3, &len) != 0) {
+		fprintf(stderr, "vitalectl: ExportSheet: the reply's \"cose\" is not valid base64 "
+		                "(RFC 4648, padded, no whitespace)\n");
 		rc = EXIT_TRANSPORT;
 	} else {
 		FILE *f = strcmp(out, "-") ? fopen(out, "wbe") : stdout;
-		if (!f || fwrite(bin, 1, (size_t)len, f) != (size_t)len || (f != stdout && fclose(f))) {
+		if (!f || fwrite(bin, 1, len, f) != len || (f != stdout && fclose(f))) {
 			fprintf(stderr, "vitalectl: %s: %s\n", out, strerror(errno));
 			rc = EXIT_USAGE;
 		} else if (f != stdout && !ctl->json) {
-			printf("%s: %d bytes (COSE_Sign1)\n", out, len);
+			printf("%s: %zu bytes (COSE_Sign1)\n", out, len);
 		}
 	}
 	free(bin);
