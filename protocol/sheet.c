@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/b64.h"
 #include "protocol/holidays.h"
 
 /* ------------------------------------------------------------------ */
@@ -195,71 +196,6 @@ static bool
 id_digits(const char *s, size_t a, size_t b)
 {
 	return all_digits(s, a) || all_digits(s, b);
-}
-
-/* ------------------------------------------------------------------ */
-/* base64 (RFC 4648 §4), for the evidence bytes in JSON */
-
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static size_t
-b64_encode(const uint8_t *p, size_t n, char *out)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16;
-		if (i + 1 < n)
-			v |= (uint32_t)p[i + 1] << 8;
-		if (i + 2 < n)
-			v |= p[i + 2];
-		out[o++] = b64[v >> 18 & 63];
-		out[o++] = b64[v >> 12 & 63];
-		out[o++] = i + 1 < n ? b64[v >> 6 & 63] : '=';
-		out[o++] = i + 2 < n ? b64[v & 63] : '=';
-	}
-	out[o] = '\0';
-	return o;
-}
-
-static int
-b64_value(char c)
-{
-	const char *p = c ? strchr(b64, c) : NULL;
-	return p ? (int)(p - b64) : -1;
-}
-
-/* Strict: padded, no whitespace. -EINVAL or -E2BIG. */
-static int
-b64_decode(const char *s, size_t slen, uint8_t *out, size_t max, size_t *outlen)
-{
-	*outlen = 0;
-	if (slen % 4)
-		return -EINVAL;
-	size_t o = 0;
-	for (size_t i = 0; i < slen; i += 4) {
-		int v[4];
-		int pad = 0;
-		for (int j = 0; j < 4; j++) {
-			if (s[i + j] == '=' && i + 4 == slen && j >= 2) {
-				v[j] = 0;
-				pad++;
-			} else if (pad || (v[j] = b64_value(s[i + j])) < 0) {
-				return -EINVAL;
-			}
-		}
-		uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-		             (uint32_t)v[3];
-		int nbytes = 3 - pad;
-		if (o + (size_t)nbytes > max)
-			return -E2BIG;
-		out[o++] = (uint8_t)(w >> 16);
-		if (nbytes > 1)
-			out[o++] = (uint8_t)(w >> 8);
-		if (nbytes > 2)
-			out[o++] = (uint8_t)w;
-	}
-	*outlen = o;
-	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -600,10 +536,9 @@ set_b64(json_t *o, const char *key, const uint8_t *p, size_t n, size_t max)
 		return 0;
 	if (n > max)
 		n = max;
-	char *buf = malloc((n + 2) / 3 * 4 + 1);
+	char *buf = b64_encode_alloc(p, n);
 	if (!buf)
 		return -1;
-	b64_encode(p, n, buf);
 	int r = json_object_set_new(o, key, json_string(buf));
 	free(buf);
 	return r;
