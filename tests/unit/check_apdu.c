@@ -10,13 +10,13 @@
 #include <string.h>
 
 #include "protocol/apdu.h"
-#include "fakecard.h"
+#include "tests/unit/support/fakecard.h"
 
 static void
 hexeq(const uint8_t *b, size_t n, const char *want)
 {
 	uint8_t w[300];
-	size_t wn = fc_unhex(want, w, sizeof(w));
+	size_t wn = fakecard_unhex(want, w, sizeof(w));
 	ck_assert_uint_eq(n, wn);
 	ck_assert_mem_eq(b, w, n);
 }
@@ -79,35 +79,35 @@ START_TEST(test_parse)
 {
 	uint8_t b[300];
 	struct apdu_cmd c;
-	size_t n = fc_unhex("00B0000000", b, sizeof(b));
+	size_t n = fakecard_unhex("00B0000000", b, sizeof(b));
 	ck_assert_int_eq(apdu_parse(b, n, &c), 0);
 	ck_assert_uint_eq(c.ne, 256);
 	ck_assert_int_eq(apdu_case(&c), 2);
-	n = fc_unhex("00A4040005D250000002", b, sizeof(b));
+	n = fakecard_unhex("00A4040005D250000002", b, sizeof(b));
 	ck_assert_int_eq(apdu_parse(b, n, &c), 0);
 	ck_assert_int_eq(apdu_case(&c), 3);
 	ck_assert_ptr_eq(c.data, b + 5);
-	n = fc_unhex("00A4040005D25000000200", b, sizeof(b));
+	n = fakecard_unhex("00A4040005D25000000200", b, sizeof(b));
 	ck_assert_int_eq(apdu_parse(b, n, &c), 0);
 	ck_assert_int_eq(apdu_case(&c), 4);
 	ck_assert_uint_eq(c.ne, 256);
-	n = fc_unhex("00A4040006D250000002", b, sizeof(b));
+	n = fakecard_unhex("00A4040006D250000002", b, sizeof(b));
 	ck_assert_int_eq(apdu_parse(b, n, &c), -EINVAL);
-	n = fc_unhex("00A4040005D2500000020000", b, sizeof(b));
+	n = fakecard_unhex("00A4040005D2500000020000", b, sizeof(b));
 	ck_assert_int_eq(apdu_parse(b, n, &c), -EINVAL);
-	n = fc_unhex("00B00000000000", b, sizeof(b));          /* 2E, Ne 65536 */
+	n = fakecard_unhex("00B00000000000", b, sizeof(b));          /* 2E, Ne 65536 */
 	ck_assert_int_eq(apdu_parse(b, n, &c), 0);
 	ck_assert(c.extended);
 	ck_assert_uint_eq(c.ne, 65536);
-	n = fc_unhex("00A4040000000201020100", b, sizeof(b)); /* 4E */
+	n = fakecard_unhex("00A4040000000201020100", b, sizeof(b)); /* 4E */
 	ck_assert_int_eq(apdu_parse(b, n, &c), 0);
 	ck_assert_uint_eq(c.lc, 2);
 	ck_assert_uint_eq(c.ne, 256);
-	n = fc_unhex("00A404000000000102", b, sizeof(b));     /* Lc 0 extended */
+	n = fakecard_unhex("00A404000000000102", b, sizeof(b));     /* Lc 0 extended */
 	ck_assert_int_eq(apdu_parse(b, n, &c), -EINVAL);
-	n = fc_unhex("00A4040000", b, sizeof(b));
+	n = fakecard_unhex("00A4040000", b, sizeof(b));
 	ck_assert_int_eq(apdu_parse(b, n, &c), 0);            /* 2S Ne 256 */
-	n = fc_unhex("00A404000001", b, sizeof(b));
+	n = fakecard_unhex("00A404000001", b, sizeof(b));
 	ck_assert_int_eq(apdu_parse(b, n, &c), -EINVAL);
 	ck_assert_int_eq(apdu_parse(b, 3, &c), -EINVAL);
 
@@ -117,7 +117,7 @@ START_TEST(test_parse)
 	for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
 		uint8_t o[300];
 		size_t on;
-		n = fc_unhex(cmds[k], b, sizeof(b));
+		n = fakecard_unhex(cmds[k], b, sizeof(b));
 		ck_assert_int_eq(apdu_parse(b, n, &c), 0);
 		ck_assert_int_eq(apdu_build(&c, o, sizeof(o), &on), 0);
 		ck_assert_uint_eq(on, n);
@@ -171,11 +171,11 @@ run(const struct tx_step *steps, size_t n, const struct apdu_limits *lim, const 
     struct transcript *t)
 {
 	uint8_t c[300];
-	size_t cn = fc_unhex(cmd, c, sizeof(c));
+	size_t cn = fakecard_unhex(cmd, c, sizeof(c));
 	memset(t, 0, sizeof(*t));
 	t->steps = steps;
 	t->n = n;
-	struct apdu_io io = { tx_transmit, t };
+	struct apdu_io io = { fakecard_tx_transmit, t };
 	memset(st, 0, sizeof(*st));
 	return apdu_exchange(&io, lim, st, c, cn, resp, respsz, rlen, sw);
 }
@@ -368,13 +368,13 @@ START_TEST(test_exchange_nodata_and_contract)
 	struct apdu_stats st = { 0 };
 	struct transcript t = { 0 };
 	uint8_t c[32];
-	size_t cn = fc_unhex("00A404000BD250000002564954414C45", c, sizeof(c));
+	size_t cn = fakecard_unhex("00A404000BD250000002564954414C45", c, sizeof(c));
 
 	/* 61xx is success: the FCI is not fetched */
 	static const struct tx_step sel[] = { { "00A404000BD250000002564954414C45", "610F", 0 } };
 	t.steps = sel;
 	t.n = 1;
-	struct apdu_io io = { tx_transmit, &t };
+	struct apdu_io io = { fakecard_tx_transmit, &t };
 	ck_assert_int_eq(apdu_exchange_nodata(&io, NULL, &st, c, cn, &sw), 0);
 	ck_assert_uint_eq(sw, 0x9000);
 	ck_assert_uint_eq(st.apdus, 1);
@@ -386,7 +386,7 @@ START_TEST(test_exchange_nodata_and_contract)
 	ck_assert_int_eq(apdu_exchange_nodata(&io, NULL, &st, c, cn, &sw), 0);
 	ck_assert_uint_eq(sw, 0x6A82);
 	/* 6C still handled (case 4 command) */
-	cn = fc_unhex("00A404000BD250000002564954414C4500", c, sizeof(c));
+	cn = fakecard_unhex("00A404000BD250000002564954414C4500", c, sizeof(c));
 	static const struct tx_step c6[] = {
 		{ "00A404000BD250000002564954414C4500", "6C0F", 0 },
 		{ "00A404000BD250000002564954414C450F", "610F", 0 },

@@ -29,14 +29,13 @@
 #include "protocol/cose.h"
 #include "protocol/credential.h"
 #include "protocol/digital.h"
+#include "tests/unit/support/digital_data.h"
 
 #define NOW 1767225600 /* tests/data/digital/make_vectors.py */
 #define DAY 86400
 
 static const uint8_t CID[16] = { 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
 	                         0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff };
-
-#include "digital_data.h"
 
 static struct credential_anchors *
 anchors(const char *pemfile)
@@ -47,7 +46,7 @@ anchors(const char *pemfile)
 
 	ck_assert_int_eq(credential_anchors_new(&a), 0);
 	if (pemfile) {
-		pem = load(pemfile, &len);
+		pem = digital_data_load(pemfile, &len);
 		ck_assert_int_eq(credential_anchors_add_pem(a, (const char *)pem, len), 0);
 		free(pem);
 	}
@@ -58,7 +57,7 @@ static EVP_PKEY *
 load_key(const char *name)
 {
 	size_t len;
-	uint8_t *pem = load(name, &len);
+	uint8_t *pem = digital_data_load(name, &len);
 	BIO *b = BIO_new_mem_buf(pem, (int)len);
 	EVP_PKEY *k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
 
@@ -72,7 +71,7 @@ static X509 *
 load_cert(const char *name)
 {
 	size_t len;
-	uint8_t *pem = load(name, &len);
+	uint8_t *pem = digital_data_load(name, &len);
 	BIO *b = BIO_new_mem_buf(pem, (int)len);
 	X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
 
@@ -111,8 +110,8 @@ END_TEST
 START_TEST(vectors)
 {
 	size_t len, clen;
-	char *exp = (char *)load("expected.txt", &len), *line, *nl;
-	uint8_t *good = load("cred-good.cbor", &clen);
+	char *exp = (char *)digital_data_load("expected.txt", &len), *line, *nl;
+	uint8_t *good = digital_data_load("cred-good.cbor", &clen);
 	struct credential_anchors *ca = anchors("ca.pem");
 	struct credential_policy pol = policy(ca, NOW);
 	struct credential cred;
@@ -135,7 +134,7 @@ START_TEST(vectors)
 		if (line[0] == '#' || line[0] == '\0')
 			continue;
 		ck_assert_int_eq(sscanf(line, "%127s %63s %63s", file, anchor, want), 3);
-		v = load(file, &vlen);
+		v = digital_data_load(file, &vlen);
 		if (strncmp(file, "cred-", 5) == 0) {
 			struct credential_anchors *a = anchors(anchor);
 			struct credential_policy p = policy(a, NOW);
@@ -166,7 +165,7 @@ END_TEST
 START_TEST(good_fields)
 {
 	size_t clen;
-	uint8_t *good = load("cred-good.cbor", &clen);
+	uint8_t *good = digital_data_load("cred-good.cbor", &clen);
 	struct credential_anchors *ca = anchors("ca.pem");
 	struct credential_policy pol = policy(ca, NOW);
 	struct credential c;
@@ -230,7 +229,7 @@ END_TEST
 START_TEST(policy_and_dates)
 {
 	size_t clen;
-	uint8_t *good = load("cred-good.cbor", &clen);
+	uint8_t *good = digital_data_load("cred-good.cbor", &clen);
 	struct credential_anchors *ca = anchors("ca.pem");
 	struct credential_policy pol;
 	struct credential c;
@@ -292,7 +291,7 @@ START_TEST(policy_and_dates)
 	{
 		struct credential_anchors *two = anchors(NULL);
 		size_t l1, l2;
-		uint8_t *p1 = load("unknown-ca.pem", &l1), *p2 = load("ca.pem", &l2);
+		uint8_t *p1 = digital_data_load("unknown-ca.pem", &l1), *p2 = digital_data_load("ca.pem", &l2);
 		char *both = malloc(l1 + l2);
 		memcpy(both, p1, l1);
 		memcpy(both + l1, p2, l2);
@@ -859,7 +858,7 @@ START_TEST(cose_shapes)
 	/* §6: tag 17 at the top, a bool map key: not the protocol's CBOR */
 	{
 		size_t clen;
-		uint8_t *c = load("cred-good.cbor", &clen);
+		uint8_t *c = digital_data_load("cred-good.cbor", &clen);
 		c[0] = 0xD1;
 		ck_assert_int_eq(verify_bytes(&f, c, clen), CREDENTIAL_R_CBOR_MALFORMED);
 		free(c);
@@ -1017,7 +1016,7 @@ START_TEST(answer_variants)
 
 	fixture_init(&f);
 	pol = policy(f.ca, NOW);
-	good = load("cred-good.cbor", &clen);
+	good = digital_data_load("cred-good.cbor", &clen);
 	ck_assert_int_eq(credential_verify(good, clen, &pol, &cred, &r), 0);
 	RAND_bytes(nonce, sizeof(nonce));
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -1084,7 +1083,7 @@ START_TEST(bench_full_verification)
 
 	fixture_init(&f);
 	pol = policy(f.ca, NOW);
-	good = load("cred-good.cbor", &clen);
+	good = digital_data_load("cred-good.cbor", &clen);
 	RAND_bytes(nonce, sizeof(nonce));
 	ans = make_answer(&f, A_GOOD, nonce, &alen);
 	ck_assert_int_eq(cose_sig_structure((const uint8_t *)"\xa1\x01\x26", 3, NULL, 0, good, 200, &tbs, &tbslen), 0);
@@ -1256,7 +1255,7 @@ START_TEST(differential_python)
 		nonce[i] = (uint8_t)i;
 	fixture_init(&f);
 	pol = policy(f.ca, NOW);
-	good = load("cred-good.cbor", &glen);
+	good = digital_data_load("cred-good.cbor", &glen);
 	ck_assert_int_eq(credential_verify(good, glen, &pol, &cred, &r), 0);
 	ck_assert_int_eq(cose_sign1_parse(good, glen, NULL, COSE_TAG_REQUIRED, &gm), 0);
 	gpllen = gm.payload.len;

@@ -29,6 +29,7 @@
 #include "protocol/cose.h"
 #include "protocol/credential.h"
 #include "protocol/digital.h"
+#include "tests/unit/support/digital_data.h"
 
 #define NOW 1767225600 /* tests/data/digital/make_vectors.py */
 #define TID "till-3 pharmacie du port"
@@ -39,8 +40,6 @@ static const uint8_t SELECT_APDU[] = { 0x00, 0xA4, 0x04, 0x00, 0x09, 0xF0, 0x56,
 	                               0x54, 0x41, 0x4C, 0x45, 0x44, 0x01, 0x00 };
 static const uint8_t SELECT_OK[] = { 0xA3, 0x61, 0x76, 0x01, 0x63, 0x75, 0x76, 0x6D, 0x81, 0x63,
 	                             0x70, 0x69, 0x6E, 0x64, 0x61, 0x6C, 0x67, 0x73, 0x81, 0x26 };
-
-#include "digital_data.h"
 
 enum auth_mode { AUTH_OK, AUTH_REFUSE, AUTH_BLOCK, AUTH_NEVER, AUTH_SW, AUTH_PENDING_DATA };
 enum answer_mode { ANS_GOOD, ANS_OTHER_NONCE, ANS_UV_FALSE, ANS_OTHER_CID, ANS_PADDED, ANS_HUGE };
@@ -355,19 +354,19 @@ static void
 setup(void)
 {
 	size_t len;
-	uint8_t *pem = load("ca.pem", &len);
+	uint8_t *pem = digital_data_load("ca.pem", &len);
 	BIO *b;
 
 	ck_assert_int_eq(credential_anchors_new(&ca), 0);
 	ck_assert_int_eq(credential_anchors_add_pem(ca, (const char *)pem, len), 0);
 	free(pem);
-	pem = load("dk-good.key.pem", &len);
+	pem = digital_data_load("dk-good.key.pem", &len);
 	b = BIO_new_mem_buf(pem, (int)len);
 	dk = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
 	ck_assert_ptr_nonnull(dk);
 	BIO_free(b);
 	free(pem);
-	good_cred = load("cred-good.cbor", &good_len);
+	good_cred = digital_data_load("cred-good.cbor", &good_len);
 }
 
 static void
@@ -790,7 +789,7 @@ START_TEST(credential_step)
 	digital_result_clear(&res);
 	/* an expired credential: never asks for the code */
 	phone_init(&p);
-	p.cred = load("cred-expired.cbor", &len);
+	p.cred = digital_data_load("cred-expired.cbor", &len);
 	p.cred_len = len;
 	ck_assert_int_eq(run(&p, &res, false), -EACCES);
 	ck_assert_int_eq(res.reason, CREDENTIAL_R_CREDENTIAL_EXPIRED);
@@ -800,7 +799,7 @@ START_TEST(credential_step)
 	free(p.cred);
 	/* an untrusted one */
 	phone_init(&p);
-	p.cred = load("cred-issuer-unknown-ca.cbor", &len);
+	p.cred = digital_data_load("cred-issuer-unknown-ca.cbor", &len);
 	p.cred_len = len;
 	ck_assert_int_eq(run(&p, &res, false), -EACCES);
 	ck_assert_int_eq(res.reason, CREDENTIAL_R_CHAIN_UNTRUSTED);
@@ -808,7 +807,7 @@ START_TEST(credential_step)
 	free(p.cred);
 	/* a bigger credential chains in more parts (1606 bytes: 6 parts) */
 	phone_init(&p);
-	p.cred = load("cred-with-anchor.cbor", &len);
+	p.cred = digital_data_load("cred-with-anchor.cbor", &len);
 	p.cred_len = len;
 	ck_assert_int_eq(run(&p, &res, false), 0);
 	ck_assert_int_eq(p.ngetresp, (int)((len - 1) / 256));

@@ -11,10 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fakecard.h"
 #include "protocol/profile.h"
-
-#include "vitale2_transcript.h"
+#include "tests/unit/support/fakecard.h"
+#include "tests/unit/vitale2_transcript.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -110,7 +109,7 @@ static const char *
 match_name(struct profile_set *set, const char *hex)
 {
 	uint8_t b[64];
-	size_t n = fc_unhex(hex, b, sizeof(b));
+	size_t n = fakecard_unhex(hex, b, sizeof(b));
 	const struct profile *p = profile_match(set, b, n);
 	return p ? p->name : "(none)";
 }
@@ -447,7 +446,7 @@ START_TEST(test_read_recorded_vitale2)
 {
 	struct profile_set *set = builtin();
 	struct transcript t = { .steps = vitale2_transcript, .n = N(vitale2_transcript) };
-	struct apdu_io io = { tx_transmit, &t };
+	struct apdu_io io = { fakecard_tx_transmit, &t };
 	struct profile_result res;
 	int r = profile_read(get(set, "vitale2"), &io, NULL, &res);
 	ck_assert_msg(t.mismatch == 0, "command %d differs: sent %s", t.mismatch, t.got);
@@ -487,19 +486,19 @@ static void
 card_with(struct fakecard *fc, const struct fc_benef *b, size_t n)
 {
 	struct tb efs[FC_MAX_EFS];
-	fc_init(fc);
+	fakecard_init(fc);
 	for (size_t i = 0; i < n; i++) {
-		tb_init(&efs[i], 16384);
-		fc_benef_tlv(&efs[i], &b[i]);
+		fakecard_tb_init(&efs[i], 16384);
+		fakecard_benef_tlv(&efs[i], &b[i]);
 	}
-	fc_vitale2(fc, efs, n);
+	fakecard_vitale2(fc, efs, n);
 }
 
 static int
 read_card(struct fakecard *fc, const struct profile_limits *lim, struct profile_result *res)
 {
 	struct profile_set *set = builtin();
-	struct apdu_io io = { fc_transmit, fc };
+	struct apdu_io io = { fakecard_transmit, fc };
 	int r = profile_read(get(set, "vitale2"), &io, lim, res);
 	profile_set_free(set);
 	return r;
@@ -514,14 +513,14 @@ START_TEST(test_read_simulated)
 	expect_default_holders(&res);
 	ck_assert_uint_eq(res.apdus, 21);
 	ck_assert_uint_eq(fc.count, 21);
-	fc_free(&fc);
+	fakecard_free(&fc);
 
 	/* T=1-like short answers: same result */
 	card_with(&fc, holders, 3);
 	fc.short_reads = true;
 	ck_assert_int_eq(read_card(&fc, NULL, &res), 0);
 	expect_default_holders(&res);
-	fc_free(&fc);
+	fakecard_free(&fc);
 
 	/* no size in the FCP: 256-byte steps until a short answer (6Cxx) */
 	card_with(&fc, holders, 3);
@@ -531,7 +530,7 @@ START_TEST(test_read_simulated)
 	ck_assert_uint_gt(res.apdus, 21);
 	printf("vitale2 simulated: %u APDUs with FCP sizes, ", 21u);
 	printf("%u without\n", res.apdus);
-	fc_free(&fc);
+	fakecard_free(&fc);
 
 	/* one beneficiary, MF_VITALE missing: optional, still a read */
 	card_with(&fc, holders, 1);
@@ -539,7 +538,7 @@ START_TEST(test_read_simulated)
 	ck_assert_msg(read_card(&fc, NULL, &res) == 0, "%s", res.reason);
 	ck_assert_uint_eq(res.nbenef, 1);
 	ck_assert_str_eq(res.card.serial, "");
-	fc_free(&fc);
+	fakecard_free(&fc);
 
 	/* a wrong NIR key is reported, not fatal */
 	struct fc_benef b = holders[0];
@@ -548,7 +547,7 @@ START_TEST(test_read_simulated)
 	ck_assert_int_eq(read_card(&fc, NULL, &res), 0);
 	ck_assert(!res.benef[0].nir_valid);
 	ck_assert_str_eq(res.benef[0].nir_reason, "nir_bad_key");
-	fc_free(&fc);
+	fakecard_free(&fc);
 
 	/* missing fields stay empty; a missing NIR is named */
 	b = (struct fc_benef){ "SEUL", NULL, NULL, NULL, NULL };
@@ -557,7 +556,7 @@ START_TEST(test_read_simulated)
 	ck_assert_str_eq(res.benef[0].surname, "SEUL");
 	ck_assert_str_eq(res.benef[0].birth_date, "");
 	ck_assert_str_eq(res.benef[0].nir_reason, "nir_missing");
-	fc_free(&fc);
+	fakecard_free(&fc);
 }
 END_TEST
 
@@ -568,20 +567,20 @@ START_TEST(test_read_padding)
 	for (int pad = 0; pad < 2; pad++) {
 		struct fakecard fc;
 		struct tb efs[3];
-		fc_init(&fc);
+		fakecard_init(&fc);
 		for (size_t i = 0; i < 3; i++) {
-			tb_init(&efs[i], 512);
-			fc_benef_tlv(&efs[i], &holders[i]);
+			fakecard_tb_init(&efs[i], 512);
+			fakecard_benef_tlv(&efs[i], &holders[i]);
 			memset(efs[i].b + efs[i].n, pad ? 0xFF : 0x00, 512 - efs[i].n);
 			efs[i].n = 512;
 		}
-		fc_vitale2(&fc, efs, 3);
+		fakecard_vitale2(&fc, efs, 3);
 		fc.no_fcp_size = true;
 		struct profile_result res;
 		ck_assert_msg(read_card(&fc, NULL, &res) == 0, "%s", res.reason);
 		ck_assert_uint_eq(res.nbenef, 3);
 		ck_assert_str_eq(res.benef[2].surname, "MARTIN");
-		fc_free(&fc);
+		fakecard_free(&fc);
 	}
 }
 END_TEST
@@ -595,7 +594,7 @@ expect_fail(struct fakecard *fc, const struct profile_limits *lim, int err, cons
 	ck_assert_int_eq(res.err, err);
 	ck_assert_str_eq(res.reason, reason);
 	ck_assert_uint_le(res.apdus, lim ? lim->max_apdus : PROFILE_DEFAULT_MAX_APDUS);
-	fc_free(fc);
+	fakecard_free(fc);
 }
 
 START_TEST(test_read_hostile_t0)
@@ -648,13 +647,13 @@ static void
 card_custom(struct fakecard *fc, struct tb *ef0)
 {
 	struct tb efs[3];
-	fc_init(fc);
+	fakecard_init(fc);
 	efs[0] = *ef0;
 	for (size_t i = 1; i < 3; i++) {
-		tb_init(&efs[i], 4096);
-		fc_benef_tlv(&efs[i], &holders[i]);
+		fakecard_tb_init(&efs[i], 4096);
+		fakecard_benef_tlv(&efs[i], &holders[i]);
 	}
-	fc_vitale2(fc, efs, 3);
+	fakecard_vitale2(fc, efs, 3);
 }
 
 START_TEST(test_read_hostile_tlv)
@@ -663,26 +662,26 @@ START_TEST(test_read_hostile_tlv)
 	struct tb t, in;
 
 	/* 65 claims 40 bytes more than the EF holds */
-	tb_init(&t, 4096);
-	fc_benef_tlv(&t, &holders[0]);
+	fakecard_tb_init(&t, 4096);
+	fakecard_benef_tlv(&t, &holders[0]);
 	t.b[1] = (uint8_t)(t.b[1] + 40);
 	card_custom(&fc, &t);
 	expect_fail(&fc, NULL, -EBADMSG, "tlv_overrun");
 
 	/* 93 runs past the end of its 65 */
-	tb_init(&t, 4096);
-	fc_benef_tlv(&t, &holders[0]);
+	fakecard_tb_init(&t, 4096);
+	fakecard_benef_tlv(&t, &holders[0]);
 	uint8_t *p93 = memchr(t.b, 0x93, t.n);
 	p93[1] = 0x7F;
 	card_custom(&fc, &t);
 	expect_fail(&fc, NULL, -EBADMSG, "tlv_overrun");
 
 	/* 4-byte length near 2^32 */
-	tb_init(&t, 4096);
-	tb_init(&in, 4096);
-	fc_benef_tlv(&in, &holders[0]);
-	tb_raw(&t, "\x65\x84\xFF\xFF\xFF\xF0", 6);
-	tb_raw(&t, in.b + 2, in.n - 2);
+	fakecard_tb_init(&t, 4096);
+	fakecard_tb_init(&in, 4096);
+	fakecard_benef_tlv(&in, &holders[0]);
+	fakecard_tb_raw(&t, "\x65\x84\xFF\xFF\xFF\xF0", 6);
+	fakecard_tb_raw(&t, in.b + 2, in.n - 2);
 	free(in.b);
 	card_custom(&fc, &t);
 	expect_fail(&fc, NULL, -EBADMSG, "tlv_overrun");
@@ -705,23 +704,23 @@ START_TEST(test_read_hostile_tlv)
 	expect_fail(&fc, NULL, -EBADMSG, "tlv_overrun");
 
 	/* a 10 KB surname: the EF is read (41 READ BINARY), the value refused */
-	tb_init(&t, 16384);
+	fakecard_tb_init(&t, 16384);
 	char *huge = malloc(10241);
 	memset(huge, 'A', 10240);
 	huge[10240] = '\0';
 	struct fc_benef hb = holders[0];
 	hb.surname = huge;
-	fc_benef_tlv(&t, &hb);
+	fakecard_benef_tlv(&t, &hb);
 	free(huge);
 	card_custom(&fc, &t);
 	struct profile_result res;
 	ck_assert_int_eq(read_card(&fc, NULL, &res), -EOVERFLOW);
 	ck_assert_str_eq(res.reason, "value_too_large");
 	ck_assert_uint_eq(fc.reads, 1 + 2 + 41);  /* pointer file, card EF, then this one */
-	fc_free(&fc);
+	fakecard_free(&fc);
 
 	/* 200 nested A1 inside 65 (the EF is over 256 bytes) */
-	tb_init(&t, 4096);
+	fakecard_tb_init(&t, 4096);
 	static uint8_t deep[2048];
 	size_t end = sizeof(deep), start = end - 6;
 	memcpy(deep + start, "\x80\x04" "DEEP", 6);
@@ -739,14 +738,14 @@ START_TEST(test_read_hostile_tlv)
 		}
 		deep[--start] = 0xA1;
 	}
-	tb_tlv(&t, 0x65, deep + start, end - start);
+	fakecard_tb_tlv(&t, 0x65, deep + start, end - start);
 	ck_assert_uint_gt(t.n, 256);
 	card_custom(&fc, &t);
 	expect_fail(&fc, NULL, -ELOOP, "tlv_too_deep");
 
 	/* indefinite length */
-	tb_init(&t, 64);
-	tb_raw(&t, "\x65\x80\x80\x01\x41\x00\x00", 7);
+	fakecard_tb_init(&t, 64);
+	fakecard_tb_raw(&t, "\x65\x80\x80\x01\x41\x00\x00", 7);
 	card_custom(&fc, &t);
 	expect_fail(&fc, NULL, -ENOTSUP, "tlv_indefinite");
 }
@@ -792,12 +791,12 @@ START_TEST(test_read_bad_values)
 	ck_assert_int_eq(read_card(&fc, NULL, &res), 0);
 	ck_assert_str_eq(res.benef[0].surname, "DUPONT");
 	ck_assert_str_eq(res.benef[0].birth_date, "1980-00-00");
-	fc_free(&fc);
+	fakecard_free(&fc);
 
 	/* 17 beneficiaries in one EF */
-	tb_init(&t, 8192);
+	fakecard_tb_init(&t, 8192);
 	for (int i = 0; i < PROFILE_MAX_BENEF + 1; i++)
-		fc_benef_tlv(&t, &holders[i % 3]);
+		fakecard_benef_tlv(&t, &holders[i % 3]);
 	card_custom(&fc, &t);
 	expect_fail(&fc, NULL, -E2BIG, "too_many_beneficiaries");
 
@@ -832,9 +831,9 @@ START_TEST(test_read_not_script)
 {
 	struct profile_set *set = builtin();
 	struct fakecard fc;
-	struct apdu_io io = { fc_transmit, &fc };
+	struct apdu_io io = { fakecard_transmit, &fc };
 	struct profile_result res;
-	fc_init(&fc);
+	fakecard_init(&fc);
 	ck_assert_int_eq(profile_read(get(set, "vitale1"), &io, NULL, &res), -EOPNOTSUPP);
 	ck_assert_str_eq(res.reason, "not_readable");
 	ck_assert_str_eq(res.profile, "vitale1");
@@ -874,7 +873,7 @@ START_TEST(test_read_send_and_sfi)
 		{ "00B0000006", "650480024142 9000", 0 },
 	};
 	struct transcript t = { .steps = tr, .n = N(tr) };
-	struct apdu_io io = { tx_transmit, &t };
+	struct apdu_io io = { fakecard_tx_transmit, &t };
 	struct profile_result res;
 	int r = profile_read(p, &io, NULL, &res);
 	ck_assert_msg(r == 0, "%s", res.reason);

@@ -20,8 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "faultvfs.h"
 #include "storage/queue.h"
+#include "tests/unit/support/faultvfs.h"
 
 static int64_t fake_now = 1700000000000LL; /* 2023-11-14 */
 
@@ -55,14 +55,14 @@ setup(void)
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/check_queue.XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
 	fake_now = 1700000000000LL;
-	fv_reset();
+	faultvfs_reset();
 }
 
 static void
 teardown(void)
 {
 	rm_rf(tmpdir);
-	fv_reset();
+	faultvfs_reset();
 }
 
 static void
@@ -1094,7 +1094,7 @@ END_TEST
 static struct queue *
 qopen_fault(void)
 {
-	ck_assert_int_eq(fv_register(), SQLITE_OK);
+	ck_assert_int_eq(faultvfs_register(), SQLITE_OK);
 	struct queue_opts o = opts_default();
 	o.vfs = "faultvfs";
 	struct queue *q = NULL;
@@ -1113,23 +1113,23 @@ fault_sweep(bool sync, int err_code, int want)
 	for (int k = 1; k < 40; k++) {
 		rm_rf(tmpdir);
 		ck_assert_int_eq(mkdir(tmpdir, 0700), 0);
-		fv_reset();
+		faultvfs_reset();
 		struct queue *q = qopen_fault();
 		for (int i = 0; i < 5; i++) {
 			char id[16];
 			snprintf(id, sizeof(id), "ok-%d", i);
 			ck_assert_int_eq(put(q, id, "P1", "2024-03-01", "2024-03-06", "acknowledged"), 0);
 		}
-		fv.sticky = k % 2 == 0;
-		fv.write_err = err_code;
+		faultvfs.sticky = k % 2 == 0;
+		faultvfs.write_err = err_code;
 		if (sync)
-			fv.fail_sync_in = k;
+			faultvfs.fail_sync_in = k;
 		else
-			fv.fail_write_in = k;
+			faultvfs.fail_write_in = k;
 		int r = put(q, "victim", "P1", "2024-03-01", "2024-03-06", "must not be acked");
-		bool injected = fv.failures > 0;
-		fv.fail_sync_in = fv.fail_write_in = 0;
-		fv.failing_s = fv.failing_w = false;
+		bool injected = faultvfs.failures > 0;
+		faultvfs.fail_sync_in = faultvfs.fail_write_in = 0;
+		faultvfs.failing_s = faultvfs.failing_w = false;
 		if (!injected) { /* the insert needed fewer than k calls: swept through */
 			ck_assert_int_eq(r, 0);
 			queue_close(q);
@@ -1205,12 +1205,12 @@ START_TEST(test_power_loss)
 	for (int round = 0; round < 60; round++) {
 		rm_rf(tmpdir);
 		ck_assert_int_eq(mkdir(tmpdir, 0700), 0);
-		fv_reset();
+		faultvfs_reset();
 		struct queue *q = qopen_fault();
 		bool acked[200] = { false }, accepted[200] = { false };
 		int tries = 0, nacked = 0;
-		fv.crash_in = 1 + rand() % 150;
-		while (!fv.dead && tries < 200) {
+		faultvfs.crash_in = 1 + rand() % 150;
+		while (!faultvfs.dead && tries < 200) {
 			char id[16];
 			snprintf(id, sizeof(id), "s-%03d", tries);
 			int op = rand() % 10;
@@ -1224,9 +1224,9 @@ START_TEST(test_power_loss)
 				char b[16];
 				snprintf(b, sizeof(b), "b-%d", tries);
 				r = queue_take(q, b, 3, out, &n);
-				for (size_t i = 0; r == 0 && i < n && !fv.dead; i++) {
+				for (size_t i = 0; r == 0 && i < n && !faultvfs.dead; i++) {
 					r = queue_transition(q, out[i].id, QUEUE_ACCEPTED, NULL);
-					if (r == 0 && !fv.dead)
+					if (r == 0 && !faultvfs.dead)
 						accepted[atoi_id(out[i].id)] = true;
 				}
 			} else {
@@ -1235,7 +1235,7 @@ START_TEST(test_power_loss)
 				fake_now += 2 * 86400000LL;
 				r = queue_purge(q, &ret, 10, &n);
 			}
-			if (fv.dead)
+			if (faultvfs.dead)
 				break; /* the machine died inside this call: no acknowledgement */
 			ck_assert_msg(r == 0, "seed %u round %d: %d %s", seed, round, r,
 			              queue_last_error(q));
@@ -1246,10 +1246,10 @@ START_TEST(test_power_loss)
 			tries++;
 		}
 		queue_close(q);
-		crashed += fv.dead;
+		crashed += faultvfs.dead;
 		total_acked += nacked;
-		reverted += fv.nundo;
-		fv_crash_apply((unsigned)rand());
+		reverted += faultvfs.nundo;
+		faultvfs_crash_apply((unsigned)rand());
 		q = qopen(); /* quick_check runs here */
 		struct queue_stats st;
 		queue_stats(q, &st);

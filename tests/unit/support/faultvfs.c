@@ -1,48 +1,13 @@
-/* A fault-injecting SQLite VFS for tests ("faultvfs"), wrapping the default
- * one. Included by the test that uses it (static code, test-only).
- *
- * It can:
- * - fail the n-th next xWrite (with SQLITE_IOERR_WRITE or SQLITE_FULL) or
- *   xSync (SQLITE_IOERR_FSYNC), once or for every later call ("sticky");
- * - simulate a power loss: from the n-th next xWrite on, the machine is
- *   "dead": writes, truncates, deletes and syncs do nothing. Every write
- *   since the file's last xSync is logged with the bytes it replaced, so
- *   fv_crash_apply() can then put the files back the way a disk that lost
- *   its cache would leave them: only a prefix of the unsynced writes
- *   survives (the prefix length is drawn from the seed).
- * The model does not cover lost directory entries or torn sectors.
- */
-#ifndef VITALED_TEST_FAULTVFS_H
-#define VITALED_TEST_FAULTVFS_H
+/* A fault-injecting SQLite VFS for tests: see faultvfs.h. */
+#include "tests/unit/support/faultvfs.h"
 
 #include <fcntl.h>
-#include <sqlite3.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-struct fv_undo {
-	char path[512];
-	sqlite3_int64 off;      /* where the old bytes go back */
-	unsigned char *old;     /* the bytes that were there (within old_size) */
-	size_t len;
-	sqlite3_int64 old_size; /* file size before the change */
-};
-
-static struct {
-	int fail_write_in;  /* > 0: count down on each xWrite; at 0 the write fails */
-	int fail_sync_in;   /* same for xSync */
-	int write_err;      /* SQLITE_IOERR_WRITE (default) or SQLITE_FULL */
-	bool sticky;        /* keep failing after the first failure */
-	bool failing_w, failing_s;
-	int crash_in;       /* > 0: count down on each xWrite; at 0 the power goes */
-	bool dead;
-	long writes, syncs, failures;
-	struct fv_undo *undo;
-	size_t nundo, capundo;
-} fv;
+struct faultvfs faultvfs;
 
 struct fv_file {
 	sqlite3_file base;
@@ -53,26 +18,26 @@ struct fv_file {
 static sqlite3_vfs fv_vfs;
 static sqlite3_vfs *fv_parent;
 
-static void
-fv_reset(void)
+void
+faultvfs_reset(void)
 {
-	for (size_t i = 0; i < fv.nundo; i++)
-		free(fv.undo[i].old);
-	free(fv.undo);
-	memset(&fv, 0, sizeof(fv));
+	for (size_t i = 0; i < faultvfs.nundo; i++)
+		free(faultvfs.undo[i].old);
+	free(faultvfs.undo);
+	memset(&faultvfs, 0, sizeof(faultvfs));
 }
 
 static void
 fv_forget(const char *path)
 {
 	size_t j = 0;
-	for (size_t i = 0; i < fv.nundo; i++) {
-		if (strcmp(fv.undo[i].path, path) == 0)
-			free(fv.undo[i].old);
+	for (size_t i = 0; i < faultvfs.nundo; i++) {
+		if (strcmp(faultvfs.undo[i].path, path) == 0)
+			free(faultvfs.undo[i].old);
 		else
-			fv.undo[j++] = fv.undo[i];
+			faultvfs.undo[j++] = faultvfs.undo[i];
 	}
-	fv.nundo = j;
+	faultvfs.nundo = j;
 }
 
 static void
@@ -81,13 +46,13 @@ fv_log(struct fv_file *f, sqlite3_int64 off, size_t len)
 	sqlite3_int64 size = 0;
 	if (!f->path || f->real->pMethods->xFileSize(f->real, &size) != SQLITE_OK)
 		return;
-	if (fv.nundo == fv.capundo) {
-		fv.capundo = fv.capundo ? fv.capundo * 2 : 64;
-		fv.undo = realloc(fv.undo, fv.capundo * sizeof(*fv.undo));
-		if (!fv.undo)
+	if (faultvfs.nundo == faultvfs.capundo) {
+		faultvfs.capundo = faultvfs.capundo ? faultvfs.capundo * 2 : 64;
+		faultvfs.undo = realloc(faultvfs.undo, faultvfs.capundo * sizeof(*faultvfs.undo));
+		if (!faultvfs.undo)
 			abort();
 	}
-	struct fv_undo *u = &fv.undo[fv.nundo++];
+	struct fv_undo *u = &faultvfs.undo[faultvfs.nundo++];
 	memset(u, 0, sizeof(*u));
 	snprintf(u->path, sizeof(u->path), "%s", f->path);
 	u->off = off;
@@ -101,14 +66,12 @@ fv_log(struct fv_file *f, sqlite3_int64 off, size_t len)
 	}
 }
 
-/* After the power loss: undo the unsynced writes beyond a prefix whose
- * length is drawn from seed. Call once every connection is closed. */
-static void
-fv_crash_apply(unsigned seed)
+void
+faultvfs_crash_apply(unsigned seed)
 {
-	size_t keep = fv.nundo ? (size_t)(seed % (fv.nundo + 1)) : 0;
-	for (size_t i = fv.nundo; i-- > keep;) {
-		struct fv_undo *u = &fv.undo[i];
+	size_t keep = faultvfs.nundo ? (size_t)(seed % (faultvfs.nundo + 1)) : 0;
+	for (size_t i = faultvfs.nundo; i-- > keep;) {
+		struct fv_undo *u = &faultvfs.undo[i];
 		int fd = open(u->path, O_WRONLY | O_CLOEXEC);
 		if (fd < 0)
 			continue;
@@ -118,10 +81,10 @@ fv_crash_apply(unsigned seed)
 			abort();
 		close(fd);
 	}
-	for (size_t i = 0; i < fv.nundo; i++)
-		free(fv.undo[i].old);
-	fv.nundo = 0;
-	fv.dead = false;
+	for (size_t i = 0; i < faultvfs.nundo; i++)
+		free(faultvfs.undo[i].old);
+	faultvfs.nundo = 0;
+	faultvfs.dead = false;
 }
 
 static int
@@ -142,15 +105,15 @@ static int
 fv_write(sqlite3_file *p, const void *buf, int n, sqlite3_int64 off)
 {
 	struct fv_file *f = (struct fv_file *)p;
-	fv.writes++;
-	if (fv.crash_in > 0 && --fv.crash_in == 0)
-		fv.dead = true;
-	if (fv.dead)
+	faultvfs.writes++;
+	if (faultvfs.crash_in > 0 && --faultvfs.crash_in == 0)
+		faultvfs.dead = true;
+	if (faultvfs.dead)
 		return SQLITE_OK;
-	if (fv.failing_w || (fv.fail_write_in > 0 && --fv.fail_write_in == 0)) {
-		fv.failing_w = fv.sticky;
-		fv.failures++;
-		return fv.write_err ? fv.write_err : SQLITE_IOERR_WRITE;
+	if (faultvfs.failing_w || (faultvfs.fail_write_in > 0 && --faultvfs.fail_write_in == 0)) {
+		faultvfs.failing_w = faultvfs.sticky;
+		faultvfs.failures++;
+		return faultvfs.write_err ? faultvfs.write_err : SQLITE_IOERR_WRITE;
 	}
 	fv_log(f, off, (size_t)n);
 	return f->real->pMethods->xWrite(f->real, buf, n, off);
@@ -160,7 +123,7 @@ static int
 fv_truncate(sqlite3_file *p, sqlite3_int64 size)
 {
 	struct fv_file *f = (struct fv_file *)p;
-	if (fv.dead)
+	if (faultvfs.dead)
 		return SQLITE_OK;
 	sqlite3_int64 cur = 0;
 	if (f->real->pMethods->xFileSize(f->real, &cur) == SQLITE_OK && size < cur)
@@ -172,12 +135,12 @@ static int
 fv_sync(sqlite3_file *p, int flags)
 {
 	struct fv_file *f = (struct fv_file *)p;
-	fv.syncs++;
-	if (fv.dead)
+	faultvfs.syncs++;
+	if (faultvfs.dead)
 		return SQLITE_OK;
-	if (fv.failing_s || (fv.fail_sync_in > 0 && --fv.fail_sync_in == 0)) {
-		fv.failing_s = fv.sticky;
-		fv.failures++;
+	if (faultvfs.failing_s || (faultvfs.fail_sync_in > 0 && --faultvfs.fail_sync_in == 0)) {
+		faultvfs.failing_s = faultvfs.sticky;
+		faultvfs.failures++;
 		return SQLITE_IOERR_FSYNC;
 	}
 	int rc = f->real->pMethods->xSync(f->real, flags);
@@ -237,7 +200,7 @@ fv_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *p, int flags, int *out
 static int
 fv_delete(sqlite3_vfs *vfs, const char *name, int syncdir)
 {
-	if (fv.dead)
+	if (faultvfs.dead)
 		return SQLITE_OK;
 	fv_forget(name);
 	return fv_parent->xDelete(fv_parent, name, syncdir);
@@ -285,9 +248,8 @@ fv_current_time64(sqlite3_vfs *vfs, sqlite3_int64 *t)
 	return fv_parent->xCurrentTimeInt64(fv_parent, t);
 }
 
-/* Register "faultvfs" (not as the default). Idempotent. */
-static int
-fv_register(void)
+int
+faultvfs_register(void)
 {
 	if (fv_parent)
 		return SQLITE_OK;
@@ -310,5 +272,3 @@ fv_register(void)
 	fv_vfs.xCurrentTimeInt64 = fv_current_time64;
 	return sqlite3_vfs_register(&fv_vfs, 0);
 }
-
-#endif

@@ -1,29 +1,13 @@
-/* Fakes at the APDU seam for the protocol unit suites (header-only: each
- * suite is one file).
- *
- * - a scripted transcript: a table of expected command -> answer (or a
- *   transport error); any other command is a mismatch the test sees;
- * - a small T=0 card simulator that serves transparent EFs the way the
- *   test world's cards do (tests/world/cards.py: SELECT answers 61xx,
- *   GET RESPONSE, READ BINARY with 6Cxx for a short rest), with switches
- *   for the hostile behaviours (endless 61xx, 6C ping-pong, silence,
- *   removal after N commands);
- * - a TLV builder to lay out EF contents.
- */
-#ifndef VITALED_TEST_FAKECARD_H
-#define VITALED_TEST_FAKECARD_H
+/* Fakes at the APDU seam for the protocol unit suites: see fakecard.h. */
+#include "tests/unit/support/fakecard.h"
 
 #include <errno.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "protocol/apdu.h"
-
-static inline size_t
-fc_unhex(const char *s, uint8_t *out, size_t max)
+size_t
+fakecard_unhex(const char *s, uint8_t *out, size_t max)
 {
 	size_t n = 0;
 	int hi = -1;
@@ -49,21 +33,8 @@ fc_unhex(const char *s, uint8_t *out, size_t max)
 
 /* ---- transcript ---- */
 
-struct tx_step {
-	const char *cmd;   /* hex, or NULL: any command */
-	const char *resp;  /* hex, used when err == 0 */
-	int err;           /* a transport error to return instead */
-};
-
-struct transcript {
-	const struct tx_step *steps;
-	size_t n, pos;
-	int mismatch;      /* 1-based index of the first wrong command, 0 if none */
-	char got[600];     /* the wrong command, hex */
-};
-
-static inline int
-tx_transmit(void *ctx, const uint8_t *c, size_t clen, uint8_t *r, size_t *rlen)
+int
+fakecard_tx_transmit(void *ctx, const uint8_t *c, size_t clen, uint8_t *r, size_t *rlen)
 {
 	struct transcript *t = ctx;
 	uint8_t want[300], resp[600];
@@ -76,7 +47,7 @@ tx_transmit(void *ctx, const uint8_t *c, size_t clen, uint8_t *r, size_t *rlen)
 	}
 	const struct tx_step *s = &t->steps[t->pos++];
 	if (s->cmd) {
-		size_t wn = fc_unhex(s->cmd, want, sizeof(want));
+		size_t wn = fakecard_unhex(s->cmd, want, sizeof(want));
 		if (wn != clen || memcmp(want, c, clen) != 0) {
 			if (!t->mismatch) {
 				t->mismatch = (int)t->pos;
@@ -89,7 +60,7 @@ tx_transmit(void *ctx, const uint8_t *c, size_t clen, uint8_t *r, size_t *rlen)
 	}
 	if (s->err)
 		return s->err;
-	size_t rn = fc_unhex(s->resp, resp, sizeof(resp));
+	size_t rn = fakecard_unhex(s->resp, resp, sizeof(resp));
 	if (rn > *rlen)
 		return -ENOBUFS;
 	memcpy(r, resp, rn);
@@ -99,13 +70,8 @@ tx_transmit(void *ctx, const uint8_t *c, size_t clen, uint8_t *r, size_t *rlen)
 
 /* ---- TLV builder ---- */
 
-struct tb {
-	uint8_t *b;
-	size_t n, cap;
-};
-
-static inline void
-tb_init(struct tb *t, size_t cap)
+void
+fakecard_tb_init(struct tb *t, size_t cap)
 {
 	t->b = malloc(cap);
 	t->n = 0;
@@ -114,8 +80,8 @@ tb_init(struct tb *t, size_t cap)
 		abort();
 }
 
-static inline void
-tb_raw(struct tb *t, const void *p, size_t n)
+void
+fakecard_tb_raw(struct tb *t, const void *p, size_t n)
 {
 	if (t->n + n > t->cap)
 		abort();
@@ -123,8 +89,8 @@ tb_raw(struct tb *t, const void *p, size_t n)
 	t->n += n;
 }
 
-static inline void
-tb_hdr(struct tb *t, uint32_t tag, size_t len)
+void
+fakecard_tb_hdr(struct tb *t, uint32_t tag, size_t len)
 {
 	uint8_t h[12];
 	size_t k = 0;
@@ -142,61 +108,26 @@ tb_hdr(struct tb *t, uint32_t tag, size_t len)
 		h[k++] = 0x83; h[k++] = (uint8_t)(len >> 16); h[k++] = (uint8_t)(len >> 8);
 		h[k++] = (uint8_t)len;
 	}
-	tb_raw(t, h, k);
+	fakecard_tb_raw(t, h, k);
 }
 
-static inline void
-tb_tlv(struct tb *t, uint32_t tag, const void *v, size_t n)
+void
+fakecard_tb_tlv(struct tb *t, uint32_t tag, const void *v, size_t n)
 {
-	tb_hdr(t, tag, n);
-	tb_raw(t, v, n);
+	fakecard_tb_hdr(t, tag, n);
+	fakecard_tb_raw(t, v, n);
 }
 
-static inline void
-tb_str(struct tb *t, uint32_t tag, const char *s)
+void
+fakecard_tb_str(struct tb *t, uint32_t tag, const char *s)
 {
-	tb_tlv(t, tag, s, strlen(s));
+	fakecard_tb_tlv(t, tag, s, strlen(s));
 }
 
 /* ---- T=0 card simulator ---- */
 
-#define FC_MAX_APPS 4
-#define FC_MAX_EFS 12
-
-struct fc_ef {
-	uint16_t fid;
-	uint8_t *data;   /* owned (malloc) */
-	size_t len;
-};
-
-struct fc_app {
-	uint8_t aid[16];
-	size_t aid_len;
-	struct fc_ef ef[FC_MAX_EFS];
-	size_t nef;
-};
-
-struct fakecard {
-	struct fc_app app[FC_MAX_APPS];
-	size_t napp;
-	int cur_app, cur_ef;
-	uint8_t pending[1024];
-	size_t npending;
-	bool has_pending;
-	/* behaviour */
-	bool endless61;      /* GET RESPONSE Le=n: n bytes + 61 n, forever */
-	bool pingpong_read;  /* READ BINARY Le=n: 6C m (m != n), forever */
-	bool pingpong_gr;    /* GET RESPONSE after SELECT: 6C m (m != n), forever */
-	bool short_reads;    /* answer a short rest + 9000 instead of 6Cxx */
-	bool no_fcp_size;    /* FCP without tag 80 */
-	int silent_after;    /* answer this many commands, then -ETIMEDOUT (-1: never) */
-	int vanish_after;    /* answer this many commands, then -ENODEV (-1: never) */
-	unsigned count;      /* commands received */
-	unsigned reads;      /* READ BINARY received */
-};
-
-static inline void
-fc_init(struct fakecard *fc)
+void
+fakecard_init(struct fakecard *fc)
 {
 	memset(fc, 0, sizeof(*fc));
 	fc->cur_app = -1;
@@ -205,8 +136,8 @@ fc_init(struct fakecard *fc)
 	fc->vanish_after = -1;
 }
 
-static inline void
-fc_free(struct fakecard *fc)
+void
+fakecard_free(struct fakecard *fc)
 {
 	/* every slot, so tests may hide an app or EF by lowering a count */
 	for (size_t a = 0; a < FC_MAX_APPS; a++)
@@ -214,8 +145,8 @@ fc_free(struct fakecard *fc)
 			free(fc->app[a].ef[e].data);
 }
 
-static inline struct fc_app *
-fc_add_app(struct fakecard *fc, const uint8_t *aid, size_t n)
+struct fc_app *
+fakecard_add_app(struct fakecard *fc, const uint8_t *aid, size_t n)
 {
 	struct fc_app *a = &fc->app[fc->napp++];
 	memcpy(a->aid, aid, n);
@@ -224,8 +155,8 @@ fc_add_app(struct fakecard *fc, const uint8_t *aid, size_t n)
 }
 
 /* Takes ownership of t's buffer. */
-static inline void
-fc_add_ef(struct fc_app *a, uint16_t fid, struct tb *t)
+void
+fakecard_add_ef(struct fc_app *a, uint16_t fid, struct tb *t)
 {
 	struct fc_ef *e = &a->ef[a->nef++];
 	e->fid = fid;
@@ -234,15 +165,15 @@ fc_add_ef(struct fc_app *a, uint16_t fid, struct tb *t)
 	t->b = NULL;
 }
 
-static inline void
+static void
 fc_sw(uint8_t *r, size_t *n, unsigned sw)
 {
 	r[(*n)++] = (uint8_t)(sw >> 8);
 	r[(*n)++] = (uint8_t)sw;
 }
 
-static inline int
-fc_transmit(void *ctx, const uint8_t *c, size_t clen, uint8_t *r, size_t *rlen)
+int
+fakecard_transmit(void *ctx, const uint8_t *c, size_t clen, uint8_t *r, size_t *rlen)
 {
 	struct fakecard *fc = ctx;
 	uint8_t out[1100];
@@ -395,92 +326,86 @@ send:
 	return 0;
 }
 
-/* ---- the public Vitale 2 layout (DESIGN.md "What is public") ---- */
+/* ---- the public Vitale 2 layout (tests/world/cards.py) ---- */
 
 static const uint8_t FC_AID_VITALE[] = { 0xD2, 0x50, 0x00, 0x00, 0x02, 0x56, 0x49, 0x54,
                                          0x41, 0x4C, 0x45 };
 static const uint8_t FC_AID_MF_VITALE[] = { 0xD2, 0x50, 0x00, 0x00, 0x02, 0x4D, 0x46, 0x5F,
                                             0x56, 0x49, 0x54, 0x41, 0x4C, 0x45 };
 
-struct fc_benef {
-	const char *surname, *given_name, *birth, *nationality, *nir;
-};
-
 /* One beneficiary EF: 65 { 80 81 82 90 93 } (fields left NULL are absent). */
-static inline void
-fc_benef_tlv(struct tb *t, const struct fc_benef *b)
+void
+fakecard_benef_tlv(struct tb *t, const struct fc_benef *b)
 {
 	struct tb in;
-	tb_init(&in, 32768);
-	if (b->surname) tb_str(&in, 0x80, b->surname);
-	if (b->given_name) tb_str(&in, 0x81, b->given_name);
-	if (b->birth) tb_str(&in, 0x82, b->birth);
-	if (b->nationality) tb_str(&in, 0x90, b->nationality);
-	if (b->nir) tb_str(&in, 0x93, b->nir);
-	tb_tlv(t, 0x65, in.b, in.n);
+	fakecard_tb_init(&in, 32768);
+	if (b->surname) fakecard_tb_str(&in, 0x80, b->surname);
+	if (b->given_name) fakecard_tb_str(&in, 0x81, b->given_name);
+	if (b->birth) fakecard_tb_str(&in, 0x82, b->birth);
+	if (b->nationality) fakecard_tb_str(&in, 0x90, b->nationality);
+	if (b->nir) fakecard_tb_str(&in, 0x93, b->nir);
+	fakecard_tb_tlv(t, 0x65, in.b, in.n);
 	free(in.b);
 }
 
 /* Build the Vitale 2 of the public structure with beneficiary EFs given
  * ready-made (EF 2004 + i); the card EF 2002 is 66 { 80 start } 7F21 {..}
  * over 256 bytes; MF_VITALE holds 2F02 = 5A serial. */
-static inline void
-fc_vitale2(struct fakecard *fc, struct tb *benef_efs, size_t nbenef)
+void
+fakecard_vitale2(struct fakecard *fc, struct tb *benef_efs, size_t nbenef)
 {
-	struct fc_app *v = fc_add_app(fc, FC_AID_VITALE, sizeof(FC_AID_VITALE));
-	struct fc_app *m = fc_add_app(fc, FC_AID_MF_VITALE, sizeof(FC_AID_MF_VITALE));
+	struct fc_app *v = fakecard_add_app(fc, FC_AID_VITALE, sizeof(FC_AID_VITALE));
+	struct fc_app *m = fakecard_add_app(fc, FC_AID_MF_VITALE, sizeof(FC_AID_MF_VITALE));
 	struct tb t, x;
 
 	/* EF 2002: card */
-	tb_init(&t, 2048);
-	tb_init(&x, 1024);
-	tb_str(&x, 0x80, "20230115");
-	tb_tlv(&t, 0x66, x.b, x.n);
+	fakecard_tb_init(&t, 2048);
+	fakecard_tb_init(&x, 1024);
+	fakecard_tb_str(&x, 0x80, "20230115");
+	fakecard_tb_tlv(&t, 0x66, x.b, x.n);
 	x.n = 0;
 	uint8_t sig[256];
 	for (size_t i = 0; i < sizeof(sig); i++)
 		sig[i] = (uint8_t)(i * 7 + 3);
-	tb_str(&x, 0x42, "FRCAVIT1");
-	tb_tlv(&x, 0x5F37, sig, sizeof(sig));
-	tb_tlv(&t, 0x7F21, x.b, x.n);
+	fakecard_tb_str(&x, 0x42, "FRCAVIT1");
+	fakecard_tb_tlv(&x, 0x5F37, sig, sizeof(sig));
+	fakecard_tb_tlv(&t, 0x7F21, x.b, x.n);
 	free(x.b);
-	fc_add_ef(v, 0x2002, &t);
+	fakecard_add_ef(v, 0x2002, &t);
 
 	/* pointer file 2001 */
-	tb_init(&t, 1024);
-	tb_init(&x, 1024);
+	fakecard_tb_init(&t, 1024);
+	fakecard_tb_init(&x, 1024);
 	struct tb a0;
-	tb_init(&a0, 256);
+	fakecard_tb_init(&a0, 256);
 	uint8_t e1[4 + 11] = { 0x00, 0x01, 0x00, 0x00 };
 	memcpy(e1 + 4, FC_AID_VITALE, sizeof(FC_AID_VITALE));
 	uint8_t e2[4 + 14] = { 0x00, 0x02, 0x00, 0x00 };
 	memcpy(e2 + 4, FC_AID_MF_VITALE, sizeof(FC_AID_MF_VITALE));
-	tb_tlv(&a0, 0x82, e1, sizeof(e1));
-	tb_tlv(&a0, 0x82, e2, sizeof(e2));
-	tb_tlv(&x, 0xA0, a0.b, a0.n);
+	fakecard_tb_tlv(&a0, 0x82, e1, sizeof(e1));
+	fakecard_tb_tlv(&a0, 0x82, e2, sizeof(e2));
+	fakecard_tb_tlv(&x, 0xA0, a0.b, a0.n);
 	free(a0.b);
 	uint8_t f[12];
 	memcpy(f, "CARTE   \x00\x01\x20\x02", 12);
-	tb_tlv(&x, 0x80, f, 12);
+	fakecard_tb_tlv(&x, 0x80, f, 12);
 	for (size_t i = 0; i < nbenef; i++) {
-		char name[9];
+		char name[32]; /* 8 used: "BENEF nn" */
 		snprintf(name, sizeof(name), "BENEF %02zu", i + 1);
 		memcpy(f, name, 8);
 		f[8] = 0x00; f[9] = 0x01;
 		f[10] = 0x20; f[11] = (uint8_t)(0x04 + i);
-		tb_tlv(&x, 0x80, f, 12);
+		fakecard_tb_tlv(&x, 0x80, f, 12);
 	}
-	tb_tlv(&t, 0xE0, x.b, x.n);
+	fakecard_tb_tlv(&t, 0xE0, x.b, x.n);
 	free(x.b);
-	fc_add_ef(v, 0x2001, &t);
+	fakecard_add_ef(v, 0x2001, &t);
 
 	for (size_t i = 0; i < nbenef; i++)
-		fc_add_ef(v, (uint16_t)(0x2004 + i), &benef_efs[i]);
+		fakecard_add_ef(v, (uint16_t)(0x2004 + i), &benef_efs[i]);
 
-	tb_init(&t, 64);
+	fakecard_tb_init(&t, 64);
 	uint8_t serial[10] = { 0x25, 0x01, 0x23, 0x45, 0x67, 0x89, 0x01, 0x23, 0x45, 0x67 };
-	tb_tlv(&t, 0x5A, serial, sizeof(serial));
-	fc_add_ef(m, 0x2F02, &t);
+	fakecard_tb_tlv(&t, 0x5A, serial, sizeof(serial));
+	fakecard_add_ef(m, 0x2F02, &t);
 }
-
-#endif

@@ -1,11 +1,12 @@
-/* Test vectors of the digital card (tests/data/digital/, made by
- * tests/data/digital/make_vectors.py): load one whole, for check_credential
- * and check_digital. Include after <check.h>, <stdio.h>, <stdlib.h>. */
-#ifndef VITALED_TEST_DIGITAL_DATA_H
-#define VITALED_TEST_DIGITAL_DATA_H
+/* Test vectors of the digital card: see digital_data.h. */
+#include "tests/unit/support/digital_data.h"
 
-static uint8_t *
-load(const char *name, size_t *len)
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+uint8_t *
+digital_data_load(const char *name, size_t *len)
 {
 	const char *src = getenv("srcdir");
 	char path[512];
@@ -26,5 +27,3 @@ load(const char *name, size_t *len)
 	*len = (size_t)n;
 	return buf;
 }
-
-#endif
