@@ -38,7 +38,7 @@
 #include "daemon/pin/pinflow.h"
 #include "protocol/profile.h"
 #include "daemon/cards/readers.h"
-#include "daemon/core/secmem.h"
+#include "lib/secmem.h"
 #include "daemon/pin/signer.h"
 
 #define ABORT_REPEAT_MS 1000u

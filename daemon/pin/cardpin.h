@@ -24,7 +24,7 @@
 
 #include "protocol/pin.h"
 #include "drivers/reader.h"
-#include "daemon/core/secmem.h"
+#include "lib/secmem.h"
 
 /* VERIFY without data: tries left (PIN_ST_NEEDED + tries_left), already
  * verified (PIN_ST_OK), blocked (PIN_ST_BLOCKED), or a card that does not

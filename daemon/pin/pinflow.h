@@ -5,7 +5,7 @@
  *
  * A PIN arrives only through SubmitPin (control access), is checked for
  * shape (digits, the target's bounds) before anything else sees it, moves
- * at once into locked memory (daemon/core/secmem.h) and is wiped when the
+ * at once into locked memory (lib/secmem.h) and is wiped when the
  * target is done with it, whatever the outcome. A blocked PIN is reported
  * and never submitted again by the daemon. Attempts per target are limited
  * to PINFLOW_RATE_MAX in PINFLOW_RATE_WINDOW_MS.
@@ -23,7 +23,7 @@
 #include <stdbool.h>
 
 #include "daemon/core/daemon.h"
-#include "daemon/core/secmem.h"
+#include "lib/secmem.h"
 #include "daemon/pin/signer.h"
 
 #define PINFLOW_TARGET_PRACTITIONER "practitioner"

@@ -1,17 +1,17 @@
-/* The signer object: the backend table, the worker thread that runs every
- * backend call, and the loop-side state (status, idle logout, presence
- * polling). See signer.h.
+/* The signer object: a one-thread worker (daemon/core/worker.h) that runs
+ * every backend call, and the loop-side state (status, idle logout,
+ * presence polling). See signer.h; the backends are drivers/signer_*.c.
  *
  * Threads: the loop thread owns struct signer's loop-side fields (status,
  * timers, login_pending); the worker owns the backend context and its own
- * status copy (wst). They meet only in the job queue (mutex + condition)
- * and in loop_post() messages. One exception: a backend with
- * sign_any_thread (the file key) signs on the caller's thread under
- * ctx_lock's read side, and the worker holds its write side for every job
- * and for the close, so no login, logout or close runs meanwhile (and a
- * signature costs no thread hop). A message posted to the loop keeps the
- * signer alive (posts_outstanding): signer_free() may run while messages
- * are still queued, and the last one frees the memory.
+ * status copy (wst). They meet only in jobs: run() on the worker, done()
+ * on the loop. One exception: a backend with sign_any_thread (the file
+ * key) signs on the caller's thread under ctx_lock's read side, and every
+ * job and the close hold its write side, so no login, logout or close runs
+ * meanwhile (and a signature costs no thread hop). signer_free() frees the
+ * worker first: every job still queued then runs without touching the
+ * backend (quit) and its done() only frees it, so no callback reaches a
+ * freed signer.
  *
  * What must stay true: a PIN handed to signer_login() is freed (wiped) on
  * every path, and a failed login is never retried here — only a new
@@ -19,16 +19,15 @@
  */
 #include "daemon/pin/signer.h"
 
-#include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "protocol/cose.h"
+#include "daemon/core/worker.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 
 /* How often the token's presence is checked (while a backend can poll).
@@ -39,135 +38,18 @@
 static const char selftest_prefix[] = "vitaled signer self-test"; /* + NUL + 32 random bytes */
 
 /* ------------------------------------------------------------------ */
-/* the backend table (STYLE: backends chosen by name from a const table) */
-
-static int
-none_open(const struct config *c, void **ctx, struct signer_status *st)
-{
-	*ctx = NULL;
-	st->state = SIGNER_DISABLED;
-	snprintf(st->reason, sizeof(st->reason), "no signer configured ([signer] backend = none)");
-	return 0;
-}
-
-static int
-none_login(void *ctx, const struct secmem_pin *pin, struct signer_status *st)
-{
-	return SIGNER_E_NOT_EXPECTED;
-}
-
-static int
-none_logout(void *ctx, struct signer_status *st)
-{
-	return 0;
-}
-
-static int
-none_sign(void *ctx, struct signer_status *st, int alg, const uint8_t *tbs, size_t len,
-          uint8_t *sig, size_t *siglen)
-{
-	*siglen = 0;
-	return SIGNER_E_NO_TOKEN;
-}
-
-static int
-none_public_key(void *ctx, uint8_t **der, size_t *len)
-{
-	*der = NULL;
-	*len = 0;
-	return -ENOENT;
-}
-
-static void
-none_close(void *ctx)
-{
-}
-
-const struct signer_ops signer_none_ops = {
-	.name = "none",
-	.compiled_in = true,
-	.open = none_open,
-	.login = none_login,
-	.logout = none_logout,
-	.poll = NULL,
-	.sign = none_sign,
-	.public_key = none_public_key,
-	.close = none_close,
-};
-
-static const struct signer_ops *const backends[] = {
-	&signer_pkcs11_ops,
-	&signer_file_ops,
-	&signer_none_ops,
-};
-
-const struct signer_ops *
-signer_backend_find(const char *name)
-{
-	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
-		if (name && !strcmp(backends[i]->name, name))
-			return backends[i];
-	return NULL;
-}
-
-const char *
-signer_state_name(enum signer_state st)
-{
-	switch (st) {
-	case SIGNER_DISABLED: return "disabled";
-	case SIGNER_STARTING: return "starting";
-	case SIGNER_NO_TOKEN: return "no-token";
-	case SIGNER_LOCKED: return "locked";
-	case SIGNER_READY: return "ready";
-	case SIGNER_BLOCKED: return "blocked";
-	case SIGNER_ERROR: return "error";
-	}
-	return "error";
-}
-
-const char *
-signer_alg_name(int cose_alg)
-{
-	switch (cose_alg) {
-	case SIGNER_ALG_ES256: return "ES256";
-	case SIGNER_ALG_PS256: return "PS256";
-	default: return NULL;
-	}
-}
-
-/* ------------------------------------------------------------------ */
-/* verification and format helpers */
-
-int
-signer_verify(int cose_alg, const uint8_t *spki, size_t spki_len, const uint8_t *tbs,
-              size_t len, const uint8_t *sig, size_t siglen)
-{
-	const unsigned char *p = spki;
-	EVP_PKEY *pk = spki ? d2i_PUBKEY(NULL, &p, (long)spki_len) : NULL;
-	if (!pk)
-		return -EINVAL;
-	int r = cose_verify_raw(cose_alg, pk, tbs, len, sig, siglen);
-	EVP_PKEY_free(pk);
-	if (r == -EKEYREJECTED || r == -EPROTO)
-		return -EBADMSG;
-	if (r == -ENOTSUP)
-		return SIGNER_E_BAD_ALG;
-	return r;
-}
-
-/* ------------------------------------------------------------------ */
 /* jobs */
 
-enum job_type { JOB_OPEN, JOB_LOGIN, JOB_LOGOUT, JOB_POLL, JOB_SIGN, JOB_SELFTEST };
+enum job_type { JOB_OPEN, JOB_LOGIN, JOB_LOGOUT, JOB_POLL, JOB_SIGN, JOB_SELFTEST, JOB_STATUS };
 
 struct job {
 	enum job_type type;
-	struct job *next;
 	struct signer *s;
 	void *arg;
 	int result;
 	struct signer_status st; /* the worker's status after the job */
 	bool status_changed;
+	bool skipped;            /* signer_free came first: nothing ran */
 	/* login */
 	struct secmem_pin *pin;
 	signer_login_fn login_done;
@@ -181,7 +63,7 @@ struct job {
 	uint8_t sig[SIGNER_SIG_MAX];
 	size_t sig_len;
 	signer_sign_fn sign_done;
-	bool sync, finished;
+	bool sync;
 	/* selftest */
 	struct signer_selftest *t;
 	signer_selftest_fn selftest_done;
@@ -193,27 +75,21 @@ struct signer {
 	const struct signer_ops *ops;
 	signer_status_fn status_fn;
 	void *status_arg;
+	struct worker *w;
 
 	/* loop side */
 	struct signer_status status;
 	bool login_pending;
 	bool poll_queued;
+	bool stopping;          /* signer_free began: done callbacks only free */
 	uint64_t poll_timer, idle_timer;
-	bool freed;
 
 	/* shared */
-	pthread_mutex_t mu;
-	pthread_cond_t cv;      /* jobs queued / quit */
-	pthread_cond_t done_cv; /* a synchronous job finished */
-	/* ctx and wst: written by the worker under the write lock; read by a
+	/* ctx and wst: written on the worker under the write lock; read by a
 	 * sign_any_thread backend's signature on another thread under the read lock */
 	pthread_rwlock_t ctx_lock;
-	struct job *head, *tail;
-	bool quit;
-	pthread_t worker;
-	bool worker_started;
+	atomic_bool quit;       /* jobs not yet run skip the backend */
 	atomic_uint_fast64_t last_use_ms;
-	atomic_uint posts_outstanding;
 
 	/* worker side */
 	void *ctx;
@@ -239,17 +115,7 @@ job_free(struct job *j)
 	free(j);
 }
 
-static void
-signer_release(struct signer *s)
-{
-	pthread_mutex_destroy(&s->mu);
-	pthread_cond_destroy(&s->cv);
-	pthread_cond_destroy(&s->done_cv);
-	pthread_rwlock_destroy(&s->ctx_lock);
-	free(s);
-}
-
-/* Loop side: apply a status the worker posted. */
+/* Loop side: apply a status the worker reported. */
 static void
 apply_status(struct signer *s, const struct signer_status *st)
 {
@@ -264,16 +130,14 @@ apply_status(struct signer *s, const struct signer_status *st)
 		s->status_fn(s, &s->status, s->status_arg);
 }
 
+/* Loop: a job's done(). */
 static void
-job_posted(void *arg)
+job_done(void *arg)
 {
 	struct job *j = arg;
 	struct signer *s = j->s;
-	unsigned left = atomic_fetch_sub(&s->posts_outstanding, 1) - 1;
-	if (s->freed) {
-		job_free(j);
-		if (left == 0)
-			signer_release(s);
+	if (s->stopping || j->skipped) {
+		job_free(j); /* pending callbacks are not called once signer_free began */
 		return;
 	}
 	if (j->type == JOB_POLL)
@@ -304,51 +168,20 @@ job_posted(void *arg)
 	job_free(j);
 }
 
-/* Worker: hand a finished job to the loop (or drop it when stopping). */
-static void
-job_post(struct signer *s, struct job *j)
-{
-	if (j->sync) {
-		pthread_mutex_lock(&s->mu);
-		j->finished = true;
-		pthread_cond_broadcast(&s->done_cv);
-		pthread_mutex_unlock(&s->mu);
-		return;
-	}
-	pthread_mutex_lock(&s->mu);
-	bool quit = s->quit;
-	pthread_mutex_unlock(&s->mu);
-	if (quit) {
-		job_free(j);
-		return;
-	}
-	atomic_fetch_add(&s->posts_outstanding, 1);
-	if (loop_post(s->loop, job_posted, j) < 0) {
-		atomic_fetch_sub(&s->posts_outstanding, 1);
-		log_err("signer: cannot reach the event loop (out of memory); result dropped");
-		job_free(j);
-	}
-}
-
-static uint64_t
-now_ms(void)
-{
-	return loop_now_ms();
-}
-
-/* Worker: a status-only message (a sync sign that found the token gone). */
+/* Worker: a status-only job (a sync sign that found the token gone). */
 static void
 post_status(struct signer *s)
 {
 	struct job *j = calloc(1, sizeof(*j));
 	if (!j)
 		return;
-	j->type = JOB_LOGOUT; /* carries a status, calls nothing */
+	j->type = JOB_STATUS; /* carries a status, calls nothing */
 	j->s = s;
 	j->st = s->wst;
 	j->status_changed = true;
 	s->wst_posted = s->wst;
-	job_post(s, j);
+	if (worker_submit(s->w, NULL, job_done, j) < 0)
+		job_free(j);
 }
 
 static bool
@@ -376,18 +209,15 @@ run_selftest(struct signer *s, struct job *j)
 		t->result = s->ctx ? SIGNER_E_LOGIN_NEEDED : SIGNER_E_NO_TOKEN;
 		return;
 	}
-	struct timespec a, b;
-	clock_gettime(CLOCK_MONOTONIC, &a);
+	uint64_t a = clock_mono_us();
 	for (unsigned i = 0; i < t->rounds; i++) {
 		t->sig_len = sizeof(t->sig);
 		t->result = s->ops->sign(s->ctx, st, st->cose_alg, t->tbs, t->tbs_len, t->sig, &t->sig_len);
 		if (t->result < 0)
 			return;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &b);
-	t->elapsed_us = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000u +
-	                (uint64_t)((b.tv_nsec - a.tv_nsec) / 1000);
-	atomic_store(&s->last_use_ms, now_ms());
+	t->elapsed_us = clock_mono_us() - a;
+	atomic_store(&s->last_use_ms, clock_mono_ms());
 	if (s->ops->public_key(s->ctx, &t->pub, &t->pub_len) == 0)
 		t->verified = signer_verify(t->cose_alg, t->pub, t->pub_len, t->tbs, t->tbs_len, t->sig,
 		                            t->sig_len) == 0;
@@ -417,7 +247,7 @@ run_job(struct signer *s, struct job *j)
 		secmem_pin_free(j->pin);
 		j->pin = NULL;
 		if (j->result == 0)
-			atomic_store(&s->last_use_ms, now_ms());
+			atomic_store(&s->last_use_ms, clock_mono_ms());
 		break;
 	case JOB_LOGOUT:
 		if (s->ctx && s->wst.logged_in)
@@ -434,13 +264,15 @@ run_job(struct signer *s, struct job *j)
 		else
 			j->result = o->sign(s->ctx, &s->wst, j->alg, j->tbs, j->tbs_len, j->sig, &j->sig_len);
 		if (j->result == 0)
-			atomic_store(&s->last_use_ms, now_ms());
+			atomic_store(&s->last_use_ms, clock_mono_ms());
 		else
 			j->sig_len = 0;
 		break;
 	case JOB_SELFTEST:
 		run_selftest(s, j);
 		j->result = j->t->result;
+		break;
+	case JOB_STATUS:
 		break;
 	}
 	j->st = s->wst;
@@ -453,7 +285,7 @@ run_job(struct signer *s, struct job *j)
 	}
 }
 
-/* Overwrite the worker's stack below the job loop's frame. A login passes
+/* Overwrite the worker's stack below the job's frame. A login passes
  * the PIN to code we do not control (a PKCS#11 module, OpenSSL's PEM
  * decoder), and some of it copies the PIN into stack buffers that it does
  * not clear: OpenSSL 3.0's PKCS#8 decoder keeps the passphrase in a 1 KiB
@@ -463,7 +295,7 @@ run_job(struct signer *s, struct job *j)
 /* OpenSC's PC/SC transmit alone keeps two 64 KiB APDU buffers on the
  * stack: scrub well past that, on a stack of a known size. */
 #define SIGNER_STACK_SCRUB (256u * 1024u)
-#define SIGNER_STACK_SIZE (2u * 1024u * 1024u)
+#define SIGNER_STACK_KIB 2048u
 
 __attribute__((noinline)) static void
 stack_scrub(void)
@@ -473,42 +305,34 @@ stack_scrub(void)
 	__asm__ volatile("" : : "r"(buf) : "memory");
 }
 
-static void *
-worker_main(void *arg)
+/* Worker: a job's run(). */
+static void
+job_run(void *arg)
+{
+	struct job *j = arg;
+	struct signer *s = j->s;
+	if (atomic_load(&s->quit)) {
+		/* stopping: queued logins are dropped (their PINs are wiped by
+		 * job_free); a waiting signer_sign gets -ESHUTDOWN */
+		j->skipped = true;
+		j->result = -ESHUTDOWN;
+		secmem_pin_free(j->pin);
+		j->pin = NULL;
+		return;
+	}
+	bool secret = j->type == JOB_LOGIN;
+	pthread_rwlock_wrlock(&s->ctx_lock);
+	run_job(s, j);
+	pthread_rwlock_unlock(&s->ctx_lock);
+	if (secret)
+		stack_scrub();
+}
+
+/* Worker (or the loop once the worker is gone): log out and close. */
+static void
+close_run(void *arg)
 {
 	struct signer *s = arg;
-	for (;;) {
-		pthread_mutex_lock(&s->mu);
-		while (!s->head && !s->quit)
-			pthread_cond_wait(&s->cv, &s->mu);
-		struct job *j = s->head;
-		if (j) {
-			s->head = j->next;
-			if (!s->head)
-				s->tail = NULL;
-		}
-		bool quit = s->quit;
-		pthread_mutex_unlock(&s->mu);
-		if (!j)
-			break;
-		if (quit && !j->sync) {
-			job_free(j); /* stopping: drop queued logins (their PINs are wiped) */
-			continue;
-		}
-		if (quit) {
-			j->result = -ESHUTDOWN;
-			job_post(s, j);
-			continue;
-		}
-		bool secret = j->type == JOB_LOGIN;
-		pthread_rwlock_wrlock(&s->ctx_lock);
-		run_job(s, j);
-		pthread_rwlock_unlock(&s->ctx_lock);
-		job_post(s, j);
-		if (secret)
-			stack_scrub();
-	}
-	/* stop: log out, close */
 	pthread_rwlock_wrlock(&s->ctx_lock);
 	if (s->ctx) {
 		if (s->wst.logged_in) {
@@ -519,26 +343,13 @@ worker_main(void *arg)
 		s->ctx = NULL;
 	}
 	pthread_rwlock_unlock(&s->ctx_lock);
-	return NULL;
 }
 
 static int
 enqueue(struct signer *s, struct job *j)
 {
 	j->s = s;
-	pthread_mutex_lock(&s->mu);
-	if (s->quit) {
-		pthread_mutex_unlock(&s->mu);
-		return -ESHUTDOWN;
-	}
-	if (s->tail)
-		s->tail->next = j;
-	else
-		s->head = j;
-	s->tail = j;
-	pthread_cond_signal(&s->cv);
-	pthread_mutex_unlock(&s->mu);
-	return 0;
+	return worker_submit(s->w, job_run, job_done, j);
 }
 
 /* ------------------------------------------------------------------ */
@@ -549,7 +360,7 @@ poll_cb(struct loop *l, void *arg)
 {
 	struct signer *s = arg;
 	s->poll_timer = 0;
-	if (s->poll_queued || s->freed)
+	if (s->poll_queued || s->stopping)
 		return;
 	struct job *j = calloc(1, sizeof(*j));
 	if (!j)
@@ -579,36 +390,50 @@ schedule_poll(struct signer *s)
 	}
 }
 
+uint64_t
+signer_idle_next(const struct signer_status *st, uint64_t limit_ms, uint64_t idle_ms)
+{
+	if (!st->logged_in || !st->needs_pin || limit_ms == 0)
+		return SIGNER_IDLE_NONE;
+	return idle_ms >= limit_ms ? 0 : limit_ms - idle_ms;
+}
+
 static void
 idle_cb(struct loop *l, void *arg)
 {
 	struct signer *s = arg;
 	s->idle_timer = 0;
 	uint64_t limit = (uint64_t)s->cfg->pin_idle_timeout_s * 1000u;
-	if (!s->status.logged_in || !s->status.needs_pin || limit == 0)
+	uint64_t next = signer_idle_next(&s->status, limit, signer_idle_ms(s));
+	if (next == SIGNER_IDLE_NONE)
 		return;
-	uint64_t idle = signer_idle_ms(s);
-	if (idle >= limit) {
+	if (next == 0) {
 		char why[64];
 		snprintf(why, sizeof(why), "idle for %ld s", s->cfg->pin_idle_timeout_s);
 		signer_logout(s, why);
 		return;
 	}
-	s->idle_timer = loop_timer_add(s->loop, limit - idle, idle_cb, s);
+	s->idle_timer = loop_timer_add(s->loop, next, idle_cb, s);
 }
 
 static void
 update_idle_timer(struct signer *s)
 {
 	uint64_t limit = (uint64_t)s->cfg->pin_idle_timeout_s * 1000u;
-	bool want = s->status.logged_in && s->status.needs_pin && limit > 0;
-	if (!want && s->idle_timer) {
+	uint64_t next = signer_idle_next(&s->status, limit, signer_idle_ms(s));
+	if (next == SIGNER_IDLE_NONE && s->idle_timer) {
 		loop_timer_cancel(s->loop, s->idle_timer);
 		s->idle_timer = 0;
-	} else if (want && !s->idle_timer) {
-		uint64_t idle = signer_idle_ms(s);
-		s->idle_timer = loop_timer_add(s->loop, idle >= limit ? 0 : limit - idle, idle_cb, s);
+	} else if (next != SIGNER_IDLE_NONE && !s->idle_timer) {
+		s->idle_timer = loop_timer_add(s->loop, next, idle_cb, s);
 	}
+}
+
+static void
+signer_release(struct signer *s)
+{
+	pthread_rwlock_destroy(&s->ctx_lock);
+	free(s);
 }
 
 int
@@ -633,34 +458,25 @@ signer_new(struct loop *l, const struct config *c, signer_status_fn fn, void *ar
 	s->status.tries_left = -1;
 	s->wst = s->status;
 	s->wst_posted = s->status;
-	atomic_init(&s->last_use_ms, now_ms());
-	atomic_init(&s->posts_outstanding, 0);
-	pthread_mutex_init(&s->mu, NULL);
-	pthread_cond_init(&s->cv, NULL);
-	pthread_cond_init(&s->done_cv, NULL);
+	atomic_init(&s->last_use_ms, clock_mono_ms());
+	atomic_init(&s->quit, false);
 	/* writer first: a stream of signatures must not hold off a logout */
 	pthread_rwlockattr_t rwa;
 	pthread_rwlockattr_init(&rwa);
 	pthread_rwlockattr_setkind_np(&rwa, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&s->ctx_lock, &rwa);
 	pthread_rwlockattr_destroy(&rwa);
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, SIGNER_STACK_SIZE);
-	int r = pthread_create(&s->worker, &attr, worker_main, s);
-	pthread_attr_destroy(&attr);
-	if (r) {
+	int r = worker_new(l, "signer", 1, SIGNER_STACK_KIB, &s->w);
+	if (r < 0) {
 		signer_release(s);
-		return -r;
+		return r;
 	}
-	s->worker_started = true;
 	struct job *j = calloc(1, sizeof(*j));
-	if (!j) {
+	if (!j || (j->type = JOB_OPEN, enqueue(s, j)) < 0) {
+		free(j);
 		signer_free(s);
 		return -ENOMEM;
 	}
-	j->type = JOB_OPEN;
-	enqueue(s, j);
 	*out = s;
 	return 0;
 }
@@ -675,16 +491,16 @@ signer_free(struct signer *s)
 	if (s->idle_timer)
 		loop_timer_cancel(s->loop, s->idle_timer);
 	s->poll_timer = s->idle_timer = 0;
-	pthread_mutex_lock(&s->mu);
-	s->quit = true;
-	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
-	if (s->worker_started)
-		pthread_join(s->worker, NULL);
-	s->freed = true;
-	if (atomic_load(&s->posts_outstanding) == 0)
-		signer_release(s);
-	/* else the last queued message frees it (or loop_free drops it at exit) */
+	s->stopping = true;
+	atomic_store(&s->quit, true);
+	/* the close runs on the worker after what is queued (which is now
+	 * skipped); if it cannot be queued it runs here once the worker is gone */
+	bool queued = worker_submit(s->w, close_run, NULL, s) == 0;
+	worker_free(s->w);
+	s->w = NULL;
+	if (!queued)
+		close_run(s);
+	signer_release(s);
 }
 
 const struct signer_status *
@@ -703,7 +519,7 @@ uint64_t
 signer_idle_ms(struct signer *s)
 {
 	uint64_t last = atomic_load(&s->last_use_ms);
-	uint64_t now = now_ms();
+	uint64_t now = clock_mono_ms();
 	return now > last ? now - last : 0;
 }
 
@@ -767,7 +583,7 @@ sign_here(struct signer *s, int cose_alg, const uint8_t *tbs, size_t len, uint8_
 	}
 	pthread_rwlock_unlock(&s->ctx_lock);
 	if (r == 0) {
-		atomic_store(&s->last_use_ms, now_ms());
+		atomic_store(&s->last_use_ms, clock_mono_ms());
 		if (bl > cap) {
 			r = -ENOBUFS;
 		} else {
@@ -788,13 +604,14 @@ signer_sign(void *ctx, int cose_alg, const uint8_t *tbs, size_t len, uint8_t *si
 	*siglen = 0;
 	if (!s || (!tbs && len))
 		return -EINVAL;
-	bool on_worker = s->worker_started && pthread_equal(pthread_self(), s->worker);
+	bool on_worker = worker_on_thread(s->w);
 	if (s->ops->sign_any_thread && !on_worker)
 		return sign_here(s, cose_alg, tbs, len, sig, cap, siglen);
 	struct job *j = calloc(1, sizeof(*j));
 	if (!j)
 		return -ENOMEM;
 	j->type = JOB_SIGN;
+	j->s = s;
 	j->sync = true;
 	j->alg = cose_alg;
 	j->tbs = tbs;
@@ -803,14 +620,9 @@ signer_sign(void *ctx, int cose_alg, const uint8_t *tbs, size_t len, uint8_t *si
 	if (on_worker) {
 		/* called from a backend callback on the worker itself: no queue */
 		run_job(s, j);
-	} else if ((r = enqueue(s, j)) < 0) {
+	} else if ((r = worker_run_sync(s->w, job_run, j)) < 0) {
 		free(j);
 		return r;
-	} else {
-		pthread_mutex_lock(&s->mu);
-		while (!j->finished)
-			pthread_cond_wait(&s->done_cv, &s->mu);
-		pthread_mutex_unlock(&s->mu);
 	}
 	r = j->result;
 	if (r == 0) {

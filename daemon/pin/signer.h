@@ -1,117 +1,24 @@
-/* The practitioner's signer: one interface, backends chosen by name.
+/* The practitioner's signer object: the backend of drivers/signer.h run on
+ * a worker of its own, the loop-side status, the idle logout and the
+ * token's presence polling.
  *
- * A backend (a const struct signer_ops) opens a key store, logs in with a
- * PIN (or through the reader's keypad), signs, logs out, and closes:
- *   "pkcs11"  a PKCS#11 module (OpenSC for the CPS card, SoftHSM in tests),
- *             daemon/signer_pkcs11.c;
- *   "file"    a PEM key file through OpenSSL, for development only,
- *             daemon/pin/signer_file.c;
- *   "none"    no signer (sheets cannot be signed; reading cards still works).
- *
- * struct signer runs every backend call on one worker thread of its own,
- * because PKCS#11 calls block (a real card takes 100-500 ms to sign, a
- * pinpad waits for a human) and a PKCS#11 session is best used from one
- * thread. Results reach the event loop through loop_post(); the loop side
- * keeps the last known status.
- *
- * Signatures are what COSE (RFC 9053) wants: ES256 = ECDSA P-256 over
- * SHA-256, raw r||s, 64 bytes; PS256 = RSASSA-PSS, SHA-256, MGF1-SHA-256,
- * salt 32 bytes, as long as the modulus. The hash is computed on the host
- * and the token gets CKM_ECDSA / CKM_RSA_PKCS_PSS (every token that can
- * sign at all has those; the hash-and-sign mechanisms are optional).
+ * struct signer runs every backend call on a one-thread worker
+ * (daemon/core/worker.h), because PKCS#11 calls block (a real card takes
+ * 100-500 ms to sign, a pinpad waits for a human) and a PKCS#11 session is
+ * best used from one thread. Results reach the event loop as the worker's
+ * done callbacks; the loop side keeps the last known status.
  */
 #ifndef VITALED_SIGNER_H
 #define VITALED_SIGNER_H
 
-#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "conf/config.h"
 #include "daemon/core/loop.h"
-#include "daemon/core/secmem.h"
-
-/* COSE algorithm identifiers (RFC 9053 §2.1, RFC 8230 §2). */
-#define SIGNER_ALG_ES256 (-7)
-#define SIGNER_ALG_PS256 (-37)
-#define SIGNER_SIG_MAX 512 /* RSA 4096 */
-
-/* Results besides 0 and plain errnos, shared by backends and callers. */
-#define SIGNER_E_PIN_INCORRECT (-EACCES)    /* wrong PIN; status.tries_left says more */
-#define SIGNER_E_PIN_BLOCKED (-EKEYREVOKED) /* blocked: never retried, needs the unblock code */
-#define SIGNER_E_PIN_MALFORMED (-EINVAL)    /* the token refused the PIN's length/characters */
-#define SIGNER_E_NOT_EXPECTED (-EALREADY)   /* already logged in, or no PIN needed */
-#define SIGNER_E_NO_TOKEN (-ENODEV)         /* token/card absent, or the key file unreadable */
-#define SIGNER_E_LOGIN_NEEDED (-EKEYEXPIRED) /* sign/selftest before a login */
-#define SIGNER_E_NO_KEY (-ENOKEY)           /* the configured key is not on the token */
-#define SIGNER_E_CANCELLED (-ECANCELED)     /* the pinpad was cancelled or timed out */
-#define SIGNER_E_BAD_ALG (-EPROTONOSUPPORT) /* the key cannot do the asked COSE alg */
-#define SIGNER_E_BUSY (-EBUSY)              /* a login is already running */
-
-enum signer_state {
-	SIGNER_DISABLED,   /* backend "none" */
-	SIGNER_STARTING,   /* the backend is being opened */
-	SIGNER_NO_TOKEN,   /* module loaded, no token/card (or key file unreadable) */
-	SIGNER_LOCKED,     /* the key is there; a PIN is needed */
-	SIGNER_READY,      /* logged in: signs */
-	SIGNER_BLOCKED,    /* the PIN is blocked; the unblock code is needed (not in vitaled) */
-	SIGNER_ERROR,      /* the backend failed; reason says why */
-};
-
-/* What a backend knows. Filled on the worker thread; copied to the loop. */
-struct signer_status {
-	enum signer_state state;
-	bool logged_in;
-	bool needs_pin;   /* false: key usable without login (clear key file, token without login) */
-	bool pinpad;      /* PIN entered on the reader (CKF_PROTECTED_AUTHENTICATION_PATH) */
-	bool count_low;   /* the token says some wrong tries were made (CKF_USER_PIN_COUNT_LOW) */
-	int tries_left;   /* -1 unknown */
-	int cose_alg;     /* SIGNER_ALG_*, or 0 before the key is known */
-	unsigned key_bits;
-	unsigned pin_min, pin_max; /* digits the backend accepts */
-	char token[65];   /* token label, or the key file's name */
-	char who[128];    /* certificate subject CN (the practitioner), or "" */
-	char cert_id[65]; /* certificate subject serialNumber (national id), or "" */
-	char reason[160]; /* for NO_TOKEN / ERROR; never a secret */
-};
-
-/* A backend. Every function runs on the signer's worker thread, one at a
- * time; they may block. st is the backend's status, updated in place. */
-struct signer_ops {
-	const char *name;
-	bool compiled_in;
-	/* Load the module / read the key file. Returns 0 even when the token
-	 * is absent (state NO_TOKEN); negative errno only for a broken set-up. */
-	int (*open)(const struct config *c, void **ctx, struct signer_status *st);
-	/* Log in with pin (NULL: through the pinpad). The pin stays the
-	 * caller's. Returns 0 or SIGNER_E_*. Must never retry on its own. */
-	int (*login)(void *ctx, const struct secmem_pin *pin, struct signer_status *st);
-	int (*logout)(void *ctx, struct signer_status *st);
-	/* Check the token is still there / has come back; may be NULL. */
-	int (*poll)(void *ctx, struct signer_status *st);
-	/* Sign tbs with the COSE algorithm; *siglen is the buffer size on entry. */
-	int (*sign)(void *ctx, struct signer_status *st, int cose_alg, const uint8_t *tbs,
-	            size_t len, uint8_t *sig, size_t *siglen);
-	/* The public key as SubjectPublicKeyInfo DER (malloc'd), or -ENOENT. */
-	int (*public_key)(void *ctx, uint8_t **der, size_t *len);
-	void (*close)(void *ctx);
-	/* sign may run on any thread, several at once, while no other op runs
-	 * (struct signer holds a read lock for it and a write lock for every
-	 * worker call); such a sign must leave st alone. The file backend's
-	 * EVP_PKEY signs with a fresh EVP_MD_CTX per call; a PKCS#11 session
-	 * stays on the worker. */
-	bool sign_any_thread;
-};
-
-extern const struct signer_ops signer_pkcs11_ops;
-extern const struct signer_ops signer_file_ops;
-extern const struct signer_ops signer_none_ops;
-
-/* The backend called name, or NULL. */
-const struct signer_ops *signer_backend_find(const char *name);
-const char *signer_state_name(enum signer_state st);
-const char *signer_alg_name(int cose_alg); /* "ES256", "PS256", or NULL */
+#include "drivers/signer.h"
+#include "lib/secmem.h"
 
 /* ------------------------------------------------------------------ */
 /* the signer object (loop side) */
@@ -129,8 +36,9 @@ typedef void (*signer_status_fn)(struct signer *s, const struct signer_status *s
  * the signer. */
 int signer_new(struct loop *l, const struct config *c, signer_status_fn fn, void *arg,
                struct signer **out);
-/* Log out, close the backend, stop the worker. Pending callbacks are not
- * called. Loop thread. NULL is ignored. */
+/* Log out, close the backend (on the worker), stop the worker. Pending
+ * callbacks are not called; jobs still queued do not reach the backend (a
+ * queued PIN is wiped). Loop thread. NULL is ignored. */
 void signer_free(struct signer *s);
 
 /* The last status the loop has seen. Loop thread. */
@@ -147,6 +55,14 @@ int signer_login(struct signer *s, struct secmem_pin *pin, signer_login_fn done,
 int signer_logout(struct signer *s, const char *why);
 /* Milliseconds since the last login or signature (monotonic). Any thread. */
 uint64_t signer_idle_ms(struct signer *s);
+
+/* The idle logout's rule, pure (the signer's timer applies it; tests drive
+ * it): with status st, [pin] idle_timeout_s as limit_ms (0: never) and
+ * idle_ms since the last login or signature, SIGNER_IDLE_NONE when no
+ * logout is due ever (logged out, a key without PIN, no limit), 0 when it
+ * is due now, else the milliseconds until it is. Any thread. */
+#define SIGNER_IDLE_NONE UINT64_MAX
+uint64_t signer_idle_next(const struct signer_status *st, uint64_t limit_ms, uint64_t idle_ms);
 
 /* The COSE signer callback: sign tbs on the worker and wait for it, or, for
  * a backend with sign_any_thread (the file key), on the calling thread
@@ -181,32 +97,5 @@ struct signer_selftest {
 };
 typedef void (*signer_selftest_fn)(const struct signer_selftest *t, void *arg);
 int signer_selftest(struct signer *s, unsigned rounds, signer_selftest_fn done, void *arg);
-
-/* ------------------------------------------------------------------ */
-/* helpers shared by backends and tests (pure or OpenSSL-only) */
-
-/* Verify a COSE-form signature with a SubjectPublicKeyInfo DER key
- * (protocol/cose.c does the work). Returns 0 if valid, -EBADMSG if not,
- * SIGNER_E_BAD_ALG when the key cannot do the alg, -EINVAL for a bad key. */
-int signer_verify(int cose_alg, const uint8_t *spki, size_t spki_len, const uint8_t *tbs,
-                  size_t len, const uint8_t *sig, size_t siglen);
-
-/* What a failed PKCS#11 C_Login means, from its return value and the token
- * flags read right after (PKCS#11 v2.40 §5.7 CK_TOKEN_INFO flags):
- * CKR_PIN_INCORRECT -> SIGNER_E_PIN_INCORRECT with tries_left 1 when
- * CKF_USER_PIN_FINAL_TRY, unknown (-1, count_low) when CKF_USER_PIN_COUNT_LOW,
- * and SIGNER_E_PIN_BLOCKED when CKF_USER_PIN_LOCKED is already set;
- * CKR_PIN_LOCKED -> SIGNER_E_PIN_BLOCKED; CKR_PIN_LEN_RANGE -> malformed;
- * CKR_OK / CKR_USER_ALREADY_LOGGED_IN -> 0; removal codes -> NO_TOKEN. */
-struct signer_p11_outcome {
-	int result;
-	enum signer_state state;
-	int tries_left;
-	bool count_low;
-};
-void signer_p11_login_outcome(unsigned long rv, unsigned long token_flags,
-                              struct signer_p11_outcome *o);
-/* A name for a CK_RV ("CKR_PIN_INCORRECT"), or "CKR_0x%lx"-style into buf. */
-const char *signer_p11_rv_name(unsigned long rv, char *buf, size_t len);
 
 #endif

@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "daemon/core/secmem.h"
+#include "lib/secmem.h"
 
 /* The VmFlags line of the mapping that contains addr, or "" if none. */
 static void

@@ -27,7 +27,7 @@
 #include "conf/config.h"
 #include "protocol/cose.h"
 #include "daemon/core/loop.h"
-#include "daemon/core/secmem.h"
+#include "lib/secmem.h"
 #include "daemon/pin/signer.h"
 
 /* the p11 constants we need, without pulling the p11-kit header in here */

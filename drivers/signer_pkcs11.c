@@ -33,7 +33,7 @@
 
 #include "lib/log.h"
 #include "protocol/pin.h"
-#include "daemon/pin/signer.h"
+#include "drivers/signer.h"
 
 /* Last: p11-kit's compatibility names are macros (value, count, params ...). */
 #include <p11-kit-1/p11-kit/pkcs11.h>

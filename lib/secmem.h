@@ -23,8 +23,8 @@
  * Thread context: all functions are thread-safe (no shared state but the
  * allocator hook, set once at start-up from the main thread).
  */
-#ifndef VITALED_SECMEM_H
-#define VITALED_SECMEM_H
+#ifndef VITALED_LIB_SECMEM_H
+#define VITALED_LIB_SECMEM_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -29,7 +29,7 @@
 #include "protocol/cose.h"
 #include "lib/log.h"
 #include "protocol/pin.h"
-#include "daemon/pin/signer.h"
+#include "drivers/signer.h"
 
 #define KEY_FILE_MAX (64u * 1024u)
 

@@ -1,7 +1,7 @@
 /* Locked, non-dumpable memory for PINs; see secmem.h for where a PIN
  * travels through the daemon and why dumps stay enabled.
  */
-#include "daemon/core/secmem.h"
+#include "lib/secmem.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -11,8 +11,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-#include "protocol/pin.h"
 
 #ifndef MADV_WIPEONFORK
 #define MADV_WIPEONFORK 18 /* Linux 4.14 */
@@ -114,6 +112,26 @@ secmem_free(void *p, size_t size)
 	munmap(p, len);
 }
 
+/* The shape check of secmem_pin_new, the same as protocol/pin.c's
+ * pin_check_digits (lib/ does not include protocol/): every byte looked
+ * at whatever it holds (no early exit on the first non-digit). */
+static int
+check_digits(const char *s, size_t len, size_t min, size_t max)
+{
+	unsigned bad = 0;
+	if (!s && len)
+		return -EINVAL;
+	for (size_t i = 0; i < len; i++) {
+		unsigned c = (unsigned char)s[i];
+		bad |= (unsigned)(c < '0') | (unsigned)(c > '9');
+	}
+	if (bad)
+		return -EINVAL;
+	if (len < min || len > max)
+		return -ERANGE;
+	return 0;
+}
+
 int
 secmem_pin_new(const char *src, size_t len, size_t min_len, size_t max_len,
                struct secmem_pin **out)
@@ -121,7 +139,7 @@ secmem_pin_new(const char *src, size_t len, size_t min_len, size_t max_len,
 	*out = NULL;
 	if (max_len > SECMEM_PIN_MAX)
 		max_len = SECMEM_PIN_MAX;
-	int r = pin_check_digits(src, len, min_len, max_len);
+	int r = check_digits(src, len, min_len, max_len);
 	if (r < 0)
 		return r;
 	void *mem;

@@ -1,0 +1,141 @@
+/* The practitioner's signer backends: one interface, chosen by name from a
+ * const table (STYLE: backends beside the reader backends).
+ *
+ * A backend (a const struct signer_ops) opens a key store, logs in with a
+ * PIN (or through the reader's keypad), signs, logs out, and closes:
+ *   "pkcs11"  a PKCS#11 module (OpenSC for the CPS card, SoftHSM in tests),
+ *             drivers/signer_pkcs11.c;
+ *   "file"    a PEM key file through OpenSSL, for development only,
+ *             drivers/signer_file.c;
+ *   "none"    no signer (sheets cannot be signed; reading cards still
+ *             works), drivers/signer.c with the table.
+ *
+ * The object that runs them (one worker thread, the loop-side status, the
+ * idle logout) is daemon/pin/signer.h; backends know nothing of it.
+ *
+ * Signatures are what COSE (RFC 9053) wants: ES256 = ECDSA P-256 over
+ * SHA-256, raw r||s, 64 bytes; PS256 = RSASSA-PSS, SHA-256, MGF1-SHA-256,
+ * salt 32 bytes, as long as the modulus. The hash is computed on the host
+ * and the token gets CKM_ECDSA / CKM_RSA_PKCS_PSS (every token that can
+ * sign at all has those; the hash-and-sign mechanisms are optional).
+ */
+#ifndef VITALED_DRIVERS_SIGNER_H
+#define VITALED_DRIVERS_SIGNER_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf/config.h"
+#include "lib/secmem.h"
+
+/* COSE algorithm identifiers (RFC 9053 §2.1, RFC 8230 §2). */
+#define SIGNER_ALG_ES256 (-7)
+#define SIGNER_ALG_PS256 (-37)
+#define SIGNER_SIG_MAX 512 /* RSA 4096 */
+
+/* Results besides 0 and plain errnos, shared by backends and callers. */
+#define SIGNER_E_PIN_INCORRECT (-EACCES)    /* wrong PIN; status.tries_left says more */
+#define SIGNER_E_PIN_BLOCKED (-EKEYREVOKED) /* blocked: never retried, needs the unblock code */
+#define SIGNER_E_PIN_MALFORMED (-EINVAL)    /* the token refused the PIN's length/characters */
+#define SIGNER_E_NOT_EXPECTED (-EALREADY)   /* already logged in, or no PIN needed */
+#define SIGNER_E_NO_TOKEN (-ENODEV)         /* token/card absent, or the key file unreadable */
+#define SIGNER_E_LOGIN_NEEDED (-EKEYEXPIRED) /* sign/selftest before a login */
+#define SIGNER_E_NO_KEY (-ENOKEY)           /* the configured key is not on the token */
+#define SIGNER_E_CANCELLED (-ECANCELED)     /* the pinpad was cancelled or timed out */
+#define SIGNER_E_BAD_ALG (-EPROTONOSUPPORT) /* the key cannot do the asked COSE alg */
+#define SIGNER_E_BUSY (-EBUSY)              /* a login is already running */
+
+enum signer_state {
+	SIGNER_DISABLED,   /* backend "none" */
+	SIGNER_STARTING,   /* the backend is being opened */
+	SIGNER_NO_TOKEN,   /* module loaded, no token/card (or key file unreadable) */
+	SIGNER_LOCKED,     /* the key is there; a PIN is needed */
+	SIGNER_READY,      /* logged in: signs */
+	SIGNER_BLOCKED,    /* the PIN is blocked; the unblock code is needed (not in vitaled) */
+	SIGNER_ERROR,      /* the backend failed; reason says why */
+};
+
+/* What a backend knows. Filled on the worker thread; copied to the loop. */
+struct signer_status {
+	enum signer_state state;
+	bool logged_in;
+	bool needs_pin;   /* false: key usable without login (clear key file, token without login) */
+	bool pinpad;      /* PIN entered on the reader (CKF_PROTECTED_AUTHENTICATION_PATH) */
+	bool count_low;   /* the token says some wrong tries were made (CKF_USER_PIN_COUNT_LOW) */
+	int tries_left;   /* -1 unknown */
+	int cose_alg;     /* SIGNER_ALG_*, or 0 before the key is known */
+	unsigned key_bits;
+	unsigned pin_min, pin_max; /* digits the backend accepts */
+	char token[65];   /* token label, or the key file's name */
+	char who[128];    /* certificate subject CN (the practitioner), or "" */
+	char cert_id[65]; /* certificate subject serialNumber (national id), or "" */
+	char reason[160]; /* for NO_TOKEN / ERROR; never a secret */
+};
+
+/* A backend. Every function runs on the signer's worker thread
+ * (daemon/pin/signer.c), one at a time; they may block. st is the backend's status, updated in place. */
+struct signer_ops {
+	const char *name;
+	bool compiled_in;
+	/* Load the module / read the key file. Returns 0 even when the token
+	 * is absent (state NO_TOKEN); negative errno only for a broken set-up. */
+	int (*open)(const struct config *c, void **ctx, struct signer_status *st);
+	/* Log in with pin (NULL: through the pinpad). The pin stays the
+	 * caller's. Returns 0 or SIGNER_E_*. Must never retry on its own. */
+	int (*login)(void *ctx, const struct secmem_pin *pin, struct signer_status *st);
+	int (*logout)(void *ctx, struct signer_status *st);
+	/* Check the token is still there / has come back; may be NULL. */
+	int (*poll)(void *ctx, struct signer_status *st);
+	/* Sign tbs with the COSE algorithm; *siglen is the buffer size on entry. */
+	int (*sign)(void *ctx, struct signer_status *st, int cose_alg, const uint8_t *tbs,
+	            size_t len, uint8_t *sig, size_t *siglen);
+	/* The public key as SubjectPublicKeyInfo DER (malloc'd), or -ENOENT. */
+	int (*public_key)(void *ctx, uint8_t **der, size_t *len);
+	void (*close)(void *ctx);
+	/* sign may run on any thread, several at once, while no other op runs
+	 * (struct signer holds a read lock for it and a write lock for every
+	 * worker call); such a sign must leave st alone. The file backend's
+	 * EVP_PKEY signs with a fresh EVP_MD_CTX per call; a PKCS#11 session
+	 * stays on the worker. */
+	bool sign_any_thread;
+};
+
+extern const struct signer_ops signer_pkcs11_ops;
+extern const struct signer_ops signer_file_ops;
+extern const struct signer_ops signer_none_ops;
+
+/* The backend called name, or NULL. */
+const struct signer_ops *signer_backend_find(const char *name);
+const char *signer_state_name(enum signer_state st);
+const char *signer_alg_name(int cose_alg); /* "ES256", "PS256", or NULL */
+
+/* ------------------------------------------------------------------ */
+/* helpers shared by backends and tests (pure or OpenSSL-only) */
+
+/* Verify a COSE-form signature with a SubjectPublicKeyInfo DER key
+ * (protocol/cose.c does the work). Returns 0 if valid, -EBADMSG if not,
+ * SIGNER_E_BAD_ALG when the key cannot do the alg, -EINVAL for a bad key. */
+int signer_verify(int cose_alg, const uint8_t *spki, size_t spki_len, const uint8_t *tbs,
+                  size_t len, const uint8_t *sig, size_t siglen);
+
+/* What a failed PKCS#11 C_Login means, from its return value and the token
+ * flags read right after (PKCS#11 v2.40 §5.7 CK_TOKEN_INFO flags):
+ * CKR_PIN_INCORRECT -> SIGNER_E_PIN_INCORRECT with tries_left 1 when
+ * CKF_USER_PIN_FINAL_TRY, unknown (-1, count_low) when CKF_USER_PIN_COUNT_LOW,
+ * and SIGNER_E_PIN_BLOCKED when CKF_USER_PIN_LOCKED is already set;
+ * CKR_PIN_LOCKED -> SIGNER_E_PIN_BLOCKED; CKR_PIN_LEN_RANGE -> malformed;
+ * CKR_OK / CKR_USER_ALREADY_LOGGED_IN -> 0; removal codes -> NO_TOKEN. */
+struct signer_p11_outcome {
+	int result;
+	enum signer_state state;
+	int tries_left;
+	bool count_low;
+};
+void signer_p11_login_outcome(unsigned long rv, unsigned long token_flags,
+                              struct signer_p11_outcome *o);
+/* A name for a CK_RV ("CKR_PIN_INCORRECT"), or "CKR_0x%lx"-style into buf. */
+const char *signer_p11_rv_name(unsigned long rv, char *buf, size_t len);
+
+#endif
