@@ -1,60 +1,36 @@
-/* The queue's thread; see sheetq.h.
+/* The queue's worker; see sheetq.h.
  *
- * Jobs go in a FIFO under a mutex; the thread runs each job's work with the
- * queue handle, moves the job to a "done" list and wakes the loop through an
- * eventfd, whose handler runs the done callbacks in order. An eventfd (not
- * loop_post) so that sheetq_stop can take the done list itself after the
- * thread ended: nothing is left posted into a loop that is being torn down,
- * and every job's done callback runs exactly once (it owns the job's memory
- * and may have an API call to answer).
+ * A one-thread daemon/core/worker: jobs run in FIFO order with the queue
+ * handle on the worker's thread, and each job's done callback runs on the
+ * loop thread, exactly once, in order, even at sheetq_stop (worker_free
+ * delivers what is left before it returns: a done callback owns its job's
+ * memory and may have an API call to answer). The only thing of its own
+ * here is the statistics snapshot, written by the worker thread after a
+ * job that wrote and read by the loop without waiting.
  */
 #include "daemon/sheets/sheetq.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
-#include "lib/log.h"
+#include "daemon/core/worker.h"
+
+struct sheetq {
+	struct worker *w;
+	struct queue *q;          /* used on the worker's thread only, once started */
+	pthread_mutex_t mu;       /* guards stats */
+	struct queue_stats stats;
+};
 
 struct job {
-	struct job *next;
+	struct sheetq *sq;
 	sheetq_work_fn work;
 	sheetq_done_fn done;
 	void *arg;
 };
-
-struct sheetq {
-	struct loop *loop;
-	struct queue *q;        /* the queue thread's, once started */
-	int efd;
-	pthread_t thread;
-	bool started;
-
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct job *head, *tail; /* to run */
-	struct job *dhead, *dtail; /* done, for the loop */
-	unsigned pending;
-	bool quit;
-	struct queue_stats stats;
-};
-
-static void
-list_push(struct job **head, struct job **tail, struct job *j)
-{
-	j->next = NULL;
-	if (*tail)
-		(*tail)->next = j;
-	else
-		*head = j;
-	*tail = j;
-}
 
 static void
 refresh_stats(struct sheetq *sq)
@@ -67,65 +43,24 @@ refresh_stats(struct sheetq *sq)
 	pthread_mutex_unlock(&sq->mu);
 }
 
-static void *
-thread_main(void *arg)
+/* Worker thread. */
+static void
+job_run(void *arg)
 {
-	struct sheetq *sq = arg;
-	for (;;) {
-		pthread_mutex_lock(&sq->mu);
-		while (!sq->head && !sq->quit)
-			pthread_cond_wait(&sq->cv, &sq->mu);
-		struct job *j = sq->head;
-		if (j) {
-			sq->head = j->next;
-			if (!sq->head)
-				sq->tail = NULL;
-		}
-		pthread_mutex_unlock(&sq->mu);
-		if (!j)
-			break; /* quit, and nothing left to run */
-		int f = j->work ? j->work(sq->q, j->arg) : 0;
-		if (f & SHEETQ_WROTE)
-			refresh_stats(sq);
-		pthread_mutex_lock(&sq->mu);
-		list_push(&sq->dhead, &sq->dtail, j);
-		pthread_mutex_unlock(&sq->mu);
-		uint64_t one = 1;
-		if (write(sq->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-			log_err("queue: cannot wake the event loop: %s", strerror(errno));
-	}
-	return NULL;
+	struct job *j = arg;
+	int f = j->work ? j->work(j->sq->q, j->arg) : 0;
+	if (f & SHEETQ_WROTE)
+		refresh_stats(j->sq);
 }
 
-/* Run the done callbacks of finished jobs (loop thread). */
+/* Loop thread. */
 static void
-drain(struct sheetq *sq)
+job_done(void *arg)
 {
-	pthread_mutex_lock(&sq->mu);
-	struct job *j = sq->dhead;
-	sq->dhead = sq->dtail = NULL;
-	pthread_mutex_unlock(&sq->mu);
-	while (j) {
-		struct job *next = j->next;
-		pthread_mutex_lock(&sq->mu);
-		sq->pending--;
-		pthread_mutex_unlock(&sq->mu);
-		if (j->done)
-			j->done(j->arg);
-		free(j);
-		j = next;
-	}
-}
-
-static void
-efd_cb(struct loop *l, int fd, short revents, void *arg)
-{
-	(void)l;
-	(void)revents;
-	uint64_t n;
-	while (read(fd, &n, sizeof(n)) == (ssize_t)sizeof(n))
-		;
-	drain(arg);
+	struct job *j = arg;
+	if (j->done)
+		j->done(j->arg);
+	free(j);
 }
 
 int
@@ -138,40 +73,21 @@ sheetq_start(struct loop *l, const struct queue_opts *o, struct sheetq **out, ch
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	sq->loop = l;
-	sq->efd = -1;
 	pthread_mutex_init(&sq->mu, NULL);
-	pthread_cond_init(&sq->cv, NULL);
 	int r = queue_open(o, &sq->q, err, errlen);
 	if (r < 0)
 		goto fail;
 	queue_stats(sq->q, &sq->stats);
-	sq->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (sq->efd < 0) {
-		r = -errno;
-		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+	/* one thread: the handle has one user at a time (storage/queue.h) */
+	if ((r = worker_new(l, "queue", 1, 0, &sq->w)) < 0) {
+		snprintf(err, errlen, "cannot start the queue's worker: %s", strerror(-r));
 		goto fail;
 	}
-	if ((r = loop_add_fd(l, sq->efd, POLLIN, efd_cb, sq)) < 0) {
-		snprintf(err, errlen, "cannot watch the queue thread's eventfd");
-		goto fail;
-	}
-	int e = pthread_create(&sq->thread, NULL, thread_main, sq);
-	if (e != 0) {
-		loop_del_fd(l, sq->efd);
-		r = -e;
-		snprintf(err, errlen, "cannot start the queue thread: %s", strerror(e));
-		goto fail;
-	}
-	sq->started = true;
 	*out = sq;
 	return 0;
 fail:
-	if (sq->efd >= 0)
-		close(sq->efd);
 	queue_close(sq->q);
 	pthread_mutex_destroy(&sq->mu);
-	pthread_cond_destroy(&sq->cv);
 	free(sq);
 	return r;
 }
@@ -181,41 +97,23 @@ sheetq_stop(struct sheetq *sq)
 {
 	if (!sq)
 		return;
-	pthread_mutex_lock(&sq->mu);
-	sq->quit = true;
-	pthread_cond_broadcast(&sq->cv);
-	pthread_mutex_unlock(&sq->mu);
-	if (sq->started)
-		pthread_join(sq->thread, NULL);
-	loop_del_fd(sq->loop, sq->efd);
-	close(sq->efd);
-	drain(sq); /* jobs that finished while stopping still get their callback */
+	worker_free(sq->w); /* runs what is queued, then every done callback, here */
 	queue_close(sq->q);
 	pthread_mutex_destroy(&sq->mu);
-	pthread_cond_destroy(&sq->cv);
 	free(sq);
 }
 
 int
 sheetq_run(struct sheetq *sq, sheetq_work_fn work, sheetq_done_fn done, void *arg)
 {
-	struct job *j = calloc(1, sizeof(*j));
+	struct job *j = malloc(sizeof(*j));
 	if (!j)
 		return -ENOMEM;
-	j->work = work;
-	j->done = done;
-	j->arg = arg;
-	pthread_mutex_lock(&sq->mu);
-	if (sq->quit) {
-		pthread_mutex_unlock(&sq->mu);
+	*j = (struct job){ .sq = sq, .work = work, .done = done, .arg = arg };
+	int r = worker_submit(sq->w, job_run, job_done, j);
+	if (r < 0)
 		free(j);
-		return -ESHUTDOWN;
-	}
-	list_push(&sq->head, &sq->tail, j);
-	sq->pending++;
-	pthread_cond_signal(&sq->cv);
-	pthread_mutex_unlock(&sq->mu);
-	return 0;
+	return r;
 }
 
 void
@@ -229,8 +127,5 @@ sheetq_stats(struct sheetq *sq, struct queue_stats *st)
 unsigned
 sheetq_pending(struct sheetq *sq)
 {
-	pthread_mutex_lock(&sq->mu);
-	unsigned n = sq->pending;
-	pthread_mutex_unlock(&sq->mu);
-	return n;
+	return worker_pending(sq->w);
 }

@@ -1,21 +1,23 @@
-/* The queue's own thread: the one thread that uses the storage/queue handle.
+/* The queue's worker: the one thread that uses the storage/queue handle.
  *
  * Every queue operation of the daemon (writes, reads, purges) is a job run
- * here in FIFO order, so a commit's fsync and the signatures made inside a
- * write transaction (the seal callback: the practitioner's signer, which
- * may be a card taking 0.5 s) never stop the event loop: the loop keeps
- * reading requests and collecting the next group-commit batch while the
- * current one commits. A job's work runs on this thread with the handle;
- * its done callback then runs on the loop thread (loop_post), where the
- * API replies are sent.
+ * on a one-thread daemon/core/worker ("vl-queue") in FIFO order, so a
+ * commit's fsync and the signatures made inside a write transaction (the
+ * seal callback: the practitioner's signer, which may be a card taking
+ * 0.5 s) never stop the event loop: the loop keeps reading requests and
+ * collecting the next group-commit batch while the current one commits. A
+ * job's work runs on the worker's thread with the handle; its done callback
+ * then runs on the loop thread, exactly once, in submission order, where
+ * the API replies are sent.
  *
- * After each job that wrote, the thread refreshes a snapshot of the queue's
- * statistics, which the loop reads without waiting (GetStatus must answer
- * at once, whatever the disk does).
+ * After each job that wrote, the worker refreshes a snapshot of the
+ * queue's statistics, which the loop reads without waiting (GetStatus must
+ * answer at once, whatever the disk does).
  *
  * storage/queue.h allows a handle on any one thread at a time: it is
  * opened on the loop thread at start-up (so a refusal stops start-up with
- * its reason), then used only here, and closed after this thread ended.
+ * its reason), then used only on the worker's thread, and closed after the
+ * worker was freed.
  */
 #ifndef VITALED_SHEETQ_H
 #define VITALED_SHEETQ_H
@@ -27,21 +29,22 @@
 
 struct sheetq;
 
-/* Work on the queue thread; returns SHEETQ_WROTE when it changed the queue
+/* Work on the queue's worker thread; returns SHEETQ_WROTE when it changed the queue
  * (the statistics snapshot is then refreshed), else 0. */
 #define SHEETQ_WROTE 0x1
 typedef int (*sheetq_work_fn)(struct queue *q, void *arg);
 /* Runs on the loop thread after the work, with the same arg. */
 typedef void (*sheetq_done_fn)(void *arg);
 
-/* Open the queue (storage/queue.h queue_open) and start the thread. On
+/* Open the queue (storage/queue.h queue_open) and make its worker. On
  * failure returns the queue's negative errno with its sentence in err.
  * Loop thread. */
 int sheetq_start(struct loop *l, const struct queue_opts *o, struct sheetq **out, char *err,
                  size_t errlen);
-/* Let the jobs already queued run, end the thread, run the done callbacks
- * of every finished job (here, on the caller's thread: the loop thread),
- * close the queue. NULL is fine. */
+/* Let the jobs already queued run, end the worker, run the done callbacks
+ * of every finished job (here, on the caller's thread: the loop thread;
+ * one that queues a job then gets -ESHUTDOWN), close the queue. NULL is
+ * fine. */
 void sheetq_stop(struct sheetq *sq);
 
 /* Queue a job. Returns 0, -ESHUTDOWN once stopping, -ENOMEM. Loop thread. */
@@ -49,7 +52,7 @@ int sheetq_run(struct sheetq *sq, sheetq_work_fn work, sheetq_done_fn done, void
 
 /* The statistics as of the last write (or the open). Any thread. */
 void sheetq_stats(struct sheetq *sq, struct queue_stats *st);
-/* Jobs waiting or running (for tests and status). */
+/* Jobs whose done callback has not run yet (for tests and status). Any thread. */
 unsigned sheetq_pending(struct sheetq *sq);
 
 #endif

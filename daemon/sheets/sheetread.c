@@ -1,22 +1,15 @@
-/* The queue's read methods and shared helpers; see sheetread.h. */
+/* The queue's read jobs and the JSON of its rows; see sheetread.h. */
 #include "daemon/sheets/sheetread.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "protocol/holidays.h"
-#include "daemon/pin/pinflow.h"
-#include "protocol/sheet.h"
-#include "protocol/sheetsig.h"
 #include "daemon/pin/signer.h"
-
-#define ERR(name) TERMINAL_IFACE "." name
-
-static struct sheetq *g_sq;
+#include "lib/b64.h"
+#include "protocol/sheetsig.h"
 
 /* ISO 8601 UTC with milliseconds of ms since the epoch. */
 json_t *
@@ -52,78 +45,22 @@ sheetread_meta_json(const struct queue_meta *m)
 }
 
 
-/* A queue or signer error as the API's error. */
-int
-sheetread_reply_error(struct vl_call *call, int err, const char *reason, const char *id)
-{
-	const char *why = reason && reason[0] ? reason : strerror(err < 0 ? -err : err);
-	switch (err) {
-	case -ENOSPC:
-		return vl_reply_error(call, ERR("QueueFull"), json_pack("{s:s}", "reason", why));
-	case -EIO:
-	case -EROFS:
-	case -EUCLEAN:
-	case -EBUSY:
-		return vl_reply_error(call, ERR("IoError"), json_pack("{s:s}", "reason", why));
-	case -ENOENT:
-		return vl_reply_error(call, ERR("SheetNotFound"), json_pack("{s:s?}", "id", id));
-	case -EPERM:
-		return vl_reply_error(call, ERR("NotADraft"), json_pack("{s:s?,s:s}", "id", id, "reason", why));
-	case SIGNER_E_LOGIN_NEEDED:
-		return vl_reply_error(call, ERR("NotLoggedIn"),
-		                      json_pack("{s:s,s:s}", "target", PINFLOW_TARGET_PRACTITIONER, "reason",
-		                                "the practitioner's PIN is needed: vitalectl pin"));
-	case SIGNER_E_NO_TOKEN:
-	case SIGNER_E_NO_KEY:
-	case SIGNER_E_BAD_ALG:
-	case SIGNER_E_CANCELLED:
-		return vl_reply_error(call, ERR("SignerUnavailable"), json_pack("{s:s}", "reason", why));
-	case -ESHUTDOWN:
-		return vl_reply_error(call, ERR("ShuttingDown"), NULL);
-	default:
-		return vl_reply_error(call, ERR("InternalError"), json_pack("{s:s}", "reason", why));
-	}
-}
-
 /* ------------------------------------------------------------------ */
 /* reads: ListSheets, GetSheet, ExportSheet */
-
-enum rkind { R_LIST, R_GET, R_EXPORT };
-
-struct read {
-	struct vl_call *call;
-	enum rkind kind;
-	char id[SHEET_ID_LEN + 1];
-	unsigned states;
-	char from[11], to[11], due_before[11], pract[QUEUE_PRACT_MAX + 1];
-	int64_t after;
-	size_t limit;
-	json_t *reply;   /* built on the queue thread */
-	int result;
-	char reason[QUEUE_REASON_MAX];
-};
-
-static void
-read_cancel(struct vl_call *call, void *arg)
-{
-	(void)call;
-	((struct read *)arg)->call = NULL;
-}
 
 static json_t *
 b64_json(const uint8_t *p, size_t n)
 {
-	char *buf = malloc(4 * ((n + 2) / 3) + 1);
+	char *buf = b64_encode_alloc(p, n);
 	if (!buf)
 		return NULL;
-	EVP_EncodeBlock((unsigned char *)buf, p, (int)n);
 	json_t *s = json_string(buf);
 	free(buf);
 	return s;
 }
 
 static int
-list_work(struct queue *q, struct read *rd)
+list_work(struct queue *q, struct sheetread_req *rd)
 {
 	struct queue_filter f = {
 		.states = rd->states,
@@ -149,7 +86,7 @@ list_work(struct queue *q, struct read *rd)
 }
 
 static int
-get_work(struct queue *q, struct read *rd)
+get_work(struct queue *q, struct sheetread_req *rd)
 {
 	struct queue_meta m;
 	uint8_t *pl = NULL;
@@ -158,7 +95,7 @@ get_work(struct queue *q, struct read *rd)
 	int r = queue_get(q, rd->id, &m, &pl, &plen);
 	if (r < 0)
 		return r;
-	if (rd->kind == R_EXPORT) {
+	if (rd->kind == SHEETREAD_EXPORT) {
 		if (m.state == QUEUE_DRAFT) {
 			r = -EPERM;
 			snprintf(rd->reason, sizeof(rd->reason), "a draft is not signed yet");
@@ -201,11 +138,11 @@ out:
 	return r;
 }
 
-static int
-read_work(struct queue *q, void *arg)
+int
+sheetread_work(struct queue *q, void *arg)
 {
-	struct read *rd = arg;
-	rd->result = rd->kind == R_LIST ? list_work(q, rd) : get_work(q, rd);
+	struct sheetread_req *rd = arg;
+	rd->result = rd->kind == SHEETREAD_LIST ? list_work(q, rd) : get_work(q, rd);
 	if (rd->result < 0 && !rd->reason[0])
 		snprintf(rd->reason, sizeof(rd->reason), "%s", queue_last_error(q));
 	if (rd->result == 0 && !rd->reply)
@@ -213,157 +150,3 @@ read_work(struct queue *q, void *arg)
 	return 0;
 }
 
-static void
-read_done(void *arg)
-{
-	struct read *rd = arg;
-	if (rd->call) {
-		if (rd->result == 0) {
-			vl_reply(rd->call, rd->reply);
-			rd->reply = NULL;
-		} else if (rd->result == -EPERM && rd->kind == R_EXPORT) {
-			vl_reply_error(rd->call, ERR("NotSigned"), json_pack("{s:s}", "id", rd->id));
-		} else {
-			sheetread_reply_error(rd->call, rd->result, rd->reason, rd->id);
-		}
-	}
-	json_decref(rd->reply);
-	free(rd);
-}
-
-static int
-read_submit(struct vl_call *call, struct read *rd)
-{
-	rd->call = call;
-	int r = g_sq ? sheetq_run(g_sq, read_work, read_done, rd) : -ESHUTDOWN;
-	if (r < 0) {
-		free(rd);
-		return sheetread_reply_error(call, r, NULL, NULL);
-	}
-	vl_call_set_cancel(call, read_cancel, rd);
-	return 0;
-}
-
-/* One state name, or several separated by commas, into a mask. */
-static bool
-states_param(const char *list, unsigned *mask)
-{
-	char name[16];
-	while (*list) {
-		const char *end = strchr(list, ',');
-		size_t n = end ? (size_t)(end - list) : strlen(list);
-		if (n == 0 || n >= sizeof(name))
-			return false;
-		memcpy(name, list, n);
-		name[n] = '\0';
-		int st = queue_state_parse(name);
-		if (st < 0)
-			return false;
-		*mask |= QUEUE_STATE_BIT(st);
-		list += n + (end ? 1 : 0);
-	}
-	return *mask != 0;
-}
-
-/* A YYYY-MM-DD parameter into buf; false when it is not one. */
-static bool
-date_param(json_t *v, char *buf)
-{
-	int32_t day;
-	if (json_is_null(v))
-		return true;
-	if (!json_is_string(v) || holidays_parse(json_string_value(v), &day) < 0)
-		return false;
-	snprintf(buf, 11, "%s", json_string_value(v));
-	return true;
-}
-
-static int
-m_list_sheets(struct vl_call *call, json_t *params, void *arg)
-{
-	(void)arg;
-	struct read *rd = calloc(1, sizeof(*rd));
-	if (!rd)
-		return -ENOMEM;
-	rd->kind = R_LIST;
-	rd->limit = SHEETS_LIST_DEFAULT;
-	const char *k;
-	json_t *v;
-	json_object_foreach(params, k, v) {
-		bool ok = true;
-		if (!strcmp(k, "state") && json_is_string(v)) {
-			ok = states_param(json_string_value(v), &rd->states);
-		} else if (!strcmp(k, "from")) {
-			ok = date_param(v, rd->from);
-		} else if (!strcmp(k, "to")) {
-			ok = date_param(v, rd->to);
-		} else if (!strcmp(k, "due_before")) {
-			ok = date_param(v, rd->due_before);
-		} else if (!strcmp(k, "practitioner_id") && (json_is_string(v) || json_is_null(v))) {
-			snprintf(rd->pract, sizeof(rd->pract), "%s", json_is_string(v) ? json_string_value(v) : "");
-		} else if (!strcmp(k, "after") && json_is_integer(v) && json_integer_value(v) >= 0) {
-			rd->after = json_integer_value(v);
-		} else if (!strcmp(k, "limit") && json_is_integer(v) && json_integer_value(v) >= 1 &&
-		           json_integer_value(v) <= SHEETS_LIST_MAX) {
-			rd->limit = (size_t)json_integer_value(v);
-		} else if (!json_is_null(v) || strcmp(k, "state")) {
-			ok = false;
-		}
-		if (!ok) {
-			free(rd);
-			return vl_reply_invalid_param(call, k);
-		}
-	}
-	return read_submit(call, rd);
-}
-
-static int
-get_or_export(struct vl_call *call, json_t *params, enum rkind kind)
-{
-	const char *k;
-	json_t *v;
-	json_object_foreach(params, k, v) if (strcmp(k, "id"))
-		return vl_reply_invalid_param(call, k);
-	json_t *id = json_object_get(params, "id");
-	if (!json_is_string(id) || json_string_length(id) == 0 ||
-	    json_string_length(id) > SHEET_ID_LEN)
-		return vl_reply_invalid_param(call, "id");
-	struct read *rd = calloc(1, sizeof(*rd));
-	if (!rd)
-		return -ENOMEM;
-	rd->kind = kind;
-	snprintf(rd->id, sizeof(rd->id), "%s", json_string_value(id));
-	return read_submit(call, rd);
-}
-
-static int
-m_get_sheet(struct vl_call *call, json_t *params, void *arg)
-{
-	(void)arg;
-	return get_or_export(call, params, R_GET);
-}
-
-static int
-m_export_sheet(struct vl_call *call, json_t *params, void *arg)
-{
-	(void)arg;
-	return get_or_export(call, params, R_EXPORT);
-}
-
-int
-sheetread_register(struct daemon *d, struct sheetq *sq)
-{
-	int r;
-	g_sq = sq;
-	if ((r = vl_server_add_method(d->api, ERR("ListSheets"), m_list_sheets, NULL, 0)) < 0 ||
-	    (r = vl_server_add_method(d->api, ERR("GetSheet"), m_get_sheet, NULL, VL_CONTROL)) < 0 ||
-	    (r = vl_server_add_method(d->api, ERR("ExportSheet"), m_export_sheet, NULL, VL_CONTROL)) < 0)
-		return r;
-	return 0;
-}
-
-void
-sheetread_stop(void)
-{
-	g_sq = NULL;
-}

@@ -1,32 +1,53 @@
-/* The queue's read methods (ListSheets, GetSheet, ExportSheet; see
- * docs/io.vitaled.Terminal.varlink) and what the write side (daemon/sheets/sheets.c)
- * shares with them: the JSON form of a sheet's clear columns, times, and
- * the mapping of queue and signer errors to API errors.
+/* The queue's reads (ListSheets, GetSheet, ExportSheet; see
+ * docs/io.vitaled.Terminal.varlink) as jobs, and the JSON form of a sheet's
+ * clear columns and times that the write side shares.
  *
- * Reads are jobs on the queue's thread (daemon/sheets/sheetq.h), behind the
- * commit in flight; their reply is built there and sent from the loop. A
- * signed sheet is shown decoded from its signed bytes (what is stored is
- * what was signed); a draft from its stored JSON.
+ * A read is a plain request (struct sheetread_req) run by sheetread_work
+ * on the queue's worker (daemon/sheets/sheetq.h), behind the commit in
+ * flight. Its result object is built there, on the worker's thread (a
+ * thousand rows of JSON are the worker's time, not the loop's), and handed
+ * to the loop with the request; the varlink handlers
+ * (daemon/sheets/api_sheets.c) read the parameters and send it. A signed
+ * sheet is shown decoded from its signed bytes (what is stored is what was
+ * signed); a draft from its stored JSON.
  *
- * Loop thread, but for the work functions the queue thread runs.
+ * The JSON helpers: any thread.
  */
 #ifndef VITALED_SHEETREAD_H
 #define VITALED_SHEETREAD_H
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#include "daemon/core/daemon.h"
+#include "protocol/sheet.h"
 #include "storage/queue.h"
-#include "daemon/sheets/sheetq.h"
 
 /* ListSheets: default and largest page. */
 #define SHEETS_LIST_DEFAULT 100
 #define SHEETS_LIST_MAX 1000
 
-/* Register the read methods; they use sq until sheetread_stop(). */
-int sheetread_register(struct daemon *d, struct sheetq *sq);
-void sheetread_stop(void);
+enum sheetread_kind { SHEETREAD_LIST, SHEETREAD_GET, SHEETREAD_EXPORT };
+
+struct sheetread_req {
+	/* in */
+	enum sheetread_kind kind;
+	char id[SHEET_ID_LEN + 1];              /* GET, EXPORT */
+	unsigned states;                        /* LIST: QUEUE_STATE_BIT mask, 0 = all */
+	char from[11], to[11], due_before[11];  /* LIST: YYYY-MM-DD or "" */
+	char pract[QUEUE_PRACT_MAX + 1];        /* LIST: "" = any */
+	int64_t after;                          /* LIST: cursor */
+	size_t limit;                           /* LIST: 1..SHEETS_LIST_MAX */
+	void *caller;                           /* the caller's; never read here */
+	/* out */
+	json_t *reply;   /* the method's reply object (owned by the request) when result is 0 */
+	int result;      /* 0, or a queue errno; EXPORT of a draft: -EPERM */
+	char reason[QUEUE_REASON_MAX];
+};
+
+/* The job (a sheetq_work_fn, arg a struct sheetread_req): fills the out
+ * fields. Queue's worker thread. Returns 0 (it never writes). */
+int sheetread_work(struct queue *q, void *arg);
 
 /* The SheetMeta object of a queue row (new reference). */
 json_t *sheetread_meta_json(const struct queue_meta *m);
@@ -34,10 +55,5 @@ json_t *sheetread_meta_json(const struct queue_meta *m);
 json_t *sheetread_iso_ms(int64_t ms);
 /* A string, or null for NULL/"". */
 json_t *sheetread_opt_str(const char *s);
-/* Answer call with the API error for err (a queue errno or SIGNER_E_*):
- * QueueFull, IoError, SheetNotFound, NotADraft, NotLoggedIn,
- * SignerUnavailable, ShuttingDown, else InternalError; reason (may be
- * NULL) is the sentence shown. Returns vl_reply_error's result. */
-int sheetread_reply_error(struct vl_call *call, int err, const char *reason, const char *id);
 
 #endif

@@ -3,20 +3,16 @@
  * At start it opens the queue in the state dir (storage/queue: quick_check,
  * key, migrations) and refuses to start, with the queue's reason, when the
  * file is corrupt, the key is lost while sheets are stored, or the file is
- * not a queue; main.c then never says READY. It adds the "queue" object of
- * GetStatus, a retention timer ([queue] retention_days), and the methods
- * (docs/io.vitaled.Terminal.varlink): CreateSheet, CreateDraft,
- * CompleteDraft, ListSheets, GetSheet, ExportSheet, QueueStats. In kiosk
- * mode ([daemon] mode = kiosk) each patient card read makes a draft
- * (DraftCreated event).
+ * not a queue; main.c then never says READY. It wires the parts together:
  *
- * A create is answered only after the COMMIT that stored it: "queued"
- * means on disk. Creates are group-committed: those that arrive while a
- * commit is in flight wait (on the loop, costing nothing) and go together
- * into the next queue_put_batch, each signed inside that transaction once
- * its daily sequence number is known (docs/queue.md "Group commit"). The
- * queue itself runs on its own thread (daemon/sheets/sheetq.h), so neither the
- * fsync nor the signatures stop the loop.
+ *   sheetq       the queue's one-thread worker (every SQLite call)
+ *   sheetseal    the sign-ahead worker of a group-commit batch
+ *   sheetcommit  the creation state machine (group commit, drafts,
+ *                CompleteDraft): answered only after COMMIT
+ *   sheetread    the read jobs (ListSheets, GetSheet, ExportSheet)
+ *   api_sheets   the varlink methods, GetStatus's "queue", the kiosk hook
+ *
+ * and runs the retention timer ([queue] retention_days).
  *
  * After "signer" and "readers" in the module list. Loop thread only.
  */
@@ -24,9 +20,10 @@
 #define VITALED_SHEETS_H
 
 #include "daemon/core/daemon.h"
+#include "daemon/sheets/sheetcommit.h"
 
 /* Largest number of creates in one transaction. */
-#define SHEETS_BATCH_MAX 128
+#define SHEETS_BATCH_MAX SHEETCOMMIT_BATCH_MAX
 /* Retention: a purge round deletes at most this many sheets per transaction. */
 #define SHEETS_PURGE_CHUNK 1000
 #define SHEETS_PURGE_FIRST_MS 10000u

@@ -1,80 +1,74 @@
-/* The sign-ahead thread of a group-commit batch; see sheetseal.h. */
+/* The sign-ahead of a group-commit batch; see sheetseal.h.
+ *
+ * Each task is one job of the sealer's one-thread worker. The job only
+ * signs; the task's state (under the sealer's mutex) says whether the
+ * queue's thread may take the result. A task cancelled before its job
+ * starts is not signed; its job still runs (a worker job cannot be taken
+ * back) and only marks it done, so cancel waits at most for the signature
+ * in progress. The job never touches the task after marking it done: the
+ * waiting thread may free it at once.
+ */
 #include "daemon/sheets/sheetseal.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "daemon/core/worker.h"
+#include "lib/clock.h"
 #include "protocol/sheetsig.h"
 
 enum { T_IDLE, T_QUEUED, T_RUNNING, T_DONE };
 
 struct sheetseal {
-	pthread_t thread;
+	struct worker *w;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;      /* work queued / quit */
 	pthread_cond_t done_cv; /* a task finished */
-	struct sheetseal_task *head, *tail;
-	bool quit;
 };
 
-static uint64_t
-now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
+struct job {
+	struct sheetseal *ss;
+	struct sheetseal_task *t;
+};
 
-static void *
-thread_main(void *arg)
+/* Sealer's worker thread. */
+static void
+job_run(void *arg)
 {
-	struct sheetseal *ss = arg;
+	struct job *j = arg;
+	struct sheetseal *ss = j->ss;
+	struct sheetseal_task *t = j->t;
+	free(j);
 	pthread_mutex_lock(&ss->mu);
-	for (;;) {
-		while (!ss->head && !ss->quit)
-			pthread_cond_wait(&ss->cv, &ss->mu);
-		if (ss->quit)
-			break;
-		struct sheetseal_task *t = ss->head;
-		ss->head = t->next;
-		if (!ss->head)
-			ss->tail = NULL;
-		t->next = NULL;
+	if (!t->cancelled) {
 		t->state = T_RUNNING;
 		pthread_mutex_unlock(&ss->mu);
-		uint64_t t0 = now_us();
+		uint64_t t0 = clock_mono_us();
 		t->s->seq = t->seq;
-		t->result = sheetsig_sign(t->s, t->alg, signer_sign, t->signer, &t->out, &t->len);
-		t->sign_us = now_us() - t0;
+		t->result = sheetsig_sign(t->s, t->alg, t->sign, t->sign_ctx, &t->out, &t->len);
+		t->sign_us = clock_mono_us() - t0;
 		pthread_mutex_lock(&ss->mu);
-		t->state = T_DONE;
-		pthread_cond_broadcast(&ss->done_cv);
 	}
+	t->state = T_DONE;
+	pthread_cond_broadcast(&ss->done_cv);
 	pthread_mutex_unlock(&ss->mu);
-	return NULL;
 }
 
 int
-sheetseal_start(struct sheetseal **out)
+sheetseal_start(struct loop *l, struct sheetseal **out)
 {
 	*out = NULL;
 	struct sheetseal *ss = calloc(1, sizeof(*ss));
 	if (!ss)
 		return -ENOMEM;
-	pthread_mutex_init(&ss->mu, NULL);
-	pthread_cond_init(&ss->cv, NULL);
-	pthread_cond_init(&ss->done_cv, NULL);
-	int e = pthread_create(&ss->thread, NULL, thread_main, ss);
-	if (e != 0) {
-		pthread_mutex_destroy(&ss->mu);
-		pthread_cond_destroy(&ss->cv);
-		pthread_cond_destroy(&ss->done_cv);
+	int r = worker_new(l, "seal", 1, 0, &ss->w);
+	if (r < 0) {
 		free(ss);
-		return -e;
+		return r;
 	}
+	pthread_mutex_init(&ss->mu, NULL);
+	pthread_cond_init(&ss->done_cv, NULL);
 	*out = ss;
 	return 0;
 }
@@ -84,33 +78,35 @@ sheetseal_stop(struct sheetseal *ss)
 {
 	if (!ss)
 		return;
-	pthread_mutex_lock(&ss->mu);
-	ss->quit = true;
-	pthread_cond_broadcast(&ss->cv);
-	pthread_mutex_unlock(&ss->mu);
-	pthread_join(ss->thread, NULL);
+	worker_free(ss->w);
 	pthread_mutex_destroy(&ss->mu);
-	pthread_cond_destroy(&ss->cv);
 	pthread_cond_destroy(&ss->done_cv);
 	free(ss);
 }
 
-void
+int
 sheetseal_submit(struct sheetseal *ss, struct sheetseal_task *t)
 {
 	t->out = NULL;
 	t->len = 0;
 	t->result = 0;
-	t->next = NULL;
-	pthread_mutex_lock(&ss->mu);
+	t->sign_us = 0;
+	t->cancelled = false;
 	t->state = T_QUEUED;
-	if (ss->tail)
-		ss->tail->next = t;
-	else
-		ss->head = t;
-	ss->tail = t;
-	pthread_cond_signal(&ss->cv);
-	pthread_mutex_unlock(&ss->mu);
+	struct job *j = malloc(sizeof(*j));
+	int r = j ? 0 : -ENOMEM;
+	if (j) {
+		*j = (struct job){ .ss = ss, .t = t };
+		if ((r = worker_submit(ss->w, job_run, NULL, j)) < 0)
+			free(j);
+	}
+	if (r < 0) {
+		pthread_mutex_lock(&ss->mu);
+		t->result = r;
+		t->state = T_DONE;
+		pthread_mutex_unlock(&ss->mu);
+	}
+	return r;
 }
 
 int
@@ -125,29 +121,23 @@ sheetseal_wait(struct sheetseal *ss, struct sheetseal_task *t)
 }
 
 void
-sheetseal_cancel(struct sheetseal *ss, struct sheetseal_task *t)
+sheetseal_cancel(struct sheetseal *ss, struct sheetseal_task *const *t, size_t n)
 {
 	pthread_mutex_lock(&ss->mu);
-	if (t->state == T_QUEUED) {
-		struct sheetseal_task **pp = &ss->head, *prev = NULL;
-		while (*pp && *pp != t) {
-			prev = *pp;
-			pp = &(*pp)->next;
-		}
-		if (*pp)
-			*pp = t->next;
-		if (ss->tail == t)
-			ss->tail = prev;
-		t->state = T_IDLE;
+	for (size_t i = 0; i < n; i++)
+		t[i]->cancelled = true; /* all first: none starts while an earlier one is waited for */
+	for (size_t i = 0; i < n; i++) {
+		while (t[i]->state == T_QUEUED || t[i]->state == T_RUNNING)
+			pthread_cond_wait(&ss->done_cv, &ss->mu);
+		t[i]->state = T_IDLE;
 	}
-	while (t->state == T_RUNNING)
-		pthread_cond_wait(&ss->done_cv, &ss->mu);
-	t->state = T_IDLE;
 	pthread_mutex_unlock(&ss->mu);
-	if (t->out) {
-		explicit_bzero(t->out, t->len);
-		free(t->out);
+	for (size_t i = 0; i < n; i++) {
+		if (t[i]->out) {
+			explicit_bzero(t[i]->out, t[i]->len);
+			free(t[i]->out);
+		}
+		t[i]->out = NULL;
+		t[i]->len = 0;
 	}
-	t->out = NULL;
-	t->len = 0;
 }

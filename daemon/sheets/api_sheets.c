@@ -1,0 +1,680 @@
+/* The sheets' varlink methods, status and kiosk hook; see api_sheets.h. */
+#include "daemon/sheets/api_sheets.h"
+
+#include <errno.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "daemon/cards/cards.h"
+#include "daemon/cards/readers.h"
+#include "daemon/core/events.h"
+#include "daemon/pin/pinflow.h"
+#include "daemon/pin/signer.h"
+#include "daemon/sheets/sheetbuild.h"
+#include "daemon/sheets/sheetread.h"
+#include "drivers/reader.h"
+#include "lib/log.h"
+#include "protocol/holidays.h"
+
+static struct {
+	struct daemon *d;
+	struct sheetq *sq;        /* NULL once stopped */
+	struct sheetcommit *sc;
+} A;
+
+/* ------------------------------------------------------------------ */
+/* errors */
+
+/* Answer call with the API error for err (a queue errno or SIGNER_E_*);
+ * reason (may be NULL) is the sentence shown. */
+static int
+reply_error(struct vl_call *call, int err, const char *reason, const char *id)
+{
+	const char *why = reason && reason[0] ? reason : strerror(err < 0 ? -err : err);
+	switch (err) {
+	case -ENOSPC:
+		return vl_reply_error(call, VL_ERR("QueueFull"), json_pack("{s:s}", "reason", why));
+	case -EIO:
+	case -EROFS:
+	case -EUCLEAN:
+	case -EBUSY:
+		return vl_reply_error(call, VL_ERR("IoError"), json_pack("{s:s}", "reason", why));
+	case -ENOENT:
+		return vl_reply_error(call, VL_ERR("SheetNotFound"), json_pack("{s:s?}", "id", id));
+	case -EPERM:
+		return vl_reply_error(call, VL_ERR("NotADraft"),
+		                      json_pack("{s:s?,s:s}", "id", id, "reason", why));
+	case SIGNER_E_LOGIN_NEEDED:
+		return vl_reply_error(call, VL_ERR("NotLoggedIn"),
+		                      json_pack("{s:s,s:s}", "target", PINFLOW_TARGET_PRACTITIONER, "reason",
+		                                "the practitioner's PIN is needed: vitalectl pin"));
+	case SIGNER_E_NO_TOKEN:
+	case SIGNER_E_NO_KEY:
+	case SIGNER_E_BAD_ALG:
+	case SIGNER_E_CANCELLED:
+		return vl_reply_error(call, VL_ERR("SignerUnavailable"), json_pack("{s:s}", "reason", why));
+	case -ESHUTDOWN:
+		return vl_reply_error(call, VL_ERR("ShuttingDown"), NULL);
+	default:
+		return vl_reply_error(call, VL_ERR("InternalError"), json_pack("{s:s}", "reason", why));
+	}
+}
+
+static int
+reply_invalid(struct vl_call *call, const struct sheet_errors *e)
+{
+	return vl_reply_error(call, VL_ERR("InvalidSheet"), sheetbuild_errors_json(e));
+}
+
+static int
+reply_invalid1(struct vl_call *call, const char *field, const char *why)
+{
+	struct sheet_errors e = { .n = 1 };
+	snprintf(e.e[0].field, sizeof(e.e[0].field), "%s", field);
+	snprintf(e.e[0].msg, sizeof(e.e[0].msg), "%s", why);
+	return reply_invalid(call, &e);
+}
+
+/* Whether the practitioner's signer can sign now; answers the call when
+ * not (NotLoggedIn asks for the PIN on the event bus too). */
+static bool
+signer_ready(struct vl_call *call, struct sheetcommit_req *r)
+{
+	struct signer *sg = pinflow_signer();
+	const struct signer_status *st = sg ? signer_status(sg) : NULL;
+	r->sign = signer_sign;
+	r->sign_ctx = sg;
+	r->alg = 0;
+	if (!st || st->state == SIGNER_DISABLED) {
+		vl_reply_error(call, VL_ERR("SignerUnavailable"),
+		               json_pack("{s:s}", "reason",
+		                         "no signer is configured ([signer] backend = none): sheets "
+		                         "cannot be signed"));
+		return false;
+	}
+	if (st->state == SIGNER_LOCKED || (st->state == SIGNER_READY && !st->logged_in)) {
+		pinflow_request(PINFLOW_TARGET_PRACTITIONER, st->tries_left, st->pinpad);
+		reply_error(call, SIGNER_E_LOGIN_NEEDED, NULL, NULL);
+		return false;
+	}
+	if (st->state != SIGNER_READY || !signer_alg_name(st->cose_alg)) {
+		char why[200];
+		snprintf(why, sizeof(why), "the signer is %s%s%s", signer_state_name(st->state),
+		         st->reason[0] ? ": " : "", st->reason);
+		vl_reply_error(call, VL_ERR("SignerUnavailable"), json_pack("{s:s}", "reason", why));
+		return false;
+	}
+	r->alg = st->cose_alg;
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* creates */
+
+static void
+create_cancel(struct vl_call *call, void *arg)
+{
+	(void)call;
+	struct sheetcommit_req *r = arg;
+	r->caller = NULL; /* the create goes on; only its answer is lost */
+}
+
+/* What the daemon fills in, now. */
+static void
+fill_ctx(struct sheetcommit_req *r)
+{
+	const char *id = NULL, *structure = NULL, *who = NULL;
+	struct sheetbuild_ctx *x = &r->ctx;
+	pinflow_practitioner(&id, &structure, &who);
+	snprintf(r->pract_id, sizeof(r->pract_id), "%s", id ? id : "");
+	snprintf(r->struct_id, sizeof(r->struct_id), "%s", structure ? structure : "");
+	snprintf(r->terminal, sizeof(r->terminal), "%s", A.d->terminal_id);
+	x->terminal_id = A.d->terminal_id;
+	x->practitioner_id = r->pract_id;
+	x->structure_id = r->struct_id;
+	x->holiday_flags = A.d->cfg->alsace_moselle ? HOLIDAYS_ALSACE_MOSELLE : 0;
+	x->now = (int64_t)time(NULL);
+	x->today = sheetbuild_local_day(x->now);
+}
+
+static int
+rand16(uint8_t rnd[16])
+{
+	return RAND_bytes(rnd, 16) == 1 ? 0 : -EIO;
+}
+
+static json_t *
+created_json(const struct sheetcommit_req *r)
+{
+	return json_pack("{s:s,s:s,s:o,s:s,s:o,s:s,s:s}", "id", r->s->id, "state",
+	                 r->kind == SHEETCOMMIT_DRAFT ? "draft" : "queued", "seq",
+	                 r->seq ? json_integer(r->seq) : json_null(), "care_date", r->care,
+	                 "due_date", sheetread_opt_str(r->due), "mode",
+	                 sheet_mode_name(r->s->mode) ? sheet_mode_name(r->s->mode) : "",
+	                 "practitioner_id", r->pract);
+}
+
+/* A create is stored (or not): tell its caller and the event bus. */
+static void
+create_finished(struct sheetcommit_req *r, void *arg)
+{
+	(void)arg;
+	struct vl_call *call = r->caller;
+	bool draft = r->kind == SHEETCOMMIT_DRAFT;
+	if (r->kind == SHEETCOMMIT_COMPLETE && r->result == -EINVAL && r->errs.n) {
+		if (call)
+			reply_invalid(call, &r->errs);
+		return;
+	}
+	if (r->result == 0) {
+		if (draft)
+			events_publish("DraftCreated",
+			               json_pack("{s:s,s:s?,s:s}", "id", r->s->id, "reader",
+			                         r->reader[0] ? r->reader : NULL, "care_date", r->care));
+		else
+			events_publish("SheetQueued", json_pack("{s:s,s:i,s:s,s:s}", "id", r->s->id, "number",
+			                                        (int)r->seq, "care_date", r->care,
+			                                        "due_date", r->due));
+		if (call)
+			vl_reply(call, created_json(r));
+		else if (draft)
+			log_info("queue: draft %s made from the card in %s", r->s->id, r->reader);
+	} else {
+		log_warn("queue: %s %s not stored: %s", draft ? "draft" : "sheet", r->s->id,
+		         r->reason[0] ? r->reason : strerror(-r->result));
+		if (call)
+			reply_error(call, r->result, r->reason, r->s->id);
+	}
+}
+
+static void
+submit(struct vl_call *call, struct sheetcommit_req *r)
+{
+	r->caller = call;
+	r->finished = create_finished;
+	if (call)
+		vl_call_set_cancel(call, create_cancel, r);
+	sheetcommit_submit(A.sc, r);
+}
+
+/* Read the optional reader/beneficiary/degraded parameters and the sheet
+ * object; answers InvalidParameter itself. */
+struct create_params {
+	json_t *sheet;
+	const char *reader;
+	int beneficiary;
+	bool degraded;
+};
+
+static bool
+get_params(struct vl_call *call, json_t *params, bool need_sheet, bool allow_degraded,
+           struct create_params *p)
+{
+	const char *k;
+	json_t *v;
+	memset(p, 0, sizeof(*p));
+	json_object_foreach(params, k, v) {
+		if (!strcmp(k, "sheet") && (json_is_object(v) || (json_is_null(v) && !need_sheet)))
+			p->sheet = json_is_object(v) ? v : NULL;
+		else if (!strcmp(k, "reader") && (json_is_string(v) || json_is_null(v)))
+			p->reader = json_string_value(v);
+		else if (!strcmp(k, "beneficiary") && json_is_integer(v) && json_integer_value(v) >= 0 &&
+		         json_integer_value(v) < CARD_BENEFICIARIES_MAX)
+			p->beneficiary = (int)json_integer_value(v);
+		else if (!strcmp(k, "beneficiary") && json_is_null(v))
+			;
+		else if (!strcmp(k, "degraded") && allow_degraded && (json_is_boolean(v) || json_is_null(v)))
+			p->degraded = json_is_true(v);
+		else {
+			vl_reply_invalid_param(call, k);
+			return false;
+		}
+	}
+	if (need_sheet && !p->sheet) {
+		vl_reply_invalid_param(call, "sheet");
+		return false;
+	}
+	return true;
+}
+
+/* The patient from the current card, or NoCard / InvalidSheet. */
+static bool
+patient_from_card(struct vl_call *call, struct sheetcommit_req *r, const struct create_params *p)
+{
+	const char *rname = NULL, *read_at = NULL;
+	const struct card_result *card = readers_current_card(p->reader, &rname, &read_at);
+	char why[200];
+	if (!card) {
+		vl_reply_error(call, VL_ERR("NoCard"),
+		               json_pack("{s:s?,s:s}", "reader", p->reader, "reason",
+		                         "no card read (use degraded: true to make a sheet without "
+		                         "the card)"));
+		return false;
+	}
+	int e = sheetbuild_patient_from_card(r->s, card, read_at, p->beneficiary, why, sizeof(why));
+	if (e == -ENOENT) {
+		vl_reply_error(call, VL_ERR("NoCard"),
+		               json_pack("{s:s?,s:s}", "reader", rname, "reason", why));
+		return false;
+	}
+	if (e < 0) {
+		reply_invalid1(call, "evidence", why);
+		return false;
+	}
+	snprintf(r->reader, sizeof(r->reader), "%s", rname ? rname : "");
+	return true;
+}
+
+static int
+m_create_sheet(struct vl_call *call, json_t *params, void *arg)
+{
+	(void)arg;
+	struct create_params p;
+	struct sheet_errors errs;
+	uint8_t rnd[16];
+	if (!get_params(call, params, true, true, &p))
+		return 0;
+	if (!A.sq)
+		return reply_error(call, -ESHUTDOWN, NULL, NULL);
+	struct sheetcommit_req *r = sheetcommit_req_new(SHEETCOMMIT_SHEET);
+	if (!r)
+		return -ENOMEM;
+	if (sheetbuild_from_json(p.sheet, p.degraded ? SHEETBUILD_DEGRADED : SHEETBUILD_TILL, r->s,
+	                         &errs) < 0) {
+		reply_invalid(call, &errs);
+		goto done;
+	}
+	if (p.degraded)
+		r->s->mode = SHEET_MODE_DEGRADED;
+	else if (!patient_from_card(call, r, &p))
+		goto done;
+	fill_ctx(r);
+	if (rand16(rnd) < 0) {
+		vl_reply_error(call, VL_ERR("InternalError"),
+		               json_pack("{s:s}", "reason", "no random bytes for the sheet id"));
+		goto done;
+	}
+	if (sheetbuild_finish(r->s, &r->ctx, rnd, false) < 0) {
+		reply_invalid1(call, "care_date", "outside the calendar vitaled knows");
+		goto done;
+	}
+	struct sheet_check chk = { .today = r->ctx.today, .now = r->ctx.now };
+	if (sheet_validate(r->s, &chk, &errs) < 0) {
+		reply_invalid(call, &errs);
+		goto done;
+	}
+	if (!signer_ready(call, r))
+		goto done;
+	submit(call, r);
+	return 0;
+done:
+	sheetcommit_req_free(r);
+	return 0;
+}
+
+/* A draft: identity and evidence now (already in r->s), the rest when the
+ * practitioner completes it. */
+static int
+draft_prepare(struct sheetcommit_req *r)
+{
+	uint8_t rnd[16];
+	fill_ctx(r);
+	if (rand16(rnd) < 0)
+		return -EIO;
+	return sheetcommit_draft_prepare(r, rnd);
+}
+
+static int
+m_create_draft(struct vl_call *call, json_t *params, void *arg)
+{
+	(void)arg;
+	struct create_params p;
+	if (!get_params(call, params, false, false, &p))
+		return 0;
+	if (!A.sq)
+		return reply_error(call, -ESHUTDOWN, NULL, NULL);
+	struct sheetcommit_req *r = sheetcommit_req_new(SHEETCOMMIT_DRAFT);
+	if (!r)
+		return -ENOMEM;
+	if (sheetbuild_from_json(p.sheet, SHEETBUILD_TILL, r->s, &r->errs) < 0) {
+		reply_invalid(call, &r->errs);
+		goto done;
+	}
+	if (!patient_from_card(call, r, &p))
+		goto done;
+	int e = draft_prepare(r);
+	if (e == -EINVAL) {
+		reply_invalid(call, &r->errs);
+		goto done;
+	}
+	if (e < 0) {
+		reply_error(call, e, "cannot prepare the draft", NULL);
+		goto done;
+	}
+	submit(call, r);
+	return 0;
+done:
+	sheetcommit_req_free(r);
+	return 0;
+}
+
+/* Kiosk mode: every patient card read checks the patient in. */
+static void
+on_card_read(const char *reader, const struct card_result *cr, void *arg)
+{
+	(void)arg;
+	if (!A.sq || strcmp(A.d->cfg->mode, "kiosk") != 0 || !cr->readable ||
+	    cr->nbeneficiaries == 0 ||
+	    (strcmp(cr->kind, "patient") != 0 && strcmp(cr->kind, "digital") != 0))
+		return;
+	struct sheetcommit_req *r = sheetcommit_req_new(SHEETCOMMIT_DRAFT);
+	if (!r)
+		return;
+	const char *rname = NULL, *read_at = NULL;
+	char why[200];
+	const struct card_result *cur = readers_current_card(reader, &rname, &read_at);
+	int e = cur ? sheetbuild_patient_from_card(r->s, cur, read_at, 0, why, sizeof(why)) : -ENOENT;
+	if (e < 0 || draft_prepare(r) < 0) {
+		log_warn("queue: kiosk: no draft for the card in %s: %s", reader,
+		         e < 0 ? (cur ? why : "the card is gone") :
+		         r->errs.n ? r->errs.e[0].msg : "cannot prepare it");
+		sheetcommit_req_free(r);
+		return;
+	}
+	snprintf(r->reader, sizeof(r->reader), "%s", reader);
+	submit(NULL, r);
+}
+
+static int
+m_complete_draft(struct vl_call *call, json_t *params, void *arg)
+{
+	(void)arg;
+	json_t *id = json_object_get(params, "id"), *sheet = json_object_get(params, "sheet");
+	const char *k;
+	json_t *v;
+	json_object_foreach(params, k, v) if (strcmp(k, "id") && strcmp(k, "sheet"))
+		return vl_reply_invalid_param(call, k);
+	if (!json_is_string(id) || json_string_length(id) > SHEET_ID_LEN)
+		return vl_reply_invalid_param(call, "id");
+	if (!json_is_object(sheet))
+		return vl_reply_invalid_param(call, "sheet");
+	if (!A.sq)
+		return reply_error(call, -ESHUTDOWN, NULL, NULL);
+	struct sheetcommit_req *r = sheetcommit_req_new(SHEETCOMMIT_COMPLETE);
+	if (!r)
+		return -ENOMEM;
+	if (sheetbuild_check_keys(sheet, SHEETBUILD_COMPLETE, &r->errs) < 0) {
+		reply_invalid(call, &r->errs);
+		sheetcommit_req_free(r);
+		return 0;
+	}
+	snprintf(r->s->id, sizeof(r->s->id), "%s", json_string_value(id));
+	if (!signer_ready(call, r)) {
+		sheetcommit_req_free(r);
+		return 0;
+	}
+	fill_ctx(r);
+	r->patch = json_deep_copy(sheet);
+	r->caller = call;
+	r->finished = create_finished;
+	int e = r->patch ? sheetcommit_complete(A.sc, r) : -ENOMEM;
+	if (e < 0) {
+		reply_error(call, e, NULL, NULL);
+		sheetcommit_req_free(r);
+		return 0;
+	}
+	vl_call_set_cancel(call, create_cancel, r);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* reads: ListSheets, GetSheet, ExportSheet */
+
+static void
+read_cancel(struct vl_call *call, void *arg)
+{
+	(void)call;
+	((struct sheetread_req *)arg)->caller = NULL;
+}
+
+static void
+read_done(void *arg)
+{
+	struct sheetread_req *rd = arg;
+	struct vl_call *call = rd->caller;
+	if (call) {
+		if (rd->result == 0) {
+			vl_reply(call, rd->reply);
+			rd->reply = NULL;
+		} else if (rd->result == -EPERM && rd->kind == SHEETREAD_EXPORT) {
+			vl_reply_error(call, VL_ERR("NotSigned"), json_pack("{s:s}", "id", rd->id));
+		} else {
+			reply_error(call, rd->result, rd->reason, rd->id);
+		}
+	}
+	json_decref(rd->reply);
+	free(rd);
+}
+
+static int
+read_submit(struct vl_call *call, struct sheetread_req *rd)
+{
+	rd->caller = call;
+	int e = A.sq ? sheetq_run(A.sq, sheetread_work, read_done, rd) : -ESHUTDOWN;
+	if (e < 0) {
+		free(rd);
+		return reply_error(call, e, NULL, NULL);
+	}
+	vl_call_set_cancel(call, read_cancel, rd);
+	return 0;
+}
+
+/* One state name, or several separated by commas, into a mask. */
+static bool
+states_param(const char *list, unsigned *mask)
+{
+	char name[16];
+	while (*list) {
+		const char *end = strchr(list, ',');
+		size_t n = end ? (size_t)(end - list) : strlen(list);
+		if (n == 0 || n >= sizeof(name))
+			return false;
+		memcpy(name, list, n);
+		name[n] = '\0';
+		int st = queue_state_parse(name);
+		if (st < 0)
+			return false;
+		*mask |= QUEUE_STATE_BIT(st);
+		list += n + (end ? 1 : 0);
+	}
+	return *mask != 0;
+}
+
+/* A YYYY-MM-DD parameter into buf; false when it is not one. */
+static bool
+date_param(json_t *v, char *buf)
+{
+	int32_t day;
+	if (json_is_null(v))
+		return true;
+	if (!json_is_string(v) || holidays_parse(json_string_value(v), &day) < 0)
+		return false;
+	snprintf(buf, 11, "%s", json_string_value(v));
+	return true;
+}
+
+/* One ListSheets parameter into rd; false when it is not valid. */
+static bool
+list_param(struct sheetread_req *rd, const char *k, json_t *v)
+{
+	if (!strcmp(k, "state") && json_is_string(v))
+		return states_param(json_string_value(v), &rd->states);
+	if (!strcmp(k, "from"))
+		return date_param(v, rd->from);
+	if (!strcmp(k, "to"))
+		return date_param(v, rd->to);
+	if (!strcmp(k, "due_before"))
+		return date_param(v, rd->due_before);
+	if (!strcmp(k, "practitioner_id") && (json_is_string(v) || json_is_null(v))) {
+		snprintf(rd->pract, sizeof(rd->pract), "%s", json_is_string(v) ? json_string_value(v) : "");
+		return true;
+	}
+	if (!strcmp(k, "after") && json_is_integer(v) && json_integer_value(v) >= 0) {
+		rd->after = json_integer_value(v);
+		return true;
+	}
+	if (!strcmp(k, "limit") && json_is_integer(v) && json_integer_value(v) >= 1 &&
+	    json_integer_value(v) <= SHEETS_LIST_MAX) {
+		rd->limit = (size_t)json_integer_value(v);
+		return true;
+	}
+	return json_is_null(v) && !strcmp(k, "state");
+}
+
+static int
+m_list_sheets(struct vl_call *call, json_t *params, void *arg)
+{
+	(void)arg;
+	struct sheetread_req *rd = calloc(1, sizeof(*rd));
+	if (!rd)
+		return -ENOMEM;
+	rd->kind = SHEETREAD_LIST;
+	rd->limit = SHEETS_LIST_DEFAULT;
+	const char *k;
+	json_t *v;
+	json_object_foreach(params, k, v) {
+		if (!list_param(rd, k, v)) {
+			free(rd);
+			return vl_reply_invalid_param(call, k);
+		}
+	}
+	return read_submit(call, rd);
+}
+
+static int
+get_or_export(struct vl_call *call, json_t *params, enum sheetread_kind kind)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(params, k, v) if (strcmp(k, "id"))
+		return vl_reply_invalid_param(call, k);
+	json_t *id = json_object_get(params, "id");
+	if (!json_is_string(id) || json_string_length(id) == 0 ||
+	    json_string_length(id) > SHEET_ID_LEN)
+		return vl_reply_invalid_param(call, "id");
+	struct sheetread_req *rd = calloc(1, sizeof(*rd));
+	if (!rd)
+		return -ENOMEM;
+	rd->kind = kind;
+	snprintf(rd->id, sizeof(rd->id), "%s", json_string_value(id));
+	return read_submit(call, rd);
+}
+
+static int
+m_get_sheet(struct vl_call *call, json_t *params, void *arg)
+{
+	(void)arg;
+	return get_or_export(call, params, SHEETREAD_GET);
+}
+
+static int
+m_export_sheet(struct vl_call *call, json_t *params, void *arg)
+{
+	(void)arg;
+	return get_or_export(call, params, SHEETREAD_EXPORT);
+}
+
+/* ------------------------------------------------------------------ */
+/* statistics and status */
+
+static json_t *
+stats_json(bool full)
+{
+	struct queue_stats st;
+	if (!A.sq)
+		return json_pack("{s:s,s:i,s:i,s:n,s:n}", "state", "closed", "total", 0, "queued", 0,
+		                 "oldest", "next_due");
+	sheetq_stats(A.sq, &st);
+	json_t *o = json_pack("{s:s,s:I,s:I,s:o,s:o}", "state", "open", "total", (json_int_t)st.total,
+	                      "queued", (json_int_t)(st.count[QUEUE_QUEUED] + st.count[QUEUE_SENDING]),
+	                      "oldest", sheetread_iso_ms(st.oldest_queued_ms), "next_due",
+	                      sheetread_opt_str(st.next_due));
+	if (!o || !full)
+		return o;
+	json_t *counts = json_object();
+	for (int i = 0; i < QUEUE_NSTATES; i++)
+		json_object_set_new(counts, queue_state_name((enum queue_state)i),
+		                    json_integer((json_int_t)st.count[i]));
+	json_object_set_new(o, "counts", counts);
+	json_object_set_new(o, "bytes", json_integer((json_int_t)st.bytes));
+	json_object_set_new(o, "max_sheets", json_integer(st.max_sheets));
+	json_object_set_new(o, "max_bytes", json_integer(st.max_bytes));
+	struct sheetcommit_figures f;
+	sheetcommit_figures(A.sc, &f);
+	json_object_set_new(o, "pipeline",
+	                    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "batches", (json_int_t)f.batches,
+	                              "sheets", (json_int_t)f.sheets, "max_batch",
+	                              (json_int_t)f.max_batch, "sign_us", (json_int_t)f.sign_us,
+	                              "txn_us", (json_int_t)f.txn_us, "waiting",
+	                              (json_int_t)f.waiting));
+	return o;
+}
+
+static int
+m_queue_stats(struct vl_call *call, json_t *params, void *arg)
+{
+	(void)arg;
+	if (json_object_size(params) != 0)
+		return vl_reply_invalid_param(call, json_object_iter_key(json_object_iter(params)));
+	return vl_reply(call, stats_json(true));
+}
+
+static void
+status_cb(struct daemon *d, json_t *st, void *arg)
+{
+	(void)d;
+	(void)arg;
+	json_object_set_new(st, "queue", stats_json(false));
+}
+
+/* ------------------------------------------------------------------ */
+
+int
+api_sheets_start(struct daemon *d, struct sheetq *sq, struct sheetcommit *sc)
+{
+	static const struct {
+		const char *name;
+		vl_method_fn fn;
+		unsigned flags;
+	} methods[] = {
+		{ TERMINAL_IFACE ".CreateSheet", m_create_sheet, VL_CONTROL },
+		{ TERMINAL_IFACE ".CreateDraft", m_create_draft, VL_CONTROL },
+		{ TERMINAL_IFACE ".CompleteDraft", m_complete_draft, VL_CONTROL },
+		{ TERMINAL_IFACE ".QueueStats", m_queue_stats, 0 },
+		{ TERMINAL_IFACE ".ListSheets", m_list_sheets, 0 },
+		{ TERMINAL_IFACE ".GetSheet", m_get_sheet, VL_CONTROL },
+		{ TERMINAL_IFACE ".ExportSheet", m_export_sheet, VL_CONTROL },
+	};
+	int r;
+	A.d = d;
+	A.sq = sq;
+	A.sc = sc;
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+		if ((r = vl_server_add_method(d->api, methods[i].name, methods[i].fn, NULL,
+		                              methods[i].flags)) < 0)
+			return r;
+	if ((r = status_add_provider(status_cb, NULL)) < 0)
+		return r;
+	readers_set_read_hook(on_card_read, NULL);
+	return 0;
+}
+
+void
+api_sheets_stop(void)
+{
+	readers_set_read_hook(NULL, NULL);
+	A.sq = NULL;
+}
