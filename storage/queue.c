@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "lib/fsutil.h"
+#include "protocol/cbor.h"
 
 #define BLOB_VERSION 1
 #define NONCE_LEN 12
@@ -98,12 +99,27 @@ static const struct migration migrations[] = {
 	 * the daemon reads after every write for its status) by index: without
 	 * it each call scanned every queued row (150 ms at 100,000 sheets). */
 	{ 3, "CREATE INDEX sheets_state_created ON sheets (state, created);\n" },
+	/* v4: the uploader (docs/queue.md "Uploads"): which certificate signed
+	 * each sheet (certs keyed by the SHA-256 of the signer's DER, the whole
+	 * x5chain kept as the batch sends it), the insurer's code in clear (a
+	 * short word: "signature", "rights"; the reason stays encrypted), the
+	 * index that forms a batch by certificate, and the opposition list. The
+	 * cursors live in meta ('returns_cursor', 'opposition_cursor'). A
+	 * sheet's certificate is set once, never changed (queue_set_cert only
+	 * fills a NULL). */
+	{ 4,
+	  "CREATE TABLE certs (digest TEXT PRIMARY KEY NOT NULL, x5chain BLOB NOT NULL,\n"
+	  "  added INTEGER NOT NULL);\n"
+	  "ALTER TABLE sheets ADD COLUMN cert TEXT;\n"
+	  "ALTER TABLE sheets ADD COLUMN code TEXT;\n"
+	  "CREATE INDEX sheets_state_cert_due ON sheets (state, cert, due_date);\n"
+	  "CREATE TABLE opposition (serial TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;\n" },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
 #define META_COLS \
 	"rowid, id, state, practitioner, care_date, seq, due_date, created, updated, " \
-	"closed, size, attempts, batch_id"
+	"closed, size, attempts, batch_id, cert, code"
 
 enum stmt_id {
 	ST_BEGIN,
@@ -132,7 +148,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_NEXTSEQ] = "SELECT COALESCE(MAX(seq), 0) + 1 FROM sheets "
 	               "WHERE practitioner = ?1 AND care_date = ?2",
 	[ST_INSERT] = "INSERT INTO sheets (id, state, practitioner, care_date, seq, due_date, "
-	              "created, updated, size, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
+	              "created, updated, size, payload, cert) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
 	[ST_META] = "SELECT " META_COLS ", length(payload) FROM sheets WHERE id = ?1",
 	[ST_PAYLOAD] = "SELECT payload FROM sheets WHERE id = ?1",
 	[ST_REASON] = "SELECT reason FROM sheets WHERE id = ?1",
@@ -140,7 +156,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	                "seq = ?4, due_date = ?5, updated = ?6, size = ?7, payload = ?8 "
 	                "WHERE id = ?1 AND state = 'draft'",
 	[ST_SETSTATE] = "UPDATE sheets SET state = ?2, updated = ?3, closed = ?4, batch_id = ?5, "
-	                "attempts = attempts + ?6, reason = COALESCE(?7, reason) WHERE id = ?1",
+	                "attempts = attempts + ?6, reason = COALESCE(?7, reason), code = COALESCE(?8, code) "
+	                "WHERE id = ?1",
 	[ST_DELETE_DRAFT] = "DELETE FROM sheets WHERE id = ?1 AND state = 'draft'",
 	[ST_TAKE_SELECT] = "SELECT " META_COLS " FROM sheets WHERE state = 'queued' "
 	                   "ORDER BY due_date, rowid LIMIT ?1",
@@ -177,6 +194,7 @@ struct queue {
 	EVP_CIPHER *gcm;
 	EVP_CIPHER_CTX *cctx;
 	bool reset_pending; /* sending → queued could not be written at open */
+	char current_cert[QUEUE_CERT_DIGEST_LEN + 1]; /* for puts that name none; "" none */
 	/* Set by sqlerr: the last SQLite failure was not a constraint on one row,
 	 * so the open transaction cannot go on (disk full, I/O error, ...). */
 	bool fatal;
@@ -368,6 +386,8 @@ read_meta(sqlite3_stmt *s, struct queue_meta *m)
 	m->size = (uint32_t)sqlite3_column_int64(s, 10);
 	m->attempts = (uint32_t)sqlite3_column_int64(s, 11);
 	copy_col(s, 12, m->batch_id, sizeof(m->batch_id));
+	copy_col(s, 13, m->cert, sizeof(m->cert));
+	copy_col(s, 14, m->code, sizeof(m->code));
 }
 
 static bool
@@ -1181,6 +1201,11 @@ put_one(struct queue *q, struct queue_put *it, int64_t now, bool *fatal)
 	sqlite3_bind_int64(s, 7, now);
 	sqlite3_bind_int64(s, 8, (sqlite3_int64)ptlen);
 	sqlite3_bind_blob(s, 9, blob, (int)blen, SQLITE_STATIC);
+	const char *cert = it->cert ? it->cert : q->current_cert;
+	if (!it->draft && cert[0])
+		sqlite3_bind_text(s, 10, cert, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 10);
 	int rc = sqlite3_step(s);
 	stmt_done(s);
 	if (rc != SQLITE_DONE) {
@@ -1269,7 +1294,7 @@ meta_get(struct queue *q, const char *id, struct queue_meta *m, int64_t *stored_
 	if (rc == SQLITE_ROW) {
 		read_meta(s, m);
 		if (stored_len)
-			*stored_len = sqlite3_column_int64(s, 13);
+			*stored_len = sqlite3_column_int64(s, 15);
 	} else if (rc == SQLITE_DONE) {
 		seterr(q, "sheet %s is not in the queue", id);
 		r = -ENOENT;
@@ -1421,7 +1446,7 @@ queue_transition_allowed(enum queue_state from, enum queue_state to)
 /* One transition inside an open transaction. */
 static int
 set_state(struct queue *q, const struct queue_meta *m, enum queue_state to, const char *reason,
-          const char *batch_id, int64_t now)
+          const char *code, const char *batch_id, int64_t now)
 {
 	uint8_t *rblob = NULL;
 	size_t rlen = 0;
@@ -1460,6 +1485,10 @@ set_state(struct queue *q, const struct queue_meta *m, enum queue_state to, cons
 		sqlite3_bind_blob(s, 7, rblob, (int)rlen, SQLITE_STATIC);
 	else
 		sqlite3_bind_null(s, 7);
+	if (code && code[0])
+		sqlite3_bind_text(s, 8, code, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 8);
 	int rc = sqlite3_step(s);
 	stmt_done(s);
 	free(rblob);
@@ -1505,7 +1534,8 @@ queue_update_batch(struct queue *q, struct queue_update *u, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		struct queue_meta m;
 		if (!valid_token(u[i].id, QUEUE_ID_MAX) ||
-		    (u[i].reason && strnlen(u[i].reason, QUEUE_REASON_MAX + 1) > QUEUE_REASON_MAX)) {
+		    (u[i].reason && strnlen(u[i].reason, QUEUE_REASON_MAX + 1) > QUEUE_REASON_MAX) ||
+		    (u[i].code && !valid_token(u[i].code, QUEUE_CODE_MAX))) {
 			seterr(q, "transition: bad id or reason too long");
 			u[i].result = -EINVAL;
 			continue;
@@ -1515,7 +1545,7 @@ queue_update_batch(struct queue *q, struct queue_update *u, size_t n)
 		if (r == 0)
 			r = check_transition(q, &m, u[i].to);
 		if (r == 0)
-			r = set_state(q, &m, u[i].to, u[i].reason, NULL, now);
+			r = set_state(q, &m, u[i].to, u[i].reason, u[i].code, NULL, now);
 		if (r < 0 && q->fatal) {
 			char keep[sizeof(q->errmsg)];
 			memcpy(keep, q->errmsg, sizeof(keep));
@@ -1574,7 +1604,7 @@ queue_take(struct queue *q, const char *batch_id, size_t max, struct queue_meta 
 	}
 	stmt_done(s);
 	for (size_t i = 0; i < got; i++) {
-		if ((r = set_state(q, &out[i], QUEUE_SENDING, NULL, batch_id, now)) < 0)
+		if ((r = set_state(q, &out[i], QUEUE_SENDING, NULL, NULL, batch_id, now)) < 0)
 			goto fail;
 	}
 	if ((r = tx_commit(q)) < 0)
@@ -1925,4 +1955,504 @@ queue_state_parse(const char *name)
 		if (strcmp(name, state_names[i]) == 0)
 			return i;
 	return -EINVAL;
+}
+
+/* ------------------------------------------------------------------ */
+/* uploads (schema v4)
+ *
+ * These run rarely (once per batch, per returns page), so their statements
+ * are prepared per call rather than cached. */
+
+static int
+prep(struct queue *q, const char *sql, sqlite3_stmt **s)
+{
+	int rc = sqlite3_prepare_v2(q->db, sql, -1, s, NULL);
+	if (rc != SQLITE_OK) {
+		*s = NULL;
+		return sqlerr(q, rc, "prepare");
+	}
+	return 0;
+}
+
+/* Step a one-shot write statement and finalize it. */
+static int
+step_done(struct queue *q, sqlite3_stmt *s, const char *what)
+{
+	int rc = sqlite3_step(s);
+	int r = rc == SQLITE_DONE ? 0 : sqlerr(q, rc, what);
+	sqlite3_finalize(s);
+	return r;
+}
+
+static void
+tx_abandon(struct queue *q)
+{
+	char keep[sizeof(q->errmsg)];
+	memcpy(keep, q->errmsg, sizeof(keep));
+	tx_rollback(q);
+	memcpy(q->errmsg, keep, sizeof(keep));
+}
+
+static bool
+valid_digest(const char *d)
+{
+	if (!d || strlen(d) != QUEUE_CERT_DIGEST_LEN)
+		return false;
+	for (size_t i = 0; i < QUEUE_CERT_DIGEST_LEN; i++)
+		if (!((d[i] >= '0' && d[i] <= '9') || (d[i] >= 'a' && d[i] <= 'f')))
+			return false;
+	return true;
+}
+
+int
+queue_cert_put(struct queue *q, const uint8_t *const *certs, const size_t *lens, size_t n,
+               char digest[QUEUE_CERT_DIGEST_LEN + 1])
+{
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+	struct cbor_enc e;
+	const uint8_t *chain;
+	size_t chainlen;
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if (digest)
+		digest[0] = '\0';
+	if (!q || !certs || !lens || !digest || n == 0 || n > 8)
+		return -EINVAL;
+	if (!EVP_Digest(certs[0], lens[0], md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
+		return -ENOMEM;
+	for (int i = 0; i < 32; i++)
+		snprintf(digest + 2 * i, 3, "%02x", md[i]);
+	if ((r = cbor_enc_init(&e, 1u << 20)) < 0)
+		return r;
+	cbor_enc_array_begin(&e);
+	for (size_t i = 0; i < n; i++)
+		cbor_enc_bytes(&e, certs[i], lens[i]);
+	cbor_enc_array_end(&e);
+	if ((r = cbor_enc_finish(&e, &chain, &chainlen)) < 0)
+		goto out;
+	if ((r = prep(q, "INSERT OR IGNORE INTO certs (digest, x5chain, added) VALUES (?1, ?2, ?3)",
+	              &s)) < 0)
+		goto out;
+	sqlite3_bind_text(s, 1, digest, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 2, chain, (int)chainlen, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, now_ms(q));
+	r = step_done(q, s, "certificate");
+out:
+	cbor_enc_free(&e);
+	if (r < 0)
+		digest[0] = '\0';
+	return r;
+}
+
+int
+queue_cert_get(struct queue *q, const char *digest, uint8_t **cbor, size_t *len)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	*cbor = NULL;
+	*len = 0;
+	if (!q || !valid_digest(digest))
+		return -EINVAL;
+	if ((r = prep(q, "SELECT x5chain FROM certs WHERE digest = ?1", &s)) < 0)
+		return r;
+	sqlite3_bind_text(s, 1, digest, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		size_t n = (size_t)sqlite3_column_bytes(s, 0);
+		*cbor = malloc(n ? n : 1);
+		if (!*cbor) {
+			r = -ENOMEM;
+		} else {
+			memcpy(*cbor, sqlite3_column_blob(s, 0), n);
+			*len = n;
+		}
+	} else if (rc == SQLITE_DONE) {
+		seterr(q, "certificate %.16s… is not stored", digest);
+		r = -ENOENT;
+	} else {
+		r = sqlerr(q, rc, "certificate");
+	}
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+queue_set_current_cert(struct queue *q, const char *digest)
+{
+	uint8_t *c;
+	size_t n;
+	int r;
+
+	if (!q)
+		return -EINVAL;
+	if (!digest || !digest[0]) {
+		q->current_cert[0] = '\0';
+		return 0;
+	}
+	if ((r = queue_cert_get(q, digest, &c, &n)) < 0)
+		return r;
+	free(c);
+	memcpy(q->current_cert, digest, QUEUE_CERT_DIGEST_LEN + 1);
+	return 0;
+}
+
+int
+queue_set_cert(struct queue *q, const char *id, const char *digest)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if (!q || !valid_token(id, QUEUE_ID_MAX) || !valid_digest(digest))
+		return -EINVAL;
+	if ((r = prep(q, "UPDATE sheets SET cert = ?2 WHERE id = ?1 AND state <> 'draft' "
+	                 "AND (cert IS NULL OR cert = ?2)",
+	              &s)) < 0)
+		return r;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, digest, -1, SQLITE_STATIC);
+	if ((r = step_done(q, s, "certificate of a sheet")) < 0)
+		return r;
+	if (sqlite3_changes(q->db))
+		return 0;
+	struct queue_meta m;
+	return (r = meta_get(q, id, &m, NULL)) < 0 ? r : -EPERM;
+}
+
+/* The certificate of the most urgent queued sheet that has one. */
+static int
+batch_cert(struct queue *q, char cert[QUEUE_CERT_DIGEST_LEN + 1])
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	cert[0] = '\0';
+	if ((r = prep(q, "SELECT cert FROM sheets WHERE state = 'queued' AND cert IS NOT NULL "
+	                 "ORDER BY due_date, rowid LIMIT 1",
+	              &s)) < 0)
+		return r;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		copy_col(s, 0, cert, QUEUE_CERT_DIGEST_LEN + 1);
+	else if (rc != SQLITE_DONE)
+		r = sqlerr(q, rc, "take");
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+take_rows(struct queue *q, const struct queue_take_opts *o, const char *cert,
+          struct queue_meta *out, size_t *got)
+{
+	sqlite3_stmt *s = NULL;
+	uint64_t bytes = 0;
+	int r, rc;
+
+	*got = 0;
+	if ((r = prep(q, "SELECT " META_COLS " FROM sheets WHERE state = 'queued' AND cert = ?1 "
+	                 "ORDER BY due_date, rowid LIMIT ?2",
+	              &s)) < 0)
+		return r;
+	sqlite3_bind_text(s, 1, cert, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)o->max_sheets);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct queue_meta m;
+		read_meta(s, &m);
+		if (*got > 0 && o->max_bytes && bytes + m.size > o->max_bytes)
+			break;
+		bytes += m.size;
+		out[(*got)++] = m;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		r = sqlerr(q, rc, "take");
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+queue_take_batch(struct queue *q, const struct queue_take_opts *o, struct queue_meta *out,
+                 size_t *n, char cert[QUEUE_CERT_DIGEST_LEN + 1])
+{
+	size_t got = 0;
+	int r;
+
+	if (n)
+		*n = 0;
+	if (cert)
+		cert[0] = '\0';
+	if (!q || !o || !n || !cert || !out || o->max_sheets == 0 ||
+	    !valid_token(o->batch_id, QUEUE_BATCH_MAX))
+		return -EINVAL;
+	if (q->reset_pending && (r = reset_sending(q)) < 0)
+		return r;
+	int64_t now = now_ms(q);
+	if ((r = tx_begin(q)) < 0)
+		return r;
+	if ((r = batch_cert(q, cert)) < 0 || !cert[0])
+		goto fail;
+	if ((r = take_rows(q, o, cert, out, &got)) < 0)
+		goto fail;
+	for (size_t i = 0; i < got; i++)
+		if ((r = set_state(q, &out[i], QUEUE_SENDING, NULL, NULL, o->batch_id, now)) < 0)
+			goto fail;
+	if ((r = tx_commit(q)) < 0)
+		return r;
+	for (size_t i = 0; i < got; i++) {
+		out[i].state = QUEUE_SENDING;
+		out[i].updated_ms = now;
+		out[i].attempts++;
+		snprintf(out[i].batch_id, sizeof(out[i].batch_id), "%s", o->batch_id);
+	}
+	*n = got;
+	return 0;
+fail:
+	tx_abandon(q);
+	return r;
+}
+
+int
+queue_rebatch(struct queue *q, const char *batch_id, const char *const *ids, size_t n)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if (!q || !ids || n == 0 || !valid_token(batch_id, QUEUE_BATCH_MAX))
+		return -EINVAL;
+	if ((r = tx_begin(q)) < 0)
+		return r;
+	if ((r = prep(q, "UPDATE sheets SET batch_id = ?2, attempts = attempts + 1, updated = ?3 "
+	                 "WHERE id = ?1 AND state = 'sending'",
+	              &s)) < 0)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_bind_text(s, 1, ids[i], -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, batch_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, now_ms(q));
+		int rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (rc != SQLITE_DONE) {
+			r = sqlerr(q, rc, "rebatch");
+			goto fail;
+		}
+		if (sqlite3_changes(q->db) != 1) {
+			seterr(q, "sheet %s is not sending", ids[i]);
+			r = -EPERM;
+			goto fail;
+		}
+	}
+	sqlite3_finalize(s);
+	return tx_commit(q);
+fail:
+	sqlite3_finalize(s);
+	tx_abandon(q);
+	return r;
+}
+
+static int
+cursor_key(const char *name, char *key, size_t keylen)
+{
+	if (!name || (strcmp(name, "returns") != 0 && strcmp(name, "opposition") != 0))
+		return -EINVAL;
+	snprintf(key, keylen, "%s_cursor", name);
+	return 0;
+}
+
+static int
+cursor_put(struct queue *q, const char *name, const char *cursor)
+{
+	char key[32];
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = cursor_key(name, key, sizeof(key))) < 0)
+		return r;
+	if (!cursor || strnlen(cursor, QUEUE_CURSOR_MAX + 1) > QUEUE_CURSOR_MAX)
+		return -EINVAL;
+	if ((r = prep(q, "INSERT OR REPLACE INTO meta (k, v) VALUES (?1, ?2)", &s)) < 0)
+		return r;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, cursor, -1, SQLITE_STATIC);
+	return step_done(q, s, "cursor");
+}
+
+int
+queue_cursor_get(struct queue *q, const char *name, char *buf, size_t buflen)
+{
+	char key[32];
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	if (!q || !buf || buflen == 0)
+		return -EINVAL;
+	buf[0] = '\0';
+	if ((r = cursor_key(name, key, sizeof(key))) < 0)
+		return r;
+	if ((r = prep(q, "SELECT v FROM meta WHERE k = ?1", &s)) < 0)
+		return r;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		copy_col(s, 0, buf, buflen);
+	else if (rc != SQLITE_DONE)
+		r = sqlerr(q, rc, "cursor");
+	sqlite3_finalize(s);
+	return r;
+}
+
+/* One return inside the open transaction: 1 applied, 0 skipped. */
+static int
+return_one(struct queue *q, const struct queue_return *rt, int64_t now)
+{
+	struct queue_meta m;
+	int r;
+
+	if (!valid_token(rt->sheet_id, QUEUE_ID_MAX) ||
+	    (rt->to != QUEUE_PAID && rt->to != QUEUE_REFUSED))
+		return 0;
+	q->fatal = false;
+	r = meta_get(q, rt->sheet_id, &m, NULL);
+	if (r == -ENOENT && !q->fatal)
+		return 0;
+	if (r < 0)
+		return r;
+	if (m.state != QUEUE_ACCEPTED)
+		return 0; /* applied before (paid/refused), or not ours to move */
+	const char *code = rt->code && valid_token(rt->code, QUEUE_CODE_MAX) ? rt->code : NULL;
+	const char *reason = rt->reason && strnlen(rt->reason, QUEUE_REASON_MAX + 1) <= QUEUE_REASON_MAX
+	                             ? rt->reason
+	                             : NULL;
+	r = set_state(q, &m, rt->to, reason, code, NULL, now);
+	return r < 0 ? r : 1;
+}
+
+int
+queue_apply_returns(struct queue *q, const struct queue_return *rt, size_t n, const char *cursor,
+                    size_t *applied, size_t *skipped)
+{
+	size_t a = 0, k = 0;
+	int r;
+
+	if (applied)
+		*applied = 0;
+	if (skipped)
+		*skipped = 0;
+	if (!q || (!rt && n) || !cursor)
+		return -EINVAL;
+	int64_t now = now_ms(q);
+	if ((r = tx_begin(q)) < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		if ((r = return_one(q, &rt[i], now)) < 0)
+			goto fail;
+		if (r)
+			a++;
+		else
+			k++;
+	}
+	if ((r = cursor_put(q, "returns", cursor)) < 0)
+		goto fail;
+	if ((r = tx_commit(q)) < 0)
+		return r;
+	if (applied)
+		*applied = a;
+	if (skipped)
+		*skipped = k;
+	return 0;
+fail:
+	tx_abandon(q);
+	return r;
+}
+
+static int
+serials_apply(struct queue *q, const char *sql, const char (*list)[33], size_t n)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if (n == 0)
+		return 0;
+	if ((r = prep(q, sql, &s)) < 0)
+		return r;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		sqlite3_bind_text(s, 1, list[i], -1, SQLITE_STATIC);
+		int rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (rc != SQLITE_DONE)
+			r = sqlerr(q, rc, "opposition");
+	}
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+queue_apply_opposition(struct queue *q, const char (*added)[33], size_t nadded,
+                       const char (*removed)[33], size_t nremoved, const char *cursor)
+{
+	int r;
+
+	if (!q || !cursor || (!added && nadded) || (!removed && nremoved))
+		return -EINVAL;
+	if ((r = tx_begin(q)) < 0)
+		return r;
+	if ((r = serials_apply(q, "INSERT OR IGNORE INTO opposition (serial) VALUES (?1)", added,
+	                       nadded)) < 0 ||
+	    (r = serials_apply(q, "DELETE FROM opposition WHERE serial = ?1", removed, nremoved)) < 0 ||
+	    (r = cursor_put(q, "opposition", cursor)) < 0) {
+		tx_abandon(q);
+		return r;
+	}
+	return tx_commit(q);
+}
+
+int
+queue_opposed(struct queue *q, const char *serial)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	if (!q || !serial)
+		return -EINVAL;
+	if ((r = prep(q, "SELECT 1 FROM opposition WHERE serial = ?1", &s)) < 0)
+		return r;
+	sqlite3_bind_text(s, 1, serial, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : sqlerr(q, rc, "opposition");
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+queue_upload_counts(struct queue *q, const char *today, const char *due_by,
+                    struct queue_upload_counts *c)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	if (c)
+		memset(c, 0, sizeof(*c));
+	if (!q || !c || !valid_date(today) || !valid_date(due_by))
+		return -EINVAL;
+	if ((r = prep(q, "SELECT "
+	                 "  COUNT(*) FILTER (WHERE state = 'queued' AND cert IS NULL),"
+	                 "  COUNT(*) FILTER (WHERE due_date <= ?2),"
+	                 "  COUNT(*) FILTER (WHERE due_date < ?1) "
+	                 "FROM sheets WHERE state IN ('queued','sending')",
+	              &s)) < 0)
+		return r;
+	sqlite3_bind_text(s, 1, today, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, due_by, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		c->no_cert = (uint64_t)sqlite3_column_int64(s, 0);
+		c->due_by = (uint64_t)sqlite3_column_int64(s, 1);
+		c->overdue = (uint64_t)sqlite3_column_int64(s, 2);
+	} else {
+		r = sqlerr(q, rc, "counts");
+	}
+	sqlite3_finalize(s);
+	c->waiting = q->n[QUEUE_QUEUED] + q->n[QUEUE_SENDING];
+	c->rejected = q->n[QUEUE_REJECTED];
+	return r;
 }

@@ -51,13 +51,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define QUEUE_SCHEMA_VERSION 3
+#define QUEUE_SCHEMA_VERSION 4
 #define QUEUE_ID_MAX 36           /* a UUID in text form */
 #define QUEUE_PRACT_MAX 32
 #define QUEUE_BATCH_MAX 64
 #define QUEUE_REASON_MAX 512
 #define QUEUE_PAYLOAD_MAX (1u << 20)
 #define QUEUE_KEY_LEN 32
+#define QUEUE_CERT_DIGEST_LEN 64  /* SHA-256 of the signer's DER, lower-case hex */
+#define QUEUE_CODE_MAX 32         /* the insurer's code ("signature", "rights") */
+#define QUEUE_CURSOR_MAX 256
 
 enum queue_state {
 	QUEUE_DRAFT = 0,  /* kiosk check-in, unsigned, no sequence number yet */
@@ -99,6 +102,8 @@ struct queue_meta {
 	uint32_t size;          /* plaintext payload bytes */
 	uint32_t attempts;      /* times taken for sending */
 	char batch_id[QUEUE_BATCH_MAX + 1]; /* "" unless sending */
+	char cert[QUEUE_CERT_DIGEST_LEN + 1]; /* v4: digest of the signing certificate; "" unknown */
+	char code[QUEUE_CODE_MAX + 1];      /* v4: the insurer's code (rejected, refused); "" none */
 	int64_t cursor;         /* opaque position for paging with queue_filter.after */
 };
 
@@ -122,6 +127,9 @@ struct queue_put {
 	size_t payload_len;
 	queue_seal_fn seal;
 	void *seal_arg;
+	/* digest of the certificate that signs it (queue_cert_put); NULL: the
+	 * queue's current one (queue_set_current_cert), if any */
+	const char *cert;
 	/* out */
 	uint32_t seq;              /* assigned daily sequence number (0 for a draft) */
 	int result;                /* 0 or a negative errno for this item */
@@ -173,6 +181,7 @@ struct queue_update {
 	const char *id;
 	enum queue_state to;
 	const char *reason;  /* may be NULL */
+	const char *code;    /* the insurer's code, [A-Za-z0-9._-]{1,32}, clear; may be NULL */
 	int result;          /* out */
 };
 /* Apply n transitions in one transaction (an insurer's answer to a batch).
@@ -222,5 +231,71 @@ const char *queue_error_name(int err);
 const char *queue_state_name(enum queue_state s);
 /* Returns the state, or -EINVAL. */
 int queue_state_parse(const char *name);
+
+/* ------------------------------------------------------------------ */
+/* Uploads (schema v4; docs/queue.md "Uploads"). Same thread rule. */
+
+/* Store a signing certificate chain (DER, the signer's first) unless it is
+ * known; digest gets the lower-case hex SHA-256 of certs[0]. */
+int queue_cert_put(struct queue *q, const uint8_t *const *certs, const size_t *lens, size_t n,
+                   char digest[QUEUE_CERT_DIGEST_LEN + 1]);
+/* The chain of digest as the CBOR array of byte strings a batch's x5chain
+ * carries; *cbor malloc'd (free it). -ENOENT when unknown. */
+int queue_cert_get(struct queue *q, const char *digest, uint8_t **cbor, size_t *len);
+/* The certificate recorded with every later queue_put that names none
+ * (the signer's current one; NULL or "" forgets it). -ENOENT when not
+ * stored with queue_cert_put first. */
+int queue_set_current_cert(struct queue *q, const char *digest);
+/* Record the certificate of a queued sheet that has none (set once: -EPERM
+ * when it has another). */
+int queue_set_cert(struct queue *q, const char *id, const char *digest);
+
+struct queue_take_opts {
+	const char *batch_id;  /* the new batch's id */
+	size_t max_sheets;     /* <= what out holds */
+	uint64_t max_bytes;    /* the sum of the sheets' sizes stays below (0: no limit) */
+};
+/* Form a batch: the certificate of the most urgent queued sheet that has
+ * one (nearest due date, then oldest), and up to max_sheets queued sheets
+ * of that certificate in the same order whose sizes fit max_bytes (at least
+ * one), marked sending under batch_id (attempts + 1) in one transaction.
+ * *n is 0 when no queued sheet has a certificate. */
+int queue_take_batch(struct queue *q, const struct queue_take_opts *o, struct queue_meta *out,
+                     size_t *n, char cert[QUEUE_CERT_DIGEST_LEN + 1]);
+/* Move n sending sheets to a new batch (splitting a batch the insurer
+ * refused as a whole), attempts + 1, in one transaction; -EPERM if one of
+ * them is not sending. */
+int queue_rebatch(struct queue *q, const char *batch_id, const char *const *ids, size_t n);
+
+struct queue_return {
+	const char *sheet_id;
+	enum queue_state to;   /* QUEUE_PAID or QUEUE_REFUSED */
+	const char *code;      /* refused: the insurer's code; may be NULL */
+	const char *reason;    /* refused: may be NULL */
+};
+/* Apply the insurer's returns and store cursor (QUEUE_CURSOR_MAX) in ONE
+ * transaction. A return for an unknown sheet, or for a sheet already paid
+ * or refused (applied twice), changes nothing and is counted in *skipped. */
+int queue_apply_returns(struct queue *q, const struct queue_return *r, size_t n,
+                        const char *cursor, size_t *applied, size_t *skipped);
+/* A stored cursor: name "returns" or "opposition"; "" when none. */
+int queue_cursor_get(struct queue *q, const char *name, char *buf, size_t buflen);
+
+/* Apply an opposition increment and its cursor in ONE transaction. */
+int queue_apply_opposition(struct queue *q, const char (*added)[33], size_t nadded,
+                           const char (*removed)[33], size_t nremoved, const char *cursor);
+/* 1 when serial is in opposition, 0 when not, or a negative errno. */
+int queue_opposed(struct queue *q, const char *serial);
+
+struct queue_upload_counts {
+	uint64_t waiting;      /* queued + sending */
+	uint64_t no_cert;      /* queued without a known certificate: cannot upload */
+	uint64_t due_by;       /* queued or sending, due on or before the date asked */
+	uint64_t overdue;      /* queued or sending, due before the date "today" */
+	uint64_t rejected;
+};
+/* Counts for the uploader's status; dates YYYY-MM-DD. */
+int queue_upload_counts(struct queue *q, const char *today, const char *due_by,
+                        struct queue_upload_counts *c);
 
 #endif
