@@ -1169,8 +1169,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         fault = ins.take_fault(path)
         info = None
-        if fault and fault["kind"] == "status" and not fault["process"]:
-            reply = None
+        if fault and not fault["process"]:
+            reply = None            # not judged: the fault's answer only
         elif path == "/v1/batches":
             reply, info = ins.batch(self.headers, body, self.cn, fault)
         elif path == "/v1/rights":
@@ -1187,6 +1187,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 time.sleep(fault["seconds"])
             elif fault["kind"] == "garbage":
                 shown = garbage(reply, fault["garbage"])
+            if shown is None:       # a fault that was not to judge the request
+                shown = err(503, "fault", "not judged (injected by the test)")
         if path == "/v1/batches":
             entry = {"time": utc(), "terminal": self.cn, "key": self.headers.get("Idempotency-Key"),
                      "status": shown.status, "judged_status": reply.status if reply else None,
@@ -1243,7 +1245,7 @@ def garbage(reply, kind):
     if kind == "empty":
         return Reply(200, b"", "application/json")
     try:
-        j = json.loads(reply.body)
+        j = json.loads(reply.body) if reply is not None else {}
     except ValueError:
         j = {}
     if not isinstance(j, dict) or "results" not in j:
