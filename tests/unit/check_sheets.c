@@ -100,11 +100,16 @@ pump(void)
 	h.done(h.arg);
 }
 
+/* The sign_ctx of a signer that always fails. */
+static char fail_signer_tag;
+#define FAIL_SIGNER ((void *)&fail_signer_tag)
+
 static int
 fake_sign(void *ctx, int alg, const uint8_t *tbs, size_t len, uint8_t *sig, size_t *siglen)
 {
-	(void)ctx;
 	(void)alg;
+	if (ctx == FAIL_SIGNER)
+		return -EIO;
 	if (*siglen < 64)
 		return -E2BIG;
 	SHA256(tbs, len, sig);
@@ -416,6 +421,39 @@ START_TEST(item_fails_alone)
 }
 END_TEST
 
+/* A seal that fails (the signer) takes no number: the items after it were
+ * signed ahead (loop 1) for numbers one higher, and must be signed again
+ * under the ones they are stored with. */
+START_TEST(seal_fails_alone)
+{
+	char ids[5][SHEET_ID_LEN + 1];
+	start(_i, 0, NULL);
+	submit_n(1, PRACT_A, ids);             /* in flight */
+	submit_n(1, PRACT_A, ids + 1);
+	struct sheetcommit_req *bad = new_sheet(PRACT_A);
+	bad->sign_ctx = FAIL_SIGNER;
+	snprintf(ids[2], sizeof(ids[2]), "%s", bad->s->id);
+	sheetcommit_submit(sc, bad);
+	submit_n(2, PRACT_A, ids + 3);
+	pump();
+	pump();
+	ck_assert_uint_eq(nans, 5);
+	static const uint32_t want[5] = { 1, 2, 0, 3, 4 };
+	for (size_t i = 0; i < 5; i++) {
+		ck_assert_str_eq(ans[i].id, ids[i]);
+		if (i == 2) {
+			ck_assert_int_lt(ans[i].result, 0);
+			ck_assert(!ans[i].stored);
+			ck_assert_msg(strstr(ans[i].reason, "signing failed"), "reason: %s", ans[i].reason);
+			continue;
+		}
+		ck_assert_int_eq(ans[i].result, 0);
+		ck_assert_uint_eq(ans[i].seq, want[i]);
+		ck_assert_uint_eq(signed_seq(ids[i]), want[i]);
+	}
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* drafts */
 
@@ -612,6 +650,7 @@ sheets_suite(void)
 	tcase_add_loop_test(tc, group_commit, 0, 2);
 	tcase_add_loop_test(tc, groups_in_one_batch, 0, 2);
 	tcase_add_loop_test(tc, item_fails_alone, 0, 2);
+	tcase_add_loop_test(tc, seal_fails_alone, 0, 2);
 	tcase_add_loop_test(tc, draft_then_complete, 0, 2);
 	tcase_add_loop_test(tc, drafts_in_a_batch, 0, 2);
 	tcase_add_loop_test(tc, queue_full_limit, 0, 2);
