@@ -424,6 +424,10 @@ def run(work, procs):
     st1, _, d1 = cli.post_batch(bb, raw)
     st2, _, d2 = cli.post_batch(bb, raw)
     check(st1 == st2 == 400 and d1 == d2, "a 400 is remembered byte for byte")
+    r0 = ins.counters()["replays"]
+    st3, _, _ = cli.post_batch(bb, batch_body([g[0][1]], EC_CHAIN, PID, TERM, bid=bb)[1])
+    check(st3 == 409, "a 400 is remembered: the same key with other (good) bytes is 409", st3)
+    check(r0 >= 2, "replays counted", r0)
     # 413
     big = [g[0][1]] + [b"\x00" * (1 << 20)] * 4
     expect(413, "size", "body over 4 MiB", sheets=big)
