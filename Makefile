@@ -80,7 +80,7 @@ endif
 # first, so a call from a lower layer to a higher one has nothing to resolve
 # against and fails to link (`make lint` also checks it symbol by symbol,
 # tests/lint/layers.py). See README "Layout".
-LAYERS      := lib protocol conf storage drivers daemon/core daemon/cards daemon/pin daemon/sheets
+LAYERS      := lib protocol conf storage drivers daemon/core daemon/cards daemon/pin daemon/sheets daemon/upload
 layer_name   = $(subst /,-,$(1))
 layer_srcs   = $(wildcard $(1)/*.c)
 layer_lib    = $(B)/layers/libvl-$(call layer_name,$(1)).a
