@@ -366,6 +366,7 @@ class Insurer:
         self.opp_token = uuid.uuid4().hex[:12]
         self.idem = {}          # (cn, key) -> (sha256 of body, Reply)
         self.chains = {}        # tuple(x5chain) -> Chain or exception text
+        self.keys = {}          # DER of x5chain[0] -> its public key
         self.faults = []        # [dict]
         self.rejects = {}       # sheet id -> (code, reason)
         self.marks = {}         # sheet id -> 400 error code
@@ -711,10 +712,13 @@ class Insurer:
             return rej(sid, "malformed", "id is not a lower-case UUID v4")
         # 2. signature
         alg = PROT[prot]
-        try:
-            key = x509.load_der_x509_certificate(ctx["x5chain"][0]).public_key()
-        except Exception as e:  # noqa: BLE001
-            return rej(sid, "signature", "x5chain[0]: %s" % e)
+        key = self.keys.get(ctx["x5chain"][0])
+        if key is None:
+            try:
+                key = x509.load_der_x509_certificate(ctx["x5chain"][0]).public_key()
+            except Exception as e:  # noqa: BLE001
+                return rej(sid, "signature", "x5chain[0]: %s" % e)
+            self.keys[ctx["x5chain"][0]] = key
         tbs = det_encode(["Signature1", prot, b"", payload])
         why = check_signature(alg, key, tbs, sig)
         if why:
