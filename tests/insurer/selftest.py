@@ -358,6 +358,24 @@ def run(work, procs):
     _, b = batch_body([sign(s, xk)], [der(xc)], PID, TERM)
     st, _, data = cli.post_batch(cbor2.loads(b)["batch_id"], b)
     check(results_of(data)[0][1] == "accepted", "a sheet made while the certificate was valid", data)
+    # a signing certificate whose key usage allows no signature
+    ek = ec.generate_private_key(ec.SECP256R1())
+    ecrt = mkpki.issue_practitioner(pki, ek.public_key(), PID, key_usage="encipher")
+    _, b = batch_body([sign(sheet_payload(PID, TERM), ek)], [der(ecrt)], PID, TERM)
+    st, _, data = cli.post_batch(cbor2.loads(b)["batch_id"], b)
+    check(results_of(data)[0][2] == "certificate", "key usage without digitalSignature", data)
+    # a CPS-style serialNumber: one type digit, then the id
+    ck = ec.generate_private_key(ec.SECP256R1())
+    ccrt = mkpki.issue_practitioner(pki, ck.public_key(), "8" + PID)
+    _, b = batch_body([sign(sheet_payload(PID, TERM), ck)], [der(ccrt)], PID, TERM)
+    st, _, data = cli.post_batch(cbor2.loads(b)["batch_id"], b)
+    check(results_of(data)[0][1] == "accepted", "serialNumber 8 + the practitioner id", data)
+    # two copies of one sheet in one batch
+    twin = good(1)[0]
+    _, b = batch_body([twin[1], twin[1]], EC_CHAIN, PID, TERM)
+    st, _, data = cli.post_batch(cbor2.loads(b)["batch_id"], b)
+    check(results_of(data) == [(twin[0], "accepted", None), (twin[0], "duplicate", None)],
+          "two copies in one batch: accepted, duplicate", data)
     # a rejected sheet is not held: judged again
     ins.ctl("unreject %s" % forced["id"])
     _, b = batch_body([sign(forced, ec_key)], EC_CHAIN, PID, TERM)
@@ -611,6 +629,12 @@ def run(work, procs):
     check([(r["sheet_id"], r["kind"], r["code"]) for r in j["returns"]] ==
           [(y[0], "refused", "rights") for y in x], "returns_auto refused", data)
     ins.ctl("returns_auto off")
+    ghost = str(uuid.uuid4())
+    ins.ctl("return %s '%s'" % (TERM, json.dumps({"sheet_id": ghost, "kind": "paid", "amount": 1,
+                                                  "date": "2026-01-02"})))
+    st, _, data = cli.req("GET", "/v1/returns?after=" + j["next"])
+    check([r["sheet_id"] for r in json.loads(data)["returns"]] == [ghost],
+          "a return for an unknown sheet, injected")
 
     # -- rights
     section("rights")
@@ -672,7 +696,7 @@ def run(work, procs):
     check(results_of(r[2]) == [(sheets[0][0], "duplicate", None)] and
           ins2.counters()["held"] == held_before, "after an insurer restart, held sheets stay", r[2])
     st, _, data = cli2.req("GET", "/v1/returns?after=" + first_cursor)
-    check(st == 200 and len(json.loads(data)["returns"]) == min(100, held_before),
+    check(st == 200 and len(json.loads(data)["returns"]) == min(100, held_before + 1),
           "after a restart, cursors stay valid", st)
     st, _, data = cli2.req("POST", "/v1/rights", json.dumps(
         {"nir": NIRS[2], "birth_date": "2015-11-30", "care_date": "2026-12-05"}),
