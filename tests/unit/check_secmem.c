@@ -1,4 +1,4 @@
-/* Unit tests for daemon/core/secmem: the pages are really locked and marked
+/* Unit tests for lib/secmem: the pages are really locked and marked
  * "do not dump" (read back from /proc/self/smaps), a forked child sees
  * them zeroed, malformed PINs allocate nothing, comparisons are right. */
 #include <check.h>
