@@ -12,8 +12,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "integration"))
 sys.path.insert(0, os.path.join(HERE, "world"))
-from harness import VITALECTL, Daemon, mktemp, track  # noqa: E402
-from test_readers import Watch  # noqa: E402
+from harness import VITALECTL, Daemon, Watch, mktemp, track  # noqa: E402
 from world import PcscWorld  # noqa: E402
 from cardhost import CardHost  # noqa: E402
 

@@ -24,7 +24,8 @@ sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 sys.path.insert(0, os.path.join(TOP, "tests", "world"))
 if not os.path.exists("/usr/lib/pcsc/drivers/serial/libifdvpcd.so"):
     sys.exit(77)
-from test_readers import R0, Daemon, Watch  # noqa: E402
+from harness import Watch  # noqa: E402
+from test_readers import R0, readers_daemon  # noqa: E402
 from world import PcscWorld  # noqa: E402
 from cardhost import CardHost  # noqa: E402
 
@@ -56,7 +57,7 @@ def main():
                     (probe, os.path.join(TOP, "tests", "world", "pcsc_probe.c"))], check=True)
     world = PcscWorld(dir=os.path.join(tmp, "pcsc"))
     env = dict(os.environ, PCSCLITE_CSOCK_NAME=world.socket)
-    d = Daemon(tmp, env)
+    d = readers_daemon(tmp, env)
     host = None
     w = None
     try:

@@ -98,9 +98,9 @@ def main():
     try:
         if pcsc:
             host = CardHost(world.port, log=os.path.join(base, "cardhost.log"))
-            w = sl.Watch(d)
+            w = harness.Watch(d)
             host.insert("vitale2")
-            w.expect("CardRead", timeout=15)
+            w.wait_for("CardRead", timeout=15)
             w.close()
             card = True
             p = {"reader": "Virtual PCD 00 00", "sheet": sl.till_part()}

@@ -96,14 +96,7 @@ def degraded(nir=NIRS[0], **kw):
 
 def call(d, method, params=None, timeout=30.0):
     """(error name or None, parameters) of one call on a fresh connection."""
-    c = d.client(timeout=timeout)
-    try:
-        r = c.call(IFACE + method if "." not in method else method, params)
-    finally:
-        c.close()
-    if r is None:
-        raise harness.Failure("%s: connection closed by vitaled" % method)
-    return r.get("error"), r.get("parameters", {})
+    return d.result(method, params, timeout=timeout)
 
 
 def export(d, sheet_id):
@@ -165,38 +158,3 @@ def check_seqs(sheets, what=""):
             raise harness.Failure("%s: sequence numbers of %s are not 1..%d: %s"
                                   % (what, k, len(seqs), sorted(seqs)[:50]))
     return groups
-
-
-class Watch:
-    """A WatchEvents stream; expect() waits for an event of a type with the
-    given fields, skipping the others."""
-
-    def __init__(self, d):
-        import socket as _socket
-        self._timeout = _socket.timeout
-        self.c = d.client(timeout=10)
-        r = self.c.call(IFACE + "WatchEvents", more=True)
-        if not r or r.get("parameters", {}).get("event", {}).get("type") != "Watching":
-            raise harness.Failure("WatchEvents: first reply %r" % r)
-        self.seen = []
-
-    def expect(self, etype, timeout=10.0, **fields):
-        import time
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            self.c.sock.settimeout(max(0.05, end - time.monotonic()))
-            try:
-                m = self.c.recv()
-            except self._timeout:
-                continue
-            if m is None:
-                raise harness.Failure("watch closed by vitaled")
-            e = m.get("parameters", {}).get("event", {})
-            self.seen.append(e)
-            if e.get("type") == etype and all(e.get(k) == v for k, v in fields.items()):
-                return e
-        raise harness.Failure("no %s %r within %.1f s (seen %s)" %
-                              (etype, fields, timeout, [x.get("type") for x in self.seen[-10:]]))
-
-    def close(self):
-        self.c.close()

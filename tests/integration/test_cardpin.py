@@ -38,7 +38,6 @@ pcscd/vpcd), 1 fail. Every process is stopped by PID on every exit path.
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from test_readers import (B, R0, R1, Daemon, Fail, Varlink, Watch, check)  # noqa: E402
+from harness import VITALECTL, Watch  # noqa: E402
+from test_readers import R0, R1, Fail, check, readers_daemon  # noqa: E402
 sys.path.insert(0, os.path.join(HERE, "..", "world"))
 from world import PcscWorld  # noqa: E402
 from cardhost import CardHost  # noqa: E402
@@ -77,18 +77,7 @@ def unblock(d, target, puk, new_pin=None):
 
 def wait_event(w, etype, timeout=10.0, **fields):
     """The next event of etype with these fields; other events are skipped."""
-    end = time.monotonic() + timeout
-    while True:
-        left = end - time.monotonic()
-        if left <= 0:
-            raise Fail("no %s %r within %.1f s (last seen: %s)" % (
-                etype, fields, timeout, [(x["type"], x.get("reader")) for x in w.log[-8:]]))
-        try:
-            e = w.next(left)
-        except socket.timeout:
-            continue
-        if e["type"] == etype and all(e.get(k) == v for k, v in fields.items()):
-            return e
+    return w.wait_for(etype, timeout, **fields)
 
 
 def card_pins(d):
@@ -133,7 +122,7 @@ def main():
     try:
         world.start()
         os.makedirs(os.path.join(tmp, "d1"))
-        d = Daemon(os.path.join(tmp, "d1"), env)
+        d = readers_daemon(os.path.join(tmp, "d1"), env)
         daemons.append(d)
         d.start()
         w = Watch(d.sock)
@@ -204,7 +193,7 @@ def main():
         rfd, wfd = os.pipe()
         os.write(wfd, b"73915062\n")
         os.close(wfd)
-        p = subprocess.run([os.path.join(B, "vitalectl"), "--socket", d.sock, "pin", "--target", T1,
+        p = subprocess.run([VITALECTL, "--socket", d.sock, "pin", "--target", T1,
                             "--pin-fd", str(rfd)], capture_output=True, text=True, timeout=30,
                            pass_fds=(rfd,))
         os.close(rfd)
@@ -232,7 +221,7 @@ def main():
         watches.clear()
         d.stop()
         os.makedirs(os.path.join(tmp, "d2"))
-        d = Daemon(os.path.join(tmp, "d2"), env)
+        d = readers_daemon(os.path.join(tmp, "d2"), env)
         daemons.append(d)
         d.start()
         w = Watch(d.sock)
@@ -262,7 +251,7 @@ def main():
         rfd, wfd = os.pipe()
         os.write(wfd, b"12345678\n2468\n")
         os.close(wfd)
-        p = subprocess.run([os.path.join(B, "vitalectl"), "--socket", d.sock, "unblock", "--target",
+        p = subprocess.run([VITALECTL, "--socket", d.sock, "unblock", "--target",
                             T0, "--pin-fd", str(rfd)], capture_output=True, text=True, timeout=30,
                            pass_fds=(rfd,))
         os.close(rfd)

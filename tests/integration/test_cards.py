@@ -10,7 +10,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from test_readers import (R0, R1, Daemon, Fail, Watch, check, insert_and_read,  # noqa: E402
+from harness import Watch  # noqa: E402
+from test_readers import (R0, R1, Fail, check, insert_and_read, readers_daemon,  # noqa: E402
                           remove_card, wait_state)
 sys.path.insert(0, os.path.join(HERE, "..", "world"))
 from world import PcscWorld  # noqa: E402
@@ -40,7 +41,7 @@ def main():
     tmp = __import__("tempfile").mkdtemp(prefix="test_cards.")
     world = PcscWorld(dir=os.path.join(tmp, "pcsc"))
     env = dict(os.environ, PCSCLITE_CSOCK_NAME=world.socket)
-    d = Daemon(tmp, env)
+    d = readers_daemon(tmp, env)
     hosts, watches = [], []
     ok = False
     try:

@@ -70,7 +70,9 @@ for b in ("vitaled", "vitalectl"):
 
 sys.path.insert(0, HERE)
 sys.path.insert(0, WORLD)
-from test_readers import Fail, Varlink, Watch, check  # noqa: E402
+import harness  # noqa: E402
+from harness import Watch  # noqa: E402
+from test_readers import Fail, check  # noqa: E402
 from world import PcscWorld  # noqa: E402
 from cardhost import CardHost  # noqa: E402
 import issuer  # noqa: E402
@@ -82,21 +84,10 @@ except ImportError:
     skip("python3-cbor2 is not installed")
 
 R0 = "Virtual PCD 00 00"
-_procs = []
-
-
-def _kill_all():
-    for p in _procs:
-        if p.poll() is None:
-            p.kill()
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
 
 
 def _on_signal(signum, frame):
-    raise SystemExit(128 + signum)
+    raise SystemExit(128 + signum)   # the finally blocks stop what runs
 
 
 signal.signal(signal.SIGTERM, _on_signal)
@@ -117,7 +108,7 @@ class Emulator:
             ["/usr/bin/python3", os.path.join(WORLD, "pn532emu.py"), "--link", self.link,
              "--control", self.ctl, "--log", self.log, "--world", world],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        _procs.append(self.proc)
+        harness.track(self.proc)
         line = self.proc.stdout.readline()
         if not line.startswith("ready"):
             raise Fail("pn532emu did not start: %r" % line)
@@ -144,76 +135,18 @@ class Emulator:
                 self.proc.wait()
 
 
-class Daemon:
+class Daemon(harness.Daemon):
+    """vitaled in TMP/NAME with this test's environment and configuration."""
+
     def __init__(self, tmp, env, name, conf, args=()):
-        self.tmp = tmp
-        self.sock = os.path.join(tmp, name + ".sock")
-        self.log = os.path.join(tmp, name + ".log")
-        self.conf = os.path.join(tmp, name + ".conf")
-        self.state = os.path.join(tmp, name + ".state")
-        with open(self.conf, "w") as f:
-            f.write(conf)
-        self.env = env
-        self.args = list(args)
-        self.proc = None
-
-    def start(self, wait=True):
-        wrapper = os.environ.get("TEST_WRAPPER", "").split()
-        self.logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            wrapper + [os.path.join(B, "vitaled"), "-c", self.conf, "-s", self.sock,
-                       "-d", self.state] + self.args,
-            env=self.env, stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf)
-        _procs.append(self.proc)
-        if not wait:
-            return self
-        end = time.monotonic() + 10 * SLOW
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise Fail("vitaled exited at start with %d:\n%s" % (self.proc.returncode, self.tail()))
-            try:
-                vl = Varlink(self.sock, 1)
-                vl.call("io.vitaled.Terminal.GetStatus")
-                vl.close()
-                return self
-            except OSError:
-                time.sleep(0.02)
-        raise Fail("vitaled did not answer within 10 s")
-
-    def call(self, method, params=None):
-        vl = Varlink(self.sock)
-        try:
-            return vl.call(method, params)
-        finally:
-            vl.close()
-
-    def ctl(self, *args):
-        return subprocess.run([os.path.join(B, "vitalectl"), "--socket", self.sock] + list(args),
-                              capture_output=True, text=True, timeout=20)
+        harness.Daemon.__init__(self, conf=conf, args=args, env=env, tmp=tmp, name=name,
+                                timeout=10.0)
 
     def reader(self, name):
         for r in self.call("io.vitaled.Terminal.ListReaders")["parameters"]["readers"]:
             if r["name"] == name:
                 return r
         return None
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10 * SLOW)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc:
-            self.logf.close()
-
-    def text(self):
-        with open(self.log, errors="replace") as f:
-            return f.read()
-
-    def tail(self, n=30):
-        return "".join(self.text().splitlines(True)[-n:])
 
 
 # ------------------------------------------------------------------ transports
@@ -518,7 +451,7 @@ def main():
                      ignore=("CardRemoved", "ReaderRemoved", "CardError"))
 
         # the log: no NIR, no name (debug level)
-        log = d.text()
+        log = d.log_text()
         holder = issuer.default_holder()
         secrets_ = [holder["nir"], holder["nir"][:13], holder["surname"], holder["given_name"]]
         for b in holder["beneficiaries"]:
@@ -536,7 +469,7 @@ def main():
                         ["--nfc", emu.connstring])
             daemons.append(d2)
             d2.start()
-            check("no trust anchor configured" in d2.text(), "without trust anchor: a warning at start")
+            check("no trust anchor configured" in d2.log_text(), "without trust anchor: a warning at start")
             w2 = Watch(d2.sock)
             watches.append(w2)
             w2.expect("ReaderAdded", timeout=5 * SLOW, reader=nfc.reader, ignore=("DriverDown", "CardInserted", "CardRead"))
@@ -561,7 +494,7 @@ def main():
             rc = d3.proc.wait(10 * SLOW)
         except subprocess.TimeoutExpired:
             rc = None
-        check(rc not in (None, 0) and bad in d3.text(),
+        check(rc not in (None, 0) and bad in d3.log_text(),
               "unreadable trust anchor: start-up fails (exit %s) and the log names %s" % (rc, os.path.basename(bad)))
         notpem = os.path.join(tmp, "not-a-cert.pem")
         with open(notpem, "w") as f:
@@ -573,7 +506,7 @@ def main():
             rc = d4.proc.wait(10 * SLOW)
         except subprocess.TimeoutExpired:
             rc = None
-        check(rc not in (None, 0) and notpem in d4.text(),
+        check(rc not in (None, 0) and notpem in d4.log_text(),
               "a trust anchor file without a certificate: start-up fails (exit %s), named" % rc)
         ok = True
     except Fail as e:
@@ -596,7 +529,6 @@ def main():
         if emu:
             emu.stop()
         world.stop()
-        _kill_all()
         if os.environ.get("KEEP") or not ok:
             print("kept %s" % tmp)
         else:

@@ -135,9 +135,7 @@ def main():
             oks += 1
         check(d.proc.pid == pid, "same daemon")
         print("  ok   ballast removed: %d creates succeed in the same daemon" % oks, flush=True)
-        d.proc.kill()
-        d.proc.wait()
-        d.logf.close()
+        d.kill()
         d2 = harness.Daemon(conf=sl.conf(key), tmp=tmp).start()
         stored = {m["id"]: m for m in list_all(d2)}
         missing = [i for i in acked if i not in stored]

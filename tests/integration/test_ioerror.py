@@ -159,9 +159,7 @@ def main():
         err, r = create(d, acked)
         check(err is None, "after the random faults: %s %r" % (err, r))
         pid = d.proc.pid
-        d.proc.kill()
-        d.proc.wait()
-        d.logf.close()
+        d.kill()
         copy = os.path.join(tmp, "copy")
         os.makedirs(copy)
         for f in ("queue.db", "queue.db-wal", "queue.db-shm"):

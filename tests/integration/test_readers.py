@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-B = os.path.abspath(os.environ.get("B", os.path.join(ROOT, "build")))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+from harness import B, Varlink, Watch  # noqa: E402,F401 - Watch: for the suites that import it from here
+
 WORLD = os.environ.get("PCSCWORLD_DIR", os.path.join(ROOT, "tests", "world"))
 CYCLES = int(os.environ.get("READERS_CYCLES", "100"))
 TIMEOUT_MS = 3000          # [pcsc] session_timeout_ms for this test
@@ -45,6 +47,8 @@ UNKNOWN_ATR = "3B8F8001804F0CA000000306030001000000006A"
 R0, R1 = "Virtual PCD 00 00", "Virtual PCD 00 01"
 WRAPPED = os.environ.get("TEST_WRAPPER", "")
 STOP_S = 2.0 if not WRAPPED else 10.0   # valgrind's own exit takes seconds
+READERS_CONF = ("[daemon]\nlog_level = debug\n"
+                "[pcsc]\nsession_timeout_ms = %d\nbackoff_max_ms = 400\n" % TIMEOUT_MS)
 
 
 def skip(why):
@@ -67,176 +71,22 @@ from world import PcscWorld  # noqa: E402
 from cardhost import CardHost  # noqa: E402
 import cards  # noqa: E402
 
-
-class Fail(Exception):
-    pass
+Fail = harness.Failure
 
 
 def check(cond, what):
-    if not cond:
-        raise Fail(what)
+    """harness.check, and an "ok - what" line when it holds."""
+    harness.check(cond, what)
     print("ok - %s" % what)
 
 
-# ------------------------------------------------------------------ varlink
+def readers_daemon(tmp, env):
+    """vitaled in tmp with this test's configuration (debug log, a 3 s
+    session deadline, a 400 ms cap on the pcscd reconnection backoff)."""
+    return harness.Daemon(conf=READERS_CONF, tmp=tmp, env=env, timeout=10.0)
 
 
-class Varlink:
-    def __init__(self, path, timeout=10.0):
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.settimeout(timeout)
-        self.s.connect(path)
-        self.buf = b""
-
-    def send(self, method, params=None, more=False):
-        m = {"method": method, "parameters": params or {}}
-        if more:
-            m["more"] = True
-        self.s.sendall(json.dumps(m).encode() + b"\0")
-
-    def recv(self, timeout=None):
-        if timeout is not None:
-            self.s.settimeout(timeout)
-        while b"\0" not in self.buf:
-            d = self.s.recv(65536)
-            if not d:
-                raise EOFError("vitaled closed the connection")
-            self.buf += d
-        msg, _, self.buf = self.buf.partition(b"\0")
-        return json.loads(msg)
-
-    def call(self, method, params=None, timeout=10.0):
-        self.send(method, params)
-        return self.recv(timeout)
-
-    def close(self):
-        self.s.close()
-
-
-class Watch:
-    """A WatchEvents stream; expect() checks order: events it skips over
-    must be of the types it is told to ignore."""
-
-    def __init__(self, path):
-        self.vl = Varlink(path)
-        self.vl.send("io.vitaled.Terminal.WatchEvents", more=True)
-        first = self.vl.recv(10)
-        if first.get("parameters", {}).get("event", {}).get("type") != "Watching":
-            raise Fail("WatchEvents: first reply is %r" % first)
-        self.seq = first["parameters"]["event"]["seq"]
-        self.log = []
-
-    def next(self, timeout):
-        m = self.vl.recv(timeout)
-        if "error" in m:
-            raise Fail("watch ended: %r" % m)
-        if not m.get("continues"):
-            raise Fail("watch reply without continues: %r" % m)
-        e = m["parameters"]["event"]
-        if e["seq"] != self.seq + 1:
-            raise Fail("event seq %d after %d: one lost" % (e["seq"], self.seq))
-        self.seq = e["seq"]
-        self.log.append(e)
-        return e
-
-    def expect(self, etype, timeout=10.0, ignore=(), **fields):
-        end = time.monotonic() + timeout
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                raise Fail("no %s %r within %.1f s (seen: %s)" % (
-                    etype, fields, timeout, [x["type"] for x in self.log[-8:]]))
-            try:
-                e = self.next(left)
-            except socket.timeout:
-                continue
-            if e["type"] == etype and all(e.get(k) == v for k, v in fields.items()):
-                return e
-            if e["type"] not in ignore:
-                raise Fail("expected %s %r, got %r" % (etype, fields, e))
-
-    def close(self):
-        self.vl.close()
-
-
-# ------------------------------------------------------------------ harness
-
-
-class Daemon:
-    def __init__(self, tmp, env):
-        self.tmp = tmp
-        self.sock = os.path.join(tmp, "vitaled.sock")
-        self.log = os.path.join(tmp, "vitaled.log")
-        self.conf = os.path.join(tmp, "vitaled.conf")
-        with open(self.conf, "w") as f:
-            f.write("[daemon]\nlog_level = debug\n"
-                    "[pcsc]\nsession_timeout_ms = %d\nbackoff_max_ms = 400\n" % TIMEOUT_MS)
-        self.env = env
-        self.proc = None
-
-    def start(self):
-        wrapper = os.environ.get("TEST_WRAPPER", "").split()
-        self.logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            wrapper + [os.path.join(B, "vitaled"), "-c", self.conf, "-s", self.sock,
-                       "-d", os.path.join(self.tmp, "state")],
-            env=self.env, stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf)
-        end = time.monotonic() + 10
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise Fail("vitaled exited at start with %d" % self.proc.returncode)
-            try:
-                vl = Varlink(self.sock, 1)
-                vl.call("io.vitaled.Terminal.GetStatus")
-                vl.close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise Fail("vitaled did not answer within 10 s")
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def call(self, method, params=None):
-        vl = Varlink(self.sock)
-        try:
-            return vl.call(method, params)
-        finally:
-            vl.close()
-
-    def ctl(self, *args):
-        return subprocess.run([os.path.join(B, "vitalectl"), "--socket", self.sock] + list(args),
-                              capture_output=True, text=True, timeout=20)
-
-    def fds(self):
-        return len(os.listdir("/proc/%d/fd" % self.pid))
-
-    def rss_kb(self):
-        with open("/proc/%d/status" % self.pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
-
-    def threads(self):
-        return len(os.listdir("/proc/%d/task" % self.pid))
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def tail(self, n=40):
-        try:
-            with open(self.log, errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
+CARD_NOISE = ("CardInserted", "CardRead", "CardRemoved", "CardError")
 
 
 def reader_state(d, name):
@@ -255,9 +105,6 @@ def wait_state(d, name, state, timeout=5.0):
             return r
         time.sleep(0.02)
     raise Fail("reader %s not %s within %.1f s (%r)" % (name, state, timeout, r))
-
-
-CARD_NOISE = ("CardInserted", "CardRead", "CardRemoved", "CardError")
 
 
 def iso(d8):
@@ -296,7 +143,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="test_readers.")
     world = PcscWorld(dir=os.path.join(tmp, "pcsc"))
     env = dict(os.environ, PCSCLITE_CSOCK_NAME=world.socket)
-    d = Daemon(tmp, env)
+    d = readers_daemon(tmp, env)
     hosts = []
     watches = []
     ok = False
@@ -380,7 +227,7 @@ def main():
         check(out.returncode == 1 and "NoCard" in out.stderr, "vitalectl card: exit 1, NoCard")
 
         # vitalectl watch --json sees the same stream
-        wp = subprocess.Popen([os.path.join(B, "vitalectl"), "--socket", d.sock, "watch",
+        wp = subprocess.Popen([harness.VITALECTL, "--socket", d.sock, "watch",
                                "--json"], stdout=subprocess.PIPE, text=True)
         try:
             first = json.loads(wp.stdout.readline())
@@ -396,8 +243,8 @@ def main():
         check(rc == 0, "vitalectl watch exits 0 on SIGINT")
 
         # a watcher that never reads does not hold the others up
-        lazy = Varlink(d.sock)
-        lazy.send("io.vitaled.Terminal.WatchEvents", more=True)
+        lazy = Varlink(d.sock, 10.0)
+        lazy.send("io.vitaled.Terminal.WatchEvents", {}, more=True)
         watches.append(lazy)
 
         # 3. quick swap: pulled and another card in at once
@@ -448,12 +295,12 @@ def main():
         for _ in range(5):
             insert_and_read(w, h0, R0)
             remove_card(w, h0, R0)
-        fd0, rss0 = d.fds(), d.rss_kb()
+        fd0, rss0 = d.fd_count(), d.rss_kb()
         t = time.monotonic()
         for i in range(CYCLES):
             insert_and_read(w, h0, R0, *(("unknown", UNKNOWN_ATR) if i % 2 else ()))
             remove_card(w, h0, R0)
-        fd1, rss1 = d.fds(), d.rss_kb()
+        fd1, rss1 = d.fd_count(), d.rss_kb()
         per = (time.monotonic() - t) / max(CYCLES, 1)
         check(fd1 == fd0, "%d insert/read/remove cycles (%.2f s each): fds %d -> %d"
               % (CYCLES, per, fd0, fd1))

@@ -94,10 +94,10 @@ def insert_card(slot, **args):
     if h.inserted:
         h.remove()
         time.sleep(0.6)
-    w = sl.Watch(G["d"])
+    w = harness.Watch(G["d"])
     try:
         h.insert("vitale2", **args)
-        w.expect("CardRead", reader=(R0, R1)[slot], timeout=15)
+        w.wait_for("CardRead", reader=(R0, R1)[slot], timeout=15)
     finally:
         w.close()
 
@@ -110,9 +110,9 @@ def t_card():
     check(err == sl.IFACE + "NoCard", "no card read yet, not degraded: NoCard (%s)" % err)
     insert_card(0)
     t_read = time.time()
-    w = sl.Watch(d)
+    w = harness.Watch(d)
     r = create_ok(d, {"reader": R0, "sheet": till_part()}, "CreateSheet from the Vitale 2")
-    e = w.expect("SheetQueued", id=r["id"])
+    e = w.wait_for("SheetQueued", id=r["id"])
     check(e["number"] == r["seq"] and "nir" not in json.dumps(e), "SheetQueued event, no identity in it")
     w.close()
     check(r["mode"] == "physical" and r["care_date"] == today().isoformat(), "physical, today")
@@ -244,10 +244,10 @@ def t_phone():
     if h.inserted:
         h.remove()
         time.sleep(0.6)
-    w = sl.Watch(d)
+    w = harness.Watch(d)
     try:
         h.insert("phone", tmpdir=G["issuer"])
-        w.expect("CardRead", reader=R1, timeout=20)
+        w.wait_for("CardRead", reader=R1, timeout=20)
     finally:
         w.close()
     err, c = call(d, "GetCard", {"reader": R1})
@@ -281,11 +281,11 @@ def t_login():
     kp, cp, pub = sl.make_key(tmp, "enc", password="24681357")
     d = harness.Daemon(conf=sl.conf(kp), tmp=tmp).start()
     try:
-        w = sl.Watch(d)
+        w = harness.Watch(d)
         err, r = call(d, "CreateSheet", sl.degraded())
         check(err == sl.IFACE + "NotLoggedIn" and r["target"] == "practitioner",
               "locked key: NotLoggedIn (%s %r)" % (err, r))
-        w.expect("PinRequested", target="practitioner")
+        w.wait_for("PinRequested", target="practitioner")
         w.close()
         check(len(list_all(d)) == 0, "nothing stored while not logged in")
         p = subprocess.run([harness.VITALECTL, "--socket", d.sock, "pin"], input="24681357\n",
@@ -512,9 +512,9 @@ def t_kiosk():
     d = harness.Daemon(conf=sl.conf(None, mode="kiosk", extra="[pcsc]\nsession_timeout_ms = 5000\n"),
                        tmp=tmp, env=G["world"].env).start()
     try:
-        w = sl.Watch(d)
+        w = harness.Watch(d)
         G["hosts"][0].insert("vitale2")
-        e = w.expect("DraftCreated", reader=R0, timeout=15)
+        e = w.wait_for("DraftCreated", reader=R0, timeout=15)
         w.close()
         drafts = list_all(d, state="draft")
         check([m["id"] for m in drafts] == [e["id"]] and drafts[0]["seq"] is None,

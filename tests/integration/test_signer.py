@@ -31,7 +31,6 @@ import random
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,124 +43,43 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-B = os.path.abspath(os.environ.get("B", "build"))
-VITALED = os.path.join(B, "vitaled")
-VITALECTL = os.path.join(B, "vitalectl")
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+from harness import IFACE, VITALECTL, VITALED, Failure, Watch, check  # noqa: E402
+
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
-IFACE = "io.vitaled.Terminal"
-WRAPPER = os.environ.get("TEST_WRAPPER", "").split()
 
 SEED = int(os.environ.get("SEED", str(random.SystemRandom().randrange(1 << 32))))
 rng = random.Random(SEED)
 
-daemons = []
 
 
 def log(msg):
     print(msg, flush=True)
 
 
-class Failure(Exception):
-    pass
+def signer_daemon(top, name, conf, env=None):
+    """vitaled in TOP/NAME, debug log; result() calls wait up to 30 s."""
+    return harness.Daemon(conf=conf, tmp=top, name=name, env=env, args=["--log-level", "debug"],
+                          timeout=30.0)
 
 
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
+def wait_state(dm, want, timeout=10):
+    """GetSigner until its state is want (a state or a tuple of them)."""
+    end = time.time() + timeout
+    last = None
+    while time.time() < end:
+        err, p = dm.result("GetSigner")
+        last = p
+        if not err and p.get("state") in (want if isinstance(want, tuple) else (want,)):
+            return p
+        time.sleep(0.1)
+    raise Failure("signer state %r, wanted %r" % (last, want))
 
 
-class Daemon:
-    def __init__(self, top, name, conf, env=None):
-        self.dir = os.path.join(top, name)
-        os.makedirs(self.dir, exist_ok=True)
-        self.sock = os.path.join(self.dir, "s.sock")
-        self.state = os.path.join(self.dir, "state")
-        self.logf = os.path.join(self.dir, "vitaled.log")
-        self.conf = os.path.join(self.dir, "vitaled.conf")
-        with open(self.conf, "w") as f:
-            f.write(conf)
-        self.env = dict(os.environ)
-        self.env.update(env or {})
-        self.env.pop("NOTIFY_SOCKET", None)
-        self.proc = None
-
-    def start(self):
-        with open(self.logf, "ab") as lf:
-            self.proc = subprocess.Popen(
-                WRAPPER + [VITALED, "--config", self.conf, "--socket", self.sock,
-                           "--state-dir", self.state, "--log-level", "debug"],
-                stdout=lf, stderr=lf, env=self.env)
-        daemons.append(self)
-        end = time.time() + 15
-        while time.time() < end:
-            if self.proc.poll() is not None:
-                raise Failure("vitaled exited at start: " + self.log_text()[-2000:])
-            try:
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                s.connect(self.sock)
-                s.close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise Failure("vitaled did not listen on " + self.sock)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self in daemons:
-            daemons.remove(self)
-
-    def log_text(self):
-        with open(self.logf, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def call(self, method, params=None, timeout=30):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(timeout)
-        s.connect(self.sock)
-        import json
-        s.sendall(json.dumps({"method": IFACE + "." + method if "." not in method else method,
-                              "parameters": params or {}}).encode() + b"\0")
-        buf = b""
-        while b"\0" not in buf:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise Failure("connection closed during " + method)
-            buf += chunk
-        s.close()
-        msg = json.loads(buf[:buf.index(b"\0")])
-        return msg.get("error"), msg.get("parameters", {})
-
-    def wait_state(self, want, timeout=10):
-        end = time.time() + timeout
-        last = None
-        while time.time() < end:
-            err, p = self.call("GetSigner")
-            last = p
-            if not err and p.get("state") in (want if isinstance(want, tuple) else (want,)):
-                return p
-            time.sleep(0.1)
-        raise Failure("signer state %r, wanted %r" % (last, want))
-
-    def ctl(self, args, stdin=None, pass_fds=()):
-        return subprocess.run([VITALECTL, "--socket", self.sock] + args, input=stdin,
-                              capture_output=True, pass_fds=pass_fds, timeout=60)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *a):
-        self.stop()
-
-
-def stop_all():
-    for d in list(daemons):
-        d.stop()
+def ctl(dm, args, stdin=None, pass_fds=()):
+    """vitalectl with bytes in and out."""
+    return dm.ctl(*args, input=stdin, text=False, pass_fds=pass_fds, timeout=60)
 
 
 def run(cmd, env=None, check_rc=True):
@@ -213,7 +131,7 @@ def verify(alg, spki_der, tbs, sig):
 
 
 def selftest_verified(d, expect_alg, spki=None, rounds=3):
-    err, r = d.call("SignerSelfTest", {"rounds": rounds})
+    err, r = d.result("SignerSelfTest", {"rounds": rounds})
     check(err is None, "SignerSelfTest: %s %s" % (err, r))
     check(r["key_alg"] == expect_alg, "key_alg %s" % r["key_alg"])
     check(r["verified"] is True, "the daemon did not verify its own signature")
@@ -247,25 +165,25 @@ def t_softhsm(top):
              "--type", "pubkey", "--id", "01", "-o", pubf], env=env)
         with open(pubf, "rb") as f:
             spki = f.read()
-        with Daemon(top, "d-" + label, p11_conf(SOFTHSM, label), env) as dm:
-            p = dm.wait_state("locked")
+        with signer_daemon(top, "d-" + label, p11_conf(SOFTHSM, label), env) as dm:
+            p = wait_state(dm, "locked")
             check(p["key_alg"] == alg and p["logged_in"] is False and p["pinpad"] is False,
                   "GetSigner before login: %r" % p)
             check(p["practitioner_id"] == "810001234567" and p["structure_id"] == "751234567",
                   "practitioner ids from the config")
-            err, r = dm.call("SignerSelfTest", {})
+            err, r = dm.result("SignerSelfTest", {})
             check(err == IFACE + ".SignerUnavailable", "self-test before login: %s" % err)
-            err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "0000"})
+            err, r = dm.result("SubmitPin", {"target": "practitioner", "pin": "0000"})
             check(err == IFACE + ".PinIncorrect" and r["tries_left"] is None,
                   "wrong PIN: %s %r" % (err, r))
-            err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "12a4"})
+            err, r = dm.result("SubmitPin", {"target": "practitioner", "pin": "12a4"})
             check(err == IFACE + ".PinMalformed" and r["min_len"] == 4, "malformed: %s %r" % (err, r))
-            err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": pin})
+            err, r = dm.result("SubmitPin", {"target": "practitioner", "pin": pin})
             check(err is None and r["logged_in"] is True, "right PIN: %s %r" % (err, r))
-            err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": pin})
+            err, r = dm.result("SubmitPin", {"target": "practitioner", "pin": pin})
             check(err == IFACE + ".PinNotExpected", "second login: %s" % err)
             selftest_verified(dm, alg, spki)
-            err, st = dm.call("GetStatus")
+            err, st = dm.result("GetStatus")
             check(st["signer"]["state"] == "ready" and st["signer"]["logged_in"] is True,
                   "GetStatus signer: %r" % st.get("signer"))
         # SoftHSM's counter: it never locks; the right PIN still works after 10 wrong ones
@@ -277,17 +195,17 @@ def t_softhsm_never_locks(top):
     softhsm_token(env, "PRAT", "2468", "EC:prime256v1")
     conf = p11_conf(SOFTHSM, "PRAT")
     for round_ in range(2):  # two daemons: 10 wrong tries, more than any card allows
-        with Daemon(top, "d-nl%d" % round_, conf, env) as dm:
-            dm.wait_state("locked")
+        with signer_daemon(top, "d-nl%d" % round_, conf, env) as dm:
+            wait_state(dm, "locked")
             for i in range(5):
-                err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "9999"})
+                err, r = dm.result("SubmitPin", {"target": "practitioner", "pin": "9999"})
                 check(err == IFACE + ".PinIncorrect", "wrong #%d: %s" % (i, err))
-            err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "9999"})
+            err, r = dm.result("SubmitPin", {"target": "practitioner", "pin": "9999"})
             check(err == IFACE + ".RateLimited" and 1 <= r["retry_after_s"] <= 60,
                   "6th attempt in a minute: %s %r" % (err, r))
-    with Daemon(top, "d-nl-ok", conf, env) as dm:
-        dm.wait_state("locked")
-        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "2468"})
+    with signer_daemon(top, "d-nl-ok", conf, env) as dm:
+        wait_state(dm, "locked")
+        err, r = dm.result("SubmitPin", {"target": "practitioner", "pin": "2468"})
         check(err is None, "SoftHSM after 10 wrong PINs: %s %r" % (err, r))
 
 
@@ -311,11 +229,11 @@ def t_file(top):
                                     serialization.NoEncryption()))
         os.chmod(path, 0o600)
         conf = "[signer]\nbackend = file\nkey_file = %s\n" % path
-        with Daemon(top, "f-" + alg, conf) as dm:
-            p = dm.wait_state("ready")
+        with signer_daemon(top, "f-" + alg, conf) as dm:
+            p = wait_state(dm, "ready")
             check(p["logged_in"] and p["key_alg"] == alg, "file %s: %r" % (alg, p))
             selftest_verified(dm, alg, spki_of(k))
-            err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "1234"})
+            err, r = dm.result("SubmitPin", {"target": "practitioner", "pin": "1234"})
             check(err == IFACE + ".PinNotExpected", "clear key file takes no PIN: %s" % err)
             check("development" in dm.log_text(), "the file backend must warn at start")
     # an encrypted key: the PIN is its passphrase
@@ -325,11 +243,11 @@ def t_file(top):
         f.write(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.BestAvailableEncryption(b"24681357")))
     os.chmod(path, 0o600)
-    with Daemon(top, "f-enc", "[signer]\nbackend = file\nkey_file = %s\n" % path) as dm:
-        dm.wait_state("locked")
-        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "24681358"})
+    with signer_daemon(top, "f-enc", "[signer]\nbackend = file\nkey_file = %s\n" % path) as dm:
+        wait_state(dm, "locked")
+        err, r = dm.result("SubmitPin", {"target": "practitioner", "pin": "24681358"})
         check(err == IFACE + ".PinIncorrect" and r["tries_left"] is None, "enc wrong: %s" % err)
-        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "24681357"})
+        err, r = dm.result("SubmitPin", {"target": "practitioner", "pin": "24681357"})
         check(err is None, "enc right: %s %r" % (err, r))
         selftest_verified(dm, "ES256", spki_of(k))
 
@@ -366,25 +284,25 @@ def logins(d):
 def t_fake_counting(top):
     so = fake_module(top)
     fd = fake_dir(top, "fake-count")
-    with Daemon(top, "d-count", p11_conf(so, "FAKECPS"), {"FAKE_P11_DIR": fd}) as dm:
-        p = dm.wait_state("locked")
+    with signer_daemon(top, "d-count", p11_conf(so, "FAKECPS"), {"FAKE_P11_DIR": fd}) as dm:
+        p = wait_state(dm, "locked")
         check(p["tries_left"] is None, "3 tries: the token gives no number: %r" % p)
-        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "1111"})
+        err, r = dm.result("SubmitPin", {"target": "practitioner", "pin": "1111"})
         check(err == IFACE + ".PinIncorrect" and r["tries_left"] is None,
               "1st wrong (COUNT_LOW): %s %r" % (err, r))
-        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "1111"})
+        err, r = dm.result("SubmitPin", {"target": "practitioner", "pin": "1111"})
         check(err == IFACE + ".PinIncorrect" and r["tries_left"] == 1,
               "2nd wrong (FINAL_TRY): %s %r" % (err, r))
-        p = dm.wait_state("locked")
+        p = wait_state(dm, "locked")
         check(p["tries_left"] == 1, "GetSigner says the final try: %r" % p)
-        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "1111"})
+        err, r = dm.result("SubmitPin", {"target": "practitioner", "pin": "1111"})
         check(err == IFACE + ".PinBlocked", "3rd wrong: blocked: %s %r" % (err, r))
-        p = dm.wait_state("blocked")
+        p = wait_state(dm, "blocked")
         check(p["tries_left"] == 0 and p["logged_in"] is False, "blocked state: %r" % p)
         n = len(logins(fd))
         check(n == 3, "C_Login calls so far: %d" % n)
         # the right PIN now: reported blocked, and never sent to the card
-        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "4321"})
+        err, r = dm.result("SubmitPin", {"target": "practitioner", "pin": "4321"})
         check(err == IFACE + ".PinBlocked", "right PIN on a blocked card: %s" % err)
         time.sleep(2.5)  # a presence poll or two: still nothing sent
         check(len(logins(fd)) == 3, "a blocked PIN was tried again: %r" % logins(fd))
@@ -392,9 +310,9 @@ def t_fake_counting(top):
     # a reset counter: the card unblocked elsewhere (tries=3) works again
     with open(os.path.join(fd, "tries"), "w") as f:
         f.write("3")
-    with Daemon(top, "d-count2", p11_conf(so, "FAKECPS"), {"FAKE_P11_DIR": fd}) as dm:
-        dm.wait_state("locked")
-        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "4321"})
+    with signer_daemon(top, "d-count2", p11_conf(so, "FAKECPS"), {"FAKE_P11_DIR": fd}) as dm:
+        wait_state(dm, "locked")
+        err, r = dm.result("SubmitPin", {"target": "practitioner", "pin": "4321"})
         check(err is None, "after unblock: %s %r" % (err, r))
         selftest_verified(dm, "ES256")
 
@@ -402,21 +320,21 @@ def t_fake_counting(top):
 def t_fake_pinpad(top):
     so = fake_module(top)
     fd = fake_dir(top, "fake-pinpad", pinpad=True)
-    with Daemon(top, "d-pinpad", p11_conf(so, "FAKECPS"), {"FAKE_P11_DIR": fd}) as dm:
-        p = dm.wait_state("locked")
+    with signer_daemon(top, "d-pinpad", p11_conf(so, "FAKECPS"), {"FAKE_P11_DIR": fd}) as dm:
+        p = wait_state(dm, "locked")
         check(p["pinpad"] is True, "pinpad flag: %r" % p)
-        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "4321"})
+        err, r = dm.result("SubmitPin", {"target": "practitioner", "pin": "4321"})
         check(err == IFACE + ".PinNotExpected" and "keypad" in r["reason"],
               "a host PIN to a pinpad: %s %r" % (err, r))
         check(logins(fd) == [], "nothing reached the token")
         with open(os.path.join(fd, "pinpad_result"), "w") as f:
             f.write("cancel")
-        err, r = dm.call("SubmitPin", {"target": "practitioner"})
+        err, r = dm.result("SubmitPin", {"target": "practitioner"})
         check(err == IFACE + ".PinEntryCancelled", "pinpad cancel: %s %r" % (err, r))
         with open(os.path.join(fd, "pinpad_result"), "w") as f:
             f.write("ok")
         # vitalectl finds out about the keypad by itself and sends no PIN
-        r = dm.ctl(["pin"], stdin=b"")
+        r = ctl(dm, ["pin"], stdin=b"")
         check(r.returncode == 0, "vitalectl pin with a pinpad: %r" % (r,))
         check(b"keypad" in r.stderr, "vitalectl tells to use the keypad")
         check(logins(fd) == ["pinpad", "pinpad"], "C_Login(NULL) only: %r" % logins(fd))
@@ -426,40 +344,40 @@ def t_fake_pinpad(top):
 def t_fake_removal(top):
     so = fake_module(top)
     fd = fake_dir(top, "fake-rm")
-    with Daemon(top, "d-rm", p11_conf(so, "FAKECPS"), {"FAKE_P11_DIR": fd}) as dm:
-        dm.wait_state("locked")
-        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "4321"})
+    with signer_daemon(top, "d-rm", p11_conf(so, "FAKECPS"), {"FAKE_P11_DIR": fd}) as dm:
+        wait_state(dm, "locked")
+        err, r = dm.result("SubmitPin", {"target": "practitioner", "pin": "4321"})
         check(err is None, "login: %s" % err)
         os.unlink(os.path.join(fd, "present"))
-        p = dm.wait_state("no-token", timeout=8)
+        p = wait_state(dm, "no-token", timeout=8)
         check(p["logged_in"] is False, "removed: logged out: %r" % p)
-        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "4321"})
+        err, r = dm.result("SubmitPin", {"target": "practitioner", "pin": "4321"})
         check(err == IFACE + ".PinNotExpected", "no card: %s" % err)
-        watch = Watch(dm.sock)
+        watch = Watch(dm, timeout=5)
         with open(os.path.join(fd, "present"), "w"):
             pass
         ev = watch.wait_for("PinRequested", timeout=8)
         watch.close()
         check(ev.get("target") == "practitioner" and ev.get("pinpad") is False,
               "PinRequested event: %r" % ev)
-        p = dm.wait_state("locked", timeout=8)
+        p = wait_state(dm, "locked", timeout=8)
         check(p["logged_in"] is False, "back: a new login is needed: %r" % p)
         check("PIN required for practitioner" in dm.log_text(), "PIN request logged")
-        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "4321"})
+        err, r = dm.result("SubmitPin", {"target": "practitioner", "pin": "4321"})
         check(err is None, "login again: %s" % err)
 
 
 def t_idle(top):
     so = fake_module(top)
     fd = fake_dir(top, "fake-idle")
-    with Daemon(top, "d-idle", p11_conf(so, "FAKECPS", idle=2), {"FAKE_P11_DIR": fd}) as dm:
-        dm.wait_state("locked")
-        err, r = dm.call("SubmitPin", {"target": "practitioner", "pin": "4321"})
+    with signer_daemon(top, "d-idle", p11_conf(so, "FAKECPS", idle=2), {"FAKE_P11_DIR": fd}) as dm:
+        wait_state(dm, "locked")
+        err, r = dm.result("SubmitPin", {"target": "practitioner", "pin": "4321"})
         check(err is None, "login: %s" % err)
-        p = dm.wait_state("ready")
+        p = wait_state(dm, "ready")
         check(p["idle_logout_in_s"] is not None and p["idle_logout_in_s"] <= 2, "idle: %r" % p)
         t0 = time.time()
-        dm.wait_state("locked", timeout=6)
+        wait_state(dm, "locked", timeout=6)
         check(time.time() - t0 < 4, "idle logout late")
         check("idle for 2 s" in dm.log_text(), "idle logout logged")
 
@@ -467,25 +385,25 @@ def t_idle(top):
 def t_vitalectl(top):
     so = fake_module(top)
     fd = fake_dir(top, "fake-ctl", pin="97531")
-    with Daemon(top, "d-ctl", p11_conf(so, "FAKECPS"), {"FAKE_P11_DIR": fd}) as dm:
-        dm.wait_state("locked")
-        r = dm.ctl(["pin", "97531"])
+    with signer_daemon(top, "d-ctl", p11_conf(so, "FAKECPS"), {"FAKE_P11_DIR": fd}) as dm:
+        wait_state(dm, "locked")
+        r = ctl(dm, ["pin", "97531"])
         check(r.returncode == 2, "a PIN on the command line must be refused: %r" % (r,))
-        r = dm.ctl(["pin"], stdin=b"11111\n")
+        r = ctl(dm, ["pin"], stdin=b"11111\n")
         check(r.returncode == 1 and b"wrong PIN" in r.stderr, "stdin wrong: %r" % (r,))
-        r = dm.ctl(["pin"], stdin=b"12\n")
+        r = ctl(dm, ["pin"], stdin=b"12\n")
         check(r.returncode == 1 and b"4 to 8 digits" in r.stderr, "stdin short: %r" % (r,))
         rfd, wfd = os.pipe()
         os.write(wfd, b"97531\n")
         os.close(wfd)
-        r = dm.ctl(["pin", "--pin-fd", str(rfd)], pass_fds=(rfd,))
+        r = ctl(dm, ["pin", "--pin-fd", str(rfd)], pass_fds=(rfd,))
         os.close(rfd)
         check(r.returncode == 0 and b"logged in" in r.stdout, "--pin-fd: %r" % (r,))
-        dm.call("SignerSelfTest", {})
+        dm.result("SignerSelfTest", {})
     # a terminal: the PIN is not echoed
     fd2 = fake_dir(top, "fake-tty", pin="86420")
-    with Daemon(top, "d-tty", p11_conf(so, "FAKECPS"), {"FAKE_P11_DIR": fd2}) as dm:
-        dm.wait_state("locked")
+    with signer_daemon(top, "d-tty", p11_conf(so, "FAKECPS"), {"FAKE_P11_DIR": fd2}) as dm:
+        wait_state(dm, "locked")
         pid, master = pty.fork()
         if pid == 0:
             os.execv(VITALECTL, [VITALECTL, "--socket", dm.sock, "pin"])
@@ -524,75 +442,9 @@ def search(path, needles):
     return hits, data
 
 
-class Till:
+def till(dm):
     """A client that keeps its connection open, like a till application."""
-
-    def __init__(self, sock):
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.settimeout(30)
-        self.s.connect(sock)
-
-    def call(self, method, params):
-        import json
-        self.s.sendall(json.dumps({"method": IFACE + "." + method, "parameters": params}).encode()
-                       + b"\0")
-        buf = b""
-        while b"\0" not in buf:
-            chunk = self.s.recv(65536)
-            if not chunk:
-                raise Failure("till connection closed")
-            buf += chunk
-        msg = json.loads(buf[:buf.index(b"\0")])
-        return msg.get("error"), msg.get("parameters", {})
-
-    def close(self):
-        self.s.close()
-
-
-class Watch:
-    """A WatchEvents stream."""
-
-    def __init__(self, sock):
-        import json
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.connect(sock)
-        self.s.sendall(json.dumps({"method": IFACE + ".WatchEvents", "parameters": {},
-                                   "more": True}).encode() + b"\0")
-        self.buf = b""
-        first = self.next(5)
-        check(first and first.get("type") == "Watching", "WatchEvents first reply: %r" % first)
-
-    def next(self, timeout):
-        import json
-        end = time.time() + timeout
-        while b"\0" not in self.buf:
-            left = end - time.time()
-            if left <= 0:
-                return None
-            self.s.settimeout(left)
-            try:
-                chunk = self.s.recv(65536)
-            except socket.timeout:
-                return None
-            if not chunk:
-                return None
-            self.buf += chunk
-        i = self.buf.index(b"\0")
-        msg = json.loads(self.buf[:i])
-        self.buf = self.buf[i + 1:]
-        check("error" not in msg, "WatchEvents error: %r" % msg)
-        return msg.get("parameters", {}).get("event")
-
-    def wait_for(self, type_, timeout):
-        end = time.time() + timeout
-        while time.time() < end:
-            ev = self.next(end - time.time())
-            if ev and ev.get("type") == type_:
-                return ev
-        raise Failure("no %s event" % type_)
-
-    def close(self):
-        self.s.close()
+    return harness.Varlink(dm.sock, timeout=30)
 
 
 def windows(pin, n=7):
@@ -622,33 +474,33 @@ def card_needles(pin):
     return windows(pin) + [block, b"\x00\x20\x00\x01\x08" + block]
 
 
-def canary_card(dm, world, till, right, wrongs):
+def canary_card(dm, world, tl, right, wrongs):
     """The card path: a virtual CPS with PIN right in the world's first
-    reader; wrong PINs on the till's connection, the right one through
+    reader; wrong PINs on the till's connection (tl), the right one through
     vitalectl pin --target card:... --pin-fd."""
     from cardhost import CardHost
     import cards
     reader = "Virtual PCD 00 00"
     target = "card:" + reader
     host = CardHost(world.port, log=os.path.join(dm.dir, "cardhost.log"))
-    watch = Watch(dm.sock)
+    watch = Watch(dm, timeout=5)
     try:
         card = cards.Cps(pin=right)
         host.insert(card)
         ev = watch.wait_for("PinRequested", timeout=10)
         check(ev.get("target") == target and ev.get("tries_left") == 3, "card canary: %r" % ev)
         for w in wrongs:
-            err, r = till.call("SubmitPin", {"target": target, "pin": w})
+            err, r = tl.result("SubmitPin", {"target": target, "pin": w})
             check(err == IFACE + ".PinIncorrect", "card canary wrong: %s %r" % (err, r))
         rfd, wfd = os.pipe()
         os.write(wfd, right.encode() + b"\n")
         os.close(wfd)
-        r = dm.ctl(["pin", "--target", target, "--pin-fd", str(rfd)], pass_fds=(rfd,))
+        r = ctl(dm, ["pin", "--target", target, "--pin-fd", str(rfd)], pass_fds=(rfd,))
         os.close(rfd)
         check(r.returncode == 0 and b"logged in" in r.stdout, "card canary login: %r" % (r,))
         check(card.tries == 3, "card canary: the card's counter is back to 3")
         # ... and once more while verified (PinNotExpected)
-        err, r = till.call("SubmitPin", {"target": target, "pin": right})
+        err, r = tl.result("SubmitPin", {"target": target, "pin": right})
         check(err == IFACE + ".PinNotExpected", "card canary again: %s" % err)
     finally:
         watch.close()
@@ -656,33 +508,33 @@ def canary_card(dm, world, till, right, wrongs):
 
 
 def canary_run(top, name, conf, env, right, wrongs, world=None, card_pins=None):
-    with Daemon(top, name, conf, env) as dm:
-        dm.wait_state("locked")
+    with signer_daemon(top, name, conf, env) as dm:
+        wait_state(dm, "locked")
         # wrong PINs on a connection that stays open until the core is taken
-        till = Till(dm.sock)
+        tl = till(dm)
         for w in wrongs:
-            err, r = till.call("SubmitPin", {"target": "practitioner", "pin": w})
+            err, r = tl.result("SubmitPin", {"target": "practitioner", "pin": w})
             check(err == IFACE + ".PinIncorrect", "canary wrong: %s %r" % (err, r))
         # the right one through vitalectl (client library, --pin-fd) ...
         rfd, wfd = os.pipe()
         os.write(wfd, right.encode() + b"\n")
         os.close(wfd)
-        r = dm.ctl(["pin", "--pin-fd", str(rfd)], pass_fds=(rfd,))
+        r = ctl(dm, ["pin", "--pin-fd", str(rfd)], pass_fds=(rfd,))
         os.close(rfd)
         check(r.returncode == 0, "canary login: %r" % (r,))
         selftest_verified(dm, "ES256")
         # ... and once more while logged in (the PinNotExpected path)
-        err, r = till.call("SubmitPin", {"target": "practitioner", "pin": right})
+        err, r = tl.result("SubmitPin", {"target": "practitioner", "pin": right})
         check(err == IFACE + ".PinNotExpected", "again: %s" % err)
         host = None
         if world and card_pins:
-            host = canary_card(dm, world, till, card_pins[0], card_pins[1:])
-        err, st = dm.call("GetStatus")
+            host = canary_card(dm, world, tl, card_pins[0], card_pins[1:])
+        err, st = dm.result("GetStatus")
         corebase = os.path.join(dm.dir, "core")
         g = subprocess.run(["gcore", "-o", corebase, str(dm.proc.pid)], capture_output=True,
                            timeout=120)
         core = "%s.%d" % (corebase, dm.proc.pid)
-        till.close()
+        tl.close()
         if host:
             host.close()
         check(g.returncode == 0 and os.path.exists(core), "gcore failed: %s" % g.stderr.decode()[-500:])
@@ -698,7 +550,7 @@ def canary_run(top, name, conf, env, right, wrongs, world=None, card_pins=None):
     for root, _, files in os.walk(dm.state):
         for fn in files:
             hits += search(os.path.join(root, fn), needles)[0]
-    hits += search(dm.logf, needles)[0]
+    hits += search(dm.log, needles)[0]
     os.unlink(core)
     check(not hits, "PIN bytes found: %r" % hits)
     log("  canary %s: core %d MB, state dir and log: 0 hits for %d PINs (%d needles)"
@@ -782,12 +634,12 @@ def main():
                 log("FAIL %s: %s" % (name, e))
                 if not isinstance(e, Failure):
                     traceback.print_exc()
-                for dm in list(daemons):
+                for dm in harness.running():
                     log("---- %s log tail ----\n%s" % (dm.dir, dm.log_text()[-3000:]))
             finally:
-                stop_all()
+                harness.stop_all()
     finally:
-        stop_all()
+        harness.stop_all()
         if failed and os.environ.get("KEEP"):
             log("kept " + top)
         else:
@@ -799,5 +651,5 @@ def main():
 
 if __name__ == "__main__":
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda s, f: (stop_all(), sys.exit(1)))
+        signal.signal(sig, lambda s, f: (harness.stop_all(), sys.exit(1)))
     sys.exit(main())

@@ -131,18 +131,14 @@ def main():
         for k in range(KILLS):
             if rng.random() < 0.1:
                 # a kill during start-up: open, key check, sending -> queued
-                d.proc.kill()
-                d.proc.wait()
-                d.logf.close()
+                d.kill()
                 d.wait_ready = False
                 d.start()
                 time.sleep(rng.uniform(0, 0.02))
                 early += 1
             else:
                 time.sleep(rng.uniform(0.002, 0.15) * SLOW)
-            d.proc.kill()
-            rc = d.proc.wait()
-            d.logf.close()
+            rc = d.kill()
             if rc != -9:
                 raise harness.Failure("vitaled exited with %s before its kill:\n%s" % (rc, d.log_text()[-2000:]))
             if k == KILLS - 1 or (k + 1) % max(1, KILLS // 5) == 0:
