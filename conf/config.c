@@ -84,6 +84,14 @@ static const struct ckey keys[] = {
 	{ "insurer", "upload_interval_s", CT_INT, O(upload_interval_s), "300", 5, 86400, NULL, false },
 	{ "insurer", "backoff_base_s", CT_INT,   O(backoff_base_s), "2", 1, 3600, NULL, false },
 	{ "insurer", "backoff_cap_s",  CT_INT,   O(backoff_cap_s), "600", 1, 86400, NULL, false },
+	{ "insurer", "signer_chain",   CT_STR,   O(insurer_signer_chain), "", 0, 4000, NULL, false },
+	{ "insurer", "connect_timeout_s", CT_INT, O(insurer_connect_timeout_s), "10", 1, 10, NULL, false },
+	{ "insurer", "timeout_s",      CT_INT,   O(insurer_timeout_s), "60", 1, 60, NULL, false },
+	{ "insurer", "low_speed_time_s", CT_INT, O(insurer_low_speed_time_s), "30", 1, 30, NULL, false },
+	{ "insurer", "gather_ms",      CT_INT,   O(insurer_gather_ms), "2000", 0, 600000, NULL, false },
+	{ "insurer", "returns_interval_s", CT_INT, O(insurer_returns_interval_s), "3600", 10, 604800, NULL, false },
+	{ "insurer", "due_margin_days", CT_INT,  O(insurer_due_margin_days), "1", 0, 30, NULL, false },
+	{ "insurer", "rights_timeout_ms", CT_INT, O(insurer_rights_timeout_ms), "3000", 100, 60000, NULL, false },
 };
 /* clang-format on */
 #undef O

@@ -88,6 +88,14 @@ struct config {
 	long upload_interval_s;
 	long backoff_base_s;
 	long backoff_cap_s;
+	char *insurer_signer_chain;       /* PEM: the practitioner's signing certificate, then intermediates */
+	long insurer_connect_timeout_s;   /* at most 10 (INSURER.md "Transport") */
+	long insurer_timeout_s;           /* a whole exchange, at most 60 */
+	long insurer_low_speed_time_s;    /* below 1 byte/s this long fails, at most 30 */
+	long insurer_gather_ms;           /* wait after a sheet is queued, to fill batches */
+	long insurer_returns_interval_s;  /* returns polled at least this often */
+	long insurer_due_margin_days;     /* DueSoon: sheets due within this many days */
+	long insurer_rights_timeout_ms;   /* the online rights check gives up after this */
 };
 
 /* Load path (NULL: built-in defaults only). On error returns a negative errno

@@ -1,5 +1,6 @@
 /* The sheets' varlink methods, status and kiosk hook; see api_sheets.h. */
 #include "daemon/sheets/api_sheets.h"
+#include "daemon/sheets/sheets.h"
 
 #include <errno.h>
 #include <openssl/rand.h>
@@ -178,6 +179,8 @@ create_finished(struct sheetcommit_req *r, void *arg)
 			events_publish("SheetQueued", json_pack("{s:s,s:i,s:s,s:s}", "id", r->s->id, "number",
 			                                        (int)r->seq, "care_date", r->care,
 			                                        "due_date", r->due));
+		if (!draft)
+			sheets_queued_notify();
 		if (call)
 			vl_reply(call, created_json(r));
 		else if (draft)

@@ -1,0 +1,941 @@
+/* Module "upload"; see upload.h. The machinery around the state machine:
+ * queue jobs, HTTP exchanges, timers, rtnetlink, status and events. */
+#include "daemon/upload/upload.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/core/events.h"
+#include "daemon/core/status.h"
+#include "daemon/sheets/sheetq.h"
+#include "daemon/sheets/sheets.h"
+#include "daemon/upload/batches.h"
+#include "daemon/upload/http.h"
+#include "daemon/upload/uploader.h"
+#include "lib/clock.h"
+#include "lib/log.h"
+
+#define PARTS_MAX 64
+#define WATCH_MAX 16
+#define RETURNS_PAGE 100
+#define DAY_MS 86400000u
+
+enum job_kind { J_FORM, J_REFORM, J_COMMIT, J_SETTLE, J_CURSOR, J_RETURNS, J_COUNTS, J_CHAIN };
+
+struct job {
+	enum job_kind kind;
+	int r;
+	struct batch *b;
+	struct insurer_result *res;
+	char code[INSURER_CODE_MAX + 1], reason[INSURER_REASON_MAX + 1];
+	bool reject;
+	struct insurer_returns ret;
+	char cursor[INSURER_CURSOR_MAX + 1];
+	size_t applied, skipped;
+	struct queue_upload_counts counts;
+	char today[11], due_by[11];
+	char path[4096], digest[65], err[300];
+	uint64_t created;
+	char terminal[65];
+};
+
+static struct {
+	struct daemon *d;
+	bool on;
+	struct uploader u;
+	struct http *http;
+	struct sheetq *sq;
+	char base[2100];
+	uint64_t timer, returns_timer, due_timer;
+	int nl_fd;
+	struct batch *cur;            /* formed, in flight or waiting for its resend */
+	struct batch *parts[PARTS_MAX]; /* split parts still to send, last on top */
+	size_t nparts;
+	bool busy;                    /* a job or an exchange of the round is running */
+	bool round, reached;
+	bool returns_busy;
+	struct queue_upload_counts counts;
+	struct upload_progress prog;
+	uint64_t round_t0;
+	struct {
+		upload_watch_fn fn;
+		void *arg;
+	} watch[WATCH_MAX];
+} U = { .nl_fd = -1 };
+
+static void start_round(void);
+static void next_batch(void);
+static void poll_returns(void);
+
+/* ------------------------------------------------------------------ */
+/* helpers */
+
+static void
+iso_ms(int64_t ms, char out[32])
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void
+day_str(int64_t ms, char out[11])
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(out, 11, "%Y-%m-%d", &tm);
+}
+
+static void
+notify(bool done)
+{
+	struct upload_progress p;
+	upload_progress(&p);
+	for (size_t i = 0; i < WATCH_MAX; i++)
+		if (U.watch[i].fn)
+			U.watch[i].fn(&p, done, U.watch[i].arg);
+}
+
+static void
+plan_timer(uint64_t delay_ms);
+
+static struct job *
+job_new(enum job_kind k, struct batch *b)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return NULL;
+	j->kind = k;
+	j->b = b;
+	j->created = (uint64_t)(clock_real_ms() / 1000);
+	snprintf(j->terminal, sizeof(j->terminal), "%s", U.d->terminal_id);
+	return j;
+}
+
+static void
+job_free(struct job *j)
+{
+	if (!j)
+		return;
+	free(j->res);
+	insurer_returns_free(&j->ret);
+	free(j);
+}
+
+/* ------------------------------------------------------------------ */
+/* queue jobs: work on the queue thread */
+
+static int
+returns_apply(struct queue *q, struct job *j)
+{
+	struct queue_return *rt = calloc(j->ret.n ? j->ret.n : 1, sizeof(*rt));
+	if (!rt)
+		return -ENOMEM;
+	for (size_t i = 0; i < j->ret.n; i++) {
+		const struct insurer_return *it = &j->ret.items[i];
+		rt[i].sheet_id = it->sheet_id;
+		rt[i].to = it->kind == INSURER_PAID ? QUEUE_PAID : QUEUE_REFUSED;
+		rt[i].code = it->kind == INSURER_REFUSED ? it->code : NULL;
+		rt[i].reason = it->kind == INSURER_REFUSED && it->reason[0] ? it->reason : NULL;
+	}
+	int r = queue_apply_returns(q, rt, j->ret.n, j->ret.next, &j->applied, &j->skipped);
+	free(rt);
+	return r;
+}
+
+static int
+job_work(struct queue *q, void *arg)
+{
+	struct job *j = arg;
+	switch (j->kind) {
+	case J_FORM:
+		j->r = batch_form(q, j->b, j->terminal, j->created);
+		break;
+	case J_REFORM:
+		j->r = batch_reform(q, j->b, j->terminal, j->created);
+		break;
+	case J_COMMIT:
+		j->r = batch_commit(q, j->b, j->res);
+		break;
+	case J_SETTLE:
+		j->r = batch_settle(q, j->b, j->reject ? j->code : NULL, j->reject ? j->reason : NULL);
+		break;
+	case J_CURSOR:
+		j->r = queue_cursor_get(q, "returns", j->cursor, sizeof(j->cursor));
+		return 0;
+	case J_RETURNS:
+		j->r = returns_apply(q, j);
+		break;
+	case J_COUNTS:
+		j->r = queue_upload_counts(q, j->today, j->due_by, &j->counts);
+		return 0;
+	case J_CHAIN:
+		j->r = batch_register_chain(q, j->path, j->digest, j->err, sizeof(j->err));
+		break;
+	}
+	if (j->r < 0 && !j->err[0])
+		snprintf(j->err, sizeof(j->err), "%s", queue_last_error(q));
+	return SHEETQ_WROTE;
+}
+
+static void job_done(void *arg);
+
+static int
+submit(struct job *j)
+{
+	if (!j)
+		return -ENOMEM;
+	int r = sheetq_run(U.sq, job_work, job_done, j);
+	if (r < 0)
+		job_free(j);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* the round */
+
+static void
+publish_sheet_results(const struct batch *b, const struct insurer_result *res)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		if (res[i].status == INSURER_REJECTED) {
+			U.prog.rejected++;
+			events_publish_ex("SheetRejected",
+			                  json_pack("{s:s,s:s}", "id", b->ids[i], "code", res[i].code),
+			                  json_pack("{s:s}", "reason", res[i].reason));
+		} else {
+			bool dup = res[i].status == INSURER_DUPLICATE;
+			if (dup)
+				U.prog.duplicate++;
+			else
+				U.prog.accepted++;
+			events_publish("SheetAccepted",
+			               json_pack("{s:s,s:b}", "id", b->ids[i], "duplicate", dup));
+		}
+	}
+	U.prog.sent += b->n;
+}
+
+static void
+refresh_counts(void)
+{
+	struct job *j = job_new(J_COUNTS, NULL);
+	int64_t now = clock_real_ms();
+	if (!j)
+		return;
+	day_str(now, j->today);
+	day_str(now + (int64_t)U.d->cfg->insurer_due_margin_days * DAY_MS, j->due_by);
+	submit(j);
+}
+
+static void
+end_round(void)
+{
+	uploader_round_end(&U.u, loop_now_ms(), clock_real_ms(), U.reached);
+	U.round = false;
+	events_publish("UploadFinished",
+	               json_pack("{s:I,s:I,s:I,s:I,s:s}", "sent", (json_int_t)U.prog.sent, "accepted",
+	                         (json_int_t)U.prog.accepted, "duplicate",
+	                         (json_int_t)U.prog.duplicate, "rejected",
+	                         (json_int_t)U.prog.rejected, "state",
+	                         uploader_state_name(U.u.state)));
+	log_info("upload: round done: %llu sheets answered (%llu accepted, %llu duplicate, %llu "
+	         "rejected) in %llu ms",
+	         (unsigned long long)U.prog.sent, (unsigned long long)U.prog.accepted,
+	         (unsigned long long)U.prog.duplicate, (unsigned long long)U.prog.rejected,
+	         (unsigned long long)(loop_now_ms() - U.round_t0));
+	plan_timer(U.u.next_ms - loop_now_ms());
+	refresh_counts();
+	if (U.reached)
+		poll_returns();
+	notify(true);
+}
+
+/* Stop the round: every sheet of the current batch and of the split parts
+ * goes back to queued; the next round after wait_ms. */
+static void
+stop_round(uint64_t wait_ms)
+{
+	struct batch *all[PARTS_MAX + 1];
+	size_t n = 0;
+	if (U.cur)
+		all[n++] = U.cur;
+	while (U.nparts)
+		all[n++] = U.parts[--U.nparts];
+	U.cur = NULL;
+	for (size_t i = 0; i < n; i++) {
+		struct job *j = job_new(J_SETTLE, all[i]);
+		if (!j || submit(j) < 0)
+			batch_free(all[i]); /* they go back to queued at the next open */
+	}
+	U.round = false;
+	events_publish("UploadFinished",
+	               json_pack("{s:I,s:I,s:I,s:I,s:s,s:s}", "sent", (json_int_t)U.prog.sent,
+	                         "accepted", (json_int_t)U.prog.accepted, "duplicate",
+	                         (json_int_t)U.prog.duplicate, "rejected",
+	                         (json_int_t)U.prog.rejected, "state",
+	                         uploader_state_name(U.u.state), "reason", U.u.why));
+	log_warn("upload: stopped: %s; again in %llu s", U.u.why,
+	         (unsigned long long)(wait_ms / 1000));
+	plan_timer(wait_ms);
+	notify(true);
+}
+
+static void
+send_batch(struct batch *b);
+
+static void
+on_batch_answer(const struct http_result *hr, void *arg)
+{
+	struct batch *b = arg;
+	struct uploader_answer a = { hr->net, hr->status, hr->body, hr->len, hr->retry_after,
+		                     hr->why, time(NULL) };
+	struct uploader_decision d;
+	struct insurer_result *res = calloc(b->n, sizeof(*res));
+	const char **ids = calloc(b->n, sizeof(*ids));
+	struct job *j;
+
+	U.busy = false;
+	if (!res || !ids) {
+		free(res);
+		free(ids);
+		stop_round(1000);
+		return;
+	}
+	for (size_t i = 0; i < b->n; i++)
+		ids[i] = b->ids[i];
+	uploader_answer(&U.u, loop_now_ms(), b->id, ids, b->n, &a, res, &d);
+	free(ids);
+	log_debug("upload: batch %s (%zu sheets, %zu bytes): %s %ld in %llu ms", b->id, b->n, b->len,
+	          hr->net == UPLOADER_NET_OK ? "HTTP" : hr->why, hr->status,
+	          (unsigned long long)(hr->elapsed_us / 1000));
+	if (hr->net != UPLOADER_NET_OFFLINE && hr->net != UPLOADER_NET_TLS_SERVER &&
+	    hr->net != UPLOADER_NET_LOCAL)
+		U.reached = U.reached || hr->net == UPLOADER_NET_OK;
+	switch (d.what) {
+	case UPLOADER_DO_COMMIT:
+		j = job_new(J_COMMIT, b);
+		if (j)
+			j->res = res;
+		res = NULL;
+		U.cur = NULL;
+		U.busy = true;
+		if (submit(j) < 0) {
+			U.busy = false;
+			batch_free(b);
+			stop_round(1000);
+		}
+		break;
+	case UPLOADER_DO_RETRY:
+		U.prog.failures++;
+		log_notice("upload: batch %s: %s; the same bytes again in %llu ms", b->id, U.u.why,
+		           (unsigned long long)d.wait_ms);
+		plan_timer(d.wait_ms);
+		notify(false);
+		break;
+	case UPLOADER_DO_SPLIT: {
+		size_t half = b->n / 2;
+		struct batch *p1 = batch_part(b, 0, half), *p2 = batch_part(b, half, b->n - half);
+		if (!p1 || !p2 || U.nparts + 2 > PARTS_MAX) {
+			batch_free(p1);
+			batch_free(p2);
+			stop_round(1000);
+			break;
+		}
+		log_notice("upload: batch %s (%zu sheets) refused as a whole (HTTP %ld): split in two",
+		           b->id, b->n, hr->status);
+		U.parts[U.nparts++] = p2;
+		U.parts[U.nparts++] = p1;
+		/* its sheets stay sending until their part takes them */
+		batch_free(b);
+		U.cur = NULL;
+		next_batch();
+		break;
+	}
+	case UPLOADER_DO_REJECT:
+		j = job_new(J_SETTLE, b);
+		if (j) {
+			j->reject = true;
+			memcpy(j->code, d.code, sizeof(j->code));
+			memcpy(j->reason, d.reason, sizeof(j->reason));
+		}
+		U.cur = NULL;
+		U.busy = true;
+		if (submit(j) < 0) {
+			U.busy = false;
+			batch_free(b);
+			stop_round(1000);
+		}
+		break;
+	case UPLOADER_DO_STOP:
+		U.prog.failures++;
+		stop_round(d.wait_ms);
+		break;
+	}
+	free(res);
+}
+
+static void
+send_batch(struct batch *b)
+{
+	char url[2200], key[80];
+	const char *hdrs[] = { "Content-Type: application/cbor", key, NULL };
+	snprintf(url, sizeof(url), "%sv1/batches", U.base);
+	snprintf(key, sizeof(key), "Idempotency-Key: %s", b->id);
+	b->sends++;
+	U.busy = true;
+	if (http_request(U.http, "POST", url, hdrs, b->body, b->len, on_batch_answer, b) < 0) {
+		U.busy = false;
+		stop_round(1000);
+	}
+}
+
+static void
+next_batch(void)
+{
+	struct job *j;
+	if (U.nparts) {
+		j = job_new(J_REFORM, U.parts[U.nparts - 1]);
+		if (j)
+			U.nparts--;
+	} else {
+		struct batch *b = batch_new();
+		j = b ? job_new(J_FORM, b) : NULL;
+		if (b && !j)
+			batch_free(b);
+	}
+	U.busy = true;
+	if (submit(j) < 0) {
+		U.busy = false;
+		stop_round(1000);
+	}
+}
+
+/* The terminal's client certificate must be valid now: an expired one
+ * would be refused in the handshake; say so and send nothing. */
+static int
+client_cert_check(char *why, size_t whylen)
+{
+	FILE *f = fopen(U.d->cfg->insurer_client_cert, "r");
+	X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+	int r = 0;
+	if (f)
+		fclose(f);
+	if (!x) {
+		snprintf(why, whylen, "cannot read this terminal's client certificate "
+		                      "([insurer] client_cert)");
+		return -ENOENT;
+	}
+	if (X509_cmp_current_time(X509_get0_notAfter(x)) <= 0) {
+		snprintf(why, whylen, "this terminal's client certificate has expired "
+		                      "([insurer] client_cert): renew it");
+		r = -EKEYEXPIRED;
+	} else if (X509_cmp_current_time(X509_get0_notBefore(x)) >= 0) {
+		snprintf(why, whylen, "this terminal's client certificate is not valid yet "
+		                      "(is this terminal's clock right?)");
+		r = -EKEYEXPIRED;
+	}
+	X509_free(x);
+	return r;
+}
+
+static void
+start_round(void)
+{
+	char why[UPLOADER_WHY_MAX];
+	struct queue_stats qs;
+
+	if (client_cert_check(why, sizeof(why)) < 0) {
+		uploader_local_error(&U.u, loop_now_ms(), why);
+		log_warn("upload: %s", why);
+		plan_timer(U.u.next_ms - loop_now_ms());
+		notify(true);
+		return;
+	}
+	sheetq_stats(U.sq, &qs);
+	memset(&U.prog, 0, sizeof(U.prog));
+	U.prog.total = qs.count[QUEUE_QUEUED] + qs.count[QUEUE_SENDING];
+	U.round_t0 = loop_now_ms();
+	U.round = true;
+	U.reached = false;
+	uploader_round_begin(&U.u, loop_now_ms());
+	events_publish("UploadStarted", json_pack("{s:I}", "waiting", (json_int_t)U.prog.total));
+	notify(false);
+	next_batch();
+}
+
+static void
+on_timer(struct loop *l, void *arg)
+{
+	(void)l;
+	(void)arg;
+	U.timer = 0;
+	if (U.busy || !U.on)
+		return;
+	if (U.cur && U.cur->body) {
+		uploader_round_begin(&U.u, loop_now_ms());
+		send_batch(U.cur); /* the same bytes, the same Idempotency-Key */
+	} else if (U.round) {
+		next_batch();
+	} else {
+		start_round();
+	}
+}
+
+static void
+plan_timer(uint64_t delay_ms)
+{
+	if (U.timer)
+		loop_timer_cancel(U.d->loop, U.timer);
+	U.timer = loop_timer_add(U.d->loop, delay_ms, on_timer, NULL);
+}
+
+static void
+kick(enum uploader_trigger t)
+{
+	if (!U.on || !U.http)
+		return;
+	uint64_t d = uploader_trigger(&U.u, loop_now_ms(), t);
+	if (d != UPLOADER_NEVER && !U.busy)
+		plan_timer(d);
+}
+
+/* ------------------------------------------------------------------ */
+/* job results on the loop */
+
+static void
+formed(struct job *j)
+{
+	struct batch *b = j->b;
+	if (j->r == -E2BIG && b->n) {
+		/* over 4 MiB once encoded: as a 413 without asking */
+		struct http_result hr = { .net = UPLOADER_NET_OK, .status = 413, .body = "", .why = "" };
+		U.cur = b;
+		on_batch_answer(&hr, b);
+		return;
+	}
+	if (j->r < 0) {
+		char why[UPLOADER_WHY_MAX];
+		snprintf(why, sizeof(why), "the queue failed: %.180s", j->err);
+		batch_free(b);
+		uploader_local_error(&U.u, loop_now_ms(), why);
+		stop_round(U.u.next_ms - loop_now_ms());
+		return;
+	}
+	if (b->n == 0) {
+		batch_free(b);
+		end_round();
+		return;
+	}
+	U.cur = b;
+	send_batch(b);
+}
+
+static void
+settled(struct job *j)
+{
+	if (j->kind == J_COMMIT) {
+		if (j->r == 0) {
+			publish_sheet_results(j->b, j->res);
+		} else {
+			/* not committed: the sheets stay sending and go back to
+			 * queued at the next open; the insurer will say duplicate */
+			log_err("upload: cannot commit the results of batch %s: %s", j->b->id, j->err);
+		}
+	} else if (j->reject && j->r == 0) {
+		for (size_t i = 0; i < j->b->n; i++)
+			events_publish_ex("SheetRejected",
+			                  json_pack("{s:s,s:s}", "id", j->b->ids[i], "code", j->code),
+			                  json_pack("{s:s}", "reason", j->reason));
+		U.prog.rejected += j->b->n;
+		U.prog.sent += j->b->n;
+	}
+	batch_free(j->b);
+	j->b = NULL;
+	notify(false);
+	if (U.round && (j->kind == J_COMMIT || j->reject))
+		next_batch();
+}
+
+static void
+returns_applied(struct job *j)
+{
+	U.returns_busy = false;
+	if (j->r < 0) {
+		log_err("upload: cannot apply the insurer's returns: %s", j->err);
+		return;
+	}
+	for (size_t i = 0; i < j->ret.n; i++) {
+		const struct insurer_return *it = &j->ret.items[i];
+		if (it->kind == INSURER_PAID)
+			events_publish("SheetPaid", json_pack("{s:s,s:I,s:s}", "id", it->sheet_id, "amount",
+			                                      (json_int_t)it->amount, "date", it->date));
+		else
+			events_publish_ex("SheetRefused",
+			                  json_pack("{s:s,s:s,s:s}", "id", it->sheet_id, "code", it->code,
+			                            "date", it->date),
+			                  json_pack("{s:s}", "reason", it->reason));
+	}
+	if (j->skipped)
+		log_info("upload: %zu returns for sheets unknown here or already applied: skipped",
+		         j->skipped);
+	if (j->ret.n >= RETURNS_PAGE)
+		poll_returns();
+}
+
+static void
+counted(struct job *j)
+{
+	static int64_t last_due_event;
+	if (j->r < 0)
+		return;
+	U.counts = j->counts;
+	if ((j->counts.due_by || j->counts.overdue) &&
+	    clock_real_ms() - last_due_event >= (int64_t)DAY_MS) {
+		last_due_event = clock_real_ms();
+		events_publish("DueSoon", json_pack("{s:I,s:I,s:i}", "due_soon",
+		                                    (json_int_t)j->counts.due_by, "overdue",
+		                                    (json_int_t)j->counts.overdue, "margin_days",
+		                                    (int)U.d->cfg->insurer_due_margin_days));
+	}
+}
+
+static void on_returns_answer(const struct http_result *hr, void *arg);
+
+static void
+job_done(void *arg)
+{
+	struct job *j = arg;
+	if (!U.on) {
+		/* the module stopped first: sheets in flight stay sending and go
+		 * back to queued at the next open */
+		batch_free(j->b);
+		job_free(j);
+		return;
+	}
+	switch (j->kind) {
+	case J_FORM:
+	case J_REFORM:
+		U.busy = false;
+		formed(j);
+		break;
+	case J_COMMIT:
+	case J_SETTLE:
+		if (j->kind == J_COMMIT || j->reject)
+			U.busy = false;
+		settled(j);
+		break;
+	case J_CURSOR: {
+		char url[2600];
+		char *esc = j->cursor[0] ? curl_easy_escape(NULL, j->cursor, 0) : NULL;
+		snprintf(url, sizeof(url), "%sv1/returns?limit=%d%s%s", U.base, RETURNS_PAGE,
+		         esc ? "&after=" : "", esc ? esc : "");
+		curl_free(esc);
+		if (http_request(U.http, "GET", url, NULL, NULL, 0, on_returns_answer, NULL) < 0)
+			U.returns_busy = false;
+		break;
+	}
+	case J_RETURNS:
+		returns_applied(j);
+		break;
+	case J_COUNTS:
+		counted(j);
+		break;
+	case J_CHAIN:
+		if (j->r < 0)
+			log_err("upload: [insurer] signer_chain: %s; new sheets have no certificate and "
+			        "wait", j->err);
+		else
+			log_notice("upload: signing certificate %.16s… recorded for new sheets",
+			           j->digest);
+		break;
+	}
+	job_free(j);
+}
+
+/* ------------------------------------------------------------------ */
+/* returns */
+
+static void
+on_returns_answer(const struct http_result *hr, void *arg)
+{
+	struct job *j;
+	(void)arg;
+	if (hr->net != UPLOADER_NET_OK || hr->status != 200) {
+		log_info("upload: returns not fetched (%s %ld)", hr->why, hr->status);
+		U.returns_busy = false;
+		return;
+	}
+	if (!(j = job_new(J_RETURNS, NULL))) {
+		U.returns_busy = false;
+		return;
+	}
+	if (insurer_parse_returns(hr->body, hr->len, RETURNS_PAGE, &j->ret) < 0) {
+		log_warn("upload: the insurer's returns are not the documented JSON: ignored");
+		U.returns_busy = false;
+		job_free(j);
+		return;
+	}
+	if (submit(j) < 0)
+		U.returns_busy = false;
+}
+
+static void
+poll_returns(void)
+{
+	if (U.returns_busy || !U.http)
+		return;
+	U.returns_busy = true;
+	if (submit(job_new(J_CURSOR, NULL)) < 0)
+		U.returns_busy = false;
+}
+
+static void
+returns_timer(struct loop *l, void *arg)
+{
+	(void)arg;
+	poll_returns();
+	refresh_counts();
+	U.returns_timer = loop_timer_add(l, (uint64_t)U.d->cfg->insurer_returns_interval_s * 1000,
+	                                 returns_timer, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* rtnetlink: the network came back */
+
+static void
+on_netlink(struct loop *l, int fd, short revents, void *arg)
+{
+	char buf[8192];
+	bool up = false;
+	ssize_t n;
+	(void)l;
+	(void)revents;
+	(void)arg;
+	while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0) {
+		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n);
+		     h = NLMSG_NEXT(h, n)) {
+			if (h->nlmsg_type == RTM_NEWADDR || h->nlmsg_type == RTM_NEWROUTE ||
+			    h->nlmsg_type == RTM_NEWLINK)
+				up = true;
+		}
+	}
+	if (up) {
+		log_debug("upload: network event: an address, route or link appeared");
+		kick(UPLOADER_T_NETWORK);
+	}
+}
+
+static void
+netlink_open(void)
+{
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK,
+		                  .nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE |
+		                               RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE };
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    loop_add_fd(U.d->loop, fd, POLLIN, on_netlink, NULL) < 0) {
+		log_warn("upload: no network events (rtnetlink): %s; the interval and the backoff "
+		         "still run", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	U.nl_fd = fd;
+}
+
+/* ------------------------------------------------------------------ */
+/* status, progress, the module */
+
+static json_t *
+iso_or_null(int64_t ms)
+{
+	char t[32];
+	if (ms <= 0)
+		return json_null();
+	iso_ms(ms, t);
+	return json_string(t);
+}
+
+static void
+status_cb(struct daemon *d, json_t *st, void *arg)
+{
+	struct queue_stats qs = { 0 };
+	int64_t next = 0;
+	(void)d;
+	(void)arg;
+	if (U.sq)
+		sheetq_stats(U.sq, &qs);
+	if (U.u.next_ms != UPLOADER_NEVER && U.u.state != UPLOADER_DISABLED) {
+		uint64_t now = loop_now_ms();
+		next = clock_real_ms() + (int64_t)(U.u.next_ms > now ? U.u.next_ms - now : 0);
+	}
+	json_t *o = json_pack(
+		"{s:s,s:s?,s:o,s:o,s:I,s:o,s:s?,s:I,s:I,s:I,s:I}", "state",
+		uploader_state_name(U.u.state), "reason", U.u.why[0] ? U.u.why : NULL, "last_success",
+		iso_or_null(U.u.last_success), "next_attempt", iso_or_null(next), "waiting",
+		(json_int_t)(qs.count[QUEUE_QUEUED] + qs.count[QUEUE_SENDING]), "oldest",
+		iso_or_null(qs.oldest_queued_ms), "next_due", qs.next_due[0] ? qs.next_due : NULL,
+		"rejected", (json_int_t)qs.count[QUEUE_REJECTED], "no_cert",
+		(json_int_t)U.counts.no_cert, "due_soon", (json_int_t)U.counts.due_by, "overdue",
+		(json_int_t)U.counts.overdue);
+	if (o)
+		json_object_set_new(st, "uploader", o);
+}
+
+void
+upload_progress(struct upload_progress *p)
+{
+	*p = U.prog;
+	p->state = uploader_state_name(U.u.state);
+	p->reason = U.u.why;
+	p->running = U.round;
+	p->elapsed_ms = U.round_t0 ? loop_now_ms() - U.round_t0 : 0;
+}
+
+int
+upload_request(void)
+{
+	if (!U.on || !U.http)
+		return -ENOTCONN;
+	kick(UPLOADER_T_REQUEST);
+	return 0;
+}
+
+int
+upload_watch(upload_watch_fn fn, void *arg)
+{
+	for (size_t i = 0; i < WATCH_MAX; i++) {
+		if (!U.watch[i].fn) {
+			U.watch[i].fn = fn;
+			U.watch[i].arg = arg;
+			return 0;
+		}
+	}
+	return -ENOSPC;
+}
+
+void
+upload_unwatch(upload_watch_fn fn, void *arg)
+{
+	for (size_t i = 0; i < WATCH_MAX; i++)
+		if (U.watch[i].fn == fn && U.watch[i].arg == arg)
+			U.watch[i].fn = NULL;
+}
+
+static void
+on_queued(void *arg)
+{
+	(void)arg;
+	kick(UPLOADER_T_QUEUED);
+}
+
+static uint64_t
+jitter(void *arg)
+{
+	uint64_t v = 0;
+	(void)arg;
+	if (RAND_bytes((unsigned char *)&v, sizeof(v)) != 1)
+		v = (uint64_t)clock_mono_us() * 6364136223846793005ull;
+	return v;
+}
+
+static int
+start_transport(struct daemon *d)
+{
+	const struct config *c = d->cfg;
+	struct http_opts ho = { c->insurer_ca, c->insurer_client_cert, c->insurer_client_key,
+		                c->insurer_connect_timeout_s * 1000, c->insurer_timeout_s * 1000,
+		                c->insurer_low_speed_time_s, INSURER_ANSWER_MAX };
+	size_t n = strlen(c->insurer_url);
+	snprintf(U.base, sizeof(U.base), "%s%s", c->insurer_url,
+	         n && c->insurer_url[n - 1] == '/' ? "" : "/");
+	int r = http_new(d->loop, &ho, &U.http);
+	if (r < 0) {
+		log_err("upload: cannot start libcurl: %s", strerror(-r));
+		return r;
+	}
+	if (c->insurer_signer_chain[0]) {
+		struct job *j = job_new(J_CHAIN, NULL);
+		if (j) {
+			snprintf(j->path, sizeof(j->path), "%s", c->insurer_signer_chain);
+			submit(j);
+		}
+	} else {
+		log_warn("upload: no signing certificate ([insurer] signer_chain): sheets are kept "
+		         "and wait until one is known");
+	}
+	netlink_open();
+	return 0;
+}
+
+int
+upload_init(struct daemon *d)
+{
+	const struct config *c = d->cfg;
+	struct uploader_cfg uc = { (unsigned)c->backoff_base_s, (unsigned)c->backoff_cap_s,
+		                   (uint64_t)c->upload_interval_s * 1000, (uint64_t)c->insurer_gather_ms,
+		                   jitter, NULL };
+	int r;
+
+	memset(&U, 0, sizeof(U));
+	U.nl_fd = -1;
+	U.d = d;
+	U.sq = sheets_queue();
+	uploader_init(&U.u, &uc, c->insurer_url[0] != '\0');
+	if ((r = status_add_provider(status_cb, NULL)) < 0 || (r = api_upload_start(d)) < 0)
+		return r;
+	U.on = true;
+	if (U.u.state == UPLOADER_DISABLED || !U.sq)
+		return 0;
+	if ((r = start_transport(d)) < 0)
+		return r;
+	sheets_set_queued_hook(on_queued, NULL);
+	/* a first round soon after start (sheets left from before), returns
+	 * and counts on their own timer */
+	kick(UPLOADER_T_REQUEST);
+	U.returns_timer = loop_timer_add(d->loop, 1000, returns_timer, NULL);
+	log_notice("upload: to %s every %ld s (backoff %ld..%ld s)", c->insurer_url,
+	           c->upload_interval_s, c->backoff_base_s, c->backoff_cap_s);
+	return 0;
+}
+
+void
+upload_fini(struct daemon *d)
+{
+	if (!U.on)
+		return;
+	sheets_set_queued_hook(NULL, NULL);
+	api_upload_stop();
+	U.on = false;
+	if (U.timer)
+		loop_timer_cancel(d->loop, U.timer);
+	if (U.returns_timer)
+		loop_timer_cancel(d->loop, U.returns_timer);
+	if (U.nl_fd >= 0) {
+		loop_del_fd(d->loop, U.nl_fd);
+		close(U.nl_fd);
+	}
+	/* transfers are dropped; their sheets stay sending and go back to
+	 * queued at the next open (the insurer de-duplicates by sheet id) */
+	http_free(U.http);
+	U.http = NULL;
+	batch_free(U.cur);
+	while (U.nparts)
+		batch_free(U.parts[--U.nparts]);
+	U.cur = NULL;
+}
