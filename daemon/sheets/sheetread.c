@@ -34,14 +34,17 @@ sheetread_opt_str(const char *s)
 json_t *
 sheetread_meta_json(const struct queue_meta *m)
 {
-	return json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:o,s:I}", "id", m->id,
+	return json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:o,s:I,s:o,s:o}", "id", m->id,
 	                 "state", queue_state_name(m->state), "practitioner_id", m->practitioner,
 	                 "care_date", m->care_date, "seq",
 	                 m->seq ? json_integer(m->seq) : json_null(), "due_date",
 	                 sheetread_opt_str(m->due_date), "created", sheetread_iso_ms(m->created_ms), "updated",
 	                 sheetread_iso_ms(m->updated_ms), "closed", sheetread_iso_ms(m->closed_ms), "size",
 	                 (json_int_t)m->size, "attempts", (json_int_t)m->attempts, "batch_id",
-	                 sheetread_opt_str(m->batch_id), "cursor", (json_int_t)m->cursor);
+	                 sheetread_opt_str(m->batch_id), "cursor", (json_int_t)m->cursor,
+	                 /* the insurer's word (rejected, refused), and whether the
+	                  * signing certificate is known (else it cannot upload) */
+	                 "code", sheetread_opt_str(m->code), "cert_known", json_boolean(m->cert[0]));
 }
 
 
