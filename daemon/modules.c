@@ -9,6 +9,7 @@
 #include "daemon/pin/pinflow.h"
 #include "daemon/cards/readers.h"
 #include "daemon/sheets/sheets.h"
+#include "daemon/upload/upload.h"
 
 const struct module vitaled_modules[] = {
 	{ "state", statedir_init, statedir_fini, NULL },
@@ -21,5 +22,7 @@ const struct module vitaled_modules[] = {
 	{ "cardlogin", cardlogin_init, cardlogin_fini, NULL },
 	/* the queue last: READY (after every init) means it is open and writable */
 	{ "queue", sheets_init, sheets_fini, NULL },
+	/* after the queue: it forms its batches there */
+	{ "upload", upload_init, upload_fini, NULL },
 	{ NULL, NULL, NULL, NULL },
 };
