@@ -21,6 +21,7 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,12 @@ cmd_status(struct ctl *ctl, int argc, char **argv)
 	printf("uploader: %s", jstr(u, "state", "?"));
 	if (jstr(u, "reason", NULL))
 		printf(" (%s)", jstr(u, "reason", ""));
+	if (json_is_integer(json_object_get(u, "waiting")))
+		printf(", %lld waiting, %lld rejected",
+		       (long long)json_integer_value(json_object_get(u, "waiting")),
+		       (long long)json_integer_value(json_object_get(u, "rejected")));
+	if (jstr(u, "last_success", NULL))
+		printf(", last success %s", jstr(u, "last_success", ""));
 	printf("\n");
 	size_t ci;
 	json_t *cp;
@@ -796,6 +803,99 @@ cmd_watch(struct ctl *ctl, int argc, char **argv)
 	}
 }
 
+/* vitalectl upload [--wait]: start an upload round; with --wait follow it
+ * (Upload with "more"): a progress bar on a terminal, one plain line per
+ * step otherwise, the replies as JSON lines with --json. Exit 0 when the
+ * round ended with the uploader idle, 1 when it stopped (offline, error). */
+static void
+upload_line(json_t *p, bool tty, uint64_t t0_ms)
+{
+	long long total = json_integer_value(json_object_get(p, "total"));
+	long long sent = json_integer_value(json_object_get(p, "sent"));
+	long long rej = json_integer_value(json_object_get(p, "rejected"));
+	long long fails = json_integer_value(json_object_get(p, "failures"));
+	double el = (double)json_integer_value(json_object_get(p, "elapsed_ms")) / 1000.0;
+	double rate = el > 0 ? (double)sent / el : 0;
+	(void)t0_ms;
+	if (!tty) {
+		printf("%s: sent %lld/%lld, rejected %lld, failures %lld%s%s\n", jstr(p, "state", "?"),
+		       sent, total, rej, fails, jstr(p, "reason", NULL) ? ": " : "",
+		       jstr(p, "reason", ""));
+		return;
+	}
+	char bar[31];
+	int fill = total > 0 ? (int)(30 * (sent > total ? total : sent) / total) : 30;
+	for (int i = 0; i < 30; i++)
+		bar[i] = i < fill ? '#' : '.';
+	bar[30] = '\0';
+	char left[32] = "-";
+	if (rate > 0 && total > sent)
+		fmt_duration((long long)((double)(total - sent) / rate), left, sizeof(left));
+	printf("\r[%s] %lld/%lld  %.0f/s  rejected %lld  errors %lld  left %s   ", bar, sent, total,
+	       rate, rej, fails, left);
+}
+
+static int
+upload_follow(struct ctl *ctl)
+{
+	json_t *reply = NULL;
+	char *err = NULL;
+	bool continues = true, tty = !ctl->json && isatty(STDOUT_FILENO), idle = false;
+	int r = vtc_call(ctl->conn, IFACE ".Upload", NULL, VTC_MORE, &reply, &err);
+	while (r == 0) {
+		bool done = json_is_true(json_object_get(reply, "done"));
+		if (ctl->json)
+			print_json(reply);
+		else
+			upload_line(reply, tty, 0);
+		fflush(stdout);
+		if (done) {
+			idle = !strcmp(jstr(reply, "state", ""), "idle");
+			if (tty)
+				printf("\n%s%s%s\n", jstr(reply, "state", "?"),
+				       jstr(reply, "reason", NULL) ? ": " : "", jstr(reply, "reason", ""));
+		}
+		json_decref(reply);
+		reply = NULL;
+		if (done || !vtc_continues(ctl->conn))
+			return idle ? 0 : EXIT_REPLY_ERROR;
+		r = vtc_next(ctl->conn, &reply, &err, &continues);
+	}
+	if (r == VTC_ERROR_REPLY) {
+		fprintf(stderr, "vitalectl: Upload: %s%s%s\n", err ? err : "error",
+		        jstr(reply, "reason", NULL) ? ": " : "", jstr(reply, "reason", ""));
+		free(err);
+		json_decref(reply);
+		return EXIT_REPLY_ERROR;
+	}
+	fprintf(stderr, "vitalectl: Upload: %s\n",
+	        r == -EPIPE ? "connection closed by vitaled" : strerror(-r));
+	return EXIT_TRANSPORT;
+}
+
+static int
+cmd_upload(struct ctl *ctl, int argc, char **argv)
+{
+	bool wait = argc == 2 && !strcmp(argv[1], "--wait");
+	if (argc > 2 || (argc == 2 && !wait)) {
+		fprintf(stderr, "usage: vitalectl upload [--wait] [--json]\n");
+		return EXIT_USAGE;
+	}
+	if (wait) {
+		ctl->timeout_ms = 0; /* a round may take long: the daemon ends it */
+		int rc = ctl_connect(ctl);
+		return rc ? rc : upload_follow(ctl);
+	}
+	json_t *reply = NULL;
+	int rc = ctl_call_human(ctl, IFACE ".Upload", NULL, &reply);
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	printf("upload asked: %s, %lld sheets waiting\n", jstr(reply, "state", "?"),
+	       (long long)json_integer_value(json_object_get(reply, "total")));
+	json_decref(reply);
+	return 0;
+}
+
 struct command {
 	const char *name;
 	int (*fn)(struct ctl *, int, char **);
@@ -814,6 +914,7 @@ static const struct command commands[] = {
 	{ "watch", cmd_watch, "print events as they happen, until interrupted" },
 	{ "sheet", cmd_sheet, "care sheets: sheet create|draft|complete|list|show|export|verify" },
 	{ "queue", cmd_queue, "the queue: sheets per state, oldest, nearest due date" },
+	{ "upload", cmd_upload, "send the waiting sheets to the insurer now: upload [--wait]" },
 	{ "call", cmd_call, "call any varlink method: call METHOD [JSON]" },
 	{ NULL, NULL, NULL },
 };

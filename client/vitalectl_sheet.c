@@ -405,15 +405,22 @@ sheet_list(struct ctl *ctl, int argc, char **argv)
 	} else {
 		size_t i;
 		json_t *m;
-		printf("%-36s %-8s %5s %-10s %-10s %s\n", "ID", "STATE", "SEQ", "CARE", "DUE", "PRACTITIONER");
+		printf("%-36s %-8s %5s %-10s %-10s %-12s %s\n", "ID", "STATE", "SEQ", "CARE", "DUE",
+		       "PRACTITIONER", "INSURER");
 		json_array_foreach(rows, i, m) {
 			json_t *seq = json_object_get(m, "seq");
 			char sq[16] = "-";
 			if (json_is_integer(seq))
 				snprintf(sq, sizeof(sq), "%lld", (long long)json_integer_value(seq));
-			printf("%-36s %-8s %5s %-10s %-10s %s\n", jstr(m, "id", "?"), jstr(m, "state", "?"), sq,
-			       jstr(m, "care_date", "?"), jstr(m, "due_date", "-"),
-			       jstr(m, "practitioner_id", "?"));
+			/* the insurer's code for a rejected or refused sheet; a
+			 * queued one whose signing certificate is unknown cannot go */
+			const char *code = jstr(m, "code", NULL);
+			bool nocert = json_is_false(json_object_get(m, "cert_known")) &&
+			              !strcmp(jstr(m, "state", ""), "queued");
+			printf("%-36s %-8s %5s %-10s %-10s %-12s %s\n", jstr(m, "id", "?"),
+			       jstr(m, "state", "?"), sq, jstr(m, "care_date", "?"), jstr(m, "due_date", "-"),
+			       jstr(m, "practitioner_id", "?"),
+			       code ? code : nocert ? "(no certificate: waits)" : "-");
 		}
 	}
 	json_decref(rows);

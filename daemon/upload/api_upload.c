@@ -81,7 +81,10 @@ m_upload(struct vl_call *call, json_t *params, void *arg)
 	w->next = waiters;
 	waiters = w;
 	vl_call_set_cancel(call, waiter_cancel, w);
-	vl_reply_continues(call, progress_json(&p, false)); /* -EPIPE: cancel ran */
+	/* a round already running shows where it is; a new one speaks when
+	 * it starts (the last round's figures would only mislead) */
+	if (p.running)
+		vl_reply_continues(call, progress_json(&p, false)); /* -EPIPE: cancel ran */
 	return 0;
 }
 
