@@ -3,13 +3,29 @@
 #include <stddef.h>
 
 #include "daemon/pin/cardlogin.h"
-#include "daemon/cards/cards.h"
+#include "daemon/cards/cardio.h"
+#include "daemon/cards/cards_digital.h"
+#include "daemon/cards/cards_profile.h"
 #include "daemon/core/daemon.h"
 #include "daemon/core/events.h"
 #include "daemon/pin/pinflow.h"
-#include "daemon/cards/readers.h"
 #include "daemon/sheets/sheets.h"
 #include "daemon/upload/upload.h"
+
+/* The reader sessions read cards with the profile reader (which hands
+ * phones on to the digital card): passed down here, so that nothing in
+ * daemon/cards/ calls up into the readers it is read by. */
+static int
+module_readers_init(struct daemon *d)
+{
+	return cardio_init(d, &card_reader_profiles);
+}
+
+static void
+module_readers_fini(struct daemon *d)
+{
+	cardio_fini(d);
+}
 
 const struct module vitaled_modules[] = {
 	{ "state", statedir_init, statedir_fini, NULL },
@@ -18,7 +34,7 @@ const struct module vitaled_modules[] = {
 	{ "profiles", profiles_init, profiles_fini, NULL },
 	{ "digital", cards_digital_init, cards_digital_fini, NULL },
 	{ "signer", pinflow_init, pinflow_fini, NULL },
-	{ "readers", readers_init, readers_fini, NULL },
+	{ "readers", module_readers_init, module_readers_fini, NULL },
 	{ "cardlogin", cardlogin_init, cardlogin_fini, NULL },
 	/* the queue last: READY (after every init) means it is open and writable */
 	{ "queue", sheets_init, sheets_fini, NULL },

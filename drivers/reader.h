@@ -1,18 +1,27 @@
 /* The reader interface: one const vtable per middleware (pcsc, nfc).
  *
- * A driver owns one worker thread that blocks in its middleware's wait call
- * (SCardGetStatusChange, nfc_initiator_poll_target) and reports reader and
- * card events through the callback given at open(). The callback runs on
- * that worker thread: the daemon hands events to its loop with loop_post().
+ * A driver owns long-lived watch threads that wait on its middleware for
+ * as long as the driver is open (pcsc: one thread blocked in
+ * SCardGetStatusChange(INFINITE); nfc: one thread per device polling with
+ * bounded libnfc calls, one per poll_ms) and report reader and card events
+ * through the callback given at open(). They keep threads of their own
+ * rather than jobs of a daemon/core worker: a worker job is bounded work
+ * that returns and then has its done callback, while a watch never returns
+ * by design (it is the driver's event source; the PC/SC wait costs no CPU
+ * when nothing happens). As a job it would hold a pool thread for good and
+ * keep worker_free from draining. close() ends the watch (SCardCancel; the
+ * nfc loop's stop flag) and joins the threads. The callback runs
+ * on that watch thread: the daemon copies the event and hands it to its
+ * loop with loop_post() (daemon/cards/cardio.c).
  *
  * Card I/O (connect/transmit/control/disconnect) is blocking and is called
- * from a session thread, never from the main loop. abort() is the one card
- * call made from another thread: it bounds a session whose card (or
- * middleware) stopped answering, since neither PC/SC nor libnfc has a
- * per-exchange timeout that a silent card cannot defeat. Readers are named by
- * the middleware's reader name (pcsc) or the device connstring (nfc), never
- * by position. A driver that was not compiled in has compiled_in = false
- * and open() returns -ENOTSUP.
+ * from a card session (a job of the readers' worker), never from the main
+ * loop. abort() is the one card call made from another thread: it bounds a
+ * session whose card (or middleware) stopped answering, since neither
+ * PC/SC nor libnfc has a per-exchange timeout that a silent card cannot
+ * defeat. Readers are named by the middleware's reader name (pcsc) or the
+ * device connstring (nfc), never by position. A driver that was not
+ * compiled in has compiled_in = false and open() returns -ENOTSUP.
  *
  * Error codes (negative errno values) every driver uses:
  *   -ENODEV     the card was removed (session ends cleanly)
@@ -67,10 +76,10 @@ struct reader_params {
 struct reader_ops {
 	const char *name;
 	bool compiled_in;
-	/* Start the worker; events flow until close(). */
+	/* Start the watch thread; events flow until close(). */
 	int (*open)(const struct reader_params *p, reader_event_fn cb, void *arg,
 	            struct reader_driver **out);
-	/* Stop the worker (cancels the blocking wait) and free. Cards still
+	/* Stop the watch thread (cancels the blocking wait) and free. Cards still
 	 * connected stay usable until their disconnect(). */
 	void (*close)(struct reader_driver *d);
 	/* Connect to the card in reader (exclusive for the session). atr/atr_len
@@ -88,8 +97,8 @@ struct reader_ops {
 	void (*disconnect)(struct reader_card *c);
 	/* Make every connect/transmit/control blocked on a card of reader
 	 * return soon with -ETIMEDOUT, and every later call on those cards fail
-	 * so. Thread-safe: called by the daemon's session deadline while the
-	 * session thread is blocked. A card connected after the call is not
+	 * so. Thread-safe: called by the daemon's session deadline (loop
+	 * thread) while the session's job is blocked. A card connected after the call is not
 	 * affected (call again). Best effort: returns true when every blocked
 	 * call is known to be released, false when the driver could only flag
 	 * a card (its session thread then stays blocked until the card or the

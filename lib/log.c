@@ -107,18 +107,3 @@ log_msg(enum log_level lvl, const char *fmt, ...)
 	log_vmsg(lvl, fmt, ap);
 	va_end(ap);
 }
-
-char *
-log_mask_nir(const char *nir, char *out, size_t outlen)
-{
-	if (!out || outlen == 0)
-		return out;
-	if (!nir || strlen(nir) < 3) {
-		snprintf(out, outlen, "(none)");
-		return out;
-	}
-	/* sex digit and birth year are kept: enough to tell two holders apart
-	 * on one card, useless to identify someone */
-	snprintf(out, outlen, "%c%c%c************", nir[0], nir[1], nir[2]);
-	return out;
-}

@@ -2,7 +2,8 @@
  *
  * One process-wide level; thread-safe (one write(2) per line). Messages must
  * never hold a PIN, a key, a full NIR or raw identity APDU payloads: callers
- * mask with log_mask_nir() where a NIR would help the reader of the log.
+ * mask with protocol/nir's nir_mask() (a card's NIR: card_nir_mask() of
+ * daemon/cards/cards.h) where a NIR would help the reader of the log.
  * This module depends on nothing else in the project, so drivers may use it.
  */
 #ifndef VITALED_LOG_H
@@ -36,9 +37,5 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap) __attribute__((fo
 #define log_notice(...)  log_msg(LOG_LVL_NOTICE, __VA_ARGS__)
 #define log_info(...)    log_msg(LOG_LVL_INFO, __VA_ARGS__)
 #define log_debug(...)   log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
-
-/* Write a masked form of a NIR into out ("1 84 ** *** *** ** (key hidden)"
- * style: sex and birth year only). Always NUL-terminates; returns out. */
-char *log_mask_nir(const char *nir, char *out, size_t outlen);
 
 #endif

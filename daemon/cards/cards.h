@@ -1,15 +1,18 @@
-/* What a card session found, and the hook that reads a card.
+/* What a card session found, and the hook that reads a card: the bottom of
+ * daemon/cards/, used by the profile reader (cards_profile.c), the digital
+ * card (cards_digital.c), the reader sessions (readers.c) and the API
+ * (api_cards.c); it calls none of them.
  *
- * The reader sessions (readers.c) know no card: they hand the ATR and a
- * transmit function to a struct card_reader_fn and get a struct card_result
- * back. The profile interpreter (protocol/profile: ATR match, APDU script,
- * TLV map) plugs in here; until it does, cards_reader() is a placeholder
- * that reports every card as unknown, with its ATR, and reads nothing.
+ * The reader sessions know no card: they hand the ATR and a transmit
+ * function to the struct card_reader_fn they were given at start-up (the
+ * daemon passes card_reader_profiles, cards_profile.h) and get a struct
+ * card_result back.
  *
  * A card_result holds identity data (names, birth dates, NIRs): it is wiped
  * with card_result_clear() before its memory is freed or reused, and only
- * card_result_json(..., CARD_JSON_FULL) — the control-access GetCard — ever
- * shows a full NIR. Logs and events get the masked form (log_mask_nir).
+ * card_result_json(..., CARD_JSON_FULL) (api_cards.h) — the control-access
+ * GetCard — ever shows a full NIR. Logs and events get the masked form
+ * (card_nir_mask).
  *
  * Ownership: a card_result may own heap blobs (the digital card's evidence:
  * the credential and the device-signed answer as received). It starts
@@ -20,7 +23,6 @@
 #ifndef VITALED_CARDS_H
 #define VITALED_CARDS_H
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -122,52 +124,10 @@ struct card_reader_fn {
 	int (*read)(const struct card_io *io, struct card_result *out);
 };
 
-/* The card reader function in use (thread-safe, never NULL): the profile
- * reader once the "profiles" module is up, else the placeholder. */
-const struct card_reader_fn *cards_reader(void);
-
-/* The profile reader (cards_profile.c): identify = profile_match() over the
- * built-in profiles and [profiles] dir; read = the profile's script. */
-extern const struct card_reader_fn card_reader_profiles;
-/* Module "profiles": load the profile set (built-in, then [profiles] dir;
- * a broken file stops start-up with file:line). */
-struct daemon;
-int profiles_init(struct daemon *d);
-void profiles_fini(struct daemon *d);
-/* True once profiles_init succeeded. */
-bool profiles_loaded(void);
-
-struct profile;
-/* The loaded profile called name, or NULL. Read-only; valid until
- * profiles_fini (any thread). */
-const struct profile *cards_profile_find(const char *name);
-/* Read a phone through the digital-card protocol (cards_digital.c); the
- * session thread, as card_reader_fn.read. An accepted presentation fills
- * out (profile "digital", kind digital, presentation "digital-nfc", holder
- * then beneficiaries, fields, evidence) and returns 0. A refused one
- * returns -EACCES (a transport failure its negative errno) with out->reason
- * the §12 name and out->error "name: what it means". A card without the
- * applet (no_applet) is an unknown contactless card: 0, recognised false. */
-int cards_digital_read(const struct profile *p, const struct card_io *io,
-                       struct card_result *out);
-
-/* Module "digital": reads the [digital] trust anchors (PEM files) once; an
- * anchor file missing or unreadable stops start-up with its name. Without
- * any anchor every phone is refused (chain_untrusted, "no trust anchor
- * configured"). Before "readers". */
-int cards_digital_init(struct daemon *d);
-void cards_digital_fini(struct daemon *d);
-
 /* Extra time a session gets past [digital] code_timeout_s once a phone asks
  * for its code: the last poll, the chained answer and its verification take
  * milliseconds; 5 s leaves room for a slow contactless reader. */
 #define CARDS_CODE_MARGIN_MS 5000u
-
-/* Reports every card as "unknown" with its ATR. Its read sends one SELECT
- * of the MF (00 A4 00 00 02 3F 00), changes nothing on the card and keeps
- * only the status word, as the card field "probe_sw": proof that the card
- * answers, nothing about its holder. */
-extern const struct card_reader_fn card_reader_placeholder;
 
 /* A reason for people for a card I/O error (-ETIMEDOUT, -ENODEV ...). */
 const char *card_strerror(int err);
@@ -180,19 +140,27 @@ void card_result_clear(struct card_result *r);
  * zeroed and owns nothing. */
 void card_result_move(struct card_result *dst, struct card_result *src);
 
-/* Hex of an ATR ("3B7513..."); always NUL-terminates. */
-void card_atr_hex(const uint8_t *atr, size_t len, char *out, size_t outlen);
+/* The masked form of a beneficiary's NIR, as logs and events show it:
+ * the first three characters (the sex digit and birth year; protocol/nir's
+ * nir_mask, so an unprintable card byte shows as '?') and twelve '*',
+ * whatever the length read from the card; "(none)" for an empty or short
+ * one. nir is a card_beneficiary's nir (or NULL). Returns out. */
+char *card_nir_mask(const char *nir, char *out, size_t outlen);
 
 /* Add a card-level field (truncated to the bounds); -ENOSPC when full. */
 int card_result_add_field(struct card_result *r, const char *name, const char *value);
 
-enum card_json {
-	CARD_JSON_SUMMARY,     /* events: no names, masked NIR */
-	CARD_JSON_SUMMARY_ID,  /* events for control watchers: names, masked NIR */
-	CARD_JSON_FULL,        /* GetCard: everything, full NIR */
-};
-
-/* A new JSON object for r (NULL on allocation failure). */
-json_t *card_result_json(const struct card_result *r, enum card_json what);
+/* Transitional, until daemon/pin/api_cardlogin.c includes
+ * "daemon/cards/cards_profile.h" and "lib/hex.h" itself and calls
+ * hex_encode(atr, len, true, ...): then this block goes. card_atr_hex was
+ * the old name of an upper-case hex encoder (it also encoded credential
+ * ids and nonces); it leaves no symbol behind. */
+#include "daemon/cards/cards_profile.h"
+#include "lib/hex.h"
+static inline void
+card_atr_hex(const uint8_t *atr, size_t len, char *out, size_t outlen)
+{
+	hex_encode(atr, len, true, out, outlen);
+}
 
 #endif

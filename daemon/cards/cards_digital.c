@@ -18,6 +18,8 @@
  * Nothing here logs identity data, credential bytes or nonces: only reason
  * names, sizes and counts (§16).
  */
+#include "daemon/cards/cards_digital.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,7 @@
 #include "daemon/core/daemon.h"
 #include "protocol/digital.h"
 #include "lib/fsutil.h"
+#include "lib/hex.h"
 #include "lib/log.h"
 
 #define ANCHOR_FILE_MAX (1u << 20) /* a PEM bundle of a few certificates */
@@ -155,7 +158,7 @@ fill_accepted(struct digital_result *dr, struct card_result *out)
 			card_result_add_field(out, "rights_today",
 			                      credential_right_covers(c, today) ? "covered" : "not covered");
 	}
-	card_atr_hex(c->cid, sizeof(c->cid), buf, sizeof(buf));
+	hex_encode(c->cid, sizeof(c->cid), true, buf, sizeof(buf));
 	card_result_add_field(out, "credential_id", buf);
 	iso_time(c->nbf, buf, sizeof(buf));
 	card_result_add_field(out, "not_before", buf);

@@ -17,6 +17,8 @@
  * A profile marked "readable = false" (Vitale 1) is recognised and reported
  * with its message; an unknown card is reported with its ATR.
  */
+#include "daemon/cards/cards_profile.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -24,8 +26,10 @@
 #include <string.h>
 
 #include "daemon/cards/cards.h"
+#include "daemon/cards/cards_digital.h"
 #include "daemon/core/daemon.h"
 #include "lib/fsutil.h"
+#include "lib/hex.h"
 #include "lib/log.h"
 #include "protocol/profile.h"
 
@@ -52,7 +56,7 @@ copy_text(char *dst, size_t dstlen, const char *src)
 static void
 prof_identify(const uint8_t *atr, size_t atr_len, struct card_result *out)
 {
-	card_atr_hex(atr, atr_len, out->atr_hex, sizeof(out->atr_hex));
+	hex_encode(atr, atr_len, true, out->atr_hex, sizeof(out->atr_hex));
 	const struct profile *p = g_set ? profile_match(g_set, atr, atr_len) : NULL;
 	if (!p) {
 		copy_text(out->profile, sizeof(out->profile), "unknown");

@@ -1,6 +1,8 @@
-/* Unit tests of daemon/cards/cards.c: the placeholder reader (one SELECT MF,
- * nothing read, errors passed on), the JSON views (no full NIR outside
- * CARD_JSON_FULL, no names in the read-only summary), wiping, the
+/* Unit tests of daemon/cards/cards.c and the card JSON of api_cards.c: the
+ * placeholder reader of tests/unit/support (one SELECT MF, nothing read,
+ * errors passed on) through the card_reader_fn seam, the JSON views (no
+ * full NIR outside CARD_JSON_FULL, no names in the read-only summary), the
+ * masked NIR, wiping, the
  * ownership of the evidence blobs (move, clear; run under valgrind or ASan
  * for the leak half); and daemon/cards/cards_digital.c with a scripted phone: the
  * trust anchors at start-up, no_applet as an unknown card, a refusal with
@@ -13,9 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/cards/cards.h"
 #include "conf/config.h"
+#include "daemon/cards/api_cards.h"
+#include "daemon/cards/cards.h"
+#include "daemon/cards/cards_digital.h"
 #include "daemon/core/daemon.h"
+#include "lib/hex.h"
+#include "tests/unit/support/placeholder_card.h"
 
 struct fake {
 	int rc;
@@ -52,7 +58,7 @@ static const uint8_t ATR[] = { 0x3B, 0x75, 0x13, 0x00, 0x00, 0x47, 0x09, 0xEA, 0
 
 START_TEST(t_placeholder_unknown)
 {
-	const struct card_reader_fn *fn = cards_reader();
+	const struct card_reader_fn *fn = &placeholder_card_reader;
 	struct card_result r = { 0 };
 	card_result_clear(&r);
 	fn->identify(ATR, sizeof(ATR), &r);
@@ -78,7 +84,7 @@ END_TEST
 
 START_TEST(t_placeholder_errors)
 {
-	const struct card_reader_fn *fn = cards_reader();
+	const struct card_reader_fn *fn = &placeholder_card_reader;
 	struct card_result r = { 0 };
 	card_result_clear(&r);
 	fn->identify(ATR, sizeof(ATR), &r);
@@ -100,7 +106,7 @@ fill(struct card_result *r)
 	card_result_clear(r);
 	snprintf(r->profile, sizeof(r->profile), "vitale2");
 	snprintf(r->kind, sizeof(r->kind), "patient");
-	card_atr_hex(ATR, sizeof(ATR), r->atr_hex, sizeof(r->atr_hex));
+	hex_encode(ATR, sizeof(ATR), true, r->atr_hex, sizeof(r->atr_hex));
 	r->recognised = r->readable = true;
 	r->nbeneficiaries = 1;
 	struct card_beneficiary *b = &r->beneficiaries[0];
@@ -154,8 +160,26 @@ START_TEST(t_bounds)
 		ck_assert_int_eq(card_result_add_field(&r, "f", "v"), 0);
 	ck_assert_int_eq(card_result_add_field(&r, "f", "v"), -ENOSPC);
 	char small[5];
-	card_atr_hex(ATR, sizeof(ATR), small, sizeof(small));
+	hex_encode(ATR, sizeof(ATR), true, small, sizeof(small));
 	ck_assert_str_eq(small, "3B75");
+}
+END_TEST
+
+/* The masked NIR as logs and events have always shown it: three
+ * characters and twelve '*' whatever the length read from the card,
+ * "(none)" for none; an unprintable card byte never reaches a log. */
+START_TEST(t_nir_mask)
+{
+	char m[32];
+	ck_assert_str_eq(card_nir_mask("284037512345678", m, sizeof(m)), "284************");
+	ck_assert_str_eq(card_nir_mask("2840375123456", m, sizeof(m)), "284************");
+	ck_assert_str_eq(card_nir_mask("284", m, sizeof(m)), "284************");
+	ck_assert_str_eq(card_nir_mask("28", m, sizeof(m)), "(none)");
+	ck_assert_str_eq(card_nir_mask("", m, sizeof(m)), "(none)");
+	ck_assert_str_eq(card_nir_mask(NULL, m, sizeof(m)), "(none)");
+	ck_assert_str_eq(card_nir_mask("2\x01" "4037512345678", m, sizeof(m)), "2?4************");
+	char small[5];
+	ck_assert_str_eq(card_nir_mask("284037512345678", small, sizeof(small)), "284*");
 }
 END_TEST
 
@@ -366,6 +390,7 @@ main(void)
 	tcase_add_test(tc, t_placeholder_errors);
 	tcase_add_test(tc, t_json_views);
 	tcase_add_test(tc, t_bounds);
+	tcase_add_test(tc, t_nir_mask);
 	tcase_add_test(tc, t_move_and_clear);
 	tcase_add_test(tc, t_digital_anchors);
 	tcase_add_test(tc, t_digital_refusals);
