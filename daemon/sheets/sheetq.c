@@ -78,9 +78,13 @@ sheetq_start(struct loop *l, const struct queue_opts *o, struct sheetq **out, ch
 	if (r < 0)
 		goto fail;
 	queue_stats(sq->q, &sq->stats);
-	/* one thread: the handle has one user at a time (storage/queue.h) */
-	if ((r = worker_new(l, "queue", 1, 0, &sq->w)) < 0) {
+	/* one thread: the handle has one user at a time (storage/queue.h);
+	 * started now (an empty job) rather than at the first request, so the
+	 * daemon's threads are all there once it is ready */
+	if ((r = worker_new(l, "queue", 1, 0, &sq->w)) < 0 ||
+	    (r = worker_submit(sq->w, NULL, NULL, NULL)) < 0) {
 		snprintf(err, errlen, "cannot start the queue's worker: %s", strerror(-r));
+		worker_free(sq->w);
 		goto fail;
 	}
 	*out = sq;

@@ -62,8 +62,10 @@ sheetseal_start(struct loop *l, struct sheetseal **out)
 	struct sheetseal *ss = calloc(1, sizeof(*ss));
 	if (!ss)
 		return -ENOMEM;
+	/* its thread started now (an empty job), not in the first batch */
 	int r = worker_new(l, "seal", 1, 0, &ss->w);
-	if (r < 0) {
+	if (r < 0 || (r = worker_submit(ss->w, NULL, NULL, NULL)) < 0) {
+		worker_free(ss->w);
 		free(ss);
 		return r;
 	}
