@@ -149,7 +149,8 @@ fs_probe_writable(const char *dir)
 	char p[4200];
 	if (snprintf(p, sizeof(p), "%s/.probe.%d", dir, (int)getpid()) >= (int)sizeof(p))
 		return -ENAMETOOLONG;
-	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	unlink(p); /* a stale probe from a crashed daemon with our pid */
+	int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -errno;
 	int r = 0;

@@ -155,6 +155,9 @@ api_fini(struct daemon *d)
 void
 api_reload(struct daemon *d, const struct config *old)
 {
-	(void)old; /* access rules are read at each connect from d->cfg */
-	(void)d;
+	(void)old;
+	/* access rules are read at each connect from d->cfg; connections
+	 * already open are judged again now (docs: "at once") */
+	if (d->api)
+		vl_server_reaccess(d->api);
 }

@@ -19,7 +19,6 @@
 
 struct watcher {
 	struct vl_call *call; /* NULL once cancelled */
-	bool control;
 	struct watcher *next;
 };
 
@@ -116,7 +115,9 @@ events_publish_ex(const char *type, json_t *fields, json_t *control_fields)
 	for (struct watcher *w = ev.list; w; w = w->next) {
 		if (!w->call)
 			continue;
-		json_t *e = (w->control && ctl) ? ctl : pub;
+		/* access is read now, not at subscription: a Reload that takes a
+		 * user out of the control lists filters its stream at once */
+		json_t *e = (vl_call_peer(w->call)->control && ctl) ? ctl : pub;
 		/* -EPIPE: the connection died; our cancel callback marked w */
 		vl_reply_continues(w->call, json_pack("{s:O}", "event", e));
 	}
@@ -162,7 +163,6 @@ m_watch_events(struct vl_call *call, json_t *params, void *arg)
 		return -ENOMEM;
 	}
 	w->call = call;
-	w->control = vl_call_peer(call)->control;
 	w->next = ev.list;
 	ev.list = w;
 	ev.count++;

@@ -61,6 +61,8 @@ struct vl_conn {
 	struct vl_call *pending;
 	uint64_t idle_timer;
 	uint64_t resume_timer;
+	bool spoke;            /* a complete message was received */
+	uint64_t idle_delay;   /* the delay idle_timer was set with */
 	bool dead;
 	bool close_after_flush;
 	bool in_dispatch;
@@ -80,11 +82,47 @@ struct vl_server {
 	struct vl_conn *conns;
 	unsigned nconns;
 	uint64_t reaper;
+	uint64_t accept_pause;   /* timer while accept is paused (EMFILE) */
+	int spare_fd;            /* a descriptor kept to free under EMFILE */
+	size_t out_total;        /* bytes queued to every client together */
+	struct vl_ratelog refuse_log, emfile_log, deny_log;
 	bool shutting_down;
 	char err_protocol[128], err_denied[128], err_shutdown[128], err_internal[128];
 };
 
+/* A log line at most every VL_LOG_INTERVAL_MS per kind; the lines held back
+ * are counted and the count goes out with the next one, so a flood of
+ * refusals costs a few lines, not millions. */
+#define VL_LOG_INTERVAL_MS 10000u
+
+static bool
+ratelog_take(struct vl_ratelog *r, unsigned long *suppressed)
+{
+	uint64_t now = loop_now_ms();
+	if (r->last && now - r->last < VL_LOG_INTERVAL_MS) {
+		r->suppressed++;
+		return false;
+	}
+	r->last = now ? now : 1;
+	*suppressed = r->suppressed;
+	r->suppressed = 0;
+	return true;
+}
+
 static void conn_kill(struct vl_conn *c);
+static void accept_resume(struct loop *l, void *arg);
+
+/* Bytes queued to all clients together: max_output for one client, and at
+ * most VL_OUT_BUDGET for everyone (the worst case stays in tens of MiB
+ * however many watchers stop reading). */
+#define VL_OUT_BUDGET ((size_t)32 << 20)
+
+static size_t
+out_budget(const struct vl_server *s)
+{
+	size_t b = s->o.max_output_total ? s->o.max_output_total : VL_OUT_BUDGET;
+	return s->o.max_output > b ? s->o.max_output : b;
+}
 static void conn_process(struct vl_conn *c);
 static void conn_update_events(struct vl_conn *c);
 
@@ -137,7 +175,11 @@ vl_msg_parse(const char *buf, size_t len, struct vl_msg *m, char *err, size_t er
 	}
 	json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
-		snprintf(err, errlen, "invalid JSON at byte %d: %s", jerr.position, jerr.text);
+		/* jansson's text quotes the token it stopped at ("near '\"9876'"):
+		 * that may be a PIN, so only its own words before " near " go out */
+		char *near = strstr(jerr.text, " near ");
+		int tl = near ? (int)(near - jerr.text) : (int)strlen(jerr.text);
+		snprintf(err, errlen, "invalid JSON at byte %d: %.*s", jerr.position, tl, jerr.text);
 		return -EBADMSG;
 	}
 	if (!json_is_object(root)) {
@@ -217,6 +259,7 @@ conn_flush(struct vl_conn *c)
 			return -errno;
 		}
 		c->outoff += (size_t)w;
+		c->srv->out_total -= (size_t)w;
 	}
 	if (c->outoff == c->outlen)
 		c->outoff = c->outlen = 0;
@@ -243,6 +286,22 @@ conn_send(struct vl_conn *c, json_t *msg)
 		conn_kill(c);
 		return -EPIPE;
 	}
+	/* all clients together: over the budget, the one furthest behind goes */
+	while (c->srv->out_total + n > out_budget(c->srv)) {
+		struct vl_conn *worst = NULL;
+		for (struct vl_conn *o = c->srv->conns; o; o = o->next)
+			if (!o->dead && (!worst || o->outlen - o->outoff > worst->outlen - worst->outoff))
+				worst = o;
+		if (!worst || worst->outlen == worst->outoff)
+			break;   /* nothing queued anywhere: a single reply larger than the budget */
+		log_warn("api: replies waiting for all clients exceed %zu bytes; disconnecting "
+		         "client pid %d, the furthest behind", out_budget(c->srv), (int)worst->peer.pid);
+		conn_kill(worst);
+		if (worst == c) {
+			free(s);
+			return -EPIPE;
+		}
+	}
 	if (c->outoff && c->outoff == c->outlen)
 		c->outoff = c->outlen = 0;
 	if (c->outlen + n > c->outcap) {
@@ -268,6 +327,7 @@ conn_send(struct vl_conn *c, json_t *msg)
 	}
 	memcpy(c->out + c->outlen, s, n);
 	c->outlen += n;
+	c->srv->out_total += n;
 	free(s);
 	ret = conn_flush(c);
 	if (ret < 0) {
@@ -514,8 +574,11 @@ dispatch(struct vl_conn *c, const char *buf, size_t len)
 	} else if (s->shutting_down) {
 		vl_reply_error(call, s->err_shutdown, NULL);
 	} else if ((meth->flags & VL_CONTROL) && !c->peer.control) {
-		log_notice("api: pid %d uid %u denied %s", (int)c->peer.pid, (unsigned)c->peer.uid,
-		           call->method);
+		unsigned long held;
+		if (ratelog_take(&s->deny_log, &held))
+			log_notice("api: pid %d uid %u denied %s (%lu denials not logged in the last %u s)",
+			           (int)c->peer.pid, (unsigned)c->peer.uid, call->method, held,
+			           VL_LOG_INTERVAL_MS / 1000u);
 		vl_reply_error(call, s->err_denied, json_pack("{s:s}", "method", call->method));
 	} else {
 		int r = meth->fn(call, m.params, meth->arg);
@@ -527,13 +590,35 @@ dispatch(struct vl_conn *c, const char *buf, size_t len)
 	vl_msg_clear(&m);
 }
 
+/* How long a connection may stay without a call in progress: a half-sent
+ * message or a connection that never sent one gets idle_timeout; one that
+ * has made calls and sits between them gets VL_KEEPALIVE_FACTOR times that.
+ * A call in progress (a stream of events included) has no idle timer: a
+ * watcher that stops reading is dropped by the output budgets instead. */
+#define VL_KEEPALIVE_FACTOR 10u
+
+static uint64_t
+idle_delay(const struct vl_conn *c)
+{
+	uint64_t t = c->srv->o.idle_timeout_ms;
+	return (c->inlen > 0 || !c->spoke) ? t : t * VL_KEEPALIVE_FACTOR;
+}
+
 static void
 idle_timeout_cb(struct loop *l, void *arg)
 {
 	struct vl_conn *c = arg;
 	c->idle_timer = 0;
-	if (c->inlen > 0 && !c->pending)
+	if (c->pending || c->dead)
+		return;
+	if (c->inlen > 0)
 		protocol_error(c, "incomplete message timed out");
+	else if (!c->spoke)
+		protocol_error(c, "no request before the idle timeout");
+	else {
+		log_debug("api: client pid %d idle; closing", (int)c->peer.pid);
+		conn_kill(c);
+	}
 }
 
 static void
@@ -556,6 +641,11 @@ conn_process(struct vl_conn *c)
 		if (!nul)
 			break;
 		size_t mlen = (size_t)(nul - c->in);
+		c->spoke = true;
+		if (c->idle_timer) {
+			loop_timer_cancel(c->srv->loop, c->idle_timer);
+			c->idle_timer = 0;
+		}
 		dispatch(c, c->in, mlen);
 		if (c->dead || c->close_after_flush)
 			break;
@@ -572,10 +662,17 @@ conn_process(struct vl_conn *c)
 	if (!c->pending && !c->close_after_flush && c->inlen && memchr(c->in, '\0', c->inlen) &&
 	    !c->resume_timer)
 		c->resume_timer = loop_timer_add(c->srv->loop, 0, resume_cb, c);
-	if (c->inlen > 0 && !c->pending && !c->idle_timer)
-		c->idle_timer = loop_timer_add(c->srv->loop, c->srv->o.idle_timeout_ms,
-		                               idle_timeout_cb, c);
-	else if ((c->inlen == 0 || c->pending) && c->idle_timer) {
+	uint64_t want = idle_delay(c);
+	if (c->idle_timer && !c->pending && want != c->idle_delay) {
+		/* half a message arrived on a connection idle between calls: the
+		 * short timeout applies from now */
+		loop_timer_cancel(c->srv->loop, c->idle_timer);
+		c->idle_timer = 0;
+	}
+	if (!c->pending && !c->idle_timer && !c->close_after_flush) {
+		c->idle_timer = loop_timer_add(c->srv->loop, want, idle_timeout_cb, c);
+		c->idle_delay = want;
+	} else if (c->pending && c->idle_timer) {
 		loop_timer_cancel(c->srv->loop, c->idle_timer);
 		c->idle_timer = 0;
 	}
@@ -684,6 +781,10 @@ reaper_cb(struct loop *l, void *arg)
 			free(c->in);
 			free(c->out);
 			free(c);
+			if (s->accept_pause) {
+				loop_timer_cancel(l, s->accept_pause);
+				accept_resume(l, s);
+			}
 		}
 		c = n;
 	}
@@ -696,6 +797,8 @@ conn_kill(struct vl_conn *c)
 	if (c->dead)
 		return;
 	c->dead = true;
+	c->srv->out_total -= c->outlen - c->outoff;
+	c->outlen = c->outoff = 0;
 	loop_del_fd(c->srv->loop, c->fd);
 	close(c->fd);
 	c->fd = -1;
@@ -719,6 +822,94 @@ conn_kill(struct vl_conn *c)
 		c->srv->reaper = loop_timer_add(c->srv->loop, 0, reaper_cb, c->srv);
 }
 
+/* Fair sharing of the connections. max_clients in all; the last
+ * reserved_slots() of them only for peers with control access (the till),
+ * and a peer without control access holds at most per_user_limit() at once,
+ * so a local user who may only read status can never lock the till out. */
+static unsigned
+reserved_slots(const struct vl_server *s)
+{
+	unsigned m = s->o.max_clients;
+	return m >= 16 ? m / 8 : (m >= 4 ? 2 : 0);
+}
+
+static unsigned
+per_user_limit(const struct vl_server *s)
+{
+	unsigned m = s->o.max_clients / 4;
+	return m < 4 ? 4 : m;
+}
+
+static unsigned
+conns_of(const struct vl_server *s, uid_t uid)
+{
+	unsigned n = 0;
+	for (const struct vl_conn *c = s->conns; c; c = c->next)
+		n += !c->dead && c->peer.uid == uid;
+	return n;
+}
+
+/* NULL when the peer may connect, else why not. */
+static const char *
+admit(const struct vl_server *s, const struct vl_peer *p)
+{
+	if (s->nconns >= s->o.max_clients)
+		return "too many clients";
+	if (p->control)
+		return NULL;
+	if (s->nconns + reserved_slots(s) >= s->o.max_clients)
+		return "the last connections are kept for control users";
+	if (conns_of(s, p->uid) >= per_user_limit(s))
+		return "too many connections from this user";
+	return NULL;
+}
+
+static void
+refuse(struct vl_server *s, int cfd, const struct vl_peer *p, const char *why)
+{
+	unsigned long held;
+	if (ratelog_take(&s->refuse_log, &held))
+		log_warn("api: refusing pid %d uid %u: %s (%u clients; %lu refusals not logged "
+		         "in the last %u s)", (int)p->pid, (unsigned)p->uid, why, s->nconns, held,
+		         VL_LOG_INTERVAL_MS / 1000u);
+	close(cfd);
+}
+
+static void
+accept_resume(struct loop *l, void *arg)
+{
+	struct vl_server *s = arg;
+	s->accept_pause = 0;
+	loop_mod_fd(l, s->lfd, POLLIN);
+}
+
+/* Out of descriptors: shed the connection at the head of the backlog with
+ * the spare descriptor (so poll() does not stay readable for it), and stop
+ * accepting for a moment: no tight loop, no flood of log lines. Accepting
+ * resumes after VL_EMFILE_PAUSE_MS or as soon as a connection closes. */
+#define VL_EMFILE_PAUSE_MS 250u
+
+static void
+accept_exhausted(struct vl_server *s, int err)
+{
+	if (s->spare_fd >= 0) {
+		close(s->spare_fd);
+		s->spare_fd = -1;
+		int cfd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (cfd >= 0)
+			close(cfd);
+		s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	unsigned long held;
+	if (ratelog_take(&s->emfile_log, &held))
+		log_warn("api: accept: %s: pausing new connections (%u open; %lu times not logged)",
+		         strerror(err), s->nconns, held);
+	if (!s->accept_pause) {
+		loop_mod_fd(s->loop, s->lfd, 0);
+		s->accept_pause = loop_timer_add(s->loop, VL_EMFILE_PAUSE_MS, accept_resume, s);
+	}
+}
+
 static void
 accept_cb(struct loop *l, int fd, short revents, void *arg)
 {
@@ -726,7 +917,9 @@ accept_cb(struct loop *l, int fd, short revents, void *arg)
 	for (int i = 0; i < 16; i++) {
 		int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				accept_exhausted(s, errno);
+			else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 				log_warn("api: accept: %s", strerror(errno));
 			return;
 		}
@@ -736,9 +929,12 @@ accept_cb(struct loop *l, int fd, short revents, void *arg)
 			close(cfd);
 			continue;
 		}
-		if (s->nconns >= s->o.max_clients) {
-			log_warn("api: too many clients (%u); refusing pid %d", s->nconns, (int)cr.pid);
-			close(cfd);
+		struct vl_peer peer = { .pid = cr.pid, .uid = cr.uid, .gid = cr.gid };
+		if (s->o.access)
+			s->o.access(&peer, s->o.access_arg);
+		const char *why = admit(s, &peer);
+		if (why) {
+			refuse(s, cfd, &peer, why);
 			continue;
 		}
 		struct vl_conn *c = calloc(1, sizeof(*c));
@@ -748,11 +944,7 @@ accept_cb(struct loop *l, int fd, short revents, void *arg)
 		}
 		c->srv = s;
 		c->fd = cfd;
-		c->peer.pid = cr.pid;
-		c->peer.uid = cr.uid;
-		c->peer.gid = cr.gid;
-		if (s->o.access)
-			s->o.access(&c->peer, s->o.access_arg);
+		c->peer = peer;
 		if (loop_add_fd(s->loop, cfd, POLLIN, conn_io, c) < 0) {
 			close(cfd);
 			free(c);
@@ -763,8 +955,37 @@ accept_cb(struct loop *l, int fd, short revents, void *arg)
 			s->conns->prev = c;
 		s->conns = c;
 		s->nconns++;
+		/* the idle timer runs from the first moment: a connection that
+		 * never sends a byte is closed like one that stops halfway */
+		c->idle_delay = idle_delay(c);
+		c->idle_timer = loop_timer_add(s->loop, c->idle_delay, idle_timeout_cb, c);
 		log_debug("api: client pid %d uid %u (%s)", (int)cr.pid, (unsigned)cr.uid,
 		          c->peer.control ? "control" : "read");
+	}
+}
+
+void
+vl_server_reaccess(struct vl_server *s)
+{
+	if (!s->o.access)
+		return;
+	for (struct vl_conn *c = s->conns; c; c = c->next) {
+		if (c->dead)
+			continue;
+		struct vl_peer p = c->peer;
+		s->o.access(&p, s->o.access_arg);
+		if (p.control == c->peer.control)
+			continue;
+		log_notice("api: client pid %d uid %u: access now %s", (int)c->peer.pid,
+		           (unsigned)c->peer.uid, p.control ? "control" : "read");
+		c->peer.control = p.control;
+		const struct method *m = c->pending ? find_method(s, c->pending->method) : NULL;
+		if (!p.control && m && (m->flags & VL_CONTROL)) {
+			/* a control call in progress (a stream) loses its right: end it */
+			log_notice("api: client pid %d: %s ended (access withdrawn)", (int)c->peer.pid,
+			           c->pending->method);
+			conn_kill(c);
+		}
 	}
 }
 
@@ -809,6 +1030,7 @@ vl_server_new(struct loop *l, const struct vl_server_opts *o, int listen_fd,
 	s->loop = l;
 	s->o = *o;
 	s->lfd = -1;
+	s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	snprintf(s->err_protocol, sizeof(s->err_protocol), "%s.ProtocolError", o->error_prefix);
 	snprintf(s->err_denied, sizeof(s->err_denied), "%s.PermissionDenied", o->error_prefix);
 	snprintf(s->err_shutdown, sizeof(s->err_shutdown), "%s.ShuttingDown", o->error_prefix);
@@ -832,6 +1054,18 @@ vl_server_new(struct loop *l, const struct vl_server_opts *o, int listen_fd,
 			snprintf(err, errlen, "socket: %s", strerror(errno));
 			goto fail;
 		}
+		/* Never take the path of a live daemon: a socket that answers a
+		 * connect is in use (a stale file from a crash refuses it). */
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(probe);
+			snprintf(err, errlen, "%s: another process answers on this socket "
+			         "(is vitaled already running?)", o->path);
+			r = -EADDRINUSE;
+			goto fail;
+		}
+		if (probe >= 0)
+			close(probe);
 		/* Bind under a temporary name, set mode and group, then rename
 		 * over the final path: no window where the socket is reachable
 		 * with the wrong permissions, and a stale socket is replaced. */
@@ -878,6 +1112,8 @@ vl_server_new(struct loop *l, const struct vl_server_opts *o, int listen_fd,
 	*out = s;
 	return 0;
 fail:
+	if (s->spare_fd >= 0)
+		close(s->spare_fd);
 	if (s->lfd >= 0)
 		close(s->lfd);
 	if (s->unlink_path)
@@ -891,6 +1127,12 @@ void
 vl_server_shutdown(struct vl_server *s)
 {
 	s->shutting_down = true;
+}
+
+size_t
+vl_server_queued_bytes(const struct vl_server *s)
+{
+	return s->out_total;
 }
 
 unsigned
@@ -911,7 +1153,12 @@ vl_server_free(struct vl_server *s)
 		conn_kill(c);
 	if (s->reaper)
 		loop_timer_cancel(s->loop, s->reaper);
+	if (s->accept_pause)
+		loop_timer_cancel(s->loop, s->accept_pause);
+	s->accept_pause = 0;
 	reaper_cb(s->loop, s);
+	if (s->spare_fd >= 0)
+		close(s->spare_fd);
 	if (s->lfd >= 0) {
 		loop_del_fd(s->loop, s->lfd);
 		close(s->lfd);

@@ -25,6 +25,12 @@
 struct vl_server;
 struct vl_call;
 
+/* A rate-limited log line's state (see varlink.c). */
+struct vl_ratelog {
+	uint64_t last;
+	unsigned long suppressed;
+};
+
 struct vl_peer {
 	pid_t pid;
 	uid_t uid;
@@ -49,8 +55,14 @@ struct vl_server_opts {
 	gid_t gid;               /* group of the socket, or (gid_t)-1 to leave it */
 	size_t max_message;      /* bytes, NUL included */
 	size_t max_output;       /* bytes queued to one client before it is dropped */
-	unsigned max_clients;
-	unsigned idle_timeout_ms; /* a half-sent message older than this closes the connection */
+	size_t max_output_total; /* to all clients together (0: 32 MiB); over it, the client
+	                          * furthest behind is dropped */
+	unsigned max_clients;     /* the last max_clients/8 (>= 2) kept for control peers; a
+	                          * peer without control holds at most max(4, max_clients/4) */
+	/* A connection without a call in progress that sent nothing, or half a
+	 * message, for this long is closed; one idle between calls after ten
+	 * times this. Calls in progress (streams) are exempt. */
+	unsigned idle_timeout_ms;
 	const char *vendor, *product, *version, *url;
 	const char *error_prefix; /* e.g. "io.vitaled.Terminal" for ProtocolError/PermissionDenied */
 	vl_access_fn access;
@@ -71,9 +83,16 @@ int vl_server_add_interface(struct vl_server *s, const char *name, const char *d
 int vl_server_add_method(struct vl_server *s, const char *name, vl_method_fn fn, void *arg,
                          unsigned flags);
 
+/* Decide access again for every open connection (after a reload changed
+ * the lists): a peer that lost control access keeps its connection for
+ * reading, but a control call in progress on it (a stream) is ended by
+ * closing the connection. Loop thread. */
+void vl_server_reaccess(struct vl_server *s);
 /* Stop accepting new calls (ShuttingDown); existing streams stay until freed. */
 void vl_server_shutdown(struct vl_server *s);
 unsigned vl_server_clients(const struct vl_server *s);
+/* Bytes of replies waiting for all clients together. */
+size_t vl_server_queued_bytes(const struct vl_server *s);
 
 /* Replies. params is stolen (NULL means {}). vl_reply and vl_reply_error end
  * the call (the call pointer is invalid afterwards) and return 0, or -EPIPE

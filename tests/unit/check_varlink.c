@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -160,7 +162,8 @@ setup(void)
 	ck_assert_int_eq(loop_new(&L), 0);
 	struct vl_server_opts o = {
 		.path = sockpath, .mode = 0600, .gid = (gid_t)-1, .max_message = 4096,
-		.max_output = 100000, .max_clients = 8, .idle_timeout_ms = 300,
+		.max_output = 100000, .max_output_total = 250000, .max_clients = 8,
+		.idle_timeout_ms = 300,
 		.vendor = "v", .product = "p", .version = "1", .url = "u",
 		.error_prefix = "io.test.T", .access = access_cb, .access_arg = &grant_control,
 	};
@@ -177,6 +180,7 @@ setup(void)
 	vl_server_add_method(S, "io.test.T.Fail", m_fail, NULL, 0);
 	vl_server_add_method(S, "io.test.T.Big", m_big, NULL, 0);
 	vl_server_add_method(S, "io.test.T.Stream", m_stream, NULL, 0);
+	vl_server_add_method(S, "io.test.T.HoldSecret", m_defer, NULL, VL_CONTROL);
 }
 
 static void
@@ -495,6 +499,170 @@ START_TEST(slow_reader_dropped)
 }
 END_TEST
 
+/* A connection that never sends a byte is closed after the idle timeout
+ * (it used to be held for ever: 64 of them locked everybody out). */
+START_TEST(silent_connection_times_out)
+{
+	bool eof;
+	memset(rlen, 0, sizeof(rlen));
+	int a = client();
+	ck_assert_uint_eq(vl_server_clients(S), 1);
+	json_t *r = crecv(a, 0, &eof); /* 1.5 s of pumping; idle_timeout is 300 ms */
+	ck_assert_ptr_nonnull(r);
+	ck_assert_str_eq(err_of(r), "io.test.T.ProtocolError");
+	json_decref(r);
+	for (int i = 0; i < 5; i++)
+		loop_run_once(L, 2);
+	ck_assert_uint_eq(vl_server_clients(S), 0);
+	close(a);
+}
+END_TEST
+
+/* Peers without control access get at most max(4, max_clients/4)
+ * connections each and never the last slots, kept for control peers. */
+START_TEST(read_only_peer_cannot_starve_control)
+{
+	int fds[12];
+	grant_control = false;
+	for (int i = 0; i < 10; i++)
+		fds[i] = client();
+	for (int i = 0; i < 5; i++)
+		loop_run_once(L, 2);
+	ck_assert_uint_eq(vl_server_clients(S), 4);
+	grant_control = true;
+	fds[10] = client();
+	fds[11] = client();
+	for (int i = 0; i < 5; i++)
+		loop_run_once(L, 2);
+	ck_assert_uint_eq(vl_server_clients(S), 6);
+	for (int i = 0; i < 12; i++)
+		close(fds[i]);
+}
+END_TEST
+
+/* jansson quotes the token it stopped at; a PIN must never reach the
+ * error text (which is logged and sent back). */
+START_TEST(parse_error_quotes_no_input)
+{
+	struct vl_msg m;
+	char err[200];
+	const char *msgs[] = {
+		"{\"method\":\"io.vitaled.Terminal.SubmitPin\",\"parameters\":{\"pin\":\"98765\x01" "431\"}}",
+		"{\"method\":\"io.vitaled.Terminal.SubmitPin\",\"parameters\":{\"pin\":98765431x}}",
+		"{\"method\":\"io.vitaled.Terminal.SubmitPin\",\"parameters\":{\"pin\":\"98765431",
+		"{\"method\":\"io.vitaled.Terminal.SubmitPin\",\"parameters\":{\"pin\":\"98765431\\q\"}}",
+	};
+	for (size_t i = 0; i < sizeof(msgs) / sizeof(msgs[0]); i++) {
+		ck_assert_int_eq(vl_msg_parse(msgs[i], strlen(msgs[i]), &m, err, sizeof(err)), -EBADMSG);
+		ck_assert_msg(!strstr(err, "9876") && !strstr(err, "431"), "case %zu: '%s'", i, err);
+		ck_assert_msg(strstr(err, "invalid JSON"), "case %zu: '%s'", i, err);
+	}
+}
+END_TEST
+
+/* Out of descriptors: the accept loop must not spin. A child holds 40
+ * pending connections while the server may open only a few descriptors;
+ * over one second the loop goes round a bounded number of times and
+ * uses little CPU (it used to take 85-97 % of a core). */
+START_TEST(emfile_does_not_spin)
+{
+	struct rlimit old, lim;
+	getrlimit(RLIMIT_NOFILE, &old);
+	int probe = open("/dev/null", O_RDONLY);
+	close(probe);
+	lim = old;
+	lim.rlim_cur = (rlim_t)probe + 2; /* room for almost nothing */
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		memcpy(sa.sun_path, sockpath, strlen(sockpath) + 1);
+		for (int i = 0; i < 40; i++) {
+			int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+			connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+		}
+		sleep(3);
+		_exit(0);
+	}
+	usleep(100000);
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	struct rusage r0, r1;
+	getrusage(RUSAGE_SELF, &r0);
+	uint64_t t0 = loop_now_ms();
+	unsigned rounds = 0;
+	while (loop_now_ms() - t0 < 1000) {
+		loop_run_once(L, 50);
+		rounds++;
+	}
+	getrusage(RUSAGE_SELF, &r1);
+	setrlimit(RLIMIT_NOFILE, &old);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	long cpu_ms = (r1.ru_utime.tv_sec - r0.ru_utime.tv_sec) * 1000 +
+	              (r1.ru_utime.tv_usec - r0.ru_utime.tv_usec) / 1000 +
+	              (r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) * 1000 +
+	              (r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) / 1000;
+	ck_assert_msg(rounds < 400, "loop went round %u times in 1 s", rounds);
+	ck_assert_msg(cpu_ms < 300, "%ld ms of CPU in 1 s", cpu_ms);
+}
+END_TEST
+
+/* Reload withdrew control: the open connection is read-only from now on,
+ * and a control call in progress on it is ended. */
+START_TEST(reaccess_after_reload)
+{
+	bool eof;
+	memset(rlen, 0, sizeof(rlen));
+	int a = client();
+	int b = client();
+	csend(b, "{\"method\":\"io.test.T.HoldSecret\",\"more\":true}", true);
+	for (int i = 0; i < 5; i++)
+		loop_run_once(L, 2);
+	ck_assert_ptr_nonnull(held);
+	grant_control = false;
+	vl_server_reaccess(S);
+	ck_assert(held_cancelled);
+	csend(a, "{\"method\":\"io.test.T.Secret\"}", true);
+	json_t *r = crecv(a, 0, &eof);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_str_eq(err_of(r), "io.test.T.PermissionDenied");
+	json_decref(r);
+	close(a);
+	close(b);
+}
+END_TEST
+
+/* Watchers that never read: all together they may hold max_output_total
+ * (250 kB here), each one max_output (100 kB); the furthest behind goes. */
+START_TEST(output_budget_all_clients)
+{
+	int fds[6];
+	int shrink = 4096;
+	static const char big[] = "{\"method\":\"io.test.T.Big\"}";
+	for (int i = 0; i < 6; i++) {
+		fds[i] = client();
+		setsockopt(fds[i], SOL_SOCKET, SO_RCVBUF, &shrink, sizeof(shrink));
+	}
+	/* 40 kB replies round the six until the kernel's buffers are full and
+	 * replies queue in the daemon; the total must never pass the budget
+	 * (250 kB, plus the one reply being added), though each client alone
+	 * stays under its 100 kB */
+	size_t peak = 0;
+	for (int round = 0; round < 20 && vl_server_clients(S) == 6; round++)
+		for (int i = 0; i < 6; i++) {
+			send(fds[i], big, sizeof(big), MSG_NOSIGNAL);
+			for (int k = 0; k < 3; k++)
+				loop_run_once(L, 1);
+			if (vl_server_queued_bytes(S) > peak)
+				peak = vl_server_queued_bytes(S);
+		}
+	ck_assert_uint_lt(vl_server_clients(S), 6);
+	ck_assert_uint_gt(vl_server_clients(S), 0);
+	ck_assert_uint_le(peak, 250000 + 40100);
+	for (int i = 0; i < 6; i++)
+		close(fds[i]);
+}
+END_TEST
+
 START_TEST(max_clients)
 {
 	int fds[10];
@@ -531,6 +699,7 @@ main(void)
 	tcase_add_loop_test(p, parse_bad, 0, (int)(sizeof(bad_msgs) / sizeof(bad_msgs[0])));
 	tcase_add_test(p, parse_embedded_nul);
 	tcase_add_test(p, method_names);
+	tcase_add_test(p, parse_error_quotes_no_input);
 	suite_add_tcase(s, p);
 	TCase *t = tcase_create("server");
 	tcase_add_checked_fixture(t, setup, teardown);
@@ -545,6 +714,11 @@ main(void)
 	tcase_add_test(t, permission_denied);
 	tcase_add_test(t, slow_reader_dropped);
 	tcase_add_test(t, max_clients);
+	tcase_add_test(t, silent_connection_times_out);
+	tcase_add_test(t, read_only_peer_cannot_starve_control);
+	tcase_add_test(t, emfile_does_not_spin);
+	tcase_add_test(t, reaccess_after_reload);
+	tcase_add_test(t, output_budget_all_clients);
 	suite_add_tcase(s, t);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
