@@ -40,5 +40,6 @@ const struct module vitaled_modules[] = {
 	{ "queue", sheets_init, sheets_fini, NULL },
 	/* after the queue: it forms its batches there */
 	{ "upload", upload_init, upload_fini, NULL },
+	{ "upload-api", api_upload_init, api_upload_fini, NULL },
 	{ NULL, NULL, NULL, NULL },
 };

@@ -1,6 +1,5 @@
 /* The sheets' varlink methods, status and kiosk hook; see api_sheets.h. */
 #include "daemon/sheets/api_sheets.h"
-#include "daemon/sheets/sheets.h"
 
 #include <errno.h>
 #include <openssl/rand.h>
@@ -19,6 +18,17 @@
 #include "drivers/reader.h"
 #include "lib/log.h"
 #include "protocol/holidays.h"
+
+/* The uploader's wake-up after each sheet is queued (api_sheets.h). */
+static void (*queued_hook)(void *arg);
+static void *queued_hook_arg;
+
+void
+api_sheets_set_queued_hook(void (*fn)(void *arg), void *arg)
+{
+	queued_hook = fn;
+	queued_hook_arg = arg;
+}
 
 static struct {
 	struct daemon *d;
@@ -179,8 +189,8 @@ create_finished(struct sheetcommit_req *r, void *arg)
 			events_publish("SheetQueued", json_pack("{s:s,s:i,s:s,s:s}", "id", r->s->id, "number",
 			                                        (int)r->seq, "care_date", r->care,
 			                                        "due_date", r->due));
-		if (!draft)
-			sheets_queued_notify();
+		if (!draft && queued_hook)
+			queued_hook(queued_hook_arg);
 		if (call)
 			vl_reply(call, created_json(r));
 		else if (draft)

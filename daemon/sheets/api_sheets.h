@@ -29,4 +29,8 @@ int api_sheets_start(struct daemon *d, struct sheetq *sq, struct sheetcommit *sc
  * answered when they finish. */
 void api_sheets_stop(void);
 
+/* One hook called on the loop thread after each sheet is queued (the
+ * uploader's wake-up); fn NULL removes it. Loop thread. */
+void api_sheets_set_queued_hook(void (*fn)(void *arg), void *arg);
+
 #endif

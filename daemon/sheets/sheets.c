@@ -114,22 +114,6 @@ sheets_queue(void)
 	return S.sq;
 }
 
-static void (*queued_hook)(void *arg);
-static void *queued_hook_arg;
-
-void
-sheets_set_queued_hook(void (*fn)(void *arg), void *arg)
-{
-	queued_hook = fn;
-	queued_hook_arg = arg;
-}
-
-void
-sheets_queued_notify(void)
-{
-	if (queued_hook)
-		queued_hook(queued_hook_arg);
-}
 
 int
 sheets_init(struct daemon *d)

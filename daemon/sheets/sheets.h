@@ -33,11 +33,6 @@ int sheets_init(struct daemon *d);
 /* The queue's thread, for the modules after "queue" that work on the
  * queue (the uploader); NULL before init and after fini. Loop thread. */
 struct sheetq *sheets_queue(void);
-/* One hook called on the loop thread after each sheet is queued (the
- * uploader's wake-up); fn NULL removes it. sheets_queued_notify is how the
- * sheets layer calls it. Loop thread. */
-void sheets_set_queued_hook(void (*fn)(void *arg), void *arg);
-void sheets_queued_notify(void);
 /* Lets the transactions already queued finish and answers their callers,
  * then closes the queue. */
 void sheets_fini(struct daemon *d);

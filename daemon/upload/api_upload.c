@@ -89,7 +89,7 @@ m_upload(struct vl_call *call, json_t *params, void *arg)
 }
 
 int
-api_upload_start(struct daemon *d)
+api_upload_init(struct daemon *d)
 {
 	int r = vl_server_add_method(d->api, TERMINAL_IFACE ".Upload", m_upload, NULL, VL_CONTROL);
 	if (r < 0)
@@ -100,8 +100,9 @@ api_upload_start(struct daemon *d)
 }
 
 void
-api_upload_stop(void)
+api_upload_fini(struct daemon *d)
 {
+	(void)d;
 	struct upload_progress p;
 	upload_progress(&p);
 	on_progress(&p, true, NULL);

@@ -19,6 +19,7 @@
 
 #include "daemon/core/events.h"
 #include "daemon/core/status.h"
+#include "daemon/sheets/api_sheets.h"
 #include "daemon/sheets/sheetq.h"
 #include "daemon/sheets/sheets.h"
 #include "daemon/upload/batches.h"
@@ -897,14 +898,14 @@ upload_init(struct daemon *d)
 	U.d = d;
 	U.sq = sheets_queue();
 	uploader_init(&U.u, &uc, c->insurer_url[0] != '\0');
-	if ((r = status_add_provider(status_cb, NULL)) < 0 || (r = api_upload_start(d)) < 0)
+	if ((r = status_add_provider(status_cb, NULL)) < 0)
 		return r;
 	U.on = true;
 	if (U.u.state == UPLOADER_DISABLED || !U.sq)
 		return 0;
 	if ((r = start_transport(d)) < 0)
 		return r;
-	sheets_set_queued_hook(on_queued, NULL);
+	api_sheets_set_queued_hook(on_queued, NULL);
 	/* a first round soon after start (sheets left from before), returns
 	 * and counts on their own timer */
 	kick(UPLOADER_T_REQUEST);
@@ -919,8 +920,7 @@ upload_fini(struct daemon *d)
 {
 	if (!U.on)
 		return;
-	sheets_set_queued_hook(NULL, NULL);
-	api_upload_stop();
+	api_sheets_set_queued_hook(NULL, NULL);
 	U.on = false;
 	if (U.timer)
 		loop_timer_cancel(d->loop, U.timer);

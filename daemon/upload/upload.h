@@ -47,8 +47,9 @@ typedef void (*upload_watch_fn)(const struct upload_progress *p, bool done, void
 int upload_watch(upload_watch_fn fn, void *arg);
 void upload_unwatch(upload_watch_fn fn, void *arg);
 
-/* The Upload method (api_upload.c): registered by upload_init. */
-int api_upload_start(struct daemon *d);
-void api_upload_stop(void);
+/* Module "upload-api" (api_upload.c): the Upload method; after "upload".
+ * Its fini ends every Upload stream still open. */
+int api_upload_init(struct daemon *d);
+void api_upload_fini(struct daemon *d);
 
 #endif

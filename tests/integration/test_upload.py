@@ -85,7 +85,13 @@ class World:
 def create(d, n):
     ids = []
     for _ in range(n):
-        err, r = sheetlib.call(d, "CreateSheet", sheetlib.degraded())
+        end = time.monotonic() + 10
+        while True:
+            err, r = sheetlib.call(d, "CreateSheet", sheetlib.degraded())
+            # right after a start the signer may still be opening its key
+            if not (err and err.endswith("SignerUnavailable") and time.monotonic() < end):
+                break
+            time.sleep(0.05)
         check(err is None, "CreateSheet: %s %r" % (err, r))
         ids.append(r["id"])
     return ids
