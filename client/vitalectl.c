@@ -246,9 +246,11 @@ read_pin(int fd, const char *prompt, char *buf, size_t cap)
 	sigaction(SIGHUP, &sa, &o_hup);
 	sigaction(SIGQUIT, &sa, &o_quit);
 	sigaction(SIGTSTP, &sa, &o_tstp); /* no suspending with echo off */
+	/* echo off before the prompt shows: what is typed once the prompt is
+	 * there is never echoed (input typed before it is discarded) */
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
 	fprintf(stderr, "%s: ", prompt);
 	fflush(stderr);
-	tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
 	int n = read_line(STDIN_FILENO, buf, cap);
 	tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
 	sigaction(SIGINT, &o_int, NULL);

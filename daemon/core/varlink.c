@@ -8,7 +8,7 @@
  *
  * Input bytes are wiped as soon as a message is parsed, and the whole input
  * buffer when a connection goes: a SubmitPin message carries a PIN, and it
- * must not linger in freed heap memory (see daemon/core/secmem.h).
+ * must not linger in freed heap memory (see lib/secmem.h).
  */
 #include "daemon/core/varlink.h"
 

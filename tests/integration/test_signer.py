@@ -423,7 +423,17 @@ def t_vitalectl(top):
             if not sent and b"PIN for practitioner:" in out:
                 os.write(master, b"86420\n")
                 sent = True
-        _, status = os.waitpid(pid, 0)
+        # never hang the suite: vitalectl gets 10 s to end, then SIGKILL
+        status = None
+        for _ in range(100):
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = st
+                break
+            time.sleep(0.1)
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
         os.close(master)
         check(sent, "no prompt on the terminal: %r" % out)
         check(b"86420" not in out, "the PIN was echoed on the terminal: %r" % out)
