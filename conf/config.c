@@ -416,6 +416,24 @@ config_append(struct config *c, const char *section, const char *key, const char
 	return apply(c, k, value, false, err, errlen);
 }
 
+/* "" (not set) or exactly a or b decimal digits. */
+static int
+check_id_digits(const char *v, size_t a, size_t b, const char *name, const char *what, char *err,
+                size_t errlen)
+{
+	size_t n = strlen(v);
+	if (n == 0)
+		return 0;
+	bool digits = true;
+	for (size_t i = 0; i < n; i++)
+		digits &= v[i] >= '0' && v[i] <= '9';
+	if (digits && (n == a || n == b))
+		return 0;
+	snprintf(err, errlen, "%s must be %s (got %zu characters%s)", name, what, n,
+	         digits ? "" : ", not all digits");
+	return -EINVAL;
+}
+
 int
 config_validate(const struct config *c, char *err, size_t errlen)
 {
@@ -443,6 +461,14 @@ config_validate(const struct config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "[insurer] backoff_base_s must not exceed backoff_cap_s");
 		return -EINVAL;
 	}
+	/* identifiers that end up in signed sheets: exact length and shape
+	 * here, never truncated later (a 12-digit id used to be signed as
+	 * 11 digits: another practitioner) */
+	if (check_id_digits(c->practitioner_id, 9, 11, "[practitioner] id",
+	                    "9 (Assurance Maladie) or 11 (RPPS) digits", err, errlen) < 0 ||
+	    check_id_digits(c->structure_id, 9, 14, "[practitioner] structure",
+	                    "9 (FINESS) or 14 (SIRET) digits", err, errlen) < 0)
+		return -EINVAL;
 	size_t tl = strlen(c->terminal_id);
 	for (size_t i = 0; i < tl; i++) {
 		char ch = c->terminal_id[i];
@@ -455,6 +481,23 @@ config_validate(const struct config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* A URL as printed by --check-config: credentials in it ("user:token@")
+ * and the query string and fragment (where tokens travel) are replaced by
+ * "(redacted)"; scheme, host, port and path stay, for the support person. */
+static void
+redact_url(const char *u, char *buf, size_t len)
+{
+	const char *scheme = strstr(u, "://");
+	const char *host = scheme ? scheme + 3 : u;
+	size_t hostpart = strcspn(host, "/?#");
+	const char *at = memchr(host, '@', hostpart);
+	const char *rest = host + hostpart;
+	size_t pathlen = strcspn(rest, "?#");
+	snprintf(buf, len, "%.*s%s%.*s%.*s%s", (int)(host - u), u, at ? "(redacted)@" : "",
+	         (int)(at ? hostpart - (size_t)(at + 1 - host) : hostpart), at ? at + 1 : host,
+	         (int)pathlen, rest, rest[pathlen] ? "?(redacted)" : "");
+}
+
 /* Format one key's value as the file would hold it (secrets redacted when
  * redact is set). */
 static void
@@ -465,7 +508,10 @@ format_value(const struct ckey *k, const struct config *c, bool redact, char *bu
 	case CT_STR:
 	case CT_ENUM: {
 		const char *s = *(char *const *)p;
-		snprintf(buf, len, "%s", redact && k->secret && s[0] ? "(redacted)" : s);
+		if (redact && !strcmp(k->key, "url"))
+			redact_url(s, buf, len);
+		else
+			snprintf(buf, len, "%s", redact && k->secret && s[0] ? "(redacted)" : s);
 		break;
 	}
 	case CT_BOOL: snprintf(buf, len, "%s", *(const bool *)p ? "true" : "false"); break;

@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #define SHEET_ID_LEN 36
+#define SHEET_IDENT_MAX 32 /* longest identifier accepted for checking */
 #define SHEET_TERMINAL_MAX 64
 #define SHEET_MAX_ACTS 32
 #define SHEET_CODE_MAX 7
@@ -90,9 +91,11 @@ struct sheet {
 	char birth_date[11];                   /* optional: beneficiary's, "YYYY-MM-DD" as on the card, "" none */
 	uint32_t birth_rank;                   /* optional: 1..9, 0 none */
 	char regime[3], caisse[4], centre[5];  /* insurer organisation: 2, 3, 4 digits */
-	char practitioner_id[12];              /* 9 (Assurance Maladie) or 11 (RPPS) digits */
-	char structure_id[15];                 /* optional: 9 (FINESS) or 14 (SIRET) digits, "" none */
-	char prescriber_id[12];                /* optional: 9 or 11 digits, "" none */
+	/* Identifiers are held with room to spare so that a wrong length is
+	 * refused by sheet_validate with its name, never cut to fit. */
+	char practitioner_id[SHEET_IDENT_MAX + 1]; /* 9 (Assurance Maladie) or 11 (RPPS) digits */
+	char structure_id[SHEET_IDENT_MAX + 1];    /* optional: 9 (FINESS) or 14 (SIRET) digits, "" none */
+	char prescriber_id[SHEET_IDENT_MAX + 1];   /* optional: 9 or 11 digits, "" none */
 	int32_t prescription_date;             /* optional, SHEET_NO_DATE none */
 	enum sheet_insurance insurance;
 	int32_t at_date;                       /* date of the accident/disease: required for at_mp only */

@@ -150,17 +150,4 @@ char *card_nir_mask(const char *nir, char *out, size_t outlen);
 /* Add a card-level field (truncated to the bounds); -ENOSPC when full. */
 int card_result_add_field(struct card_result *r, const char *name, const char *value);
 
-/* Transitional, until daemon/pin/api_cardlogin.c includes
- * "daemon/cards/cards_profile.h" and "lib/hex.h" itself and calls
- * hex_encode(atr, len, true, ...): then this block goes. card_atr_hex was
- * the old name of an upper-case hex encoder (it also encoded credential
- * ids and nonces); it leaves no symbol behind. */
-#include "daemon/cards/cards_profile.h"
-#include "lib/hex.h"
-static inline void
-card_atr_hex(const uint8_t *atr, size_t len, char *out, size_t outlen)
-{
-	hex_encode(atr, len, true, out, outlen);
-}
-
 #endif

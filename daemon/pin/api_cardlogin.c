@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "daemon/cards/cards.h"
+#include "daemon/cards/cards_profile.h"
 #include "daemon/cards/readers.h"
 #include "daemon/core/events.h"
 #include "daemon/core/worker.h"
@@ -28,6 +29,7 @@
 #include "daemon/pin/cardpin.h"
 #include "daemon/pin/pinflow.h"
 #include "lib/clock.h"
+#include "lib/hex.h"
 #include "lib/log.h"
 #include "lib/secmem.h"
 
@@ -173,7 +175,7 @@ job_run(void *arg)
 	int r = j->ops->connect(j->drv, j->reader, &card, atr, &atr_len);
 	if (r < 0)
 		goto out;
-	card_atr_hex(atr, atr_len, hex, sizeof(hex));
+	hex_encode(atr, atr_len, true, hex, sizeof(hex));
 	if (strcmp(hex, j->atr_hex) != 0) {
 		r = -ENODEV; /* another card went in meanwhile: not the one read */
 		goto out;

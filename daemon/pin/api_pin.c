@@ -301,13 +301,26 @@ pinflow_request(const char *target, int tries_left, bool pinpad)
 		           pinpad ? ": type it on the reader's keypad" : "");
 }
 
+/* A CPS certificate's subject serialNumber is the type of identifier
+ * followed by the identifier: "8" + the 11-digit RPPS number. The sheet
+ * carries the RPPS number itself; anything else is passed as it is (and a
+ * wrong length is refused when the sheet is checked, never cut). */
+static const char *
+cps_national_id(const char *serial)
+{
+	size_t n = strlen(serial);
+	if (n == 12 && serial[0] == '8' && strspn(serial, "0123456789") == 12)
+		return serial + 1;
+	return serial;
+}
+
 void
 pinflow_practitioner(const char **id, const char **structure, const char **who)
 {
 	const struct config *c = pf.d ? pf.d->cfg : NULL;
 	const struct signer_status *st = pf.signer ? signer_status(pf.signer) : NULL;
 	*id = c && c->practitioner_id[0] ? c->practitioner_id :
-	      st && st->cert_id[0]        ? st->cert_id :
+	      st && st->cert_id[0]        ? cps_national_id(st->cert_id) :
 	                                    NULL;
 	*structure = c && c->structure_id[0] ? c->structure_id : NULL;
 	*who = st && st->who[0] ? st->who : NULL;

@@ -163,6 +163,65 @@ START_TEST(print_redacts_secrets)
 }
 END_TEST
 
+/* Issue 11 (16): every configured identifier is checked for exact length
+ * and shape; a 12-digit practitioner id used to be accepted and signed as
+ * 11 digits (another practitioner). */
+START_TEST(identifiers_exact)
+{
+	static const struct {
+		const char *section, *key, *value;
+		bool ok;
+	} cases[] = {
+		{ "practitioner", "id", "810001234567", false },  /* 12 digits */
+		{ "practitioner", "id", "8100012345", false },    /* 10 */
+		{ "practitioner", "id", "1234567A9", false },
+		{ "practitioner", "id", "81000123456", true },    /* RPPS */
+		{ "practitioner", "id", "123456789", true },      /* Assurance Maladie */
+		{ "practitioner", "structure", "1234567890", false },
+		{ "practitioner", "structure", "123456789012345", false },
+		{ "practitioner", "structure", "123456789", true },      /* FINESS */
+		{ "practitioner", "structure", "12345678901234", true }, /* SIRET */
+		{ "daemon", "terminal_id", "T 1", false },
+		{ "daemon", "terminal_id", "T\xc3\xa9" "1", false },
+		{ "daemon", "terminal_id", "T-1.a_B", true },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config *c;
+		char err[300];
+		ck_assert_int_eq(config_load(NULL, &c, err, sizeof(err)), 0);
+		int r = config_set(c, cases[i].section, cases[i].key, cases[i].value, err, sizeof(err));
+		if (r == 0)
+			r = config_validate(c, err, sizeof(err));
+		ck_assert_msg((r == 0) == cases[i].ok, "[%s] %s = %s: %d %s", cases[i].section,
+		              cases[i].key, cases[i].value, r, err);
+		config_free(c);
+	}
+}
+END_TEST
+
+/* Issue 11 (13): --check-config prints the insurer URL without the
+ * credentials or the query string it may carry. */
+START_TEST(print_redacts_url_credentials)
+{
+	struct config *c;
+	char err[300], *buf = NULL;
+	size_t len = 0;
+	ck_assert_int_eq(config_load(NULL, &c, err, sizeof(err)), 0);
+	ck_assert_int_eq(config_set(c, "insurer", "url",
+	                            "https://user:s3cr3t@127.0.0.1:8443/base/?token=abc123#x", err,
+	                            sizeof(err)), 0);
+	FILE *f = open_memstream(&buf, &len);
+	config_print(c, f);
+	fclose(f);
+	ck_assert_ptr_null(strstr(buf, "s3cr3t"));
+	ck_assert_ptr_null(strstr(buf, "abc123"));
+	ck_assert_ptr_null(strstr(buf, "user:"));
+	ck_assert_ptr_nonnull(strstr(buf, "url = https://(redacted)@127.0.0.1:8443/base/?(redacted)\n"));
+	free(buf);
+	config_free(c);
+}
+END_TEST
+
 static void
 count_cb(const char *section, const char *key, void *arg)
 {
@@ -216,6 +275,8 @@ suite(void)
 	tcase_add_test(t, overrides_and_validate);
 	tcase_add_test(t, print_redacts_secrets);
 	tcase_add_test(t, diff);
+	tcase_add_test(t, identifiers_exact);
+	tcase_add_test(t, print_redacts_url_credentials);
 	tcase_add_test(t, example_file_matches_defaults);
 	suite_add_tcase(s, t);
 	return s;
