@@ -33,11 +33,11 @@ const struct module vitaled_modules[] = {
 	{ "events", events_init, events_fini, NULL },
 	{ "profiles", profiles_init, profiles_fini, NULL },
 	{ "digital", cards_digital_init, cards_digital_fini, NULL },
-	{ "signer", pinflow_init, pinflow_fini, NULL },
+	{ "pinflow", pinflow_init, pinflow_fini, NULL },   /* the signer and the PIN flows */
 	{ "readers", module_readers_init, module_readers_fini, NULL },
 	{ "cardlogin", cardlogin_init, cardlogin_fini, NULL },
 	/* the queue last: READY (after every init) means it is open and writable */
-	{ "queue", sheets_init, sheets_fini, NULL },
+	{ "sheets", sheets_init, sheets_fini, NULL },     /* care sheets and the queue */
 	/* after the queue: it forms its batches there */
 	{ "upload", upload_init, upload_fini, NULL },
 	{ "upload-api", api_upload_init, api_upload_fini, NULL },
