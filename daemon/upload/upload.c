@@ -330,9 +330,10 @@ on_batch_answer(const struct http_result *hr, void *arg)
 	switch (d.what) {
 	case UPLOADER_DO_COMMIT:
 		j = job_new(J_COMMIT, b);
-		if (j)
-			j->res = res;
-		res = NULL;
+		if (j) {
+			j->res = res; /* the job owns them now */
+			res = NULL;
+		}
 		U.cur = NULL;
 		U.busy = true;
 		if (submit(j) < 0) {
