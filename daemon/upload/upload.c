@@ -33,7 +33,10 @@
 #define RETURNS_PAGE 100
 #define DAY_MS 86400000u
 
-enum job_kind { J_FORM, J_REFORM, J_COMMIT, J_SETTLE, J_CURSOR, J_RETURNS, J_COUNTS, J_CHAIN };
+enum job_kind {
+	J_FORM, J_REFORM, J_COMMIT, J_SETTLE, J_CURSOR, J_RETURNS, J_COUNTS, J_CHAIN,
+	J_OPP_CURSOR, J_OPPOSITION
+};
 
 struct job {
 	enum job_kind kind;
@@ -43,6 +46,7 @@ struct job {
 	char code[INSURER_CODE_MAX + 1], reason[INSURER_REASON_MAX + 1];
 	bool reject;
 	struct insurer_returns ret;
+	struct insurer_opposition opp;
 	char cursor[INSURER_CURSOR_MAX + 1];
 	size_t applied, skipped;
 	struct queue_upload_counts counts;
@@ -79,6 +83,7 @@ static struct {
 static void start_round(void);
 static void next_batch(void);
 static void poll_returns(void);
+static void poll_opposition(void);
 
 /* ------------------------------------------------------------------ */
 /* helpers */
@@ -134,6 +139,7 @@ job_free(struct job *j)
 		return;
 	free(j->res);
 	insurer_returns_free(&j->ret);
+	insurer_opposition_free(&j->opp);
 	free(j);
 }
 
@@ -184,6 +190,14 @@ job_work(struct queue *q, void *arg)
 	case J_COUNTS:
 		j->r = queue_upload_counts(q, j->today, j->due_by, &j->counts);
 		return 0;
+	case J_OPP_CURSOR:
+		j->r = queue_cursor_get(q, "opposition", j->cursor, sizeof(j->cursor));
+		return 0;
+	case J_OPPOSITION:
+		j->r = queue_apply_opposition(q, (const char(*)[33])j->opp.added, j->opp.nadded,
+		                              (const char(*)[33])j->opp.removed, j->opp.nremoved,
+		                              j->opp.next);
+		break;
 	case J_CHAIN:
 		j->r = batch_register_chain(q, j->path, j->digest, j->err, sizeof(j->err));
 		break;
@@ -577,6 +591,8 @@ static void
 returns_applied(struct job *j)
 {
 	U.returns_busy = false;
+	if (j->r == 0 && j->ret.n)
+		log_info("upload: %zu returns applied", j->applied);
 	if (j->r < 0) {
 		log_err("upload: cannot apply the insurer's returns: %s", j->err);
 		return;
@@ -595,8 +611,13 @@ returns_applied(struct job *j)
 	if (j->skipped)
 		log_info("upload: %zu returns for sheets unknown here or already applied: skipped",
 		         j->skipped);
-	if (j->ret.n >= RETURNS_PAGE)
-		poll_returns();
+	if (j->ret.n >= RETURNS_PAGE) {
+		U.returns_busy = true;
+		if (submit(job_new(J_CURSOR, NULL)) < 0)
+			U.returns_busy = false;
+	} else {
+		poll_opposition();
+	}
 }
 
 static void
@@ -617,6 +638,20 @@ counted(struct job *j)
 }
 
 static void on_returns_answer(const struct http_result *hr, void *arg);
+static void on_opposition_answer(const struct http_result *hr, void *arg);
+
+/* GET PATH?[limit=N&]after=CURSOR (cursor escaped; none on the first call). */
+static void
+get_with_cursor(const char *path, const char *limit, const char *cursor, http_done_fn done)
+{
+	char url[2600];
+	char *esc = cursor[0] ? curl_easy_escape(NULL, cursor, 0) : NULL;
+	snprintf(url, sizeof(url), "%s%s?%s%s%s", U.base, path, limit, esc ? "after=" : "",
+	         esc ? esc : "");
+	curl_free(esc);
+	if (http_request(U.http, "GET", url, NULL, NULL, 0, done, NULL) < 0)
+		U.returns_busy = false;
+}
 
 static void
 job_done(void *arg)
@@ -641,16 +676,20 @@ job_done(void *arg)
 			U.busy = false;
 		settled(j);
 		break;
-	case J_CURSOR: {
-		char url[2600];
-		char *esc = j->cursor[0] ? curl_easy_escape(NULL, j->cursor, 0) : NULL;
-		snprintf(url, sizeof(url), "%sv1/returns?limit=%d%s%s", U.base, RETURNS_PAGE,
-		         esc ? "&after=" : "", esc ? esc : "");
-		curl_free(esc);
-		if (http_request(U.http, "GET", url, NULL, NULL, 0, on_returns_answer, NULL) < 0)
-			U.returns_busy = false;
+	case J_CURSOR:
+		get_with_cursor("v1/returns", "limit=100&", j->cursor, on_returns_answer);
 		break;
-	}
+	case J_OPP_CURSOR:
+		get_with_cursor("v1/opposition", "", j->cursor, on_opposition_answer);
+		break;
+	case J_OPPOSITION:
+		U.returns_busy = false;
+		if (j->r < 0)
+			log_err("upload: cannot store the opposition list: %s", j->err);
+		else if (j->opp.nadded || j->opp.nremoved)
+			log_notice("upload: opposition list: %zu cards added, %zu removed", j->opp.nadded,
+			           j->opp.nremoved);
+		break;
 	case J_RETURNS:
 		returns_applied(j);
 		break;
@@ -703,6 +742,37 @@ poll_returns(void)
 		return;
 	U.returns_busy = true;
 	if (submit(job_new(J_CURSOR, NULL)) < 0)
+		U.returns_busy = false;
+}
+
+/* The opposition list (INSURER.md "GET /v1/opposition"), refreshed with
+ * the returns; the increment and its cursor are stored in one transaction.
+ * (Checking the cards read against it is the card session's part.) */
+static void
+on_opposition_answer(const struct http_result *hr, void *arg)
+{
+	struct job *j;
+	(void)arg;
+	U.returns_busy = false;
+	if (hr->net != UPLOADER_NET_OK || hr->status != 200 || !(j = job_new(J_OPPOSITION, NULL)))
+		return;
+	if (insurer_parse_opposition(hr->body, hr->len, &j->opp) < 0) {
+		log_warn("upload: the insurer's opposition list is not the documented JSON: ignored");
+		job_free(j);
+		return;
+	}
+	U.returns_busy = true;
+	if (submit(j) < 0)
+		U.returns_busy = false;
+}
+
+static void
+poll_opposition(void)
+{
+	if (U.returns_busy || !U.http)
+		return;
+	U.returns_busy = true;
+	if (submit(job_new(J_OPP_CURSOR, NULL)) < 0)
 		U.returns_busy = false;
 }
 

@@ -225,6 +225,32 @@ def t_rejections(w, acked):
         check(any(r["id"] == ids[1] and r["code"] == "signature" for r in ans), "insurer side")
 
 
+def t_returns(w):
+    """Returns: paid and refused sheets move accepted -> paid / refused, with
+    SheetPaid / SheetRefused; the opposition list is fetched with them."""
+    with w.daemon() as d:
+        ids = create(d, 3)
+        d.result(T + "Upload")
+        wait_for(lambda: drained(d), 15, "drained before the returns")
+        w.ins.ctl("pay %s %s amount=1234" % (ids[0], ids[1]))
+        w.ins.ctl("refuse %s code=rights reason='no rights at the care date'" % ids[2])
+        w.ins.ctl("oppose 8A3F00120045")
+        watch = d.watch()
+        create(d, 1)
+        d.result(T + "Upload")  # a round that reaches the insurer asks for the returns
+        ev = watch.wait_for("SheetPaid", timeout=15)
+        check(ev["amount"] == 1234 and ev["id"] in ids[:2], ev)
+        ev = watch.wait_for("SheetRefused", timeout=15)
+        check(ev["id"] == ids[2] and ev["code"] == "rights", ev)
+        watch.close()
+        st = wait_for(lambda: (lambda st: st if st[ids[0]]["state"] == "paid" and
+                               st[ids[1]]["state"] == "paid" else None)(states(d)), 10, "paid")
+        check(st[ids[2]]["state"] == "refused" and st[ids[2]]["code"] == "rights", st[ids[2]])
+        wait_for(lambda: "opposition list: 1 cards added" in d.log_text(), 10,
+                 "the opposition list fetched")
+        print("returns: 2 paid, 1 refused applied; opposition list fetched")
+
+
 def t_tls(w):
     before = w.ins.counters()["batches"]
     cases = [("server-otherca", "unknown CA"), ("server-wrongname", "name mismatch"),
@@ -341,6 +367,7 @@ def main():
         acked = t_offline_then_online(w)
         t_faults(w, acked)
         t_rejections(w, acked)
+        t_returns(w)
         t_tls(w)
         t_kill9(w, acked, kills)
         t_netns()
