@@ -109,7 +109,7 @@ def softhsm_token(env, label, pin, keytype):
 
 def p11_conf(module, token, key="SIGN", idle=900, extra=""):
     return ("[signer]\nbackend = pkcs11\nmodule = %s\ntoken = %s\nkey = %s\npin_idle_timeout_s = %d\n"
-            "[practitioner]\nid = 810001234567\nstructure = 751234567\n%s" % (module, token, key, idle, extra))
+            "[practitioner]\nid = 81000123456\nstructure = 751234567\n%s" % (module, token, key, idle, extra))
 
 
 def verify(alg, spki_der, tbs, sig):
@@ -169,7 +169,7 @@ def t_softhsm(top):
             p = wait_state(dm, "locked")
             check(p["key_alg"] == alg and p["logged_in"] is False and p["pinpad"] is False,
                   "GetSigner before login: %r" % p)
-            check(p["practitioner_id"] == "810001234567" and p["structure_id"] == "751234567",
+            check(p["practitioner_id"] == "81000123456" and p["structure_id"] == "751234567",
                   "practitioner ids from the config")
             err, r = dm.result("SignerSelfTest", {})
             check(err == IFACE + ".SignerUnavailable", "self-test before login: %s" % err)
