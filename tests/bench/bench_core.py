@@ -2,15 +2,13 @@
 """Bench rows for the daemon core: start to READY, GetStatus round trip,
 idle CPU, RSS. Each beside a baseline from the same run."""
 import os
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from harness import B, VITALED, Daemon, mktemp  # noqa: E402
+from harness import B, VITALED, Daemon, Notify, mktemp, track  # noqa: E402
 
 TOOLS = os.path.join(B, "tools")
 IDLE_S = float(os.environ.get("BENCH_IDLE_S", "30"))
@@ -26,21 +24,12 @@ def start_to_ready():
     times = []
     for _ in range(7):
         tmp = mktemp()
-        ns = os.path.join(tmp, "n.sock")
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        s.bind(ns)
-        s.settimeout(10)
-        d = Daemon(env={"NOTIFY_SOCKET": ns}, tmp=tmp, wait=False)
-        d.env["NOTIFY_SOCKET"] = ns
-        t0 = time.monotonic()
-        d.start()
-        while True:
-            m = s.recv(4096).decode()
-            if "READY=1" in m:
-                break
-        times.append(time.monotonic() - t0)
-        d.stop()
-        s.close()
+        with Notify(os.path.join(tmp, "n.sock"), timeout=10) as n:
+            d = Daemon(env=n.env(), tmp=tmp, wait=False)
+            t0 = time.monotonic()
+            d.start()
+            times.append(n.wait_for("READY=1") - t0)
+            d.stop()
     base = []
     for _ in range(7):
         t0 = time.monotonic()
@@ -51,6 +40,10 @@ def start_to_ready():
 
 
 def round_trip(d):
+    """GetStatus round trips by build/tools/vl_bench, a C client on one
+    connection, on purpose instead of harness.Varlink: the figure is
+    vitaled's, not Python's; the baseline is the same client against its own
+    echo server."""
     out = subprocess.run([os.path.join(TOOLS, "vl_bench"), d.sock, "5000"], capture_output=True, text=True, check=True).stdout.split()
     base = subprocess.run([os.path.join(TOOLS, "vl_bench"), "--echo", "5000"], capture_output=True, text=True, check=True).stdout.split()
     med, p99 = float(out[0]), float(out[1])
@@ -70,7 +63,7 @@ def idle_cpu(d):
 
 
 def rss(d):
-    p = subprocess.Popen([os.path.join(TOOLS, "vl_bench"), "--rss-baseline", "3"])
+    p = track(subprocess.Popen([os.path.join(TOOLS, "vl_bench"), "--rss-baseline", "3"]))
     time.sleep(0.5)
     with open("/proc/%d/status" % p.pid) as f:
         base = [int(line.split()[1]) for line in f if line.startswith("VmRSS:")][0]

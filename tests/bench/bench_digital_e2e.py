@@ -21,32 +21,26 @@ in the same run on the same machine:
 Prints rows "| what | value | baseline | ratio |" (tests/bench/run.sh).
 Environment: B (build dir), BENCH_DIGITAL_TAPS (default 20).
 """
-import json
 import os
 import random
 import re
 import select
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.abspath(os.path.join(HERE, "..", ".."))
-B = os.environ.get("B", os.path.join(TOP, "build"))
-if not os.path.isabs(B):
-    B = os.path.join(TOP, B)
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+from harness import B, TOP, Daemon, Watch, mktemp, track  # noqa: E402
+
 WORLD = os.path.join(TOP, "tests", "world")
 BASELINE = os.path.join(B, "tools", "digital_baseline")
 TAPS = int(os.environ.get("BENCH_DIGITAL_TAPS", "20"))
 WARMUP = 2
 POLL_MS = 50
 CYCLE_S = 0.5
-procs = []
 
 
 def row(what, value, baseline, ratio):
@@ -64,6 +58,7 @@ def cpu_s(pid):
 
 
 def stop(p):
+    """SIGTERM to a child that is not vitaled (the emulator, the baseline)."""
     if p.poll() is None:
         p.send_signal(signal.SIGTERM)
         try:
@@ -74,41 +69,10 @@ def stop(p):
 
 
 def emu_send(ctl, line):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(5)
-    s.connect(ctl)
-    s.sendall(line.encode() + b"\n")
-    answer = s.recv(4096).decode()
-    s.close()
+    import pn532emu  # after sys.path has WORLD (main)
+    answer = pn532emu.client(ctl, line)
     if not answer.startswith("ok"):
         raise RuntimeError("pn532emu %r: %s" % (line, answer))
-
-
-class Watch:
-    def __init__(self, path):
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.settimeout(10)
-        self.s.connect(path)
-        self.buf = b""
-        self.s.sendall(json.dumps({"method": "io.vitaled.Terminal.WatchEvents", "more": True}).encode() + b"\0")
-        self.next()
-
-    def next(self, timeout=10):
-        self.s.settimeout(timeout)
-        while b"\0" not in self.buf:
-            d = self.s.recv(65536)
-            if not d:
-                raise RuntimeError("vitaled closed the watch")
-            self.buf += d
-        m, _, self.buf = self.buf.partition(b"\0")
-        return json.loads(m)["parameters"]["event"]
-
-    def until(self, types, timeout=10):
-        end = time.monotonic() + timeout
-        while True:
-            e = self.next(max(end - time.monotonic(), 0.01))
-            if e["type"] in types:
-                return e
 
 
 def pace(t_start):
@@ -118,35 +82,16 @@ def pace(t_start):
 
 
 def bench_vitaled(tmp, world, ctl, conn):
-    sock = os.path.join(tmp, "vitaled.sock")
-    conf = os.path.join(tmp, "vitaled.conf")
-    with open(conf, "w") as f:
-        f.write("[daemon]\nlog_level = notice\n[pcsc]\nenabled = false\n[nfc]\npoll_ms = %d\n"
-                "[digital]\ntrust_anchor = %s\n" % (POLL_MS, os.path.join(world, "ca.pem")))
-    env = dict(os.environ, LIBNFC_AUTO_SCAN="false")
-    log = open(os.path.join(tmp, "vitaled.log"), "wb")
-    p = subprocess.Popen([os.path.join(B, "vitaled"), "-c", conf, "-s", sock, "-d",
-                          os.path.join(tmp, "state"), "--nfc", conn],
-                         env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    procs.append(p)
+    conf = ("[daemon]\nlog_level = notice\n[pcsc]\nenabled = false\n[nfc]\npoll_ms = %d\n"
+            "[digital]\ntrust_anchor = %s\n" % (POLL_MS, os.path.join(world, "ca.pem")))
+    d = Daemon(conf=conf, args=["--nfc", conn], env={"LIBNFC_AUTO_SCAN": "false"}, tmp=tmp)
     try:
-        end = time.monotonic() + 10
-        while not os.path.exists(sock):
-            if time.monotonic() > end or p.poll() is not None:
-                raise RuntimeError("vitaled did not start")
-            time.sleep(0.02)
-        w = Watch(sock)
+        d.start()
+        w = Watch(d)
         reader = "nfc:" + conn
         deadline = time.monotonic() + 10
         while True:  # the reader may have come before the watch
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(sock)
-            s.sendall(b'{"method":"io.vitaled.Terminal.ListReaders"}\0')
-            buf = b""
-            while b"\0" not in buf:
-                buf += s.recv(65536)
-            s.close()
-            if any(r["name"] == reader for r in json.loads(buf[:-1])["parameters"]["readers"]):
+            if any(r["name"] == reader for r in d.invoke("ListReaders")["readers"]):
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError("the NFC reader did not come")
@@ -155,31 +100,30 @@ def bench_vitaled(tmp, world, ctl, conn):
         c0 = None
         for i in range(WARMUP + TAPS):
             if i == WARMUP:
-                c0 = cpu_s(p.pid)
+                c0 = d.cpu_s()
             t0 = time.monotonic()
             emu_send(ctl, "tap")
-            e = w.until(("CardRead", "CardError"))
+            e = w.wait_for(("CardRead", "CardError"))
             t1 = time.monotonic()
             if e["type"] != "CardRead":
                 raise RuntimeError("vitaled: %s %s" % (e["type"], e.get("reason")))
             emu_send(ctl, "away")
-            w.until(("CardRemoved",))
+            w.wait_for("CardRemoved")
             if i >= WARMUP:
                 walls.append((t1 - t0) * 1000)
             pace(t0)
             time.sleep(random.uniform(0, POLL_MS / 1000.0))
-        cpu = (cpu_s(p.pid) - c0) / TAPS * 1000
+        cpu = (d.cpu_s() - c0) / TAPS * 1000
+        w.close()
         return walls, cpu
     finally:
-        stop(p)
-        log.close()
+        d.stop()
 
 
 def bench_baseline(tmp, world, ctl, conn):
-    p = subprocess.Popen([BASELINE, "-a", os.path.join(world, "ca.pem"), "-p", str(POLL_MS),
-                          "-n", str(WARMUP + TAPS), conn],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-    procs.append(p)
+    p = track(subprocess.Popen([BASELINE, "-a", os.path.join(world, "ca.pem"), "-p", str(POLL_MS),
+                                "-n", str(WARMUP + TAPS), conn],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1))
     try:
         if p.stdout.readline().strip() != "ready":
             raise RuntimeError("digital_baseline did not start")
@@ -232,7 +176,7 @@ def main():
         row("digital tap through vitaled over NFC", "skipped: no libnfc or %s not built" % BASELINE, "-", "-")
         verification_rows()
         return 0
-    tmp = tempfile.mkdtemp(prefix="vitaled-bench-digital.")
+    tmp = mktemp("vitaled-bench-digital.")
     emu = None
     try:
         sys.path.insert(0, WORLD)
@@ -240,10 +184,9 @@ def main():
         world = os.path.join(tmp, "issuer")
         issuer.init_world(world)
         link, ctl = os.path.join(tmp, "pn532"), os.path.join(tmp, "pn532.sock")
-        emu = subprocess.Popen(["/usr/bin/python3", os.path.join(WORLD, "pn532emu.py"), "--link", link,
-                                "--control", ctl, "--world", world],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        procs.append(emu)
+        emu = track(subprocess.Popen(["/usr/bin/python3", os.path.join(WORLD, "pn532emu.py"), "--link", link,
+                                      "--control", ctl, "--world", world],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
         if not emu.stdout.readline().startswith("ready"):
             raise RuntimeError("pn532emu did not start")
         conn = "pn532_uart:" + link
@@ -262,9 +205,8 @@ def main():
         row("digital tap through vitaled over NFC", "failed: %s" % e, "-", "-")
         return 1
     finally:
-        for p in procs:
-            stop(p)
-        shutil.rmtree(tmp, ignore_errors=True)
+        if emu is not None:
+            stop(emu)
     verification_rows()
     return 0
 

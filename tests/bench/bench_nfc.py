@@ -14,17 +14,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.abspath(os.path.join(HERE, "..", ".."))
-B = os.environ.get("B", os.path.join(TOP, "build"))
-if not os.path.isabs(B):
-    B = os.path.join(TOP, B)
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+from harness import B, TOP, mktemp, track  # noqa: E402
+
 WORLD = os.path.join(TOP, "tests", "world")
 DRVBENCH = os.path.join(B, "tools", "nfc_drvbench")
 POLL_MS = 100
@@ -57,10 +55,10 @@ class Emulator:
     def __init__(self, tmp):
         self.link = os.path.join(tmp, "pn532")
         self.ctl = os.path.join(tmp, "control.sock")
-        self.proc = subprocess.Popen(
+        self.proc = track(subprocess.Popen(
             ["/usr/bin/python3", os.path.join(WORLD, "pn532emu.py"), "--link", self.link,
              "--control", self.ctl, "--tap"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for _ in range(200):
             if os.path.exists(self.ctl) and os.path.lexists(self.link):
                 return
@@ -71,13 +69,9 @@ class Emulator:
         raise RuntimeError("the PN532 emulator did not start")
 
     def send(self, line):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(5)
-        s.connect(self.ctl)
-        s.sendall(line.encode() + b"\n")
-        answer = s.recv(4096).decode()
-        s.close()
-        return answer.startswith("ok")
+        sys.path.insert(0, WORLD)
+        import pn532emu  # here: it needs cbor2, checked by main() first
+        return pn532emu.client(self.ctl, line).startswith("ok")
 
     def stop(self):
         if self.proc.poll() is None:
@@ -92,7 +86,7 @@ class Emulator:
 def run(cmd, timeout=120):
     """Run a child; returns (exit code, stdout, CPU seconds of the child)."""
     with tempfile.TemporaryFile(mode="w+") as out:
-        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        p = track(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT))
         deadline = time.monotonic() + timeout
         while True:
             pid, status, ru = os.wait4(p.pid, os.WNOHANG)
@@ -118,7 +112,7 @@ def main():
         skip("%s not built" % DRVBENCH)
     if subprocess.run(["/usr/bin/python3", "-c", "import cbor2, cryptography"]).returncode != 0:
         skip("python3-cbor2 / python3-cryptography missing")
-    tmp = tempfile.mkdtemp(prefix="vitaled-bench-nfc.")
+    tmp = mktemp("vitaled-bench-nfc.")
     emu = None
     try:
         probe = os.path.join(tmp, "nfc_probe")
@@ -153,7 +147,6 @@ def main():
     finally:
         if emu is not None:
             emu.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
     open_p = p1["nfc_open"] + p1["nfc_initiator_init"]
     row("nfc: open until the device answers (driver: open() to ADDED; libnfc: nfc_open + init)",

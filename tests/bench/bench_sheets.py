@@ -22,7 +22,6 @@ Runs under /var/tmp (on disk where /tmp may be a tmpfs).
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,23 +54,17 @@ def start_ready(state, key, n=3):
     times, rss = [], []
     for _ in range(n):
         tmp = harness.mktemp("bench-sheets-start-")
-        ns = os.path.join(tmp, "n.sock")
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        s.bind(ns)
-        s.settimeout(120)
+        n = harness.Notify(os.path.join(tmp, "n.sock"), timeout=120)
         d = harness.Daemon(conf=sl.conf(key, log_level="notice"), tmp=tmp, wait=False,
-                           args=["--state-dir", state])
-        d.env["NOTIFY_SOCKET"] = ns
+                           args=["--state-dir", state], env=n.env())
         t0 = time.monotonic()
         d.start()
-        while "READY=1" not in s.recv(4096).decode():
-            pass
-        times.append((time.monotonic() - t0) * 1000)
+        times.append((n.wait_for("READY=1") - t0) * 1000)
         d.wait_socket()
         sl.call(d, "ListSheets", {"limit": 100})
         rss.append(d.rss_kb())
         d.stop()
-        s.close()
+        n.close()
     return statistics.median(times), statistics.median(rss)
 
 

@@ -19,6 +19,8 @@ packages.
   malformed clients.
 - Watch: the WatchEvents stream, checked for lost events; expect() in
   order, wait_for() skipping the others.
+- Notify: a NOTIFY_SOCKET of the test's own (sd_notify datagrams), for
+  start-up timings: Daemon(env=n.env()), then n.wait_for("READY=1").
 """
 import atexit
 import json
@@ -295,7 +297,9 @@ class Watch:
                 raise Failure("expected %s %r, got %r" % (etype, fields, e))
 
     def wait_for(self, etype, timeout=10.0, **fields):
-        """The next event of etype with these fields; other events are skipped."""
+        """The next event of etype (a type, or a tuple of types: any of them)
+        with these fields; other events are skipped."""
+        types = etype if isinstance(etype, tuple) else (etype,)
         end = time.monotonic() + timeout
         while True:
             left = end - time.monotonic()
@@ -306,11 +310,59 @@ class Watch:
                 e = self.next(left)
             except socket.timeout:
                 continue
-            if e["type"] == etype and all(e.get(k) == v for k, v in fields.items()):
+            if e["type"] in types and all(e.get(k) == v for k, v in fields.items()):
                 return e
 
     def close(self):
         self.conn.close()
+
+
+class Notify:
+    """A NOTIFY_SOCKET of the test's own: a datagram socket at path (default:
+    in a new mktemp() directory) that receives vitaled's sd_notify messages.
+
+    n = Notify(); d = Daemon(env=n.env(), wait=False); d.start()
+    ready_at = n.wait_for("READY=1")
+    """
+
+    def __init__(self, path=None, timeout=10.0):
+        self.path = path or os.path.join(mktemp("vitaled-notify-"), "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self.sock.bind(self.path)
+        except OSError:
+            self.sock.close()
+            raise
+        self.timeout = timeout
+        self.messages = []
+
+    def env(self):
+        """The environment to give a Daemon (env=...)."""
+        return {"NOTIFY_SOCKET": self.path}
+
+    def recv(self, timeout=None):
+        """The next message as text; socket.timeout when none came."""
+        self.sock.settimeout(self.timeout if timeout is None else timeout)
+        m = self.sock.recv(4096).decode()
+        self.messages.append(m)
+        return m
+
+    def wait_for(self, what="READY=1", timeout=None):
+        """Wait for a message containing what; returns time.monotonic() when
+        it came (socket.timeout when nothing came for timeout)."""
+        while what not in self.recv(timeout):
+            pass
+        return time.monotonic()
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
 
 class Daemon:
