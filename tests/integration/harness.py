@@ -440,7 +440,11 @@ class Daemon:
                 c = Varlink(self.sock, timeout=2)
                 r = c.call(IFACE + ".GetStatus")
                 c.close()
-                if r and "parameters" in r:
+                # up, and the signer (opened on its worker right after
+                # start) has said what it is: a test's first CreateSheet is
+                # then never answered "the signer is starting"
+                signer = ((r or {}).get("parameters") or {}).get("signer") or {}
+                if r and "parameters" in r and signer.get("state") != "starting":
                     return
             except OSError:
                 pass
