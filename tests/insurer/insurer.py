@@ -543,6 +543,17 @@ class Insurer:
                     return dict(f)
         return None
 
+    def save_body(self, key, body):
+        """--save-bodies DIR: every POST /v1/batches body as received, in
+        order, as DIR/NNNNNN-KEY.cbor (KEY: the Idempotency-Key, "none" when
+        absent); for a baseline that posts the same bytes again."""
+        with self.lock:
+            self.saved = getattr(self, "saved", 0) + 1
+            n = self.saved
+        key = "".join(c for c in (key or "none") if c.isalnum() or c == "-")[:64] or "none"
+        with open(os.path.join(self.args.save_bodies, "%06d-%s.cbor" % (n, key)), "wb") as f:
+            f.write(body)       # no fsync: a test's copy, not the ground truth
+
     # -- POST /v1/batches ---------------------------------------------------------------
     def batch(self, headers, body, cn, fault):
         """Judge a batch. Returns (Reply, journal entry or None)."""
@@ -1171,6 +1182,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if routes[path] != method:
             self.answer(err(405, "method", "%s takes %s" % (path, routes[path])))
             return
+        if path == "/v1/batches" and method == "POST" and ins.args.save_bodies:
+            ins.save_body(self.headers.get("Idempotency-Key"), body)
         fault = ins.take_fault(path)
         info = None
         if fault and not fault["process"]:
@@ -1293,7 +1306,11 @@ def parse_args(argv):
     ap.add_argument("--tls-max", choices=("1.2", "1.3"), default="1.3")
     ap.add_argument("--idle-timeout", type=float, default=35)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--save-bodies", metavar="DIR", help="keep every POST /v1/batches body as "
+                    "received in DIR (NNNNNN-IDEMPOTENCYKEY.cbor); nothing else changes")
     a = ap.parse_args(argv)
+    if a.save_bodies:
+        os.makedirs(a.save_bodies, exist_ok=True)
     if a.pki:
         a.cert = a.cert or os.path.join(a.pki, "server.pem")
         a.key = a.key or os.path.join(a.pki, "server.key.pem")
