@@ -10,6 +10,7 @@
 #include "daemon/core/events.h"
 #include "daemon/pin/pinflow.h"
 #include "daemon/sheets/sheets.h"
+#include "daemon/upload/rights.h"
 #include "daemon/upload/upload.h"
 
 /* The reader sessions read cards with the profile reader (which hands
@@ -41,5 +42,7 @@ const struct module vitaled_modules[] = {
 	/* after the queue: it forms its batches there */
 	{ "upload", upload_init, upload_fini, NULL },
 	{ "upload-api", api_upload_init, api_upload_fini, NULL },
+	/* after the readers (it watches their cards) and the uploader (its TLS) */
+	{ "rights", rights_init, rights_fini, NULL },
 	{ NULL, NULL, NULL, NULL },
 };

@@ -69,6 +69,60 @@ beneficiary_json(const struct card_beneficiary *b, enum card_json what)
 	return jb;
 }
 
+static const char *
+card_field(const struct card_result *r, const char *name)
+{
+	for (size_t i = 0; i < r->nfields && i < CARD_FIELDS_MAX; i++)
+		if (strcmp(r->fields[i].name, name) == 0)
+			return r->fields[i].value;
+	return NULL;
+}
+
+json_t *
+card_rights_checked_json(const struct card_rights *cr)
+{
+	json_t *periods = json_array();
+	for (size_t i = 0; periods && i < cr->nrights && i < CARD_RIGHTS_MAX; i++)
+		json_array_append_new(periods, json_pack("{s:s,s:s,s:s}", "code", cr->rights[i].code,
+		                                         "from", cr->rights[i].from, "to",
+		                                         cr->rights[i].to));
+	json_t *amc = cr->has_amc ? json_pack("{s:s,s:b,s:s?}", "id", cr->amc_id, "tiers_payant",
+	                                      cr->amc_tiers_payant, "to",
+	                                      cr->amc_to[0] ? cr->amc_to : NULL) :
+	                            json_null();
+	return json_pack("{s:s,s:s,s:b,s:o,s:o}", "source", "insurer", "checked", cr->checked,
+	                 "covered", cr->covered, "periods", periods ? periods : json_array(),
+	                 "amc", amc ? amc : json_null());
+}
+
+void
+card_rights_json(const struct card_result *r, json_t *o)
+{
+	const struct card_rights *cr = &r->rights;
+	if (cr->state == CARD_RIGHTS_NONE)
+		return;
+	json_t *rc = json_pack("{s:s,s:i,s:s,s:s}", "state", card_rights_state_name(cr->state),
+	                       "beneficiary", cr->beneficiary, "asked", cr->asked, "care_date",
+	                       cr->care_date);
+	if (rc && cr->reason[0])
+		json_object_set_new(rc, "reason", json_string(cr->reason));
+	json_object_set_new(o, "rights_check", rc ? rc : json_null());
+	const char *reg = card_field(r, "regime"), *cai = card_field(r, "caisse"),
+	           *cen = card_field(r, "centre");
+	json_t *org;
+	if (cr->state == CARD_RIGHTS_CHECKED)
+		org = json_pack("{s:s,s:s,s:s,s:s,s:s}", "regime", cr->regime, "caisse", cr->caisse,
+		                "centre", cr->centre, "source", "insurer", "checked", cr->checked);
+	else if (reg && cai && cen)
+		org = json_pack("{s:s,s:s,s:s,s:s}", "regime", reg, "caisse", cai, "centre", cen,
+		                "source", "card");
+	else
+		org = json_pack("{s:s}", "source", "till");
+	json_object_set_new(o, "organisation", org ? org : json_null());
+	if (cr->state == CARD_RIGHTS_CHECKED)
+		json_object_set_new(o, "rights", card_rights_checked_json(cr));
+}
+
 json_t *
 card_result_json(const struct card_result *r, enum card_json what)
 {
@@ -97,6 +151,7 @@ card_result_json(const struct card_result *r, enum card_json what)
 		for (size_t i = 0; fields && i < r->nfields && i < CARD_FIELDS_MAX; i++)
 			json_object_set_new(fields, r->fields[i].name, json_string(r->fields[i].value));
 		json_object_set_new(o, "fields", fields ? fields : json_null());
+		card_rights_json(r, o);
 	}
 	return o;
 fail:

@@ -38,4 +38,15 @@ enum card_json {
 /* A new JSON object for r (NULL on allocation failure). Any thread. */
 json_t *card_result_json(const struct card_result *r, enum card_json what);
 
+/* The rights check of a card as GetCard shows it, set into o:
+ * "rights_check" {state, reason, beneficiary, asked, care_date},
+ * "organisation" {regime, caisse, centre, source "insurer" | "card" |
+ * "till", checked} and, once checked, "rights" {source, checked, covered,
+ * periods [{code, from, to}], amc {id, tiers_payant, to} | null}. Nothing
+ * when no check was made (state none). No NIR. */
+void card_rights_json(const struct card_result *r, json_t *o);
+/* The insurer's part alone (rights_check, organisation, rights) of cr, for
+ * the CheckRights answer and the CardRights event. */
+json_t *card_rights_checked_json(const struct card_rights *cr);
+
 #endif

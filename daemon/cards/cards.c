@@ -85,3 +85,11 @@ card_result_add_field(struct card_result *r, const char *name, const char *value
 	snprintf(f->value, sizeof(f->value), "%s", value);
 	return 0;
 }
+
+const char *
+card_rights_state_name(enum card_rights_state st)
+{
+	static const char *const names[] = { "none",    "pending", "checked", "offline",
+		                             "timeout", "unknown", "error" };
+	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
+}

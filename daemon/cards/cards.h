@@ -71,6 +71,43 @@ struct card_evidence {
 	int64_t answer_ts;                /* the phone's clock in the answer */
 };
 
+/* The online rights check of a physical card (docs/upload.md "The rights
+ * check"): filled by the upload layer through readers_set_rights, shown by
+ * GetCard, taken by a care sheet made from the session. Its organisation
+ * (regime, caisse, centre) is the insurer's when state is CHECKED. */
+#define CARD_RIGHTS_MAX 8
+enum card_rights_state {
+	CARD_RIGHTS_NONE = 0, /* no check (no insurer configured, not a physical patient card) */
+	CARD_RIGHTS_PENDING,  /* asked, no answer yet */
+	CARD_RIGHTS_CHECKED,  /* the insurer answered: the fields below are its */
+	CARD_RIGHTS_OFFLINE,  /* the insurer could not be reached */
+	CARD_RIGHTS_TIMEOUT,  /* no answer within [insurer] rights_timeout_ms */
+	CARD_RIGHTS_UNKNOWN,  /* the insurer knows no such beneficiary (404) */
+	CARD_RIGHTS_ERROR,    /* any other failure (TLS, 5xx, a bad answer) */
+};
+struct card_right {
+	char code[33];
+	char from[11], to[11];
+};
+struct card_rights {
+	enum card_rights_state state;
+	char reason[CARD_ERROR_MAX];  /* why, for every state but NONE, PENDING, CHECKED */
+	int beneficiary;              /* which beneficiary was checked (index) */
+	char asked[40];               /* ISO 8601: when the terminal asked */
+	char checked[40];             /* the insurer's time of the check (CHECKED) */
+	char care_date[11];           /* the care date asked for */
+	char regime[3], caisse[4], centre[5];
+	size_t nrights;
+	struct card_right rights[CARD_RIGHTS_MAX];
+	bool covered;                 /* an AMO period covers care_date */
+	bool has_amc;
+	char amc_id[33];
+	bool amc_tiers_payant;
+	char amc_to[11];
+};
+/* "none", "pending", "checked", "offline", "timeout", "unknown", "error". */
+const char *card_rights_state_name(enum card_rights_state st);
+
 struct card_result {
 	char profile[CARD_PROFILE_MAX];   /* "vitale2", "cps" ... or "unknown" */
 	char kind[CARD_KIND_MAX];         /* patient, practitioner, digital, unknown */
@@ -89,6 +126,7 @@ struct card_result {
 	 * "reason" then, with error as its "detail". */
 	char reason[CARD_REASON_MAX];
 	struct card_evidence evidence;    /* digital card only */
+	struct card_rights rights;        /* the online rights check (physical cards) */
 };
 
 /* What a card reader function may do with the card. */

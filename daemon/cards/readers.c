@@ -38,6 +38,10 @@ static struct {
 	void *card_arg;
 	readers_read_fn read;
 	void *read_arg;
+	struct {
+		readers_card_hook_fn fn;
+		void *arg;
+	} watch[READERS_WATCH_MAX];
 } H;
 
 const char *
@@ -59,6 +63,7 @@ readers_report_name(enum readers_report_type t)
 }
 
 static void session_start(struct readers_reader *r, uint64_t now);
+static struct readers_reader *rdr_find(const char *name);
 
 /* ------------------------------------------------------------------ */
 /* reports and hooks */
@@ -102,13 +107,46 @@ readers_set_read_hook(readers_read_fn fn, void *arg)
 	H.read_arg = arg;
 }
 
+int
+readers_watch_cards(readers_card_hook_fn fn, void *arg)
+{
+	for (size_t i = 0; i < READERS_WATCH_MAX; i++) {
+		if (!H.watch[i].fn) {
+			H.watch[i].fn = fn;
+			H.watch[i].arg = arg;
+			return 0;
+		}
+	}
+	return -ENOSPC;
+}
+
+void
+readers_unwatch_cards(readers_card_hook_fn fn, void *arg)
+{
+	for (size_t i = 0; i < READERS_WATCH_MAX; i++)
+		if (H.watch[i].fn == fn && H.watch[i].arg == arg)
+			H.watch[i].fn = NULL;
+}
+
+int
+readers_set_rights(const char *reader, uint64_t card_seq, const struct card_rights *cr)
+{
+	struct readers_reader *r = rdr_find(reader);
+	if (!r || !r->card || r->card_seq != card_seq || !r->result || r->state != READERS_READY)
+		return -ENOENT;
+	r->result->rights = *cr;
+	return 0;
+}
+
 static void
 card_hook(const struct readers_reader *r, const struct card_result *res)
 {
-	if (!H.card)
-		return;
 	struct readers_card_info ci = { r->name, r->card_seq, r->drv->ops, r->drv->h, res };
-	H.card(&ci, H.card_arg);
+	if (H.card)
+		H.card(&ci, H.card_arg);
+	for (size_t i = 0; i < READERS_WATCH_MAX; i++)
+		if (H.watch[i].fn)
+			H.watch[i].fn(&ci, H.watch[i].arg);
 }
 
 /* ------------------------------------------------------------------ */

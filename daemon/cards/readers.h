@@ -238,4 +238,18 @@ const struct card_result *readers_current_card(const char *reader, const char **
 typedef void (*readers_read_fn)(const char *reader, const struct card_result *r, void *arg);
 void readers_set_read_hook(readers_read_fn fn, void *arg);
 
+/* More card watchers, for modules above this one (daemon/upload/rights.c:
+ * the online rights check): called like the card hook, after it, right
+ * after each read and when that card leaves (result NULL). At most
+ * READERS_WATCH_MAX; 0 or -ENOSPC. */
+#define READERS_WATCH_MAX 4
+int readers_watch_cards(readers_card_hook_fn fn, void *arg);
+void readers_unwatch_cards(readers_card_hook_fn fn, void *arg);
+
+/* Set the rights check of the card read in reader at insertion card_seq
+ * (copied into its result: GetCard shows it, a care sheet takes it).
+ * -ENOENT when that card is no longer there (it left, or another one
+ * came). Loop thread. */
+int readers_set_rights(const char *reader, uint64_t card_seq, const struct card_rights *cr);
+
 #endif

@@ -173,7 +173,14 @@ sheetbuild_patient_from_card(struct sheet *s, const struct card_result *r,
 	snprintf(s->nir, sizeof(s->nir), "%s", b->nir);
 	snprintf(s->birth_date, sizeof(s->birth_date), "%s", b->birth_date);
 	const char *reg = field(r, "regime"), *cai = field(r, "caisse"), *cen = field(r, "centre");
-	if (!s->regime[0] && !s->caisse[0] && !s->centre[0] && reg && cai && cen) {
+	const struct card_rights *cr = &r->rights;
+	if (cr->state == CARD_RIGHTS_CHECKED && cr->beneficiary == beneficiary && cr->regime[0] &&
+	    cr->caisse[0] && cr->centre[0]) {
+		/* the insurer's word (the online rights check) over the till's */
+		snprintf(s->regime, sizeof(s->regime), "%s", cr->regime);
+		snprintf(s->caisse, sizeof(s->caisse), "%s", cr->caisse);
+		snprintf(s->centre, sizeof(s->centre), "%s", cr->centre);
+	} else if (!s->regime[0] && !s->caisse[0] && !s->centre[0] && reg && cai && cen) {
 		snprintf(s->regime, sizeof(s->regime), "%s", reg);
 		snprintf(s->caisse, sizeof(s->caisse), "%s", cai);
 		snprintf(s->centre, sizeof(s->centre), "%s", cen);

@@ -55,7 +55,8 @@ int sheetbuild_from_json(json_t *obj, enum sheetbuild_who who, struct sheet *s,
  * the holder) from a card result read at read_at (ISO 8601 UTC, as the
  * readers give it). The insurer organisation comes from the card when it
  * carries one (the digital credential's regime/caisse/centre) and the sheet
- * has none. Returns 0; -ENOENT when there is no such beneficiary or the
+ * has none; the insurer's, over the till's, when the online rights check
+ * of that beneficiary answered (r->rights, state CHECKED). Returns 0; -ENOENT when there is no such beneficiary or the
  * card is not a patient's (reason in why); -ENOTSUP when the card cannot
  * give the evidence a sheet needs (why says what is missing). */
 int sheetbuild_patient_from_card(struct sheet *s, const struct card_result *r,
