@@ -34,10 +34,15 @@
  *   -EMEDIUMTYPE  NotAQueue: the file is a database, but not ours.
  *   -EPROTO       SchemaTooNew: written by a newer vitaled.
  *   -EBUSY        QueueBusy: another process holds the queue.
+ *   -ESTALE       QueueLost: queue.db is missing, empty or older than the
+ *                 high-water mark kept beside it (queue.hwm): it was lost or
+ *                 rolled back; opened only with queue_opts.accept_new.
+ *   -EROFS        ReadOnly: the queue was opened read-only (the disk was
+ *                 full at start) and could not be reopened for writing yet.
  *
  * Thread context: a handle is used from ONE thread at a time. The daemon
  * opens it on its loop thread (so that a refusal stops start-up) and then
- * uses it only from its queue thread (daemon/sheets/sheetq.h): every call is
+ * uses it only from the queue's one-thread worker (daemon/sheets/sheetq.h): every call is
  * synchronous, a write blocks for one fsync and for the seal callback,
  * which signs inside the write transaction (a card may take 0.5 s), and
  * none of that may stop the event loop. queue_put_batch lets the caller
@@ -51,7 +56,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define QUEUE_SCHEMA_VERSION 4
+#define QUEUE_SCHEMA_VERSION 5
+#define QUEUE_REQUEST_ID_MAX 64   /* a client's request id: 1..64 printable ASCII (0x21..0x7e) */
 #define QUEUE_ID_MAX 36           /* a UUID in text form */
 #define QUEUE_PRACT_MAX 32
 #define QUEUE_BATCH_MAX 64
@@ -87,6 +93,17 @@ struct queue_opts {
 	/* Wall clock in ms since the epoch; NULL = CLOCK_REALTIME (tests set a fake one). */
 	int64_t (*clock_ms)(void *arg);
 	void *clock_arg;
+	/* Monotonic ms (counts suspend) for the queue's own clock (retention);
+	 * NULL = CLOCK_BOOTTIME (tests set a fake one). */
+	int64_t (*mono_ms)(void *arg);
+	/* Open even when queue.db is missing, empty or rolled back below the
+	 * high-water mark (vitaled --accept-new-queue): the loss is described
+	 * by queue_open_notice() and numbers continue above the mark. */
+	bool accept_new;
+	/* When the database cannot be written at open (disk full), open it
+	 * read-only instead of failing: reads work, writes fail with -ENOSPC
+	 * until queue_try_writable() succeeds. */
+	bool allow_readonly;
 };
 
 /* What the queue knows about a sheet, in clear. */
@@ -104,6 +121,8 @@ struct queue_meta {
 	char batch_id[QUEUE_BATCH_MAX + 1]; /* "" unless sending */
 	char cert[QUEUE_CERT_DIGEST_LEN + 1]; /* v4: digest of the signing certificate; "" unknown */
 	char code[QUEUE_CODE_MAX + 1];      /* v4: the insurer's code (rejected, refused); "" none */
+	char request_id[QUEUE_REQUEST_ID_MAX + 1];          /* v5: the creating request's id; "" none */
+	char complete_request_id[QUEUE_REQUEST_ID_MAX + 1]; /* v5: the completing request's id */
 	int64_t cursor;         /* opaque position for paging with queue_filter.after */
 };
 
@@ -130,9 +149,18 @@ struct queue_put {
 	/* digest of the certificate that signs it (queue_cert_put); NULL: the
 	 * queue's current one (queue_set_current_cert), if any */
 	const char *cert;
+	/* the client's request id (QUEUE_REQUEST_ID_MAX), or NULL. A put whose
+	 * request id is stored already (request_id or complete_request_id of
+	 * any sheet) stores nothing and gives that sheet: replayed is set, meta
+	 * filled, seq is its number, result 0. queue_complete_draft: stored as
+	 * the sheet's complete_request_id; the same id again on the completed
+	 * sheet is a replay too. */
+	const char *request_id;
 	/* out */
 	uint32_t seq;              /* assigned daily sequence number (0 for a draft) */
 	int result;                /* 0 or a negative errno for this item */
+	bool replayed;             /* the request id was known: nothing stored, see replay */
+	struct queue_meta replay;  /* the sheet made by the first request with this id */
 };
 
 /* Open (creating if needed) the queue in opts->dir: lock, quick_check,
@@ -140,9 +168,29 @@ struct queue_put {
  * negative errno (see above) with a sentence in err for the log; *out is
  * NULL. On success *out is owned by the caller (queue_close). */
 int queue_open(const struct queue_opts *opts, struct queue **out, char *err, size_t errlen);
-/* Close and wipe the key. NULL is fine. */
+/* Close and wipe the key (writes the high-water mark if it is behind).
+ * NULL is fine. */
 void queue_close(struct queue *q);
+/* What queue_open accepted (opts.accept_new: the lost sheets, the mark's
+ * figures) or noticed, as a sentence for the log at notice level; "" when
+ * nothing. */
+const char *queue_open_notice(const struct queue *q);
+/* True while the queue is open read-only (disk full at open). */
+bool queue_read_only(const struct queue *q);
+/* Read-only: try to reopen for writing (and finish what open could not).
+ * 0 when writable now, or a negative errno (-ENOSPC: still full). */
+int queue_try_writable(struct queue *q);
+/* Write the high-water mark if commits since its last write are not in it
+ * yet (queue.hwm is written at most every QUEUE_HWM_LAZY_MS after a
+ * commit, and at once whenever a new block of numbers is reserved). */
+int queue_hwm_flush(struct queue *q);
+#define QUEUE_HWM_LAZY_MS 250
+#define QUEUE_HWM_BLOCK 64        /* numbers reserved per practitioner and day at a time */
 
+/* The sheet that a request id made (its request_id or complete_request_id). */
+int queue_find_request(struct queue *q, const char *request_id, struct queue_meta *meta);
+/* True for a well-formed request id. */
+bool queue_request_id_valid(const char *s);
 /* Store n sheets in ONE transaction (group commit), each with its own
  * sequence number when not a draft. Returns 0 when the transaction
  * committed: each items[i].result then says whether that item is stored
@@ -200,6 +248,7 @@ struct queue_filter {
 	const char *due_before;   /* due date < (drafts have none) or NULL */
 	const char *practitioner; /* or NULL */
 	int64_t after;            /* cursor of the last row of the previous page, or 0 */
+	const char *request_id;   /* v5: made or completed by this request, or NULL */
 };
 /* List up to max sheets (insertion order) matching f (NULL = all). */
 int queue_list(struct queue *q, const struct queue_filter *f, struct queue_meta *out,
