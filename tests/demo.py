@@ -1,10 +1,15 @@
 #!/usr/bin/python3
 """The demo behind `make demo`: vitaled on a private socket, a private
 pcscd with two virtual readers, virtual cards inserted and removed, and
-what the till sees: events, the card, the status. Everything is simulated
-hardware on the real middleware; all of it is stopped by PID at the end."""
+what the till sees: events, the card, the status; a phone on an NFC reader;
+then the insurer: offline first, sheets wait, the network comes back, they
+upload, the insurer holds them and pays them. Everything is simulated
+hardware (and a simulated insurer) on the real middleware; all of it is
+stopped by PID at the end."""
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -133,8 +138,10 @@ def main():
         print("vitaled exited with %d in %.2f s" % (rc, took))
     world.stop()
     phone = phone_taps()
+    upload = insurer_story()
     print("\nDemo finished: %d beneficiaries read from the Vitale 2 (%s), every card reported, "
-          "the hostile one contained; %s." % (len(card["beneficiaries"]), card["profile"], phone))
+          "the hostile one contained; %s; %s." % (len(card["beneficiaries"]), card["profile"], phone,
+                                                   upload))
     print("See README.md for what is built and what is simulated.")
 
 
@@ -177,6 +184,216 @@ def phone_taps():
     emu.terminate()
     emu.wait(5)
     return "the phone's presentation %s" % ("verified" if e["type"] == "CardRead" else "refused: " + e.get("reason", "?"))
+
+
+TERMINAL = "T0001"
+
+
+def insurer_story():
+    """The end of the story: the test insurer (tests/insurer/) is unreachable
+    at first (its port bound but closed, as when the clinic's line is down),
+    sheets are made and wait; the port opens, vitaled uploads them, the
+    insurer holds them (its ground truth, held.json), pays them, and
+    vitaled's returns poll shows them paid. A fresh vitaled (its own state
+    dir) configured with the insurer, a private pcscd with the Vitale 2."""
+    step("the insurer: a test insurer (mutual TLS on loopback), its port closed for now: the network is down")
+    sys.path.insert(0, os.path.join(HERE, "insurer"))
+    try:
+        import insurer
+        import mkpki
+        import sheetlib
+        from cryptography.hazmat.primitives import serialization
+    except ImportError as e:
+        print("the test insurer needs python3-cbor2 and python3-cryptography (%s); step skipped" % e)
+        return "the insurer part was skipped"
+    tmp = mktemp("vitaled-demo-insurer-")
+    pki = os.path.join(tmp, "pki")
+    mkpki.init_pki(pki, terminal_id=TERMINAL)
+    # the practitioner's key, with a signing certificate from the insurer's
+    # practitioner CA (a CPS's certificate in real use)
+    key, _, pub = sheetlib.make_key(tmp)
+    chain = os.path.join(tmp, "chain.pem")
+    with open(chain, "wb") as f:
+        f.write(mkpki.issue_practitioner(pki, pub).public_bytes(serialization.Encoding.PEM))
+    ins = insurer.InsurerProcess(pki, os.path.join(tmp, "insurer"), closed=True)
+    world = None
+    try:
+        print("insurer pid %d, %s (port bound, not listening: connections refused)" % (ins.pid, ins.url))
+        world = PcscWorld(dir=os.path.join(tmp, "pcsc"))
+        world.start()
+        print("pcscd pid %d" % world.pid)
+        conf = sheetlib.conf(key, extra=(
+            "[insurer]\nurl = %s\nca_file = %s/server-ca.pem\nclient_cert = %s/client.pem\n"
+            "client_key = %s/client.key.pem\nsigner_chain = %s\ngather_ms = 300\n"
+            "backoff_base_s = 1\nbackoff_cap_s = 5\nconnect_timeout_s = 2\nreturns_interval_s = 10\n"
+            % (ins.url, pki, pki, pki, chain)))
+        conf = conf.replace("[daemon]\n", "[daemon]\nterminal_id = %s\n" % TERMINAL, 1)
+        print("[insurer] url = %s, ca_file = the insurer's server CA, client_cert/client_key = this "
+              "terminal's (CN %s),\n          signer_chain = the practitioner's signing certificate" %
+              (ins.url, TERMINAL))
+        with Daemon(tmp=tmp, name="d", conf=conf, timeout=10.0,
+                    env={"PCSCLITE_CSOCK_NAME": world.socket}) as d:
+            print("vitaled pid %d" % d.pid)
+            w = Watch(d.sock)
+            try:
+                return _story(d, w, ins, world, tmp)
+            finally:
+                w.close()
+                step("stop vitaled, pcscd and the insurer (by PID)")
+                rc, took = d.stop()
+                print("vitaled exited with %d in %.2f s" % (rc, took))
+    finally:
+        if world:
+            world.stop()
+        ins.stop()
+        print("insurer stopped")
+
+
+def _uploader(d):
+    return d.invoke("io.vitaled.Terminal.GetStatus")["uploader"]
+
+
+def _wait(pred, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    return None
+
+
+def _rights_built(d):
+    """Is the online rights check in this vitaled? Its interface says so."""
+    desc = d.invoke("org.varlink.service.GetInterfaceDescription",
+                    {"interface": "io.vitaled.Terminal"}).get("description", "")
+    # a rights method, or GetCard's rights-check fields (the digital card's
+    # own "rights" field is not the check)
+    return bool(re.search(r"method\s+\w*Rights\b", desc)) or "rights_check" in desc
+
+
+def _show_rights(d, reader):
+    """The card's rights as GetCard shows them once the check is over."""
+    def done():
+        p = subprocess.run([VITALECTL, "--socket", d.sock, "--json", "card", "--reader", reader],
+                           capture_output=True, text=True)
+        try:
+            c = json.loads(p.stdout)
+        except ValueError:
+            return None
+        rc = c.get("rights_check")
+        return c if rc is None or rc.get("state") != "pending" else None
+    c = _wait(done, 5) or {}
+    if "rights_check" not in c:
+        print("(GetCard shows no rights check for this card)")
+        return None
+    print("$ vitalectl --json card   # its rights fields:")
+    for k in ("rights_check", "organisation", "rights"):
+        if k in c:
+            print("  %-13s %s" % (k, json.dumps(c[k], ensure_ascii=False)))
+    return c["rights_check"].get("state")
+
+
+def _story(d, w, ins, world, tmp):
+    reader = "Virtual PCD 00 00"
+    rights = _rights_built(d)
+    step("patients come while the network is down: a Vitale 2, three care sheets")
+    h = CardHost(world.port, log=os.path.join(tmp, "card.log"))
+    try:
+        h.insert("vitale2", wait=0)
+        events(w, ("CardRead", "CardError"))
+        if rights:
+            print("the online rights check, with the insurer out of reach (the till's own values stand):")
+            _show_rights(d, reader)
+        for ben, act in ((0, "C:1:2650"), (1, "C:1:2650"), (2, "G:1:3000")):
+            show(["sheet", "create", "--reader", reader, "--beneficiary", str(ben), "--act", act,
+                  "--insurer", "01:751:0001"], d)
+        h.remove()
+        events(w, ("CardRemoved",))
+    finally:
+        h.close()
+    u = _wait(lambda: (lambda u: u if u["state"] == "offline" else None)(_uploader(d)), 15)
+    if not u:
+        print("(the uploader did not report offline: %r)" % _uploader(d))
+    step("vitaled tried, could not reach the insurer: the sheets wait, nothing is lost")
+    show(["status"], d)
+    show(["sheet", "list"], d)
+    print("(the batch is formed and kept: the same bytes go again, under the same key, when the insurer answers)")
+
+    step("the network comes back (the insurer opens its port); vitaled uploads")
+    print("insurer control: listen -> ok %s" % ins.ctl("listen"))
+    show(["upload", "--wait"], d)
+    print("(the events a till watching saw meanwhile:)")
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        try:
+            e = w.next(0.5)
+        except Exception:  # noqa: BLE001 - no more for now
+            break
+        fields = {k: v for k, v in e.items() if k not in ("seq", "time", "type")}
+        print("  event %-14s %s" % (e["type"], json.dumps(fields, ensure_ascii=False)[:150]))
+    show(["status"], d)
+
+    step("what the insurer holds (its ground truth, held.json), byte for byte what vitaled signed")
+    held = ins.held()
+    ours = {}
+    p = subprocess.run([VITALECTL, "--socket", d.sock, "--json", "sheet", "list"], capture_output=True, text=True)
+    for m in json.loads(p.stdout).get("sheets", []):
+        out = os.path.join(tmp, m["id"] + ".cose")
+        subprocess.run([VITALECTL, "--socket", d.sock, "sheet", "export", m["id"], "-o", out],
+                       capture_output=True)
+        with open(out, "rb") as f:
+            ours[m["id"]] = hashlib.sha256(f.read()).hexdigest()
+    for s in held["sheets"]:
+        print("  %s  amo %5.2f EUR  batch %s…  sha256 %s…  %s" % (
+            s["id"], s["amo"] / 100, s["batch_id"][:8], s["sha256"][:12],
+            "same bytes as vitaled's" if ours.get(s["id"]) == s["sha256"] else "DIFFERENT from vitaled's"))
+    print("insurer holds %d sheet(s); every one once" % held["count"])
+    show(["sheet", "list"], d)
+
+    step("later the insurer pays them; vitaled's returns poll brings the word back")
+    print("insurer control: pay all -> ok %s" % ins.ctl("pay all"))
+    print("(vitaled asks for returns after every upload round and every returns_interval_s; "
+          "a round now instead of waiting:)")
+    show(["upload"], d)
+    paid = 0
+    end = time.monotonic() + 15
+    while paid < len(held["sheets"]) and time.monotonic() < end:
+        try:
+            e = w.next(end - time.monotonic())
+        except Exception:  # noqa: BLE001 - a timeout: report below
+            break
+        if e["type"] in ("SheetPaid", "SheetRefused"):
+            paid += 1
+            fields = {k: v for k, v in e.items() if k not in ("seq", "time", "type")}
+            print("  event %-14s %s" % (e["type"], json.dumps(fields, ensure_ascii=False)[:150]))
+    show(["sheet", "list"], d)
+    show(["queue"], d)
+
+    step("the card again, now that the insurer is reachable: its rights from the rights check")
+    state = None
+    if rights:
+        h = CardHost(world.port, log=os.path.join(tmp, "card2.log"))
+        try:
+            h.insert("vitale2", wait=0)
+            events(w, ("CardRead", "CardError"))
+            state = _show_rights(d, reader)
+            h.remove()
+            events(w, ("CardRemoved",))
+        finally:
+            h.close()
+    else:
+        print("the online rights check (POST /v1/rights) is not built yet in this vitaled: "
+              "a card's organisation and rights still come from the card and the till")
+    return "%d sheet(s) uploaded after the network came back, held once each by the insurer, %d paid%s" % (
+        held["count"], paid, "; rights check: %s" % state if rights else "")
+
+
+def _wait_event(w, etype, timeout=10):
+    try:
+        return w.wait_for(etype, timeout)
+    except Exception:  # noqa: BLE001 - shown as missing
+        return None
 
 
 if __name__ == "__main__":
