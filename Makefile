@@ -157,7 +157,7 @@ $(PCFILE): client/vitaled-client.pc.in Makefile
 # the offline `sheet verify` (protocol/sheetsig and what it needs) and
 # OpenSSL's libcrypto.
 VITALECTL_LIBS := $(call layer_lib,protocol) $(call layer_lib,lib)
-$(B)/vitalectl: $(B)/obj/client/vitalectl.o $(B)/obj/client/vitalectl_sheet.o $(B)/obj/client/vitalectl_common.o $(LIBCLIENT) $(VITALECTL_LIBS)
+$(B)/vitalectl: $(B)/obj/client/vitalectl.o $(B)/obj/client/vitalectl_sheet.o $(B)/obj/client/vitalectl_common.o $(B)/obj/client/vitalectl_rights.o $(LIBCLIENT) $(VITALECTL_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs jansson libcrypto)
 
 # Unit suites link every layer (the linker takes the members they use) and

@@ -713,6 +713,14 @@ cmd_card(struct ctl *ctl, int argc, char **argv)
 		       jstr(b, "given_name", "?"), jstr(b, "birth_date", "?"), jstr(b, "nir", "-"),
 		       json_is_false(json_object_get(b, "nir_valid")) ? " (key does not check)" : "");
 	}
+	json_t *rchk = json_object_get(c, "rights_check"), *org = json_object_get(c, "organisation");
+	if (json_is_object(rchk))
+		printf("rights check: %s%s%s\n", jstr(rchk, "state", "?"), jstr(rchk, "reason", NULL) ? ": " : "",
+		       jstr(rchk, "reason", ""));
+	if (json_is_object(org))
+		printf("insurer:  %s %s %s (from the %s%s%s)\n", jstr(org, "regime", "-"),
+		       jstr(org, "caisse", "-"), jstr(org, "centre", "-"), jstr(org, "source", "?"),
+		       jstr(org, "checked", NULL) ? ", " : "", jstr(org, "checked", ""));
 	json_decref(r);
 	return 0;
 }
@@ -916,6 +924,7 @@ static const struct command commands[] = {
 	{ "watch", cmd_watch, "print events as they happen, until interrupted" },
 	{ "sheet", cmd_sheet, "care sheets: sheet create|draft|complete|list|show|export|verify" },
 	{ "queue", cmd_queue, "the queue: sheets per state, oldest, nearest due date" },
+	{ "rights", cmd_rights, "the insurer's rights check without a card: rights NIR --birth-date D [--rank N]" },
 	{ "upload", cmd_upload, "send the waiting sheets to the insurer now: upload [--wait]" },
 	{ "call", cmd_call, "call any varlink method: call METHOD [JSON]" },
 	{ NULL, NULL, NULL },

@@ -44,5 +44,7 @@ const char *jstr(json_t *o, const char *key, const char *dflt);
 /* vitalectl sheet ... / vitalectl queue (vitalectl_sheet.c) */
 int cmd_sheet(struct ctl *ctl, int argc, char **argv);
 int cmd_queue(struct ctl *ctl, int argc, char **argv);
+/* vitalectl rights ... (vitalectl_rights.c) */
+int cmd_rights(struct ctl *ctl, int argc, char **argv);
 
 #endif
