@@ -67,6 +67,7 @@ static const struct ckey keys[] = {
 	{ "signer", "token",           CT_STR,   O(signer_token), "", 0, 64, NULL, false },
 	{ "signer", "key",             CT_STR,   O(signer_key), "", 0, 64, NULL, false },
 	{ "signer", "key_file",        CT_STR,   O(signer_key_file), "", 0, 4000, NULL, true },
+	{ "signer", "cert_file",       CT_STR,   O(signer_cert_file), "", 0, 4000, NULL, false },
 	{ "signer", "pin_idle_timeout_s", CT_INT, O(pin_idle_timeout_s), "900", 0, 86400, NULL, false },
 
 	{ "practitioner", "id",        CT_STR,   O(practitioner_id), "", 0, 32, NULL, false },
@@ -81,6 +82,9 @@ static const struct ckey keys[] = {
 	{ "insurer", "ca_file",        CT_STR,   O(insurer_ca), "", 0, 4000, NULL, false },
 	{ "insurer", "client_cert",    CT_STR,   O(insurer_client_cert), "", 0, 4000, NULL, false },
 	{ "insurer", "client_key",     CT_STR,   O(insurer_client_key), "", 0, 4000, NULL, true },
+	{ "insurer", "client_key_module", CT_STR, O(insurer_client_key_module), "", 0, 4000, NULL, false },
+	{ "insurer", "client_key_pin", CT_STR,   O(insurer_client_key_pin), "", 0, 64, NULL, true },
+	{ "insurer", "client_key_pin_file", CT_STR, O(insurer_client_key_pin_file), "", 0, 4000, NULL, false },
 	{ "insurer", "upload_interval_s", CT_INT, O(upload_interval_s), "300", 5, 86400, NULL, false },
 	{ "insurer", "backoff_base_s", CT_INT,   O(backoff_base_s), "2", 1, 3600, NULL, false },
 	{ "insurer", "backoff_cap_s",  CT_INT,   O(backoff_cap_s), "600", 1, 86400, NULL, false },
@@ -451,6 +455,10 @@ config_validate(const struct config *c, char *err, size_t errlen)
 	}
 	if (!strcmp(c->signer_backend, "file") && !c->signer_key_file[0]) {
 		snprintf(err, errlen, "[signer] backend = file needs key_file");
+		return -EINVAL;
+	}
+	if (c->insurer_client_key_pin[0] && c->insurer_client_key_pin_file[0]) {
+		snprintf(err, errlen, "[insurer] client_key_pin and client_key_pin_file: set one");
 		return -EINVAL;
 	}
 	if (c->insurer_url[0] && strncmp(c->insurer_url, "https://", 8) != 0) {

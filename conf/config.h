@@ -68,6 +68,7 @@ struct config {
 	char *signer_token;
 	char *signer_key;
 	char *signer_key_file;
+	char *signer_cert_file; /* file: PEM certificate (then intermediates); "": key_file's */
 	long pin_idle_timeout_s;
 
 	/* [practitioner] */
@@ -84,7 +85,10 @@ struct config {
 	char *insurer_url;
 	char *insurer_ca;
 	char *insurer_client_cert;
-	char *insurer_client_key;
+	char *insurer_client_key;          /* PEM file, or a PKCS#11 URI "pkcs11:..." */
+	char *insurer_client_key_module;   /* PKCS#11 module for a pkcs11: key ("": the engine's default) */
+	char *insurer_client_key_pin;      /* the token's PIN for a pkcs11: key (secret) */
+	char *insurer_client_key_pin_file; /* or a file holding it */
 	long upload_interval_s;
 	long backoff_base_s;
 	long backoff_cap_s;

@@ -74,6 +74,27 @@ struct signer_status {
 	char reason[160]; /* for NO_TOKEN / ERROR; never a secret */
 };
 
+/* The signing certificate and its chain, as the backend found them: der[0]
+ * is the certificate of the key, then the intermediates that issued it
+ * (each by the one after it), DER, malloc'd. n == 0: no certificate. */
+#define SIGNER_CHAIN_MAX 8
+struct signer_chain {
+	size_t n;
+	uint8_t *der[SIGNER_CHAIN_MAX];
+	size_t len[SIGNER_CHAIN_MAX];
+};
+void signer_chain_clear(struct signer_chain *c); /* frees, n = 0 */
+bool signer_chain_equal(const struct signer_chain *a, const struct signer_chain *b);
+/* A deep copy; -ENOMEM (dst left empty). */
+int signer_chain_copy(struct signer_chain *dst, const struct signer_chain *src);
+/* Order certs (DER, taken: moved into out or freed) into out: the first
+ * one whose public key is pub (SPKI DER; NULL: the first given), the most
+ * recent notBefore among several, then its issuers found among the others
+ * by name and signature. Self-signed roots are left out. Returns 0,
+ * -ENOENT (no certificate for the key), -ENOMEM. */
+int signer_chain_build(uint8_t **der, const size_t *len, size_t n, const uint8_t *pub,
+                       size_t pub_len, struct signer_chain *out);
+
 /* A backend. Every function runs on the signer's worker thread
  * (daemon/pin/signer.c), one at a time; they may block. st is the backend's status, updated in place. */
 struct signer_ops {
@@ -94,6 +115,13 @@ struct signer_ops {
 	/* The public key as SubjectPublicKeyInfo DER (malloc'd), or -ENOENT. */
 	int (*public_key)(void *ctx, uint8_t **der, size_t *len);
 	void (*close)(void *ctx);
+	/* The key's certificate and chain into out (empty on entry). 0 with
+	 * out->n >= 1; -ENOENT when the key has none; SIGNER_E_NO_TOKEN or an
+	 * errno when it cannot be read now (the last chain known stands). May
+	 * be NULL (no certificate ever). Called after open, every login and
+	 * every poll (so it must be cheap: a file stat, objects the module
+	 * caches). */
+	int (*certificate)(void *ctx, struct signer_chain *out);
 	/* sign may run on any thread, several at once, while no other op runs
 	 * (struct signer holds a read lock for it and a write lock for every
 	 * worker call); such a sign must leave st alone. The file backend's

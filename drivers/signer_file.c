@@ -9,8 +9,12 @@
  * passphrase: the state is "locked" until SubmitPin, a wrong PIN is
  * PinIncorrect with unknown tries (a file has no counter; the daemon's
  * rate limit is the only brake), and logout forgets the decrypted key. A
- * clear PEM is usable at once and takes no PIN. A CERTIFICATE block in the
- * same file gives "who" like a card's certificate would.
+ * clear PEM is usable at once and takes no PIN. The certificate (then its
+ * intermediates) comes from [signer] cert_file, or CERTIFICATE blocks in
+ * key_file when that is empty: it gives "who" like a card's certificate
+ * would, and the chain the uploader sends (certificate op). The file is
+ * looked at on every poll (a stat) and read again when it changed: a
+ * renewal needs no restart.
  *
  * All functions run on the signer's worker thread, but file_sign, which
  * may run on any thread under the signer's read lock (sign_any_thread):
@@ -25,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "protocol/cose.h"
 #include "lib/log.h"
@@ -39,7 +44,19 @@ struct fkey {
 	bool encrypted;
 	uint8_t *pub;
 	size_t pub_len;
+	char cert_path[4096]; /* cert_file, or path */
+	struct stat cert_sb;  /* what the last read saw (st_ino 0: none yet) */
+	struct signer_chain chain; /* the last chain read, and the file it came from */
+	struct stat chain_sb;
+	bool chain_read;
 };
+
+static bool
+same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
 
 /* Read the whole file (bounded) into a memory BIO. */
 static BIO *
@@ -144,13 +161,16 @@ take_pub(struct fkey *k, EVP_PKEY *pk)
 static void
 read_cert(struct fkey *k, struct signer_status *st)
 {
-	BIO *b = read_file(k->path, st);
+	struct signer_status tmp = *st; /* a missing cert_file is no key error */
+	if (stat(k->cert_path, &k->cert_sb) < 0)
+		memset(&k->cert_sb, 0, sizeof(k->cert_sb));
+	BIO *b = read_file(k->cert_path, &tmp);
+	st->who[0] = st->cert_id[0] = '\0';
 	if (!b)
 		return;
 	X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
 	if (x) {
 		X509_NAME *nm = X509_get_subject_name(x);
-		st->who[0] = st->cert_id[0] = '\0';
 		X509_NAME_get_text_by_NID(nm, NID_commonName, st->who, (int)sizeof(st->who));
 		X509_NAME_get_text_by_NID(nm, NID_serialNumber, st->cert_id, (int)sizeof(st->cert_id));
 		if (!k->pub)
@@ -201,6 +221,8 @@ file_open(const struct config *c, void **ctx, struct signer_status *st)
 	log_warn("signer: the file backend is for development and tests only: the practitioner's "
 	         "key is in %s, not on a card", c->signer_key_file);
 	snprintf(k->path, sizeof(k->path), "%s", c->signer_key_file);
+	snprintf(k->cert_path, sizeof(k->cert_path), "%s",
+	         c->signer_cert_file && c->signer_cert_file[0] ? c->signer_cert_file : c->signer_key_file);
 	const char *base = strrchr(k->path, '/');
 	snprintf(st->token, sizeof(st->token), "%.64s", base ? base + 1 : k->path);
 	st->pin_min = PIN_DIGITS_MIN;
@@ -327,6 +349,55 @@ file_public_key(void *ctx, uint8_t **der, size_t *len)
 	return 0;
 }
 
+/* A renewed certificate file: read "who" again (the chain follows in
+ * file_certificate). */
+static int
+file_poll(void *ctx, struct signer_status *st)
+{
+	struct fkey *k = ctx;
+	struct stat sb;
+	if (stat(k->cert_path, &sb) < 0)
+		memset(&sb, 0, sizeof(sb));
+	if (!same_file(&sb, &k->cert_sb))
+		read_cert(k, st);
+	return 0;
+}
+
+static int
+file_certificate(void *ctx, struct signer_chain *out)
+{
+	struct fkey *k = ctx;
+	uint8_t *der[SIGNER_CHAIN_MAX * 2];
+	size_t len[SIGNER_CHAIN_MAX * 2], n = 0;
+	struct stat sb;
+	X509 *x;
+	if (stat(k->cert_path, &sb) < 0)
+		return -ENOENT;
+	if (k->chain_read && same_file(&sb, &k->chain_sb))
+		return k->chain.n ? signer_chain_copy(out, &k->chain) : -ENOENT;
+	BIO *b = BIO_new_file(k->cert_path, "r");
+	if (!b)
+		return -ENOENT;
+	while (n < SIGNER_CHAIN_MAX * 2 && (x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
+		unsigned char *d = NULL;
+		int l = i2d_X509(x, &d);
+		X509_free(x);
+		if (l > 0 && (der[n] = malloc((size_t)l))) {
+			memcpy(der[n], d, (size_t)l);
+			len[n++] = (size_t)l;
+		}
+		OPENSSL_free(d);
+	}
+	BIO_free(b);
+	signer_chain_clear(&k->chain);
+	int r = n ? signer_chain_build(der, len, n, k->pub, k->pub_len, &k->chain) : -ENOENT;
+	if (r < 0 && r != -ENOENT)
+		return r;
+	k->chain_read = true;
+	k->chain_sb = sb;
+	return k->chain.n ? signer_chain_copy(out, &k->chain) : -ENOENT;
+}
+
 static void
 file_close(void *ctx)
 {
@@ -335,6 +406,7 @@ file_close(void *ctx)
 		return;
 	EVP_PKEY_free(k->pkey);
 	free(k->pub);
+	signer_chain_clear(&k->chain);
 	free(k);
 }
 
@@ -344,9 +416,10 @@ const struct signer_ops signer_file_ops = {
 	.open = file_open,
 	.login = file_login,
 	.logout = file_logout,
-	.poll = NULL,
+	.poll = file_poll,
 	.sign = file_sign,
 	.public_key = file_public_key,
 	.close = file_close,
+	.certificate = file_certificate,
 	.sign_any_thread = true,
 };

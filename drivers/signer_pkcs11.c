@@ -868,6 +868,50 @@ p11_public_key(void *ctx, uint8_t **der, size_t *len)
 	return 0;
 }
 
+/* The key's certificate and its issuers: every certificate object on the
+ * token (those with the key's CKA_ID first), the leaf chosen by public key
+ * (the most recent when a renewal left several), then its intermediates. */
+#define P11_CERTS_MAX 16
+static int
+p11_certificate(void *ctx, struct signer_chain *out)
+{
+	struct p11 *p = ctx;
+	CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+	CK_ATTRIBUTE t[2] = { { CKA_CLASS, &cls, sizeof(cls) },
+		              { CKA_ID, p->obj_id, p->obj_id_len } };
+	CK_OBJECT_HANDLE h[P11_CERTS_MAX], mine[P11_CERTS_MAX];
+	CK_ULONG nh = 0, nm = 0;
+	uint8_t *der[P11_CERTS_MAX];
+	size_t len[P11_CERTS_MAX], n = 0;
+	if (!p->have_sess)
+		return SIGNER_E_NO_TOKEN;
+	if (p->obj_id_len && p->f->C_FindObjectsInit(p->sess, t, 2) == CKR_OK) {
+		if (p->f->C_FindObjects(p->sess, mine, P11_CERTS_MAX, &nm) != CKR_OK)
+			nm = 0;
+		p->f->C_FindObjectsFinal(p->sess);
+	}
+	CK_RV rv = p->f->C_FindObjectsInit(p->sess, t, 1);
+	if (rv != CKR_OK)
+		return rv_means_gone(rv) ? SIGNER_E_NO_TOKEN : -EIO;
+	if (p->f->C_FindObjects(p->sess, h, P11_CERTS_MAX, &nh) != CKR_OK)
+		nh = 0;
+	p->f->C_FindObjectsFinal(p->sess);
+	for (int pass = 0; pass < 2; pass++) {
+		for (CK_ULONG i = 0; i < (pass ? nh : nm) && n < P11_CERTS_MAX; i++) {
+			CK_OBJECT_HANDLE o = pass ? h[i] : mine[i];
+			bool dup = false;
+			for (CK_ULONG j = 0; pass && j < nm; j++)
+				dup |= mine[j] == o;
+			if (dup || get_attr(p, o, CKA_VALUE, &der[n], &len[n]) != CKR_OK)
+				continue;
+			n++;
+		}
+	}
+	if (n == 0)
+		return -ENOENT;
+	return signer_chain_build(der, len, n, p->pub, p->pub_len, out);
+}
+
 static void
 p11_close(void *ctx)
 {
@@ -896,4 +940,5 @@ const struct signer_ops signer_pkcs11_ops = {
 	.sign = p11_sign,
 	.public_key = p11_public_key,
 	.close = p11_close,
+	.certificate = p11_certificate,
 };

@@ -9,6 +9,8 @@
  * buffer is wiped by daemon/core/varlink.c.
  */
 #include <errno.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 #include "daemon/pin/pinflow.h"
 #include "lib/b64.h"
 #include "lib/clock.h"
+#include "lib/hex.h"
 #include "lib/log.h"
 
 static struct {
@@ -28,6 +31,10 @@ static struct {
 	void *hook_arg;
 	enum signer_state last_state;
 	struct vl_call *selftest_call;
+	struct {
+		pinflow_chain_fn fn;
+		void *arg;
+	} chain_watch[PINFLOW_CHAIN_WATCH_MAX];
 } pf;
 
 static json_t *
@@ -326,6 +333,73 @@ pinflow_practitioner(const char **id, const char **structure, const char **who)
 	*who = st && st->who[0] ? st->who : NULL;
 }
 
+static void
+chain_call(pinflow_chain_fn fn, void *arg, const struct signer_chain *c)
+{
+	fn((const uint8_t *const *)c->der, c->len, c->n, arg);
+}
+
+int
+pinflow_watch_chain(pinflow_chain_fn fn, void *arg)
+{
+	for (size_t i = 0; i < PINFLOW_CHAIN_WATCH_MAX; i++) {
+		if (pf.chain_watch[i].fn)
+			continue;
+		pf.chain_watch[i].fn = fn;
+		pf.chain_watch[i].arg = arg;
+		const struct signer_chain *c = pf.signer ? signer_chain(pf.signer) : NULL;
+		if (c)
+			chain_call(fn, arg, c);
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+void
+pinflow_unwatch_chain(pinflow_chain_fn fn, void *arg)
+{
+	for (size_t i = 0; i < PINFLOW_CHAIN_WATCH_MAX; i++)
+		if (pf.chain_watch[i].fn == fn && pf.chain_watch[i].arg == arg)
+			pf.chain_watch[i].fn = NULL;
+}
+
+static void
+on_signer_chain(struct signer *s, const struct signer_chain *c, void *arg)
+{
+	(void)s;
+	(void)arg;
+	for (size_t i = 0; i < PINFLOW_CHAIN_WATCH_MAX; i++)
+		if (pf.chain_watch[i].fn)
+			chain_call(pf.chain_watch[i].fn, pf.chain_watch[i].arg, c);
+}
+
+/* The signing certificate for GetSigner: null before the signer read it,
+ * {present: false} when the key has none. */
+static json_t *
+certificate_json(void)
+{
+	const struct signer_chain *c = pf.signer ? signer_chain(pf.signer) : NULL;
+	if (!c)
+		return json_null();
+	if (c->n == 0)
+		return json_pack("{s:b}", "present", 0);
+	unsigned char md[32];
+	char hexd[65], subj[256] = "", until[32] = "";
+	const unsigned char *q = c->der[0];
+	X509 *x = d2i_X509(NULL, &q, (long)c->len[0]);
+	SHA256(c->der[0], c->len[0], md);
+	hex_encode(md, sizeof(md), false, hexd, sizeof(hexd));
+	if (x) {
+		X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
+		struct tm tm;
+		if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
+			strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		X509_free(x);
+	}
+	return json_pack("{s:b,s:s,s:s,s:s,s:i}", "present", 1, "subject", subj, "not_after", until,
+	                 "sha256", hexd, "chain_length", (int)c->n);
+}
+
 struct signer *
 pinflow_signer(void)
 {
@@ -351,7 +425,7 @@ m_get_signer(struct vl_call *call, json_t *params, void *arg)
 		idle = json_integer(left > 0 ? left : 0);
 	}
 	return vl_reply(call, json_pack(
-		"{s:s,s:s,s:b,s:o,s:o,s:o,s:o,s:b,s:o,s:o,s:o,s:o}",
+		"{s:s,s:s,s:b,s:o,s:o,s:o,s:o,s:b,s:o,s:o,s:o,s:o,s:o}",
 		"backend", d->cfg->signer_backend,
 		"state", signer_state_name(st ? st->state : SIGNER_DISABLED),
 		"logged_in", st && st->logged_in,
@@ -363,7 +437,8 @@ m_get_signer(struct vl_call *call, json_t *params, void *arg)
 		"tries_left", maybe_int(st ? st->tries_left : -1),
 		"token", opt_str(st ? st->token : NULL),
 		"reason", opt_str(st ? st->reason : NULL),
-		"idle_logout_in_s", idle));
+		"idle_logout_in_s", idle,
+		"certificate", certificate_json()));
 }
 
 static json_t *
@@ -453,12 +528,14 @@ status_provider(struct daemon *d, json_t *status, void *arg)
 	const struct signer_status *st = pf.signer ? signer_status(pf.signer) : NULL;
 	const char *id, *structure, *who;
 	pinflow_practitioner(&id, &structure, &who);
+	const struct signer_chain *c = pf.signer ? signer_chain(pf.signer) : NULL;
 	json_object_set_new(status, "signer",
-	                    json_pack("{s:s,s:s,s:b,s:o,s:o}", "backend", d->cfg->signer_backend,
+	                    json_pack("{s:s,s:s,s:b,s:o,s:o,s:s}", "backend", d->cfg->signer_backend,
 	                              "state", signer_state_name(st ? st->state : SIGNER_DISABLED),
 	                              "logged_in", st && st->logged_in, "who", opt_str(who),
 	                              "key_alg",
-	                              opt_str(st ? signer_alg_name(st->cose_alg) : NULL)));
+	                              opt_str(st ? signer_alg_name(st->cose_alg) : NULL),
+	                              "certificate", !c ? "unknown" : c->n ? "present" : "none"));
 }
 
 static void
@@ -499,6 +576,7 @@ pinflow_init(struct daemon *d)
 			        r == -ENOTSUP ? "not compiled in" : strerror(-r));
 			return r;
 		}
+		signer_set_chain_fn(pf.signer, on_signer_chain, NULL);
 		log_info("signer: backend %s", d->cfg->signer_backend);
 	}
 	pinflow_add(&pf.flow, PINFLOW_TARGET_PRACTITIONER, &signer_target_ops, NULL);
@@ -520,5 +598,6 @@ pinflow_fini(struct daemon *d)
 	}
 	signer_free(pf.signer); /* logs out */
 	pf.signer = NULL;
+	memset(pf.chain_watch, 0, sizeof(pf.chain_watch));
 	pf.hook = NULL;
 }

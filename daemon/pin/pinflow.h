@@ -170,6 +170,18 @@ void pinflow_request(const char *target, int tries_left, bool pinpad);
 /* The practitioner's signer, or NULL before init / with backend none.
  * Sheets are signed with signer_sign(pinflow_signer(), alg, ...). */
 struct signer *pinflow_signer(void);
+/* Be told the practitioner's signing certificate chain (der[0] the
+ * certificate of the key, then intermediates; n == 0: the signer has a key
+ * but no certificate) whenever the signer reads a different one (after its
+ * open, a login, a presence poll), and at once when one is known already.
+ * For the layers above (the uploader records it with the sheets). Loop
+ * thread. Returns 0, -ENOSPC (PINFLOW_CHAIN_WATCH_MAX watchers). */
+typedef void (*pinflow_chain_fn)(const uint8_t *const *der, const size_t *len, size_t n,
+                                 void *arg);
+#define PINFLOW_CHAIN_WATCH_MAX 4
+int pinflow_watch_chain(pinflow_chain_fn fn, void *arg);
+void pinflow_unwatch_chain(pinflow_chain_fn fn, void *arg);
+
 /* The practitioner's ids as described above; each may be NULL. */
 void pinflow_practitioner(const char **id, const char **structure, const char **who);
 

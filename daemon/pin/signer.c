@@ -67,6 +67,9 @@ struct job {
 	/* selftest */
 	struct signer_selftest *t;
 	signer_selftest_fn selftest_done;
+	/* the certificate chain, when the backend's changed during the job */
+	bool chain_changed;
+	struct signer_chain chain;
 };
 
 struct signer {
@@ -83,6 +86,10 @@ struct signer {
 	bool poll_queued;
 	bool stopping;          /* signer_free began: done callbacks only free */
 	uint64_t poll_timer, idle_timer;
+	struct signer_chain chain; /* the backend's, as last read */
+	bool chain_known;
+	signer_chain_fn chain_fn;
+	void *chain_arg;
 
 	/* shared */
 	/* ctx and wst: written on the worker under the write lock; read by a
@@ -95,6 +102,8 @@ struct signer {
 	void *ctx;
 	struct signer_status wst;
 	struct signer_status wst_posted;
+	struct signer_chain wchain;
+	bool wchain_known;
 };
 
 static void schedule_poll(struct signer *s);
@@ -112,6 +121,7 @@ job_free(struct job *j)
 		free(j->t);
 	}
 	secmem_wipe(j->sig, sizeof(j->sig));
+	signer_chain_clear(&j->chain);
 	free(j);
 }
 
@@ -144,8 +154,18 @@ job_done(void *arg)
 		s->poll_queued = false;
 	if (j->type == JOB_LOGIN)
 		s->login_pending = false;
+	if (j->chain_changed) {
+		signer_chain_clear(&s->chain);
+		s->chain = j->chain; /* moved */
+		memset(&j->chain, 0, sizeof(j->chain));
+		s->chain_known = true;
+		log_notice("signer: %s", s->chain.n ? "certificate read from the signer"
+		                                    : "the signer has no certificate for its key");
+	}
 	if (j->status_changed || j->type == JOB_LOGIN || j->type == JOB_OPEN)
 		apply_status(s, &j->st);
+	if (j->chain_changed && s->chain_fn)
+		s->chain_fn(s, &s->chain, s->chain_arg);
 	switch (j->type) {
 	case JOB_LOGIN:
 		if (j->login_done)
@@ -223,6 +243,35 @@ run_selftest(struct signer *s, struct job *j)
 		                            t->sig_len) == 0;
 }
 
+/* Worker: read the key's certificate chain after an open, a login or a
+ * poll; a change goes to the loop with the job. Unreadable now (no token):
+ * the last chain stands. */
+static void
+read_chain(struct signer *s, struct job *j)
+{
+	struct signer_chain c;
+	memset(&c, 0, sizeof(c));
+	if (!s->ctx || !s->ops->certificate)
+		return;
+	int r = s->ops->certificate(s->ctx, &c);
+	if (r < 0 && r != -ENOENT)
+		return;
+	if (r < 0)
+		signer_chain_clear(&c);
+	if (s->wchain_known && signer_chain_equal(&c, &s->wchain)) {
+		signer_chain_clear(&c);
+		return;
+	}
+	if (signer_chain_copy(&j->chain, &c) < 0) {
+		signer_chain_clear(&c);
+		return; /* read again at the next poll */
+	}
+	signer_chain_clear(&s->wchain);
+	s->wchain = c;
+	s->wchain_known = true;
+	j->chain_changed = true;
+}
+
 static void
 run_job(struct signer *s, struct job *j)
 {
@@ -275,6 +324,9 @@ run_job(struct signer *s, struct job *j)
 	case JOB_STATUS:
 		break;
 	}
+	if (!j->sync && (j->type == JOB_OPEN || j->type == JOB_POLL ||
+	                 (j->type == JOB_LOGIN && j->result == 0)))
+		read_chain(s, j);
 	j->st = s->wst;
 	j->status_changed = status_differs(&s->wst, &s->wst_posted);
 	if (j->sync) {
@@ -432,6 +484,8 @@ update_idle_timer(struct signer *s)
 static void
 signer_release(struct signer *s)
 {
+	signer_chain_clear(&s->chain);
+	signer_chain_clear(&s->wchain);
 	pthread_rwlock_destroy(&s->ctx_lock);
 	free(s);
 }
@@ -507,6 +561,19 @@ const struct signer_status *
 signer_status(const struct signer *s)
 {
 	return &s->status;
+}
+
+const struct signer_chain *
+signer_chain(const struct signer *s)
+{
+	return s->chain_known ? &s->chain : NULL;
+}
+
+void
+signer_set_chain_fn(struct signer *s, signer_chain_fn fn, void *arg)
+{
+	s->chain_fn = fn;
+	s->chain_arg = arg;
 }
 
 const char *

@@ -45,6 +45,15 @@ void signer_free(struct signer *s);
 const struct signer_status *signer_status(const struct signer *s);
 const char *signer_backend_name(const struct signer *s);
 
+/* The signing certificate and its intermediates as the backend last read
+ * them (after the open, every login, every presence poll): n == 0 when the
+ * key has none; NULL before the first read. Loop thread. */
+const struct signer_chain *signer_chain(const struct signer *s);
+/* fn runs on the loop thread whenever that chain changes (not for a token
+ * that went away: the last chain stands until one is read again). */
+typedef void (*signer_chain_fn)(struct signer *s, const struct signer_chain *c, void *arg);
+void signer_set_chain_fn(struct signer *s, signer_chain_fn fn, void *arg);
+
 /* Login (loop thread). pin is taken (wiped and freed by the signer, on
  * every path); NULL asks the pinpad. done runs on the loop thread with 0 or
  * SIGNER_E_* and the status right after the attempt. Returns 0, or

@@ -189,6 +189,25 @@ batch_settle(struct queue *q, const struct batch *b, const char *code, const cha
 }
 
 int
+batch_register_der(struct queue *q, const uint8_t *const *der, const size_t *lens, size_t n,
+                   char digest[65], char *err, size_t errlen)
+{
+	int r;
+	digest[0] = '\0';
+	if (errlen)
+		err[0] = '\0';
+	if (n == 0)
+		return queue_set_current_cert(q, NULL);
+	if (n > INSURER_CERTS_MAX)
+		n = INSURER_CERTS_MAX;
+	if ((r = queue_cert_put(q, der, lens, n, digest)) == 0)
+		r = queue_set_current_cert(q, digest);
+	if (r < 0)
+		snprintf(err, errlen, "%s", queue_last_error(q));
+	return r;
+}
+
+int
 batch_register_chain(struct queue *q, const char *pem_path, char digest[65], char *err,
                      size_t errlen)
 {
@@ -219,9 +238,8 @@ batch_register_chain(struct queue *q, const char *pem_path, char digest[65], cha
 		snprintf(err, errlen, "no certificate in %s", pem_path);
 		r = -EINVAL;
 	}
-	if (r == 0 && (r = queue_cert_put(q, (const uint8_t *const *)der, lens, n, digest)) == 0)
-		r = queue_set_current_cert(q, digest);
-	if (r < 0 && !err[0])
+	if (r == 0 &&
+	    (r = batch_register_der(q, (const uint8_t *const *)der, lens, n, digest, err, errlen)) < 0)
 		snprintf(err, errlen, "%s: %s", pem_path, queue_last_error(q));
 	for (size_t i = 0; i < n; i++)
 		OPENSSL_free(der[i]);

@@ -52,4 +52,10 @@ int batch_settle(struct queue *q, const struct batch *b, const char *code, const
 int batch_register_chain(struct queue *q, const char *pem_path, char digest[65], char *err,
                          size_t errlen);
 
+/* Queue thread. The same for a chain given as DER (the signer's, through
+ * pinflow_watch_chain); n == 0 forgets the current certificate (the signer
+ * has none: new sheets wait). */
+int batch_register_der(struct queue *q, const uint8_t *const *der, const size_t *lens, size_t n,
+                       char digest[65], char *err, size_t errlen);
+
 #endif

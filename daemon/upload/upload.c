@@ -19,6 +19,7 @@
 
 #include "daemon/core/events.h"
 #include "daemon/core/status.h"
+#include "daemon/pin/pinflow.h"
 #include "daemon/sheets/api_sheets.h"
 #include "daemon/sheets/sheetq.h"
 #include "daemon/sheets/sheets.h"
@@ -35,7 +36,7 @@
 
 enum job_kind {
 	J_FORM, J_REFORM, J_COMMIT, J_SETTLE, J_CURSOR, J_RETURNS, J_COUNTS, J_CHAIN,
-	J_OPP_CURSOR, J_OPPOSITION
+	J_OPP_CURSOR, J_OPPOSITION, J_SIGNER_CHAIN
 };
 
 struct job {
@@ -52,6 +53,8 @@ struct job {
 	struct queue_upload_counts counts;
 	char today[11], due_by[11];
 	char path[4096], digest[65], err[300];
+	uint8_t *der[INSURER_CERTS_MAX]; /* J_SIGNER_CHAIN */
+	size_t der_len[INSURER_CERTS_MAX], nder;
 	uint64_t created;
 	char terminal[65];
 };
@@ -140,6 +143,8 @@ job_free(struct job *j)
 	free(j->res);
 	insurer_returns_free(&j->ret);
 	insurer_opposition_free(&j->opp);
+	for (size_t i = 0; i < j->nder; i++)
+		free(j->der[i]);
 	free(j);
 }
 
@@ -200,6 +205,10 @@ job_work(struct queue *q, void *arg)
 		break;
 	case J_CHAIN:
 		j->r = batch_register_chain(q, j->path, j->digest, j->err, sizeof(j->err));
+		break;
+	case J_SIGNER_CHAIN:
+		j->r = batch_register_der(q, (const uint8_t *const *)j->der, j->der_len, j->nder,
+		                          j->digest, j->err, sizeof(j->err));
 		break;
 	}
 	if (j->r < 0 && !j->err[0])
@@ -704,6 +713,15 @@ job_done(void *arg)
 			log_notice("upload: signing certificate %.16s… recorded for new sheets",
 			           j->digest);
 		break;
+	case J_SIGNER_CHAIN:
+		if (j->r < 0)
+			log_err("upload: cannot record the signer's certificate: %s", j->err);
+		else if (j->nder)
+			log_notice("upload: the signer's certificate %.16s… recorded for new sheets",
+			           j->digest);
+		else
+			log_warn("upload: the signer has no certificate: new sheets are kept and wait");
+		break;
 	}
 	job_free(j);
 }
@@ -926,6 +944,27 @@ jitter(void *arg)
 	return v;
 }
 
+/* The signer's chain (pinflow_watch_chain): recorded on the queue thread,
+ * in order with the sheets, as the certificate of every sheet queued after. */
+static void
+on_signer_chain(const uint8_t *const *der, const size_t *len, size_t n, void *arg)
+{
+	struct job *j = job_new(J_SIGNER_CHAIN, NULL);
+	(void)arg;
+	if (!j)
+		return;
+	for (size_t i = 0; i < n && i < INSURER_CERTS_MAX; i++) {
+		if (!(j->der[i] = malloc(len[i] ? len[i] : 1))) {
+			job_free(j);
+			return;
+		}
+		memcpy(j->der[i], der[i], len[i]);
+		j->der_len[i] = len[i];
+		j->nder = i + 1;
+	}
+	submit(j);
+}
+
 static int
 start_transport(struct daemon *d)
 {
@@ -947,9 +986,8 @@ start_transport(struct daemon *d)
 			snprintf(j->path, sizeof(j->path), "%s", c->insurer_signer_chain);
 			submit(j);
 		}
-	} else {
-		log_warn("upload: no signing certificate ([insurer] signer_chain): sheets are kept "
-		         "and wait until one is known");
+	} else if (pinflow_watch_chain(on_signer_chain, NULL) < 0) {
+		log_warn("upload: cannot follow the signer's certificate: sheets are kept and wait");
 	}
 	netlink_open();
 	return 0;
@@ -992,6 +1030,7 @@ upload_fini(struct daemon *d)
 	if (!U.on)
 		return;
 	api_sheets_set_queued_hook(NULL, NULL);
+	pinflow_unwatch_chain(on_signer_chain, NULL);
 	U.on = false;
 	if (U.timer)
 		loop_timer_cancel(d->loop, U.timer);
