@@ -3,6 +3,15 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <openssl/crypto.h>
+#ifndef OPENSSL_NO_ENGINE
+/* the ENGINE API is deprecated in OpenSSL 3 but is what libcurl 7.88 and
+ * libp11 0.4 (Debian 12) have for a key in a token */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#include <openssl/engine.h>
+#pragma GCC diagnostic pop
+#endif
 #include <openssl/x509_vfy.h>
 #include <poll.h>
 #include <stdio.h>
@@ -34,6 +43,7 @@ struct http {
 	CURLM *multi;
 	uint64_t timer;
 	char *ca, *cert, *key;
+	bool engine_key;          /* key is a pkcs11: URI for the pkcs11 engine */
 	long connect_ms, total_ms, low_speed_s;
 	size_t max_answer;
 	struct xfer *xfers;
@@ -102,6 +112,79 @@ timer_cb(CURLM *m, long timeout_ms, void *userp)
 	return 0;
 }
 
+#ifndef OPENSSL_NO_ENGINE
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+/* The pkcs11 engine, configured once (module, PIN) and put in OpenSSL's
+ * engine list, where libcurl's ENGINE_by_id("pkcs11") finds this very
+ * instance (a dynamic engine loaded by id alone would not be listed and
+ * would come without our module path). Returns 0 or -ENOENT/-EINVAL with
+ * why (never the PIN). */
+static bool engine_ready;
+
+int
+http_engine_key_setup(const char *module, const char *key_pin, const char *pin_file, char *why,
+                      size_t wl)
+{
+	bool done = engine_ready; /* once per process */
+	char pin[256] = "";
+	int r = -EINVAL;
+	if (done)
+		return 0;
+	ENGINE_load_builtin_engines();
+	ENGINE *e = ENGINE_by_id("pkcs11");
+	if (!e) {
+		snprintf(why, wl, "OpenSSL has no pkcs11 engine (install libengine-pkcs11-openssl)");
+		return -ENOENT;
+	}
+	if (pin_file && pin_file[0]) {
+		FILE *f = fopen(pin_file, "re");
+		if (!f || !fgets(pin, sizeof(pin), f)) {
+			snprintf(why, wl, "cannot read [insurer] client_key_pin_file");
+			if (f)
+				fclose(f);
+			goto out;
+		}
+		fclose(f);
+		pin[strcspn(pin, "\r\n")] = '\0';
+	} else if (key_pin && key_pin[0]) {
+		snprintf(pin, sizeof(pin), "%s", key_pin);
+	}
+	if (module && module[0] &&
+	    !ENGINE_ctrl_cmd_string(e, "MODULE_PATH", module, 0)) {
+		snprintf(why, wl, "the pkcs11 engine refused the module %.100s", module);
+		goto out;
+	}
+	if (pin[0] && !ENGINE_ctrl_cmd_string(e, "PIN", pin, 0)) {
+		snprintf(why, wl, "the pkcs11 engine refused the PIN setting");
+		goto out;
+	}
+	if (!ENGINE_init(e)) {
+		snprintf(why, wl, "the pkcs11 engine cannot start (module %.100s)",
+		         module && module[0] ? module : "p11-kit-proxy");
+		goto out;
+	}
+	ENGINE_add(e); /* listed: libcurl's ENGINE_by_id gets this instance */
+	engine_ready = true; /* the functional reference stays for the process */
+	r = 0;
+out:
+	OPENSSL_cleanse(pin, sizeof(pin));
+	ENGINE_free(e); /* the structural reference of ENGINE_by_id */
+	return r;
+}
+#pragma GCC diagnostic pop
+#else
+static bool engine_ready;
+
+int
+http_engine_key_setup(const char *module, const char *key_pin, const char *pin_file, char *why,
+                      size_t wl)
+{
+	snprintf(why, wl, "this OpenSSL has no engine support: [insurer] client_key must be a file");
+	return -ENOTSUP;
+}
+#endif
+
 int
 http_new(struct loop *l, const struct http_opts *o, struct http **out)
 {
@@ -120,6 +203,15 @@ http_new(struct loop *l, const struct http_opts *o, struct http **out)
 	h->ca = strdup(o->ca_file ? o->ca_file : "");
 	h->cert = strdup(o->client_cert ? o->client_cert : "");
 	h->key = strdup(o->client_key ? o->client_key : "");
+	if (o->client_key && !strncmp(o->client_key, "pkcs11:", 7)) {
+		if (!engine_ready) {
+			log_err("upload: [insurer] client_key is a PKCS#11 URI but the pkcs11 engine is "
+			        "not set up");
+			http_free(h);
+			return -ENOKEY;
+		}
+		h->engine_key = true;
+	}
 	h->connect_ms = o->connect_timeout_ms;
 	h->total_ms = o->timeout_ms;
 	h->low_speed_s = o->low_speed_time_s;
@@ -252,8 +344,13 @@ setup_easy(struct http *h, struct xfer *x, const char *method, const char *url,
 	curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
 	curl_easy_setopt(e, CURLOPT_SSLCERT, h->cert);
 	curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+	if (h->engine_key) {
+		curl_easy_setopt(e, CURLOPT_SSLENGINE, "pkcs11");
+		curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "ENG");
+	} else {
+		curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+	}
 	curl_easy_setopt(e, CURLOPT_SSLKEY, h->key);
-	curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_ms);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, h->total_ms);
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);

@@ -37,6 +37,15 @@ struct http_opts {
 	size_t max_answer;        /* 1 MiB */
 };
 
+/* A client_key "pkcs11:..." stays in its token: OpenSSL's pkcs11 engine
+ * (libp11) signs the handshake with it, set up once per process by this
+ * call before http_new: module is the PKCS#11 module (NULL/"": the
+ * engine's default, p11-kit-proxy); pin, or the first line of pin_file,
+ * the token's PIN (NULL/""; never logged, wiped here). Returns 0, or a
+ * negative errno with why in words. */
+int http_engine_key_setup(const char *module, const char *pin, const char *pin_file, char *why,
+                          size_t whylen);
+
 struct http_result {
 	enum uploader_net net;   /* OK: status and body are the insurer's answer */
 	long status;

@@ -975,7 +975,14 @@ start_transport(struct daemon *d)
 	size_t n = strlen(c->insurer_url);
 	snprintf(U.base, sizeof(U.base), "%s%s", c->insurer_url,
 	         n && c->insurer_url[n - 1] == '/' ? "" : "/");
-	int r = http_new(d->loop, &ho, &U.http);
+	char why[200];
+	int r = 0;
+	if (!strncmp(c->insurer_client_key, "pkcs11:", 7) &&
+	    (r = http_engine_key_setup(c->insurer_client_key_module, c->insurer_client_key_pin,
+	                               c->insurer_client_key_pin_file, why, sizeof(why))) < 0)
+		log_err("upload: [insurer] client_key: %s", why);
+	if (r == 0)
+		r = http_new(d->loop, &ho, &U.http);
 	if (r < 0) {
 		log_err("upload: cannot start libcurl: %s", strerror(-r));
 		return r;
