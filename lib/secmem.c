@@ -37,6 +37,44 @@ secmem_free_wiped(void *p)
 	free(p);
 }
 
+void *
+secmem_crypto_malloc(size_t n, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	return malloc(n ? n : 1);
+}
+
+void *
+secmem_crypto_realloc(void *p, size_t n, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	if (!p)
+		return malloc(n ? n : 1);
+	if (n == 0) {
+		secmem_free_wiped(p);
+		return NULL;
+	}
+	size_t old = malloc_usable_size(p);
+	if (n <= old)
+		return p; /* the block stays where it is: nothing is left behind */
+	void *q = malloc(n);
+	if (!q)
+		return NULL; /* p is untouched, as realloc leaves it */
+	memcpy(q, p, old);
+	secmem_free_wiped(p);
+	return q;
+}
+
+void
+secmem_crypto_free(void *p, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	secmem_free_wiped(p);
+}
+
 bool
 secmem_equal(const void *a, const void *b, size_t n)
 {

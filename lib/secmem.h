@@ -51,6 +51,18 @@ void secmem_wipe(void *p, size_t n);
 /* Wipe malloc_usable_size(p) bytes, then free(p). The jansson free hook;
  * usable for any malloc'd block that held a secret. */
 void secmem_free_wiped(void *p);
+/* Allocation functions with the signatures of OpenSSL's
+ * CRYPTO_set_mem_functions that wipe every block they give back: free wipes
+ * malloc_usable_size bytes, realloc moves to a fresh block and wipes the old
+ * one. OpenSSL frees many buffers that held key bytes without cleansing
+ * them (a PEM key's decoded DER, ASN.1 octet strings of a private key), and
+ * glibc leaves most of a freed block as it was, so without them a key file's
+ * private scalar stays in the heap after the key is loaded. main() installs
+ * them before OpenSSL allocates anything (it refuses later). */
+void *secmem_crypto_malloc(size_t n, const char *file, int line);
+void *secmem_crypto_realloc(void *p, size_t n, const char *file, int line);
+void secmem_crypto_free(void *p, const char *file, int line);
+
 /* Compare in time that depends only on n. True when equal. */
 bool secmem_equal(const void *a, const void *b, size_t n);
 

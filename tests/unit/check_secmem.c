@@ -154,6 +154,26 @@ START_TEST(equal_and_wiped_free)
 }
 END_TEST
 
+/* OpenSSL's allocation hooks: realloc keeps the content, stays in place
+ * when the block is big enough, and handles NULL and 0 like realloc. */
+START_TEST(crypto_hooks)
+{
+	char *p = secmem_crypto_malloc(24, __FILE__, __LINE__);
+	ck_assert_ptr_nonnull(p);
+	memcpy(p, "0123456789abcdefghijklm", 24);
+	char *q = secmem_crypto_realloc(p, 8, __FILE__, __LINE__);
+	ck_assert_ptr_eq(q, p); /* shrinking never moves (nothing left behind) */
+	char *r = secmem_crypto_realloc(q, 4096, __FILE__, __LINE__);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(memcmp(r, "01234567", 8), 0);
+	ck_assert_ptr_null(secmem_crypto_realloc(r, 0, __FILE__, __LINE__));
+	char *n = secmem_crypto_realloc(NULL, 16, __FILE__, __LINE__);
+	ck_assert_ptr_nonnull(n);
+	secmem_crypto_free(n, __FILE__, __LINE__);
+	secmem_crypto_free(NULL, __FILE__, __LINE__);
+}
+END_TEST
+
 static Suite *
 secmem_suite(void)
 {
@@ -164,6 +184,7 @@ secmem_suite(void)
 	tcase_add_test(tc, pin_new_and_compare);
 	tcase_add_test(tc, pin_malformed_nothing_allocated);
 	tcase_add_test(tc, equal_and_wiped_free);
+	tcase_add_test(tc, crypto_hooks);
 	suite_add_tcase(s, tc);
 	return s;
 }
