@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -41,6 +42,19 @@
 #define KEYCHECK_PT "vitaled queue key check v1"
 #define REASON_AD_SUFFIX "#reason"
 #define PATH_MAX_LEN 4096
+#define HWM_MAGIC "vitaled-queue-hwm 1"
+#define HWM_KEY_LABEL "vitaled queue.hwm mac key v1"
+#define HWM_MAX_BYTES (1u << 20)
+/* A restart credits the queue's clock with the wall-clock time it was off
+ * for, up to this much (a larger gap is a clock jump or a long stop: not
+ * credited, so retention waits longer, never shorter). */
+#define QCLOCK_GAP_MAX_MS (3LL * 86400000)
+
+struct hwm_ent {
+	char pract[QUEUE_PRACT_MAX + 1];
+	char date[11];
+	uint32_t reserved; /* every number up to this one may have been issued */
+};
 
 static const char *const state_names[QUEUE_NSTATES] = {
 	"draft", "queued", "sending", "accepted", "rejected", "paid", "refused",
@@ -114,12 +128,35 @@ static const struct migration migrations[] = {
 	  "ALTER TABLE sheets ADD COLUMN code TEXT;\n"
 	  "CREATE INDEX sheets_state_cert_due ON sheets (state, cert, due_date);\n"
 	  "CREATE TABLE opposition (serial TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;\n" },
+	/* v5 (issue 11): a client's request id per sheet, for idempotent
+	 * creates (request_id: CreateSheet, CreateDraft; complete_request_id:
+	 * CompleteDraft), each unique and set once; the queue's own clock at
+	 * creation and at closing (retention by monotonic evidence: rows of
+	 * v4 keep their wall-clock times); the floors of the daily numbers
+	 * after an accepted loss (numbers continue above the high-water mark). */
+	{ 5,
+	  "ALTER TABLE sheets ADD COLUMN request_id TEXT;\n"
+	  "ALTER TABLE sheets ADD COLUMN complete_request_id TEXT;\n"
+	  "ALTER TABLE sheets ADD COLUMN qclock INTEGER;\n"
+	  "ALTER TABLE sheets ADD COLUMN qclosed INTEGER;\n"
+	  "UPDATE sheets SET qclock = created, qclosed = closed;\n"
+	  "CREATE UNIQUE INDEX sheets_request ON sheets (request_id) WHERE request_id IS NOT NULL;\n"
+	  "CREATE UNIQUE INDEX sheets_complete_request ON sheets (complete_request_id)\n"
+	  "  WHERE complete_request_id IS NOT NULL;\n"
+	  "CREATE TRIGGER sheets_request_once\n"
+	  "  BEFORE UPDATE OF request_id, complete_request_id ON sheets\n"
+	  "  WHEN (OLD.request_id IS NOT NULL AND NEW.request_id IS NOT OLD.request_id)\n"
+	  "    OR (OLD.complete_request_id IS NOT NULL\n"
+	  "        AND NEW.complete_request_id IS NOT OLD.complete_request_id)\n"
+	  "  BEGIN SELECT RAISE(ABORT, 'a request id is set once'); END;\n"
+	  "CREATE TABLE seq_floor (practitioner TEXT NOT NULL, care_date TEXT NOT NULL,\n"
+	  "  floor INTEGER NOT NULL, PRIMARY KEY (practitioner, care_date)) WITHOUT ROWID;\n" },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
 #define META_COLS \
 	"rowid, id, state, practitioner, care_date, seq, due_date, created, updated, " \
-	"closed, size, attempts, batch_id, cert, code"
+	"closed, size, attempts, batch_id, cert, code, request_id, complete_request_id"
 
 enum stmt_id {
 	ST_BEGIN,
@@ -137,6 +174,7 @@ enum stmt_id {
 	ST_TAKE_SELECT,
 	ST_MIN_CREATED,
 	ST_MIN_DUE,
+	ST_FIND_REQUEST,
 	ST_COUNT
 };
 
@@ -145,19 +183,25 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
 	[ST_EXISTS] = "SELECT 1 FROM sheets WHERE id = ?1",
-	[ST_NEXTSEQ] = "SELECT COALESCE(MAX(seq), 0) + 1 FROM sheets "
-	               "WHERE practitioner = ?1 AND care_date = ?2",
+	[ST_NEXTSEQ] = "SELECT MAX(COALESCE((SELECT MAX(seq) FROM sheets "
+	               "WHERE practitioner = ?1 AND care_date = ?2), 0), "
+	               "COALESCE((SELECT floor FROM seq_floor "
+	               "WHERE practitioner = ?1 AND care_date = ?2), 0)) + 1",
 	[ST_INSERT] = "INSERT INTO sheets (id, state, practitioner, care_date, seq, due_date, "
-	              "created, updated, size, payload, cert) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
+	              "created, updated, size, payload, cert, qclock, request_id) "
+	              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11, ?12)",
 	[ST_META] = "SELECT " META_COLS ", length(payload) FROM sheets WHERE id = ?1",
+	[ST_FIND_REQUEST] = "SELECT " META_COLS " FROM sheets WHERE request_id = ?1 "
+	                    "UNION ALL SELECT " META_COLS " FROM sheets WHERE complete_request_id = ?1 "
+	                    "LIMIT 1",
 	[ST_PAYLOAD] = "SELECT payload FROM sheets WHERE id = ?1",
 	[ST_REASON] = "SELECT reason FROM sheets WHERE id = ?1",
 	[ST_COMPLETE] = "UPDATE sheets SET state = 'queued', practitioner = ?2, care_date = ?3, "
-	                "seq = ?4, due_date = ?5, updated = ?6, size = ?7, payload = ?8 "
-	                "WHERE id = ?1 AND state = 'draft'",
+	                "seq = ?4, due_date = ?5, updated = ?6, size = ?7, payload = ?8, "
+	                "complete_request_id = ?9 WHERE id = ?1 AND state = 'draft'",
 	[ST_SETSTATE] = "UPDATE sheets SET state = ?2, updated = ?3, closed = ?4, batch_id = ?5, "
-	                "attempts = attempts + ?6, reason = COALESCE(?7, reason), code = COALESCE(?8, code) "
-	                "WHERE id = ?1",
+	                "attempts = attempts + ?6, reason = COALESCE(?7, reason), code = COALESCE(?8, code), "
+	                "qclosed = ?9 WHERE id = ?1",
 	[ST_DELETE_DRAFT] = "DELETE FROM sheets WHERE id = ?1 AND state = 'draft'",
 	[ST_TAKE_SELECT] = "SELECT " META_COLS " FROM sheets WHERE state = 'queued' "
 	                   "ORDER BY due_date, rowid LIMIT ?1",
@@ -172,9 +216,29 @@ struct queue {
 	char db_path[PATH_MAX_LEN];
 	char key_path[PATH_MAX_LEN];
 	char lock_path[PATH_MAX_LEN];
+	char hwm_path[PATH_MAX_LEN];
+	char dir[PATH_MAX_LEN];
 	long long max_sheets, max_bytes;
 	int64_t (*clock_ms)(void *arg);
 	void *clock_arg;
+	int64_t (*mono_ms)(void *arg);
+	const char *vfs;
+	int busy_timeout_ms;
+	bool skip_quick_check;
+	/* the queue's clock (retention): qbase at mono time mbase */
+	int64_t qbase, mbase;
+	bool read_only;
+	/* the high-water mark (queue.hwm): reservations per practitioner and
+	 * day, and the numbered sheets ever stored (numbered: committed;
+	 * d_numbered: the open transaction's) */
+	struct hwm_ent *hwm;
+	size_t nhwm, hwm_cap;
+	uint64_t numbered, purged_numbered;
+	int64_t d_numbered;
+	bool hwm_dirty;
+	int64_t hwm_written;
+	unsigned char hwm_key[32];
+	char notice[1024];
 	/* committed counters, and the deltas of the open transaction */
 	uint64_t n[QUEUE_NSTATES];
 	uint64_t bytes;
@@ -388,6 +452,8 @@ read_meta(sqlite3_stmt *s, struct queue_meta *m)
 	copy_col(s, 12, m->batch_id, sizeof(m->batch_id));
 	copy_col(s, 13, m->cert, sizeof(m->cert));
 	copy_col(s, 14, m->code, sizeof(m->code));
+	copy_col(s, 15, m->request_id, sizeof(m->request_id));
+	copy_col(s, 16, m->complete_request_id, sizeof(m->complete_request_id));
 }
 
 static bool
@@ -497,6 +563,9 @@ reason_ad(const char *id, char *buf, size_t buflen)
 /* ------------------------------------------------------------------ */
 /* transactions and counters */
 
+static int64_t mono_now(const struct queue *q);
+static int hwm_write(struct queue *q);
+
 static void
 deltas_clear(struct queue *q)
 {
@@ -505,6 +574,7 @@ deltas_clear(struct queue *q)
 	memset(q->d_put, 0, sizeof(q->d_put));
 	q->d_min_created = 0;
 	q->d_min_due[0] = '\0';
+	q->d_numbered = 0;
 }
 
 /* At COMMIT, before the counters move: keep queue_stats' minimums when the
@@ -530,6 +600,11 @@ static int
 tx_begin(struct queue *q)
 {
 	deltas_clear(q);
+	if (q->read_only) {
+		seterr(q, "the queue is read-only: the disk was full when vitaled started; writes "
+		          "resume once space is freed");
+		return -ENOSPC;
+	}
 	return run(q, ST_BEGIN, "begin");
 }
 
@@ -558,6 +633,13 @@ tx_commit(struct queue *q)
 	for (int i = 0; i < QUEUE_NSTATES; i++)
 		q->n[i] = (uint64_t)((int64_t)q->n[i] + q->dn[i]);
 	q->bytes = (uint64_t)((int64_t)q->bytes + q->dbytes);
+	if (q->d_numbered > 0) {
+		/* the mark's count follows lazily: at most every QUEUE_HWM_LAZY_MS */
+		q->numbered += (uint64_t)q->d_numbered;
+		q->hwm_dirty = true;
+		if (mono_now(q) - q->hwm_written >= QUEUE_HWM_LAZY_MS)
+			hwm_write(q); /* a failure leaves it dirty: written later */
+	}
 	deltas_clear(q);
 	return 0;
 }
@@ -593,6 +675,202 @@ total_rows(const struct queue *q, bool with_pending)
 	for (int i = 0; i < QUEUE_NSTATES; i++)
 		t += (int64_t)q->n[i] + (with_pending ? q->dn[i] : 0);
 	return (uint64_t)t;
+}
+
+/* ------------------------------------------------------------------ */
+/* the queue's clock: wall-clock ms as the queue has lived them. It starts
+ * at the wall clock when a queue is made (or migrated to v5), then moves
+ * only with the monotonic clock while the queue is open, and across a
+ * restart by the wall-clock gap when that gap is 0 .. QCLOCK_GAP_MAX_MS.
+ * A forward jump of the wall clock does not move it, so retention (which
+ * wants both clocks past the limit) never purges a row young by it. */
+
+static int64_t
+mono_now(const struct queue *q)
+{
+	if (q->mono_ms)
+		return q->mono_ms(q->clock_arg);
+	struct timespec ts;
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+qclock_now(const struct queue *q)
+{
+	return q->qbase + (mono_now(q) - q->mbase);
+}
+
+/* ------------------------------------------------------------------ */
+/* the high-water mark (queue.hwm, beside queue.key; docs/queue.md)
+ *
+ *   vitaled-queue-hwm 1
+ *   count N                   numbered sheets ever stored (never above the db's)
+ *   seq PRACTITIONER DATE R   numbers up to R may have been issued
+ *   mac HEX                   HMAC-SHA256 of the lines above, key derived from queue.key
+ *
+ * A reservation is written before a number beyond it is used; count is
+ * written at most QUEUE_HWM_LAZY_MS after the commit that raised it. */
+
+static struct hwm_ent *
+hwm_find(struct queue *q, const char *pract, const char *date)
+{
+	for (size_t i = q->nhwm; i-- > 0;)
+		if (!strcmp(q->hwm[i].date, date) && !strcmp(q->hwm[i].pract, pract))
+			return &q->hwm[i];
+	return NULL;
+}
+
+static struct hwm_ent *
+hwm_add(struct queue *q, const char *pract, const char *date)
+{
+	if (q->nhwm == q->hwm_cap) {
+		size_t cap = q->hwm_cap ? q->hwm_cap * 2 : 16;
+		struct hwm_ent *n = realloc(q->hwm, cap * sizeof(*n));
+		if (!n)
+			return NULL;
+		q->hwm = n;
+		q->hwm_cap = cap;
+	}
+	struct hwm_ent *e = &q->hwm[q->nhwm++];
+	memset(e, 0, sizeof(*e));
+	snprintf(e->pract, sizeof(e->pract), "%s", pract);
+	snprintf(e->date, sizeof(e->date), "%s", date);
+	return e;
+}
+
+static long
+date_days(const char *d)
+{
+	/* days on a 372-day year: enough to keep about a year of entries */
+	return atol(d) * 372 + atol(d + 5) * 31 + atol(d + 8);
+}
+
+/* Entries more than a year older than the newest care date are dropped
+ * (the file stays small; a number of such a date could be issued again
+ * only after a loss accepted more than a year later). */
+static void
+hwm_prune(struct queue *q)
+{
+	long newest = 0;
+	for (size_t i = 0; i < q->nhwm; i++)
+		if (date_days(q->hwm[i].date) > newest)
+			newest = date_days(q->hwm[i].date);
+	size_t k = 0;
+	for (size_t i = 0; i < q->nhwm; i++)
+		if (date_days(q->hwm[i].date) >= newest - 372)
+			q->hwm[k++] = q->hwm[i];
+	q->nhwm = k;
+}
+
+static void
+hwm_mac(const struct queue *q, const char *text, size_t len, char hex[65])
+{
+	unsigned char mac[32];
+	unsigned int mlen = sizeof(mac);
+	HMAC(EVP_sha256(), q->hwm_key, sizeof(q->hwm_key), (const unsigned char *)text, len, mac,
+	     &mlen);
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+}
+
+static int
+hwm_write(struct queue *q)
+{
+	hwm_prune(q);
+	size_t cap = 128 + q->nhwm * (QUEUE_PRACT_MAX + 32);
+	char *b = malloc(cap);
+	if (!b)
+		return -ENOMEM;
+	uint64_t count = q->numbered;
+	size_t off = (size_t)snprintf(b, cap, HWM_MAGIC "\ncount %llu\n", (unsigned long long)count);
+	for (size_t i = 0; i < q->nhwm; i++)
+		off += (size_t)snprintf(b + off, cap - off, "seq %s %s %u\n", q->hwm[i].pract,
+		                        q->hwm[i].date, q->hwm[i].reserved);
+	char hex[65];
+	hwm_mac(q, b, off, hex);
+	off += (size_t)snprintf(b + off, cap - off, "mac %s\n", hex);
+	int r = fs_write_atomic(q->hwm_path, b, off, 0600);
+	free(b);
+	if (r < 0) {
+		seterr(q, "high-water mark %s: cannot write: %s", q->hwm_path, strerror(-r));
+		return r;
+	}
+	q->hwm_written = mono_now(q);
+	q->hwm_dirty = false;
+	return 0;
+}
+
+struct hwm_file {
+	bool present, authentic;
+	uint64_t count;
+	struct hwm_ent *e;
+	size_t n;
+};
+
+/* Read queue.hwm; authentic only when the MAC checks (the key is known). */
+static int
+hwm_read(struct queue *q, struct hwm_file *f, bool have_key)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	memset(f, 0, sizeof(*f));
+	int r = fs_read_file(q->hwm_path, HWM_MAX_BYTES, &buf, &len);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0) {
+		seterr(q, "high-water mark %s: %s", q->hwm_path, strerror(-r));
+		return r;
+	}
+	f->present = true;
+	char *mac = strstr(buf, "\nmac ");
+	if (mac && have_key && strlen(mac + 5) >= 64) {
+		char hex[65];
+		hwm_mac(q, buf, (size_t)(mac + 1 - buf), hex);
+		f->authentic = CRYPTO_memcmp(hex, mac + 5, 64) == 0;
+	}
+	if (mac)
+		mac[1] = '\0';
+	size_t cap = 0;
+	char *save = NULL;
+	for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char p[QUEUE_PRACT_MAX + 1], d[11];
+		unsigned long long c;
+		unsigned u;
+		if (sscanf(line, "count %llu", &c) == 1) {
+			f->count = c;
+		} else if (sscanf(line, "seq %32s %10s %u", p, d, &u) == 3 && valid_practitioner(p) &&
+		           valid_date(d)) {
+			if (f->n == cap) {
+				cap = cap ? cap * 2 : 16;
+				struct hwm_ent *n = realloc(f->e, cap * sizeof(*n));
+				if (!n) {
+					free(buf);
+					return -ENOMEM;
+				}
+				f->e = n;
+			}
+			struct hwm_ent *e = &f->e[f->n++];
+			snprintf(e->pract, sizeof(e->pract), "%s", p);
+			snprintf(e->date, sizeof(e->date), "%s", d);
+			e->reserved = u;
+		}
+	}
+	free(buf);
+	return 0;
+}
+
+/* "P on D: up to N" for the first few entries, for the messages. */
+static void
+hwm_describe(const struct hwm_file *f, char *out, size_t len)
+{
+	size_t off = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < f->n && off + 80 < len; i++)
+		off += (size_t)snprintf(out + off, len - off, "%s%s on %s: numbers up to %u",
+		                        i ? ", " : "", f->e[i].pract, f->e[i].date, f->e[i].reserved);
+	if (!f->n)
+		snprintf(out, len, "no number reserved");
 }
 
 /* ------------------------------------------------------------------ */
@@ -927,6 +1205,295 @@ path_join(char *out, size_t outlen, const char *dir, const char *name)
 	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
 }
 
+/* Open the database file (read-write, or read-only), check it, WAL,
+ * pragmas, migrations (read-write only), counters. */
+static int
+db_open(struct queue *q, bool ro, bool existed)
+{
+	int flags = ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	int rc = sqlite3_open_v2(q->db_path, &q->db, flags | SQLITE_OPEN_NOMUTEX, q->vfs);
+	if (rc != SQLITE_OK)
+		return sqlerr(q, rc, "open");
+	sqlite3_extended_result_codes(q->db, 1);
+	sqlite3_busy_timeout(q->db, q->busy_timeout_ms > 0 ? q->busy_timeout_ms : 5000);
+	sqlite3_db_config(q->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+	int r;
+	if (!ro && !existed && (r = fs_fsync_dir(q->dir)) < 0) {
+		seterr(q, "queue: fsync %s: %s", q->dir, strerror(-r));
+		return r;
+	}
+	if (existed && !q->skip_quick_check && (r = quick_check(q)) < 0)
+		return r;
+	if (!ro) {
+		sqlite3_stmt *s = NULL;
+		rc = sqlite3_prepare_v2(q->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(s);
+		const unsigned char *mode = rc == SQLITE_ROW ? sqlite3_column_text(s, 0) : NULL;
+		bool wal = mode && strcmp((const char *)mode, "wal") == 0;
+		if (rc != SQLITE_ROW || !wal) {
+			r = rc == SQLITE_ROW ? -EIO : sqlerr(q, rc, "journal_mode");
+			if (rc == SQLITE_ROW)
+				seterr(q, "queue %s: cannot switch to WAL mode", q->db_path);
+			sqlite3_finalize(s);
+			if (r == -EUCLEAN)
+				seterr(q, "queue %s is damaged or not a database (%s); vitaled will not write "
+				       "to it: keep the file for recovery and restore from backup",
+				       q->db_path, sqlite3_errstr(rc));
+			return r;
+		}
+		sqlite3_finalize(s);
+		if ((r = exec_sql(q,
+		                  "PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; "
+		                  "PRAGMA journal_size_limit = 4194304; PRAGMA cell_size_check = ON;",
+		                  "pragmas")) < 0)
+			return r;
+		if ((r = migrate(q)) < 0)
+			return r;
+	} else {
+		long long ver = 0;
+		if ((r = pragma_int(q, "PRAGMA user_version", &ver)) < 0)
+			return r;
+		if (ver != QUEUE_SCHEMA_VERSION) {
+			seterr(q, "queue %s: schema version %lld needs a migration, which cannot be "
+			       "written while the disk is full",
+			       q->db_path, ver);
+			return -ENOSPC;
+		}
+	}
+	return load_counters(q);
+}
+
+static void
+db_close(struct queue *q)
+{
+	for (int i = 0; i < ST_COUNT; i++) {
+		sqlite3_finalize(q->st[i]);
+		q->st[i] = NULL;
+	}
+	if (q->db)
+		sqlite3_close(q->db);
+	q->db = NULL;
+}
+
+static int
+meta_text(struct queue *q, const char *k, char *buf, size_t len)
+{
+	sqlite3_stmt *s = NULL;
+	buf[0] = '\0';
+	int rc = sqlite3_prepare_v2(q->db, "SELECT CAST(v AS TEXT) FROM meta WHERE k = ?1", -1, &s,
+	                            NULL);
+	if (rc != SQLITE_OK)
+		return sqlerr(q, rc, "meta");
+	sqlite3_bind_text(s, 1, k, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	int r = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : sqlerr(q, rc, "meta");
+	if (rc == SQLITE_ROW)
+		copy_col(s, 0, buf, len);
+	sqlite3_finalize(s);
+	return r;
+}
+
+/* The queue's clock at open (see qclock_now). */
+static void
+qclock_init(struct queue *q)
+{
+	char v[64];
+	long long qs = 0, ws = 0, rowmax = 0;
+	int64_t wall = now_ms(q);
+	q->mbase = mono_now(q);
+	pragma_int(q, "SELECT COALESCE((SELECT qclock FROM sheets ORDER BY rowid DESC LIMIT 1), 0)",
+	           &rowmax);
+	if (meta_text(q, "qclock", v, sizeof(v)) == 0 && sscanf(v, "%lld %lld", &qs, &ws) == 2) {
+		int64_t gap = wall - ws;
+		q->qbase = qs + (gap >= 0 && gap <= QCLOCK_GAP_MAX_MS ? gap : 0);
+	} else {
+		q->qbase = wall; /* a new queue (or one from before v5): the wall clock, once */
+	}
+	if (rowmax > q->qbase)
+		q->qbase = rowmax;
+	if (!q->read_only) {
+		snprintf(v, sizeof(v), "INSERT OR REPLACE INTO meta (k, v) VALUES ('qclock', '%lld %lld')",
+		         (long long)q->qbase, (long long)wall);
+		exec_sql(q, v, "queue clock"); /* a full disk: saved at the next purge */
+	}
+}
+
+/* Build the mark's reservations from the stored numbers (no mark yet). */
+static int
+hwm_from_db(struct queue *q)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(q->db,
+	                            "SELECT practitioner, care_date, MAX(seq) FROM sheets "
+	                            "WHERE seq IS NOT NULL GROUP BY practitioner, care_date "
+	                            "UNION ALL SELECT practitioner, care_date, floor FROM seq_floor",
+	                            -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return sqlerr(q, rc, "high-water mark");
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *p = (const char *)sqlite3_column_text(s, 0);
+		const char *d = (const char *)sqlite3_column_text(s, 1);
+		uint32_t v = (uint32_t)sqlite3_column_int64(s, 2);
+		if (!p || !d)
+			continue;
+		struct hwm_ent *e = hwm_find(q, p, d);
+		if (!e && !(e = hwm_add(q, p, d))) {
+			sqlite3_finalize(s);
+			return -ENOMEM;
+		}
+		if (v > e->reserved)
+			e->reserved = v;
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : sqlerr(q, rc, "high-water mark");
+}
+
+/* Compare the queue with its high-water mark; refuse a lost or rolled-back
+ * queue (-ESTALE) unless accept. */
+static int
+hwm_open(struct queue *q, bool key_existed, bool db_existed, bool accept)
+{
+	struct hwm_file f;
+	char v[32], desc[400];
+	long long floors = 0;
+	int r = hwm_read(q, &f, true);
+	if (r < 0)
+		return r;
+	if (meta_text(q, "purged_numbered", v, sizeof(v)) == 0)
+		q->purged_numbered = strtoull(v, NULL, 10);
+	q->numbered = total_rows(q, false) - q->n[QUEUE_DRAFT] + q->purged_numbered;
+	if ((r = pragma_int(q, "SELECT COUNT(*) FROM seq_floor", &floors)) < 0)
+		goto out;
+	const char *lost = NULL;
+	if (f.present && !f.authentic && f.count == 0 && f.n == 0)
+		f.present = false; /* it protected nothing: as if there were none */
+	if (f.present && !f.authentic)
+		lost = "the high-water mark queue.hwm does not authenticate with queue.key (altered, or "
+		       "the key was replaced)";
+	else if (key_existed && !db_existed)
+		lost = "queue.db is missing or empty while queue.key exists";
+	else if (f.present && q->numbered < f.count)
+		lost = "queue.db holds fewer numbered sheets than its high-water mark: it was rolled "
+		       "back or replaced";
+	else if (f.present && f.n > 0 && q->numbered == 0 && floors == 0)
+		lost = "queue.db holds no numbered sheet while the high-water mark has numbers reserved";
+	hwm_describe(&f, desc, sizeof(desc));
+	if (lost && !accept) {
+		seterr(q,
+		       "queue %s was lost: %s (the mark records %llu numbered sheets, %s; the queue holds "
+		       "%llu). vitaled will not start on it: restore queue.db from backup, or accept the "
+		       "loss with `vitaled --accept-new-queue` (numbers then continue above the mark)",
+		       q->db_path, lost, (unsigned long long)f.count, desc,
+		       (unsigned long long)q->numbered);
+		r = -ESTALE;
+		goto out;
+	}
+	if (lost && q->read_only) {
+		seterr(q, "queue %s was lost (%s), and the loss cannot be accepted while the disk is "
+		       "full", q->db_path, lost);
+		r = -ENOSPC;
+		goto out;
+	}
+	free(q->hwm);
+	q->hwm = f.e;
+	q->nhwm = q->hwm_cap = f.n;
+	f.e = NULL;
+	if (lost) {
+		/* numbers continue above what the mark reserved */
+		if ((r = tx_begin(q)) < 0)
+			goto out;
+		for (size_t i = 0; i < q->nhwm && r == 0; i++) {
+			char sql[400];
+			snprintf(sql, sizeof(sql),
+			         "INSERT OR REPLACE INTO seq_floor VALUES ('%s', '%s', MAX(%u, COALESCE("
+			         "(SELECT floor FROM seq_floor WHERE practitioner = '%s' AND care_date = '%s'), 0)))",
+			         q->hwm[i].pract, q->hwm[i].date, q->hwm[i].reserved, q->hwm[i].pract,
+			         q->hwm[i].date);
+			if (strchr(q->hwm[i].pract, '\''))
+				continue; /* never from this vitaled: practitioner ids are digits */
+			r = exec_sql(q, sql, "number floors");
+		}
+		if (r < 0) {
+			tx_rollback(q);
+			goto out;
+		}
+		if ((r = tx_commit(q)) < 0)
+			goto out;
+		snprintf(q->notice, sizeof(q->notice),
+		         "--accept-new-queue: a new queue accepted in place of a lost one: %s; the mark "
+		         "recorded %llu numbered sheets (%s), the queue holds %llu: %llu sheets lost; "
+		         "numbers continue above the mark",
+		         lost, (unsigned long long)f.count, desc, (unsigned long long)q->numbered,
+		         (unsigned long long)(f.count > q->numbered ? f.count - q->numbered : 0));
+	} else if (accept) {
+		snprintf(q->notice, sizeof(q->notice),
+		         "--accept-new-queue: nothing was lost (the mark records %llu numbered sheets, "
+		         "the queue holds %llu): ignored",
+		         (unsigned long long)f.count, (unsigned long long)q->numbered);
+	}
+	if (!f.present || lost) {
+		if ((r = hwm_from_db(q)) < 0)
+			goto out;
+	}
+	r = 0;
+	if (!q->read_only && (!f.present || lost || f.count != q->numbered))
+		r = hwm_write(q);
+out:
+	free(f.e);
+	return r;
+}
+
+/* Everything after the lock: the database, the key, the mark, the clock. */
+static int
+open_all(struct queue *q, bool ro, bool accept, bool key_existed, bool db_existed)
+{
+	int r;
+	q->read_only = ro;
+	if ((r = db_open(q, ro, db_existed)) < 0)
+		return r;
+	if (ro) {
+		if ((r = key_read(q)) < 0)
+			return r == -ENOENT ? -ENOKEY : r;
+		if (keycheck_verify(q) != 1) {
+			seterr(q, "queue key %s does not open this queue", q->key_path);
+			return -EKEYREJECTED;
+		}
+	} else if ((r = key_setup(q)) < 0) {
+		return r;
+	}
+	unsigned int mlen = sizeof(q->hwm_key);
+	HMAC(EVP_sha256(), q->key, QUEUE_KEY_LEN, (const unsigned char *)HWM_KEY_LABEL,
+	     strlen(HWM_KEY_LABEL), q->hwm_key, &mlen);
+	if ((r = hwm_open(q, key_existed, db_existed, accept)) < 0)
+		return r;
+	qclock_init(q);
+	if (!ro && q->n[QUEUE_SENDING] > 0) {
+		r = reset_sending(q);
+		if (r == -ENOSPC || r == -EIO) {
+			/* The disk is full or failing: open anyway so the queue can be
+			 * read; queue_take retries the reset before sending anything. */
+			q->reset_pending = true;
+		} else if (r < 0) {
+			return r;
+		}
+	} else if (ro && q->n[QUEUE_SENDING] > 0) {
+		q->reset_pending = true;
+	}
+	return 0;
+}
+
+static void
+unlink_db(struct queue *q)
+{
+	char p[PATH_MAX_LEN + 8];
+	unlink(q->db_path);
+	snprintf(p, sizeof(p), "%s-wal", q->db_path);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s-shm", q->db_path);
+	unlink(p);
+}
+
 int
 queue_open(const struct queue_opts *o, struct queue **out, char *err, size_t errlen)
 {
@@ -950,9 +1517,17 @@ queue_open(const struct queue_opts *o, struct queue **out, char *err, size_t err
 	q->max_bytes = o->max_bytes;
 	q->clock_ms = o->clock_ms;
 	q->clock_arg = o->clock_arg;
+	q->mono_ms = o->mono_ms;
+	q->vfs = o->vfs;
+	q->busy_timeout_ms = o->busy_timeout_ms;
+	q->skip_quick_check = o->skip_quick_check;
+	q->hwm_written = INT64_MIN / 2;
 	if ((r = path_join(q->db_path, sizeof(q->db_path), o->dir, "queue.db")) < 0 ||
 	    (r = path_join(q->key_path, sizeof(q->key_path), o->dir, "queue.key")) < 0 ||
-	    (r = path_join(q->lock_path, sizeof(q->lock_path), o->dir, "queue.lock")) < 0) {
+	    (r = path_join(q->lock_path, sizeof(q->lock_path), o->dir, "queue.lock")) < 0 ||
+	    (r = path_join(q->hwm_path, sizeof(q->hwm_path), o->dir, "queue.hwm")) < 0 ||
+	    snprintf(q->dir, sizeof(q->dir), "%s", o->dir) >= (int)sizeof(q->dir)) {
+		r = -ENAMETOOLONG;
 		seterr(q, "queue: state directory path too long");
 		goto out;
 	}
@@ -964,64 +1539,34 @@ queue_open(const struct queue_opts *o, struct queue **out, char *err, size_t err
 		goto out;
 
 	struct stat st;
-	bool existed = stat(q->db_path, &st) == 0 && st.st_size > 0;
-	int rc = sqlite3_open_v2(q->db_path, &q->db,
-	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-	                         o->vfs);
-	if (rc != SQLITE_OK) {
-		r = sqlerr(q, rc, "open");
-		goto out;
+	bool db_existed = stat(q->db_path, &st) == 0 && st.st_size > 0;
+	bool db_file = db_existed || stat(q->db_path, &st) == 0;
+	bool key_existed = access(q->key_path, F_OK) == 0;
+	r = open_all(q, false, o->accept_new, key_existed, db_existed);
+	if ((r == -ENOSPC || r == -EIO) && o->allow_readonly && db_existed && key_existed) {
+		/* the disk is full: read-only, so that what is stored can be read */
+		char keep[sizeof(q->errmsg)];
+		memcpy(keep, q->errmsg, sizeof(keep));
+		db_close(q);
+		r = open_all(q, true, false, key_existed, db_existed);
+		if (r == 0)
+			snprintf(q->notice, sizeof(q->notice),
+			         "the queue is open read-only: it cannot be written (%.400s); "
+			         "writes resume once space is freed", keep);
 	}
-	sqlite3_extended_result_codes(q->db, 1);
-	sqlite3_busy_timeout(q->db, o->busy_timeout_ms > 0 ? o->busy_timeout_ms : 5000);
-	sqlite3_db_config(q->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
-	if (!existed && (r = fs_fsync_dir(o->dir)) < 0) {
-		seterr(q, "queue: fsync %s: %s", o->dir, strerror(-r));
-		goto out;
-	}
-	if (existed && !o->skip_quick_check && (r = quick_check(q)) < 0)
-		goto out;
-
-	sqlite3_stmt *s = NULL;
-	rc = sqlite3_prepare_v2(q->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(s);
-	const unsigned char *mode = rc == SQLITE_ROW ? sqlite3_column_text(s, 0) : NULL;
-	bool wal = mode && strcmp((const char *)mode, "wal") == 0;
-	if (rc != SQLITE_ROW || !wal) {
-		r = rc == SQLITE_ROW ? -EIO : sqlerr(q, rc, "journal_mode");
-		if (rc == SQLITE_ROW)
-			seterr(q, "queue %s: cannot switch to WAL mode", q->db_path);
-		sqlite3_finalize(s);
-		if (r == -EUCLEAN)
-			seterr(q, "queue %s is damaged or not a database (%s); vitaled will not write to "
-			       "it: keep the file for recovery and restore from backup",
-			       q->db_path, sqlite3_errstr(rc));
-		goto out;
-	}
-	sqlite3_finalize(s);
-	if ((r = exec_sql(q,
-	                  "PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; "
-	                  "PRAGMA journal_size_limit = 4194304; PRAGMA cell_size_check = ON;",
-	                  "pragmas")) < 0)
-		goto out;
-	if ((r = migrate(q)) < 0)
-		goto out;
-	if ((r = load_counters(q)) < 0)
-		goto out;
-	if ((r = key_setup(q)) < 0)
-		goto out;
-	if (q->n[QUEUE_SENDING] > 0) {
-		r = reset_sending(q);
-		if (r == -ENOSPC || r == -EIO) {
-			/* The disk is full or failing: open anyway so the queue can be
-			 * read; queue_take retries the reset before sending anything. */
-			q->reset_pending = true;
-		} else if (r < 0) {
-			goto out;
+	if (r < 0 && !db_existed) {
+		/* refused: leave no new file behind (or the empty one as it was),
+		 * so the next start sees the same state: a lost queue stays refused */
+		db_close(q);
+		unlink_db(q);
+		if (db_file) {
+			int fd = open(q->db_path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+			if (fd >= 0)
+				close(fd);
 		}
 	}
-	r = 0;
+	if (r < 0)
+		goto out;
 	*out = q;
 	q = NULL;
 out:
@@ -1033,15 +1578,60 @@ out:
 	return r;
 }
 
+const char *
+queue_open_notice(const struct queue *q)
+{
+	return q ? q->notice : "";
+}
+
+bool
+queue_read_only(const struct queue *q)
+{
+	return q && q->read_only;
+}
+
+int
+queue_try_writable(struct queue *q)
+{
+	if (!q)
+		return -EINVAL;
+	if (!q->read_only)
+		return 0;
+	db_close(q);
+	int r = open_all(q, false, false, true, true);
+	if (r < 0) {
+		char keep[sizeof(q->errmsg)];
+		memcpy(keep, q->errmsg, sizeof(keep));
+		db_close(q);
+		int r2 = open_all(q, true, false, true, true);
+		memcpy(q->errmsg, keep, sizeof(keep));
+		if (r2 < 0)
+			return r2;
+		q->read_only = true;
+		return r;
+	}
+	q->mins_known = false;
+	return 0;
+}
+
+int
+queue_hwm_flush(struct queue *q)
+{
+	if (!q || q->read_only || !q->hwm_dirty)
+		return 0;
+	return hwm_write(q);
+}
+
 void
 queue_close(struct queue *q)
 {
 	if (!q)
 		return;
-	for (int i = 0; i < ST_COUNT; i++)
-		sqlite3_finalize(q->st[i]);
-	if (q->db)
-		sqlite3_close(q->db);
+	if (q->db && q->hwm_dirty && !q->read_only)
+		hwm_write(q);
+	db_close(q);
+	free(q->hwm);
+	OPENSSL_cleanse(q->hwm_key, sizeof(q->hwm_key));
 	if (q->lock_fd >= 0)
 		close(q->lock_fd); /* releases the flock */
 	EVP_CIPHER_CTX_free(q->cctx); /* also wipes the expanded key */
@@ -1052,6 +1642,31 @@ queue_close(struct queue *q)
 
 /* ------------------------------------------------------------------ */
 /* writes */
+
+/* Before number seq is used: make sure the mark reserves it (written
+ * now, a block of QUEUE_HWM_BLOCK at a time). */
+static int
+hwm_reserve(struct queue *q, const char *pract, const char *date, uint32_t seq)
+{
+	struct hwm_ent *e = hwm_find(q, pract, date);
+	if (e && seq <= e->reserved)
+		return 0;
+	bool added = !e;
+	if (!e && !(e = hwm_add(q, pract, date)))
+		return -ENOMEM;
+	uint32_t old = e->reserved;
+	e->reserved = seq > UINT32_MAX - QUEUE_HWM_BLOCK ? UINT32_MAX : seq + QUEUE_HWM_BLOCK - 1;
+	int r = hwm_write(q);
+	if (r < 0) {
+		q->fatal = false; /* this item only */
+		if (added)
+			q->nhwm--;
+		else if ((e = hwm_find(q, pract, date)))
+			e->reserved = old;
+		return r == -ENOSPC ? -ENOSPC : -EIO;
+	}
+	return 0;
+}
 
 static int
 next_seq(struct queue *q, const char *practitioner, const char *care_date, uint32_t *seq)
@@ -1076,6 +1691,10 @@ next_seq(struct queue *q, const char *practitioner, const char *care_date, uint3
 		r = sqlerr(q, rc, "sequence number");
 	}
 	stmt_done(s);
+	if (r == 0)
+		r = hwm_reserve(q, practitioner, care_date, *seq);
+	if (r < 0)
+		*seq = 0;
 	return r;
 }
 
@@ -1148,6 +1767,51 @@ check_limits(struct queue *q, size_t add_rows, int64_t add_bytes)
 	return 0;
 }
 
+bool
+queue_request_id_valid(const char *s)
+{
+	if (!s)
+		return false;
+	size_t n = strnlen(s, QUEUE_REQUEST_ID_MAX + 1);
+	if (n == 0 || n > QUEUE_REQUEST_ID_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < 0x21 || s[i] > 0x7e)
+			return false;
+	return true;
+}
+
+static int
+find_request(struct queue *q, const char *rid, struct queue_meta *m)
+{
+	sqlite3_stmt *s = stmt(q, ST_FIND_REQUEST);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_text(s, 1, rid, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	int r = 0;
+	if (rc == SQLITE_ROW)
+		read_meta(s, m);
+	else if (rc == SQLITE_DONE)
+		r = -ENOENT;
+	else
+		r = sqlerr(q, rc, "request id lookup");
+	stmt_done(s);
+	return r;
+}
+
+int
+queue_find_request(struct queue *q, const char *rid, struct queue_meta *m)
+{
+	if (!q || !m || !queue_request_id_valid(rid))
+		return -EINVAL;
+	memset(m, 0, sizeof(*m));
+	int r = find_request(q, rid, m);
+	if (r == -ENOENT)
+		seterr(q, "no sheet was made by request %s", rid);
+	return r;
+}
+
 /* One insert inside the batch transaction. The INSERT is the item's only
  * write and the last step, and SQLite undoes a failed statement by itself,
  * so a failing item leaves the others alone without a savepoint. *fatal
@@ -1165,6 +1829,24 @@ put_one(struct queue *q, struct queue_put *it, int64_t now, bool *fatal)
 	    !valid_date(it->care_date) || (!it->draft && !valid_date(it->due_date))) {
 		seterr(q, "sheet: bad id, practitioner or date");
 		return -EINVAL;
+	}
+	if (it->request_id && !queue_request_id_valid(it->request_id)) {
+		seterr(q, "sheet: bad request id");
+		return -EINVAL;
+	}
+	if (q->read_only) {
+		seterr(q, "the queue is read-only: the disk was full when vitaled started");
+		return -ENOSPC;
+	}
+	if (it->request_id) {
+		r = find_request(q, it->request_id, &it->replay);
+		if (r == 0) {
+			it->replayed = true;
+			it->seq = it->replay.seq;
+			return 0;
+		}
+		if (r != -ENOENT)
+			goto out;
 	}
 	if ((r = check_limits(q, 1, 0)) < 0)
 		return r;
@@ -1206,12 +1888,19 @@ put_one(struct queue *q, struct queue_put *it, int64_t now, bool *fatal)
 		sqlite3_bind_text(s, 10, cert, -1, SQLITE_STATIC);
 	else
 		sqlite3_bind_null(s, 10);
+	sqlite3_bind_int64(s, 11, qclock_now(q));
+	if (it->request_id)
+		sqlite3_bind_text(s, 12, it->request_id, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 12);
 	int rc = sqlite3_step(s);
 	stmt_done(s);
 	if (rc != SQLITE_DONE) {
 		r = sqlerr(q, rc, "insert");
 		goto out;
 	}
+	if (!it->draft)
+		q->d_numbered++;
 	q->dn[it->draft ? QUEUE_DRAFT : QUEUE_QUEUED]++;
 	q->d_put[it->draft ? QUEUE_DRAFT : QUEUE_QUEUED]++;
 	q->dbytes += (int64_t)blen;
@@ -1235,6 +1924,7 @@ batch_fail(struct queue_put *items, size_t n, int r)
 	for (size_t i = 0; i < n; i++) {
 		items[i].result = r;
 		items[i].seq = 0;
+		items[i].replayed = false;
 	}
 }
 
@@ -1294,7 +1984,7 @@ meta_get(struct queue *q, const char *id, struct queue_meta *m, int64_t *stored_
 	if (rc == SQLITE_ROW) {
 		read_meta(s, m);
 		if (stored_len)
-			*stored_len = sqlite3_column_int64(s, 15);
+			*stored_len = sqlite3_column_int64(s, 17);
 	} else if (rc == SQLITE_DONE) {
 		seterr(q, "sheet %s is not in the queue", id);
 		r = -ENOENT;
@@ -1318,6 +2008,15 @@ queue_complete_draft(struct queue *q, struct queue_put *it)
 		return -EINVAL;
 	it->seq = 0;
 	it->result = 0;
+	it->replayed = false;
+	if (it->request_id && !queue_request_id_valid(it->request_id)) {
+		seterr(q, "sheet: bad request id");
+		return it->result = -EINVAL;
+	}
+	if (q->read_only) {
+		seterr(q, "the queue is read-only: the disk was full when vitaled started");
+		return it->result = -ENOSPC;
+	}
 	if (!valid_token(it->id, QUEUE_ID_MAX) || !valid_date(it->due_date) ||
 	    (it->practitioner && !valid_practitioner(it->practitioner)) ||
 	    (it->care_date && !valid_date(it->care_date))) {
@@ -1328,6 +2027,15 @@ queue_complete_draft(struct queue *q, struct queue_put *it)
 		return it->result = r;
 	if ((r = meta_get(q, it->id, &m, &oldlen)) < 0)
 		goto fail;
+	if (m.state != QUEUE_DRAFT && it->request_id &&
+	    !strcmp(m.complete_request_id, it->request_id)) {
+		/* this completion again (its answer was lost): the same sheet */
+		it->replayed = true;
+		it->replay = m;
+		it->seq = m.seq;
+		tx_rollback(q);
+		return it->result = 0;
+	}
 	if (m.state != QUEUE_DRAFT) {
 		seterr(q, "sheet %s is %s, not a draft", it->id, state_names[m.state]);
 		r = -EPERM;
@@ -1358,12 +2066,19 @@ queue_complete_draft(struct queue *q, struct queue_put *it)
 	sqlite3_bind_int64(s, 6, now_ms(q));
 	sqlite3_bind_int64(s, 7, (sqlite3_int64)ptlen);
 	sqlite3_bind_blob(s, 8, blob, (int)blen, SQLITE_STATIC);
+	if (it->request_id)
+		sqlite3_bind_text(s, 9, it->request_id, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 9);
 	int rc = sqlite3_step(s);
 	stmt_done(s);
 	if (rc != SQLITE_DONE) {
 		r = sqlerr(q, rc, "complete draft");
+		if (r == -EEXIST)
+			seterr(q, "request id %s already made another sheet", it->request_id);
 		goto fail;
 	}
+	q->d_numbered++;
 	q->dn[QUEUE_DRAFT]--;
 	q->dn[QUEUE_QUEUED]++;
 	q->dbytes += (int64_t)blen - oldlen;
@@ -1489,6 +2204,10 @@ set_state(struct queue *q, const struct queue_meta *m, enum queue_state to, cons
 		sqlite3_bind_text(s, 8, code, -1, SQLITE_STATIC);
 	else
 		sqlite3_bind_null(s, 8);
+	if (is_closed_state(to))
+		sqlite3_bind_int64(s, 9, qclock_now(q));
+	else
+		sqlite3_bind_null(s, 9);
 	int rc = sqlite3_step(s);
 	stmt_done(s);
 	free(rblob);
@@ -1731,6 +2450,7 @@ queue_list(struct queue *q, const struct queue_filter *f, struct queue_meta *out
 	if ((f->date_from && !valid_date(f->date_from)) || (f->date_to && !valid_date(f->date_to)) ||
 	    (f->due_before && !valid_date(f->due_before)) ||
 	    (f->practitioner && !valid_practitioner(f->practitioner)) || f->after < 0 ||
+	    (f->request_id && !queue_request_id_valid(f->request_id)) ||
 	    (f->states >> QUEUE_NSTATES) != 0)
 		return -EINVAL;
 	if (max == 0)
@@ -1755,6 +2475,8 @@ queue_list(struct queue *q, const struct queue_filter *f, struct queue_meta *out
 		ADD(" AND due_date < ?4");
 	if (f->practitioner)
 		ADD(" AND practitioner = ?5");
+	if (f->request_id)
+		ADD(" AND (request_id = ?7 OR complete_request_id = ?7)");
 	ADD(" ORDER BY rowid LIMIT ?6");
 #undef ADD
 	rc = sqlite3_prepare_v2(q->db, sql, -1, &s, NULL);
@@ -1769,6 +2491,8 @@ queue_list(struct queue *q, const struct queue_filter *f, struct queue_meta *out
 		sqlite3_bind_text(s, 4, f->due_before, -1, SQLITE_STATIC);
 	if (f->practitioner)
 		sqlite3_bind_text(s, 5, f->practitioner, -1, SQLITE_STATIC);
+	if (f->request_id)
+		sqlite3_bind_text(s, 7, f->request_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 6, (sqlite3_int64)max);
 	size_t got = 0;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW && got < max)
@@ -1830,7 +2554,8 @@ queue_stats(struct queue *q, struct queue_stats *st)
 /* retention */
 
 static int
-purge_where(struct queue *q, const char *sql, int64_t cutoff, size_t max, size_t *done)
+purge_where(struct queue *q, const char *sql, int64_t cutoff, int64_t qcutoff, size_t max,
+            size_t *done, uint64_t *numbered)
 {
 	sqlite3_stmt *s = NULL;
 	int rc = sqlite3_prepare_v2(q->db, sql, -1, &s, NULL);
@@ -1838,7 +2563,10 @@ purge_where(struct queue *q, const char *sql, int64_t cutoff, size_t max, size_t
 		return sqlerr(q, rc, "purge");
 	sqlite3_bind_int64(s, 1, cutoff);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+	sqlite3_bind_int64(s, 3, qcutoff);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (sqlite3_column_type(s, 2) != SQLITE_NULL)
+			(*numbered)++;
 		const unsigned char *t = sqlite3_column_text(s, 0);
 		int st = t ? queue_state_parse((const char *)t) : -EINVAL;
 		if (st >= 0)
@@ -1860,22 +2588,41 @@ queue_purge(struct queue *q, const struct queue_retention *ret, size_t max, size
 		*purged = 0;
 	if (!q || !ret || ret->finished_days < 1 || ret->draft_days < 0 || max == 0)
 		return -EINVAL;
-	int64_t now = now_ms(q);
-	int64_t closed_cut = now - (int64_t)ret->finished_days * 86400000;
+	int64_t now = now_ms(q), qnow = qclock_now(q);
+	int64_t fin = (int64_t)ret->finished_days * 86400000;
+	uint64_t numbered = 0;
 	if ((r = tx_begin(q)) < 0)
 		return r;
+	/* both clocks must say so: the wall clock (closed, created) and the
+	 * queue's own (qclosed, qclock), which a jump of the wall clock does
+	 * not move */
 	r = purge_where(q,
 	                "DELETE FROM sheets WHERE rowid IN (SELECT rowid FROM sheets "
 	                "WHERE closed IS NOT NULL AND closed < ?1 AND state IN "
-	                "('accepted','rejected','paid','refused') LIMIT ?2) "
-	                "RETURNING state, length(payload)",
-	                closed_cut, max, &done);
-	if (r == 0 && ret->draft_days > 0 && done < max)
+	                "('accepted','rejected','paid','refused') "
+	                "AND COALESCE(qclosed, closed) < ?3 LIMIT ?2) "
+	                "RETURNING state, length(payload), seq",
+	                now - fin, qnow - fin, max, &done, &numbered);
+	if (r == 0 && ret->draft_days > 0 && done < max) {
+		int64_t dr = (int64_t)ret->draft_days * 86400000;
 		r = purge_where(q,
 		                "DELETE FROM sheets WHERE rowid IN (SELECT rowid FROM sheets "
-		                "WHERE state = 'draft' AND created < ?1 LIMIT ?2) "
-		                "RETURNING state, length(payload)",
-		                now - (int64_t)ret->draft_days * 86400000, max - done, &done);
+		                "WHERE state = 'draft' AND created < ?1 "
+		                "AND COALESCE(qclock, created) < ?3 LIMIT ?2) "
+		                "RETURNING state, length(payload), seq",
+		                now - dr, qnow - dr, max - done, &done, &numbered);
+	}
+	/* the numbered sheets ever stored stay countable (the mark's count),
+	 * and the queue's clock is saved with every purge */
+	char sql[200];
+	if (r == 0) {
+		snprintf(sql, sizeof(sql),
+		         "INSERT OR REPLACE INTO meta (k, v) VALUES ('purged_numbered', %llu), "
+		         "('qclock', '%lld %lld')",
+		         (unsigned long long)(q->purged_numbered + numbered), (long long)qnow,
+		         (long long)now);
+		r = exec_sql(q, sql, "purge");
+	}
 	if (r < 0) {
 		char keep[sizeof(q->errmsg)];
 		memcpy(keep, q->errmsg, sizeof(keep));
@@ -1885,6 +2632,7 @@ queue_purge(struct queue *q, const struct queue_retention *ret, size_t max, size
 	}
 	if ((r = tx_commit(q)) < 0)
 		return r;
+	q->purged_numbered += numbered;
 	if (purged)
 		*purged = done;
 	return 0;
@@ -1933,6 +2681,8 @@ queue_error_name(int err)
 		return "SchemaTooNew";
 	case -EBUSY:
 		return "QueueBusy";
+	case -ESTALE:
+		return "QueueLost";
 	case -ENOMEM:
 		return "OutOfMemory";
 	case -EROFS:

@@ -32,6 +32,17 @@ fake_clock(void *arg)
 	return fake_now;
 }
 
+/* The monotonic clock: moves with fake_now, except by a jump of the wall
+ * clock (mono_skew takes it back). */
+static int64_t mono_skew;
+
+static int64_t
+fake_mono(void *arg)
+{
+	(void)arg;
+	return fake_now - mono_skew;
+}
+
 static int
 rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -55,6 +66,7 @@ setup(void)
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/check_queue.XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
 	fake_now = 1700000000000LL;
+	mono_skew = 0;
 	faultvfs_reset();
 }
 
@@ -74,7 +86,7 @@ path_in(char *out, size_t len, const char *name)
 static struct queue_opts
 opts_default(void)
 {
-	struct queue_opts o = { .dir = tmpdir, .clock_ms = fake_clock };
+	struct queue_opts o = { .dir = tmpdir, .clock_ms = fake_clock, .mono_ms = fake_mono };
 	return o;
 }
 
@@ -1017,7 +1029,7 @@ START_TEST(test_migrate_v1)
 	ck_assert_uint_eq(it.seq, 4);
 	queue_close(q);
 	ck_assert_int_eq(raw_int("PRAGMA user_version"), QUEUE_SCHEMA_VERSION);
-	ck_assert_int_eq(raw_int("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger'"), 2);
+	ck_assert_int_eq(raw_int("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger'"), 3);
 	ck_assert_int_eq(raw_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'sheets_state_due'"), 1);
 	ck_assert_int_eq(raw_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'sheets_state_created'"), 1);
 	ck_assert_int_eq(raw_int("SELECT COUNT(*) FROM meta WHERE k = 'key_check'"), 1);
@@ -1250,7 +1262,16 @@ START_TEST(test_power_loss)
 		total_acked += nacked;
 		reverted += faultvfs.nundo;
 		faultvfs_crash_apply((unsigned)rand());
-		q = qopen(); /* quick_check runs here */
+		/* The fault VFS lets the process go on after the "power loss"
+		 * (its writes vanish), so a commit it undid may already be in the
+		 * high-water mark, which a real power loss would have stopped
+		 * before: the mark is not what this test is about. */
+		struct queue_opts ao = opts_default();
+		ao.accept_new = true;
+		char aerr[512];
+		q = NULL;
+		int ar = queue_open(&ao, &q, aerr, sizeof(aerr)); /* quick_check runs here */
+		ck_assert_msg(ar == 0, "seed %u round %d: reopen: %s", seed, round, aerr);
 		struct queue_stats st;
 		queue_stats(q, &st);
 		ck_assert_uint_eq(st.count[QUEUE_SENDING], 0);

@@ -120,14 +120,20 @@ START_TEST(test_migrate_from_v3)
 	size_t n;
 	ck_assert_int_eq(queue_take(q, "b1", 1, &m, &n), 0);
 	queue_close(q);
-	ck_assert_int_eq(raw_int("PRAGMA user_version"), 4);
-	/* undo v4: what a version-3 file looks like */
+	ck_assert_int_eq(raw_int("PRAGMA user_version"), QUEUE_SCHEMA_VERSION);
+	/* undo v5 and v4: what a version-3 file looks like */
+	raw_exec("BEGIN; DROP TRIGGER sheets_request_once; DROP INDEX sheets_request;"
+	         "DROP INDEX sheets_complete_request; DROP TABLE seq_floor;"
+	         "ALTER TABLE sheets DROP COLUMN request_id;"
+	         "ALTER TABLE sheets DROP COLUMN complete_request_id;"
+	         "ALTER TABLE sheets DROP COLUMN qclock; ALTER TABLE sheets DROP COLUMN qclosed;"
+	         "DELETE FROM meta WHERE k IN ('qclock', 'purged_numbered'); COMMIT;");
 	raw_exec("BEGIN; DROP TABLE certs; DROP TABLE opposition; DROP INDEX sheets_state_cert_due;"
 	         "ALTER TABLE sheets DROP COLUMN cert; ALTER TABLE sheets DROP COLUMN code;"
 	         "PRAGMA user_version = 3; COMMIT;");
 	ck_assert_int_eq(raw_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'certs'"), 0);
 	q = qopen();
-	ck_assert_int_eq(raw_int("PRAGMA user_version"), 4);
+	ck_assert_int_eq(raw_int("PRAGMA user_version"), QUEUE_SCHEMA_VERSION);
 	ck_assert_int_eq(queue_get(q, "s1", &m, NULL, NULL), 0);
 	ck_assert_int_eq(m.state, QUEUE_QUEUED); /* sending → queued at open */
 	ck_assert_str_eq(m.cert, "");
