@@ -26,6 +26,7 @@
 #include "lib/log.h"
 #include "lib/secmem.h"
 #include "daemon/core/notify.h"
+#include "daemon/sheets/sheets.h"
 
 extern const struct module vitaled_modules[];
 
@@ -80,6 +81,8 @@ usage(FILE *f)
 	        "  -n, --nfc CONNSTRING   add an NFC device (libnfc connstring)\n"
 	        "  -f, --foreground       run in the foreground (always the case)\n"
 	        "      --check-config     validate, print the effective configuration, exit\n"
+	        "      --accept-new-queue start on a queue that its high-water mark says was lost\n"
+	        "                         or rolled back (logged with what was lost)\n"
 	        "  -V, --version          print the version and exit\n"
 	        "  -h, --help             this help\n"
 	        "Exit codes: 0 stopped cleanly, 1 run-time failure, 2 usage or configuration error.\n",
@@ -184,6 +187,7 @@ main(int argc, char **argv)
 		{ "nfc", required_argument, NULL, 'n' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "check-config", no_argument, NULL, 'C' },
+		{ "accept-new-queue", no_argument, NULL, 'A' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -221,6 +225,7 @@ main(int argc, char **argv)
 		case 'n': add_override("nfc", "device", optarg); break;
 		case 'f': break;
 		case 'C': check_only = true; break;
+		case 'A': sheets_accept_new_queue(true); break;
 		case 'V': printf("vitaled %s\n", VITALED_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;

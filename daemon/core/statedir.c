@@ -105,7 +105,10 @@ statedir_init(struct daemon *d)
 	}
 	if ((r = check_dir(dir)) < 0 || (r = take_instance_lock(dir)) < 0)
 		return r;
-	if ((r = fs_probe_writable(dir)) < 0) {
+	if ((r = fs_probe_writable(dir)) == -ENOSPC) {
+		/* a full disk: start anyway, the queue opens read-only (issue 11, 12) */
+		log_warn("state dir %s: the disk is full: starting with the queue read-only", dir);
+	} else if (r < 0) {
 		log_err("state dir %s: not writable: %s", dir, strerror(-r));
 		return r;
 	}

@@ -161,7 +161,7 @@ static json_t *
 created_json(const struct sheetcommit_req *r)
 {
 	return json_pack("{s:s,s:s,s:o,s:s,s:o,s:s,s:s}", "id", r->s->id, "state",
-	                 r->kind == SHEETCOMMIT_DRAFT ? "draft" : "queued", "seq",
+	                 queue_state_name(r->state), "seq",
 	                 r->seq ? json_integer(r->seq) : json_null(), "care_date", r->care,
 	                 "due_date", sheetread_opt_str(r->due), "mode",
 	                 sheet_mode_name(r->s->mode) ? sheet_mode_name(r->s->mode) : "",
@@ -178,6 +178,14 @@ create_finished(struct sheetcommit_req *r, void *arg)
 	if (r->kind == SHEETCOMMIT_COMPLETE && r->result == -EINVAL && r->errs.n) {
 		if (call)
 			reply_invalid(call, &r->errs);
+		return;
+	}
+	if (r->result == 0 && r->replayed) {
+		/* the same request again: the sheet it made, nothing new */
+		log_info("queue: request %s again: sheet %s (number %u) already made", r->request_id,
+		         r->s->id, r->seq);
+		if (call)
+			vl_reply(call, created_json(r));
 		return;
 	}
 	if (r->result == 0) {
@@ -220,6 +228,7 @@ struct create_params {
 	const char *reader;
 	int beneficiary;
 	bool degraded;
+	const char *request_id;
 };
 
 static bool
@@ -241,6 +250,12 @@ get_params(struct vl_call *call, json_t *params, bool need_sheet, bool allow_deg
 			;
 		else if (!strcmp(k, "degraded") && allow_degraded && (json_is_boolean(v) || json_is_null(v)))
 			p->degraded = json_is_true(v);
+		else if (!strcmp(k, "request_id") && json_is_string(v) &&
+		         queue_request_id_valid(json_string_value(v)) &&
+		         strlen(json_string_value(v)) == json_string_length(v))
+			p->request_id = json_string_value(v);
+		else if (!strcmp(k, "request_id") && json_is_null(v))
+			;
 		else {
 			vl_reply_invalid_param(call, k);
 			return false;
@@ -281,10 +296,101 @@ patient_from_card(struct vl_call *call, struct sheetcommit_req *r, const struct 
 	return true;
 }
 
+/* ------------------------------------------------------------------ */
+/* request ids: a create that names one looks it up first (a queue read,
+ * behind the commit in flight), so a retry after a lost answer gets the
+ * sheet already made even when the card has gone since; the queue checks
+ * again inside the insert's transaction (two retries at once). */
+
+static int create_sheet_go(struct vl_call *call, json_t *params);
+static int create_draft_go(struct vl_call *call, json_t *params);
+
+struct rid_lookup {
+	struct sheetread_req rd;
+	json_t *params;
+	bool draft;
+};
+
+static void
+rid_done(void *arg)
+{
+	struct rid_lookup *l = arg;
+	struct vl_call *call = l->rd.caller;
+	if (call) {
+		vl_call_set_cancel(call, NULL, NULL);
+		if (l->rd.result == -ENOENT) {
+			(l->draft ? create_draft_go : create_sheet_go)(call, l->params);
+		} else if (l->rd.result < 0) {
+			reply_error(call, l->rd.result, l->rd.reason, NULL);
+		} else {
+			json_t *m = json_object_get(l->rd.reply, "meta");
+			json_t *mode = json_object_get(json_object_get(l->rd.reply, "sheet"), "mode");
+			log_info("queue: request %s again: sheet %s already made",
+			         json_string_value(json_object_get(m, "request_id")) ?
+			                 json_string_value(json_object_get(m, "request_id")) : "?",
+			         json_string_value(json_object_get(m, "id")));
+			vl_reply(call, json_pack("{s:O,s:O,s:O,s:O,s:O,s:s,s:O}", "id",
+			                         json_object_get(m, "id"), "state",
+			                         json_object_get(m, "state"), "seq",
+			                         json_object_get(m, "seq"), "care_date",
+			                         json_object_get(m, "care_date"), "due_date",
+			                         json_object_get(m, "due_date"), "mode",
+			                         json_is_string(mode) ? json_string_value(mode) : "",
+			                         "practitioner_id", json_object_get(m, "practitioner_id")));
+		}
+	}
+	json_decref(l->rd.reply);
+	json_decref(l->params);
+	free(l);
+}
+
+static void
+rid_cancel(struct vl_call *call, void *arg)
+{
+	(void)call;
+	((struct rid_lookup *)arg)->rd.caller = NULL;
+}
+
+/* 1 when the lookup was started (it answers), 0 when there is no
+ * request id, or the answer already sent. */
+static int
+rid_lookup(struct vl_call *call, json_t *params, bool draft)
+{
+	json_t *v = json_object_get(params, "request_id");
+	if (!json_is_string(v) || !queue_request_id_valid(json_string_value(v)))
+		return 0; /* none, or get_params answers */
+	struct rid_lookup *l = calloc(1, sizeof(*l));
+	if (!l)
+		return 0;
+	l->rd.kind = SHEETREAD_GET;
+	snprintf(l->rd.request_id, sizeof(l->rd.request_id), "%s", json_string_value(v));
+	l->params = json_incref(params);
+	l->draft = draft;
+	l->rd.caller = call;
+	if (!A.sq || sheetq_run(A.sq, sheetread_work, rid_done, l) < 0) {
+		json_decref(l->params);
+		free(l);
+		return 0;
+	}
+	vl_call_set_cancel(call, rid_cancel, l);
+	return 1;
+}
+
 static int
 m_create_sheet(struct vl_call *call, json_t *params, void *arg)
 {
 	(void)arg;
+	struct create_params p;
+	if (!get_params(call, params, true, true, &p))
+		return 0;
+	if (rid_lookup(call, params, false))
+		return 0;
+	return create_sheet_go(call, params);
+}
+
+static int
+create_sheet_go(struct vl_call *call, json_t *params)
+{
 	struct create_params p;
 	struct sheet_errors errs;
 	uint8_t rnd[16];
@@ -295,6 +401,8 @@ m_create_sheet(struct vl_call *call, json_t *params, void *arg)
 	struct sheetcommit_req *r = sheetcommit_req_new(SHEETCOMMIT_SHEET);
 	if (!r)
 		return -ENOMEM;
+	if (p.request_id)
+		snprintf(r->request_id, sizeof(r->request_id), "%s", p.request_id);
 	if (sheetbuild_from_json(p.sheet, p.degraded ? SHEETBUILD_DEGRADED : SHEETBUILD_TILL, r->s,
 	                         &errs) < 0) {
 		reply_invalid(call, &errs);
@@ -347,11 +455,24 @@ m_create_draft(struct vl_call *call, json_t *params, void *arg)
 	struct create_params p;
 	if (!get_params(call, params, false, false, &p))
 		return 0;
+	if (rid_lookup(call, params, true))
+		return 0;
+	return create_draft_go(call, params);
+}
+
+static int
+create_draft_go(struct vl_call *call, json_t *params)
+{
+	struct create_params p;
+	if (!get_params(call, params, false, false, &p))
+		return 0;
 	if (!A.sq)
 		return reply_error(call, -ESHUTDOWN, NULL, NULL);
 	struct sheetcommit_req *r = sheetcommit_req_new(SHEETCOMMIT_DRAFT);
 	if (!r)
 		return -ENOMEM;
+	if (p.request_id)
+		snprintf(r->request_id, sizeof(r->request_id), "%s", p.request_id);
 	if (sheetbuild_from_json(p.sheet, SHEETBUILD_TILL, r->s, &r->errs) < 0) {
 		reply_invalid(call, &r->errs);
 		goto done;
@@ -406,10 +527,16 @@ m_complete_draft(struct vl_call *call, json_t *params, void *arg)
 {
 	(void)arg;
 	json_t *id = json_object_get(params, "id"), *sheet = json_object_get(params, "sheet");
+	json_t *rid = json_object_get(params, "request_id");
 	const char *k;
 	json_t *v;
-	json_object_foreach(params, k, v) if (strcmp(k, "id") && strcmp(k, "sheet"))
+	json_object_foreach(params, k, v) if (strcmp(k, "id") && strcmp(k, "sheet") &&
+	                                      strcmp(k, "request_id"))
 		return vl_reply_invalid_param(call, k);
+	if (rid && !json_is_null(rid) &&
+	    (!json_is_string(rid) || !queue_request_id_valid(json_string_value(rid)) ||
+	     strlen(json_string_value(rid)) != json_string_length(rid)))
+		return vl_reply_invalid_param(call, "request_id");
 	if (!json_is_string(id) || json_string_length(id) > SHEET_ID_LEN)
 		return vl_reply_invalid_param(call, "id");
 	if (!json_is_object(sheet))
@@ -425,6 +552,8 @@ m_complete_draft(struct vl_call *call, json_t *params, void *arg)
 		return 0;
 	}
 	snprintf(r->s->id, sizeof(r->s->id), "%s", json_string_value(id));
+	if (json_is_string(rid))
+		snprintf(r->request_id, sizeof(r->request_id), "%s", json_string_value(rid));
 	if (!signer_ready(call, r)) {
 		sheetcommit_req_free(r);
 		return 0;
@@ -535,6 +664,12 @@ list_param(struct sheetread_req *rd, const char *k, json_t *v)
 		snprintf(rd->pract, sizeof(rd->pract), "%s", json_is_string(v) ? json_string_value(v) : "");
 		return true;
 	}
+	if (!strcmp(k, "request_id") && json_is_string(v) &&
+	    queue_request_id_valid(json_string_value(v)) &&
+	    strlen(json_string_value(v)) == json_string_length(v)) {
+		snprintf(rd->request_id, sizeof(rd->request_id), "%s", json_string_value(v));
+		return true;
+	}
 	if (!strcmp(k, "after") && json_is_integer(v) && json_integer_value(v) >= 0) {
 		rd->after = json_integer_value(v);
 		return true;
@@ -572,17 +707,26 @@ get_or_export(struct vl_call *call, json_t *params, enum sheetread_kind kind)
 {
 	const char *k;
 	json_t *v;
-	json_object_foreach(params, k, v) if (strcmp(k, "id"))
+	json_object_foreach(params, k, v) if (strcmp(k, "id") && strcmp(k, "request_id"))
 		return vl_reply_invalid_param(call, k);
-	json_t *id = json_object_get(params, "id");
-	if (!json_is_string(id) || json_string_length(id) == 0 ||
-	    json_string_length(id) > SHEET_ID_LEN)
+	json_t *id = json_object_get(params, "id"), *rid = json_object_get(params, "request_id");
+	bool by_rid = (!id || json_is_null(id)) && json_is_string(rid);
+	if (by_rid && (!queue_request_id_valid(json_string_value(rid)) ||
+	               strlen(json_string_value(rid)) != json_string_length(rid)))
+		return vl_reply_invalid_param(call, "request_id");
+	if (rid && !json_is_null(rid) && !by_rid)
+		return vl_reply_invalid_param(call, "request_id"); /* one or the other */
+	if (!by_rid && (!json_is_string(id) || json_string_length(id) == 0 ||
+	                json_string_length(id) > SHEET_ID_LEN))
 		return vl_reply_invalid_param(call, "id");
 	struct sheetread_req *rd = calloc(1, sizeof(*rd));
 	if (!rd)
 		return -ENOMEM;
 	rd->kind = kind;
-	snprintf(rd->id, sizeof(rd->id), "%s", json_string_value(id));
+	if (by_rid)
+		snprintf(rd->request_id, sizeof(rd->request_id), "%s", json_string_value(rid));
+	else
+		snprintf(rd->id, sizeof(rd->id), "%s", json_string_value(id));
 	return read_submit(call, rd);
 }
 

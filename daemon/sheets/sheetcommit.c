@@ -211,6 +211,19 @@ seal(void *arg, const struct queue_put *item, uint32_t seq, uint8_t **payload, s
 /* ------------------------------------------------------------------ */
 /* group commit */
 
+/* The request's id was known: answer with the sheet it made. */
+static void
+replay_set(struct sheetcommit_req *r, const struct queue_meta *m)
+{
+	r->replayed = true;
+	r->state = m->state;
+	r->seq = m->seq;
+	snprintf(r->s->id, sizeof(r->s->id), "%s", m->id);
+	snprintf(r->care, sizeof(r->care), "%s", m->care_date);
+	snprintf(r->due, sizeof(r->due), "%s", m->due_date);
+	snprintf(r->pract, sizeof(r->pract), "%s", m->practitioner);
+}
+
 /* The work's thread: one transaction for the whole batch. */
 static int
 batch_work(struct queue *q, void *arg)
@@ -233,6 +246,7 @@ batch_work(struct queue *q, void *arg)
 			.payload_len = r->draft_len,
 			.seal = draft ? NULL : seal,
 			.seal_arg = r,
+			.request_id = r->request_id[0] ? r->request_id : NULL,
 		};
 	}
 	uint64_t t0 = b->n ? clock_now(b->c[0]) : 0;
@@ -255,6 +269,9 @@ batch_work(struct queue *q, void *arg)
 		struct sheetcommit_req *r = b->c[i];
 		r->result = items[i].result;
 		r->seq = items[i].seq;
+		r->state = r->kind == SHEETCOMMIT_DRAFT ? QUEUE_DRAFT : QUEUE_QUEUED;
+		if (r->result == 0 && items[i].replayed)
+			replay_set(r, &items[i].replay);
 		b->sign_us += r->sign_us;
 		if (r->result < 0 && !r->reason[0])
 			snprintf(r->reason, sizeof(r->reason), "%s",
@@ -377,6 +394,11 @@ complete_work(struct queue *q, void *arg)
 		snprintf(r->reason, sizeof(r->reason), "%s", queue_last_error(q));
 		goto out;
 	}
+	if (m.state != QUEUE_DRAFT && r->request_id[0] &&
+	    !strcmp(m.complete_request_id, r->request_id)) {
+		replay_set(r, &m); /* this completion again: its answer was lost */
+		goto out;
+	}
 	if (m.state != QUEUE_DRAFT) {
 		e = -EPERM;
 		snprintf(r->reason, sizeof(r->reason), "sheet %s is %s, not a draft", m.id,
@@ -394,11 +416,15 @@ complete_work(struct queue *q, void *arg)
 		goto out;
 	queue_columns(r);
 	struct queue_put it = { .id = id, .practitioner = r->pract, .care_date = r->care,
-		                .due_date = r->due, .seal = seal, .seal_arg = r };
+		                .due_date = r->due, .seal = seal, .seal_arg = r,
+		                .request_id = r->request_id[0] ? r->request_id : NULL };
 	uint64_t t0 = clock_now(r);
 	e = queue_complete_draft(q, &it);
 	r->sign_us = clock_now(r) - t0;
 	r->seq = it.seq;
+	r->state = QUEUE_QUEUED;
+	if (e == 0 && it.replayed)
+		replay_set(r, &it.replay);
 	if (e < 0 && !r->reason[0])
 		snprintf(r->reason, sizeof(r->reason), "%s", queue_last_error(q));
 out:

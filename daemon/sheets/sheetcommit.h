@@ -77,6 +77,9 @@ struct sheetcommit_req {
 	char pract_id[12], struct_id[15], terminal[SHEET_TERMINAL_MAX + 1];
 	sheetcommit_finished_fn finished;
 	void *finished_arg;
+	/* the client's request id ("" none): a request id stored already
+	 * gives that sheet back (replayed), never a second one */
+	char request_id[QUEUE_REQUEST_ID_MAX + 1];
 	/* the caller's, never read by the machine (the API's call, a kiosk's reader) */
 	void *caller;
 	char reader[READER_NAME_MAX];
@@ -88,6 +91,8 @@ struct sheetcommit_req {
 	struct sheet_errors errs;     /* COMPLETE, result -EINVAL: what is wrong with the sheet */
 	char reason[QUEUE_REASON_MAX];/* the failure's sentence, or "" */
 	uint64_t sign_us;
+	bool replayed;                /* result 0: nothing stored, the sheet of the first request */
+	enum queue_state state;       /* result 0: the sheet's state (a replay: as stored) */
 	/* internal */
 	struct sheetcommit *sc;
 	struct sheetcommit_req *next;

@@ -128,6 +128,13 @@ sheetq_stats(struct sheetq *sq, struct queue_stats *st)
 	pthread_mutex_unlock(&sq->mu);
 }
 
+void
+sheetq_open_notice(struct sheetq *sq, char *buf, size_t len, bool *read_only)
+{
+	snprintf(buf, len, "%s", queue_open_notice(sq->q));
+	*read_only = queue_read_only(sq->q);
+}
+
 unsigned
 sheetq_pending(struct sheetq *sq)
 {

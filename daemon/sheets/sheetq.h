@@ -52,6 +52,9 @@ int sheetq_run(struct sheetq *sq, sheetq_work_fn work, sheetq_done_fn done, void
 
 /* The statistics as of the last write (or the open). Any thread. */
 void sheetq_stats(struct sheetq *sq, struct queue_stats *st);
+/* What the queue said at open (storage/queue.h queue_open_notice), and
+ * whether it is read-only. Loop thread, before the first job. */
+void sheetq_open_notice(struct sheetq *sq, char *buf, size_t len, bool *read_only);
 /* Jobs whose done callback has not run yet (for tests and status). Any thread. */
 unsigned sheetq_pending(struct sheetq *sq);
 

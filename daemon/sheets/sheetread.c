@@ -34,7 +34,8 @@ sheetread_opt_str(const char *s)
 json_t *
 sheetread_meta_json(const struct queue_meta *m)
 {
-	return json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:o,s:I,s:o,s:o}", "id", m->id,
+	return json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:o,s:I,s:o,s:o,s:o,s:o}",
+	                 "id", m->id,
 	                 "state", queue_state_name(m->state), "practitioner_id", m->practitioner,
 	                 "care_date", m->care_date, "seq",
 	                 m->seq ? json_integer(m->seq) : json_null(), "due_date",
@@ -44,7 +45,10 @@ sheetread_meta_json(const struct queue_meta *m)
 	                 sheetread_opt_str(m->batch_id), "cursor", (json_int_t)m->cursor,
 	                 /* the insurer's word (rejected, refused), and whether the
 	                  * signing certificate is known (else it cannot upload) */
-	                 "code", sheetread_opt_str(m->code), "cert_known", json_boolean(m->cert[0]));
+	                 "code", sheetread_opt_str(m->code), "cert_known", json_boolean(m->cert[0]),
+	                 /* the client's request ids (CreateSheet/CreateDraft, CompleteDraft) */
+	                 "request_id", sheetread_opt_str(m->request_id), "complete_request_id",
+	                 sheetread_opt_str(m->complete_request_id));
 }
 
 
@@ -72,6 +76,7 @@ list_work(struct queue *q, struct sheetread_req *rd)
 		.due_before = rd->due_before[0] ? rd->due_before : NULL,
 		.practitioner = rd->pract[0] ? rd->pract : NULL,
 		.after = rd->after,
+		.request_id = rd->request_id[0] ? rd->request_id : NULL,
 	};
 	struct queue_meta *m = calloc(rd->limit + 1, sizeof(*m));
 	size_t n = 0;
@@ -95,7 +100,14 @@ get_work(struct queue *q, struct sheetread_req *rd)
 	uint8_t *pl = NULL;
 	size_t plen = 0;
 	struct sheet *s = NULL;
-	int r = queue_get(q, rd->id, &m, &pl, &plen);
+	int r;
+	if (!rd->id[0]) {
+		/* by the client's request id */
+		if ((r = queue_find_request(q, rd->request_id, &m)) < 0)
+			return r;
+		snprintf(rd->id, sizeof(rd->id), "%s", m.id);
+	}
+	r = queue_get(q, rd->id, &m, &pl, &plen);
 	if (r < 0)
 		return r;
 	if (rd->kind == SHEETREAD_EXPORT) {

@@ -33,6 +33,7 @@ struct sheetread_req {
 	/* in */
 	enum sheetread_kind kind;
 	char id[SHEET_ID_LEN + 1];              /* GET, EXPORT */
+	char request_id[QUEUE_REQUEST_ID_MAX + 1]; /* GET, EXPORT (when id is ""), LIST: "" = any */
 	unsigned states;                        /* LIST: QUEUE_STATE_BIT mask, 0 = all */
 	char from[11], to[11], due_before[11];  /* LIST: YYYY-MM-DD or "" */
 	char pract[QUEUE_PRACT_MAX + 1];        /* LIST: "" = any */

@@ -27,7 +27,17 @@ static struct {
 	struct sheetseal *sealer;
 	struct sheetcommit *sc;
 	uint64_t purge_timer;
+	uint64_t tick_timer;
+	bool tick_busy;
 } S;
+
+static bool accept_new;
+
+void
+sheets_accept_new_queue(bool accept)
+{
+	accept_new = accept;
+}
 
 static int
 run_on_queue(void *ctx, sheetq_work_fn work, sheetq_done_fn done, void *arg)
@@ -95,6 +105,63 @@ purge_timer(struct loop *l, void *arg)
 }
 
 /* ------------------------------------------------------------------ */
+/* every second: the high-water mark's lazy write; a read-only queue (the
+ * disk was full at start) tries to become writable again */
+
+struct tick {
+	bool was_ro, now_ro;
+	int result;
+	char reason[QUEUE_REASON_MAX];
+};
+
+static void tick_timer(struct loop *l, void *arg);
+
+static int
+tick_work(struct queue *q, void *arg)
+{
+	struct tick *t = arg;
+	t->was_ro = queue_read_only(q);
+	if (t->was_ro)
+		t->result = queue_try_writable(q);
+	else
+		t->result = queue_hwm_flush(q);
+	t->now_ro = queue_read_only(q);
+	if (t->result < 0)
+		snprintf(t->reason, sizeof(t->reason), "%s", queue_last_error(q));
+	return t->was_ro && !t->now_ro ? SHEETQ_WROTE : 0;
+}
+
+static void
+tick_done(void *arg)
+{
+	struct tick *t = arg;
+	S.tick_busy = false;
+	if (t->was_ro && !t->now_ro)
+		log_notice("queue: space is back: the queue is writable again");
+	else if (!t->was_ro && t->result < 0)
+		log_warn("queue: high-water mark: %s", t->reason);
+	free(t);
+}
+
+static void
+tick_timer(struct loop *l, void *arg)
+{
+	(void)arg;
+	S.tick_timer = 0;
+	if (!S.sq || S.d->stopping)
+		return;
+	struct tick *t = S.tick_busy ? NULL : calloc(1, sizeof(*t));
+	if (t) {
+		S.tick_busy = true;
+		if (sheetq_run(S.sq, tick_work, tick_done, t) < 0) {
+			S.tick_busy = false;
+			free(t);
+		}
+	}
+	S.tick_timer = loop_timer_add(l, SHEETS_TICK_MS, tick_timer, NULL);
+}
+
+/* ------------------------------------------------------------------ */
 /* module */
 
 static void
@@ -125,6 +192,8 @@ sheets_init(struct daemon *d)
 		.dir = d->cfg->state_dir,
 		.max_sheets = d->cfg->queue_max_sheets,
 		.max_bytes = d->cfg->queue_max_bytes,
+		.accept_new = accept_new,
+		.allow_readonly = true,
 	};
 	uint64_t t0 = clock_mono_us();
 	int r = sheetseal_start(d->loop, &S.sealer);
@@ -132,6 +201,8 @@ sheets_init(struct daemon *d)
 		log_err("queue: cannot start the signing worker: %s", strerror(-r));
 		return r;
 	}
+	char notice[1100];
+	bool ro = false;
 	r = sheetq_start(d->loop, &o, &S.sq, err, sizeof(err));
 	if (r < 0) {
 		log_err("queue: cannot open the queue in %s: %s (%s)", d->cfg->state_dir, err,
@@ -139,6 +210,11 @@ sheets_init(struct daemon *d)
 		stop_parts();
 		return r;
 	}
+	sheetq_open_notice(S.sq, notice, sizeof(notice), &ro);
+	if (notice[0] && ro)
+		log_warn("queue: %s", notice);
+	else if (notice[0])
+		log_notice("queue: %s", notice);
 	struct sheetcommit_ops ops = { .run = run_on_queue, .now_us = mono_us, .ctx = S.sq };
 	if (!(S.sc = sheetcommit_new(&ops, S.sealer))) {
 		log_err("queue: out of memory");
@@ -158,6 +234,7 @@ sheets_init(struct daemon *d)
 		return r;
 	}
 	S.purge_timer = loop_timer_add(d->loop, SHEETS_PURGE_FIRST_MS, purge_timer, NULL);
+	S.tick_timer = loop_timer_add(d->loop, SHEETS_TICK_MS, tick_timer, NULL);
 	return 0;
 }
 
@@ -168,5 +245,8 @@ sheets_fini(struct daemon *d)
 	if (S.purge_timer)
 		loop_timer_cancel(d->loop, S.purge_timer);
 	S.purge_timer = 0;
+	if (S.tick_timer)
+		loop_timer_cancel(d->loop, S.tick_timer);
+	S.tick_timer = 0;
 	stop_parts();
 }

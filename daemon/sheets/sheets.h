@@ -29,6 +29,14 @@
 #define SHEETS_PURGE_FIRST_MS 10000u
 #define SHEETS_PURGE_EVERY_MS 3600000u
 
+/* The high-water mark's lazy write and the read-only queue's retries. */
+#define SHEETS_TICK_MS 1000u
+
+/* vitaled --accept-new-queue: open a queue that the high-water mark says
+ * was lost or rolled back (storage/queue.h accept_new), and log what was
+ * lost at notice level. Call before init. */
+void sheets_accept_new_queue(bool accept);
+
 int sheets_init(struct daemon *d);
 /* The queue's thread, for the modules after "queue" that work on the
  * queue (the uploader); NULL before init and after fini. Loop thread. */
