@@ -46,6 +46,7 @@ struct job {
 	struct insurer_result *res;
 	char code[INSURER_CODE_MAX + 1], reason[INSURER_REASON_MAX + 1];
 	bool reject;
+	bool ahead;                  /* J_FORM formed while the previous batch is in flight */
 	struct insurer_returns ret;
 	struct insurer_opposition opp;
 	char cursor[INSURER_CURSOR_MAX + 1];
@@ -71,6 +72,13 @@ static struct {
 	struct batch *cur;            /* formed, in flight or waiting for its resend */
 	struct batch *parts[PARTS_MAX]; /* split parts still to send, last on top */
 	size_t nparts;
+	/* Forming ahead: while a batch is in flight, the queue thread forms the
+	 * next one (reads and decrypts up to 500 sheets), so that it goes as
+	 * soon as the answer is committed. At most one; its result waits in
+	 * `ahead` until wanted. */
+	bool ahead_running;           /* a J_FORM with j->ahead is on the queue thread */
+	bool ahead_wanted;            /* the round waits for it */
+	struct job *ahead;            /* its result, not yet taken */
 	bool busy;                    /* a job or an exchange of the round is running */
 	bool round, reached;
 	bool returns_busy;
@@ -84,6 +92,7 @@ static struct {
 } U = { .nl_fd = -1 };
 
 static void start_round(void);
+static void ahead_release(struct job *j);
 static void next_batch(void);
 static void poll_returns(void);
 static void poll_opposition(void);
@@ -301,6 +310,12 @@ stop_round(uint64_t wait_ms)
 	while (U.nparts)
 		all[n++] = U.parts[--U.nparts];
 	U.cur = NULL;
+	if (U.ahead) {
+		ahead_release(U.ahead);
+		job_free(U.ahead);
+		U.ahead = NULL;
+	}
+	U.ahead_wanted = false;   /* one still running is released when it arrives */
 	for (size_t i = 0; i < n; i++) {
 		struct job *j = job_new(J_SETTLE, all[i]);
 		if (!j || submit(j) < 0)
@@ -321,6 +336,63 @@ stop_round(uint64_t wait_ms)
 
 static void
 send_batch(struct batch *b);
+
+static void formed(struct job *j);
+
+/* While the current batch is in flight and nothing else waits (no split
+ * parts), form the next one on the queue thread. */
+static void
+form_ahead(void)
+{
+	if (!U.round || U.nparts || U.ahead_running || U.ahead)
+		return;
+	struct batch *b = batch_new();
+	struct job *j = b ? job_new(J_FORM, b) : NULL;
+	if (!j) {
+		batch_free(b);
+		return;   /* no harm: the next batch is formed when it is wanted */
+	}
+	j->ahead = true;
+	U.ahead_running = true;
+	if (submit(j) < 0)
+		U.ahead_running = false;
+}
+
+/* The round wants its next batch: split parts first, then the one formed
+ * ahead (at once if it is there, when it arrives if it is still being
+ * formed), else form one now. */
+static void
+take_next(void)
+{
+	if (U.nparts) {
+		next_batch();
+	} else if (U.ahead) {
+		struct job *j = U.ahead;
+		U.ahead = NULL;
+		formed(j);
+		job_free(j);
+	} else if (U.ahead_running) {
+		U.ahead_wanted = true;
+		U.busy = true;
+	} else {
+		next_batch();
+	}
+}
+
+/* A batch formed ahead whose round has ended: its sheets go back to
+ * queued (a formed batch marks them sending). */
+static void
+ahead_release(struct job *j)
+{
+	if (j->r == 0 && j->b && j->b->n) {
+		struct job *s = job_new(J_SETTLE, j->b);
+		j->b = NULL;
+		if (s && submit(s) == 0)
+			return;
+	}
+	batch_free(j->b);
+	j->b = NULL;
+}
 
 static void
 on_batch_answer(const struct http_result *hr, void *arg)
@@ -426,7 +498,9 @@ send_batch(struct batch *b)
 	if (http_request(U.http, "POST", url, hdrs, b->body, b->len, on_batch_answer, b) < 0) {
 		U.busy = false;
 		stop_round(1000);
+		return;
 	}
+	form_ahead();
 }
 
 static void
@@ -593,7 +667,7 @@ settled(struct job *j)
 	j->b = NULL;
 	notify(false);
 	if (U.round && (j->kind == J_COMMIT || j->reject))
-		next_batch();
+		take_next();
 }
 
 static void
@@ -670,6 +744,32 @@ job_done(void *arg)
 		/* the module stopped first: sheets in flight stay sending and go
 		 * back to queued at the next open */
 		batch_free(j->b);
+		job_free(j);
+		return;
+	}
+	if (j->kind == J_FORM && j->ahead) {
+		U.ahead_running = false;
+		bool usable = j->b && j->b->n && (j->r == 0 || j->r == -E2BIG);
+		if (!U.round) {
+			ahead_release(j);
+		} else if (!usable) {
+			/* nothing (yet) or a failure: not kept, since sheets may be
+			 * queued meanwhile; the next batch is formed when wanted */
+			batch_free(j->b);
+			j->b = NULL;
+			if (U.ahead_wanted) {
+				U.ahead_wanted = false;
+				U.busy = false;
+				next_batch();
+			}
+		} else if (U.ahead_wanted) {
+			U.ahead_wanted = false;
+			U.busy = false;
+			formed(j);
+		} else {
+			U.ahead = j;   /* kept until the round wants it */
+			return;
+		}
 		job_free(j);
 		return;
 	}
@@ -1055,4 +1155,9 @@ upload_fini(struct daemon *d)
 	while (U.nparts)
 		batch_free(U.parts[--U.nparts]);
 	U.cur = NULL;
+	if (U.ahead) {
+		batch_free(U.ahead->b);
+		job_free(U.ahead);
+		U.ahead = NULL;
+	}
 }
