@@ -1296,7 +1296,25 @@ static int
 db_open(struct queue *q, bool ro, bool existed)
 {
 	int flags = ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-	int rc = sqlite3_open_v2(q->db_path, &q->db, flags | SQLITE_OPEN_NOMUTEX, q->vfs);
+	char uri[3 * PATH_MAX_LEN + 32];
+	const char *name = q->db_path;
+	struct stat wst;
+	char walpath[PATH_MAX_LEN + 8];
+	snprintf(walpath, sizeof(walpath), "%s-wal", q->db_path);
+	if (ro && (stat(walpath, &wst) < 0 || wst.st_size == 0)) {
+		/* read-only on a full disk, everything in the main file (a clean
+		 * stop): opened immutable, so SQLite needs no -shm file, which the
+		 * full disk may not let it create (the flock keeps writers out) */
+		size_t o = (size_t)snprintf(uri, sizeof(uri), "file:");
+		for (const char *c = q->db_path; *c && o + 4 < sizeof(uri); c++)
+			o += (size_t)(*c == '%' || *c == '?' || *c == '#'
+			                      ? snprintf(uri + o, sizeof(uri) - o, "%%%02X", (unsigned char)*c)
+			                      : snprintf(uri + o, sizeof(uri) - o, "%c", *c));
+		snprintf(uri + o, sizeof(uri) - o, "?immutable=1");
+		name = uri;
+		flags |= SQLITE_OPEN_URI;
+	}
+	int rc = sqlite3_open_v2(name, &q->db, flags | SQLITE_OPEN_NOMUTEX, q->vfs);
 	if (rc != SQLITE_OK)
 		return sqlerr(q, rc, "open");
 	sqlite3_extended_result_codes(q->db, 1);
