@@ -71,7 +71,6 @@ def main():
         d.start()
         check(make(d, 3) == [3, 4, 5], "numbers go on after a restart")
         d.stop()
-        check(os.path.exists(os.path.join(d.state, "queue.hwm")), "queue.hwm beside queue.key")
         db = os.path.join(d.state, "queue.db")
         saved = os.path.join(tmp, "saved.db")
         shutil.copy2(db, saved)
