@@ -185,7 +185,7 @@ int queue_try_writable(struct queue *q);
  * commit, and at once whenever a new block of numbers is reserved). */
 int queue_hwm_flush(struct queue *q);
 #define QUEUE_HWM_LAZY_MS 250
-#define QUEUE_HWM_BLOCK 64        /* numbers reserved per practitioner and day at a time */
+#define QUEUE_HWM_BLOCK 256       /* numbers reserved per practitioner and day at a time */
 
 /* The sheet that a request id made (its request_id or complete_request_id). */
 int queue_find_request(struct queue *q, const char *request_id, struct queue_meta *meta);
