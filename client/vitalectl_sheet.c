@@ -485,8 +485,9 @@ sheet_show(struct ctl *ctl, int argc, char **argv)
 	printf("due:         %s\n", jstr(m, "due_date", "-"));
 	printf("created:     %s\n", jstr(m, "created", "?"));
 	if (json_is_object(sig))
-		printf("signature:   %s, %lld bytes signed form\n", jstr(sig, "alg", "?"),
-		       (long long)json_integer_value(json_object_get(sig, "size")));
+		printf("signature:   %s, %lld bytes (COSE_Sign1 %lld bytes)\n", jstr(sig, "alg", "?"),
+		       (long long)json_integer_value(json_object_get(sig, "size")),
+		       (long long)json_integer_value(json_object_get(sig, "cose_size")));
 	else
 		printf("signature:   none (a draft)\n");
 	print_sheet(s);

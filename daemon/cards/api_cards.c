@@ -290,6 +290,12 @@ m_get_card(struct vl_call *call, json_t *params, void *arg)
 	json_object_set_new(c, "reader", json_string(best->name));
 	json_object_set_new(c, "driver", json_string(best->drv->ops->name));
 	json_object_set_new(c, "read_at", json_string(best->read_at));
+	/* issue 11, 18: say beforehand whether CreateSheet can use this card */
+	char why[120];
+	bool can = card_can_back_sheet(best->result, best->read_at, why, sizeof(why));
+	json_object_set_new(c, "can_back_sheet", json_boolean(can));
+	if (!can)
+		json_object_set_new(c, "why", json_string(why));
 	return vl_reply(call, json_pack("{s:o}", "card", c));
 }
 

@@ -86,6 +86,43 @@ card_result_add_field(struct card_result *r, const char *name, const char *value
 	return 0;
 }
 
+static bool
+why_not(char *why, size_t whylen, const char *text)
+{
+	if (why && whylen)
+		snprintf(why, whylen, "%s", text);
+	return false;
+}
+
+bool
+card_can_back_sheet(const struct card_result *r, const char *read_at, char *why, size_t whylen)
+{
+	if (why && whylen)
+		why[0] = '\0';
+	bool patient = strcmp(r->kind, "patient") == 0 || strcmp(r->kind, "digital") == 0;
+	if (!patient)
+		return why_not(why, whylen, "not a patient card");
+	if (!r->readable)
+		return why_not(why, whylen, "the card could not be read");
+	if (r->nbeneficiaries == 0)
+		return why_not(why, whylen, "no beneficiary on the card");
+	if (strcmp(r->presentation, "digital-nfc") == 0) {
+		const struct card_evidence *e = &r->evidence;
+		if (!e->present || !e->holder_verified || !e->device_answer || !e->device_answer_len)
+			return why_not(why, whylen, "no device-signed answer from the phone");
+		return true;
+	}
+	const char *serial = NULL;
+	for (size_t i = 0; i < r->nfields && i < CARD_FIELDS_MAX; i++)
+		if (strcmp(r->fields[i].name, "serial") == 0)
+			serial = r->fields[i].value;
+	if (!serial || !serial[0])
+		return why_not(why, whylen, "no card serial (EF 2F02)");
+	if (!read_at || !read_at[0])
+		return why_not(why, whylen, "no read time for the card session");
+	return true;
+}
+
 const char *
 card_rights_state_name(enum card_rights_state st)
 {

@@ -185,6 +185,15 @@ void card_result_move(struct card_result *dst, struct card_result *src);
  * one. nir is a card_beneficiary's nir (or NULL). Returns out. */
 char *card_nir_mask(const char *nir, char *out, size_t outlen);
 
+/* Whether the card read can back a care sheet (GetCard's can_back_sheet;
+ * the rules sheetbuild_patient_from_card applies, for the card as a whole):
+ * a readable patient card or phone with at least one beneficiary, and its
+ * evidence: a physical card's serial (EF 2F02) and read time (read_at), a
+ * phone's device-signed answer after the holder's code. When it cannot,
+ * why (whylen bytes, may be NULL) says why in a few words. */
+bool card_can_back_sheet(const struct card_result *r, const char *read_at, char *why,
+                         size_t whylen);
+
 /* Add a card-level field (truncated to the bounds); -ENOSPC when full. */
 int card_result_add_field(struct card_result *r, const char *name, const char *value);
 

@@ -283,13 +283,14 @@ patient_from_card(struct vl_call *call, struct sheetcommit_req *r, const struct 
 		return false;
 	}
 	int e = sheetbuild_patient_from_card(r->s, card, read_at, p->beneficiary, why, sizeof(why));
-	if (e == -ENOENT) {
+	if (e < 0) {
+		/* -ENOENT: not a patient card, no such beneficiary; -ENOTSUP: a
+		 * card that cannot back a sheet (no serial in EF 2F02, a phone's
+		 * session without its device-signed answer): NoCard with the
+		 * reason, as the interface says (issue 11, 18), the same words
+		 * GetCard gives in why */
 		vl_reply_error(call, VL_ERR("NoCard"),
 		               json_pack("{s:s?,s:s}", "reader", rname, "reason", why));
-		return false;
-	}
-	if (e < 0) {
-		reply_invalid1(call, "evidence", why);
 		return false;
 	}
 	snprintf(r->reader, sizeof(r->reader), "%s", rname ? rname : "");

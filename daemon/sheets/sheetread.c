@@ -9,6 +9,7 @@
 
 #include "daemon/pin/signer.h"
 #include "lib/b64.h"
+#include "protocol/cose.h"
 #include "protocol/sheetsig.h"
 
 /* ISO 8601 UTC with milliseconds of ms since the epoch. */
@@ -130,8 +131,22 @@ get_work(struct queue *q, struct sheetread_req *rd)
 		if (s && sheetsig_payload(pl, plen, &cbor, &clen, &alg) == 0 &&
 		    sheetsig_decode(cbor, clen, s, NULL) == 0)
 			sheet = sheet_to_json(s);
-		sig = json_pack("{s:s,s:I}", "alg", signer_alg_name((int)alg) ? signer_alg_name((int)alg) : "?",
-		                "size", (json_int_t)plen);
+		/* size: the signature's own bytes (64 for ES256, the modulus for
+		 * PS256); cose_size: the whole COSE_Sign1 as stored (issue 11, 18:
+		 * size used to be the whole message) */
+		struct cose_sign1 msg;
+		json_int_t sig_size = -1;
+		if (cose_sign1_parse(pl, plen, NULL, 0, &msg) == 0)
+			sig_size = (json_int_t)msg.signature.len;
+		cose_sign1_free(&msg);
+		sig = sig_size < 0 ? NULL :
+		      json_pack("{s:s,s:I,s:I}", "alg",
+		                signer_alg_name((int)alg) ? signer_alg_name((int)alg) : "?", "size",
+		                sig_size, "cose_size", (json_int_t)plen);
+		if (!sig) {
+			json_decref(sheet);
+			sheet = NULL;
+		}
 	}
 	if (!sheet) {
 		json_decref(sig);

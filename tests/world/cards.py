@@ -551,6 +551,8 @@ class Vitale2(IsoFsCard):
                    tlv(0x61, tlv(0x4F, AID_MF_VITALE) + tlv(0x50, b"MF_VITALE")))
         self.apps[AID_MF_VITALE] = {0x2F00: dirdata,
                                     0x2F02: tlv(0x5A, bcd(serial))}
+        if _flag(self.args.get("noserial", "0")):
+            del self.apps[AID_MF_VITALE][0x2F02]  # issue 11, 18: a card without EF 2F02
 
 
 class Vitale1(SimpleCard):
