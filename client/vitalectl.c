@@ -601,6 +601,23 @@ cmd_signer(struct ctl *ctl, int argc, char **argv)
 	return 0;
 }
 
+/* A secret in the parameters of `call` (issue 11, 13): "pin", "puk" or
+ * "new_pin" with a value. argv shows in ps and in shell history, so such a
+ * call is refused before anything is sent, and the argument is wiped from
+ * this process's memory (what ps shows from now on). Null is allowed (a
+ * keypad reader: SubmitPin without a PIN). */
+static bool
+params_hold_secret(const json_t *params)
+{
+	static const char *const keys[] = { "pin", "puk", "new_pin" };
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const json_t *v = json_object_get(params, keys[i]);
+		if (v && !json_is_null(v))
+			return true;
+	}
+	return false;
+}
+
 /* vitalectl call METHOD [JSON]: any method, for integrators and debugging. */
 static int
 cmd_call(struct ctl *ctl, int argc, char **argv)
@@ -616,6 +633,17 @@ cmd_call(struct ctl *ctl, int argc, char **argv)
 		if (!json_is_object(params)) {
 			fprintf(stderr, "vitalectl: parameters must be a JSON object\n");
 			json_decref(params);
+			return EXIT_USAGE;
+		}
+		if (params_hold_secret(params)) {
+			json_decref(params);
+			explicit_bzero(argv[2], strlen(argv[2]));
+			fprintf(stderr,
+			        "vitalectl: refusing a PIN or unblock code on the command line (it shows in "
+			        "ps and in shell history); nothing was sent.\n"
+			        "  vitalectl pin [--target TARGET] [--pin-fd N]       (SubmitPin)\n"
+			        "  vitalectl unblock --target TARGET [--pin-fd N]     (UnblockPin)\n"
+			        "read it without echo, from standard input, or from a file descriptor.\n");
 			return EXIT_USAGE;
 		}
 	}

@@ -948,7 +948,7 @@ key_read_path(struct queue *q, const char *path, mode_t badmode, const char *wha
 	if (st.st_mode & badmode) {
 		seterr(q, "queue key %s: mode %03o lets others read it; chmod 600 it", path,
 		       (unsigned)(st.st_mode & 0777));
-		r = -EPERM;
+		r = -EACCES; /* KeyNotPrivate: not -EPERM, which is BadTransition (issue 11, 13) */
 		goto out;
 	}
 	size_t got = 0;
@@ -2774,6 +2774,8 @@ queue_error_name(int err)
 		return "Exists";
 	case -EPERM:
 		return "BadTransition";
+	case -EACCES:
+		return "KeyNotPrivate";
 	case -EINVAL:
 		return "InvalidArgument";
 	case -E2BIG:

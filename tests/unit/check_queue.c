@@ -353,8 +353,10 @@ START_TEST(test_wrong_key)
 
 	/* readable by others: refused before use */
 	write_key(good, 0644);
-	ck_assert_int_eq(queue_open(&o, &q, err, sizeof(err)), -EPERM);
+	ck_assert_int_eq(queue_open(&o, &q, err, sizeof(err)), -EACCES);
 	ck_assert_ptr_nonnull(strstr(err, "chmod 600"));
+	/* issue 11, 13: it was logged as "BadTransition" (-EPERM) */
+	ck_assert_str_eq(queue_error_name(-EACCES), "KeyNotPrivate");
 	/* wrong size */
 	char p[512];
 	path_in(p, sizeof(p), "queue.key");
