@@ -219,7 +219,8 @@ def t_invalid():
         import cards
         json.dump({"card": {"serial": ""}, "beneficiaries": cards.DEFAULT_HOLDERS["beneficiaries"]}, f)
     insert_card(1, holders=holders)
-    one_error(d, {"reader": R1, "sheet": till_part()}, "evidence", "serial")
+    # a card that cannot back a sheet: NoCard with a reason, as the interface says (issue 11, 18)
+    one_error(d, {"reader": R1, "sheet": till_part()}, "evidence", "serial", err_name="NoCard")
     G["hosts"][1].remove()
     time.sleep(0.6)
     err, r = call(d, "CreateSheet", {"reader": R1, "sheet": till_part()})
