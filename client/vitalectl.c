@@ -928,8 +928,16 @@ cmd_upload(struct ctl *ctl, int argc, char **argv)
 	int rc = ctl_call_human(ctl, IFACE ".Upload", NULL, &reply);
 	if (rc)
 		return rc < 0 ? 0 : rc;
-	printf("upload asked: %s, %lld sheets waiting\n", jstr(reply, "state", "?"),
-	       (long long)json_integer_value(json_object_get(reply, "total")));
+	/* the reply is the round's progress: "total" is what waited when that
+	 * round began, not what waits now (vitalectl status says that) */
+	long long total = (long long)json_integer_value(json_object_get(reply, "total"));
+	long long sent = (long long)json_integer_value(json_object_get(reply, "sent"));
+	if (json_is_true(json_object_get(reply, "running")))
+		printf("upload asked: %s; the round in progress has answered %lld of %lld sheets\n",
+		       jstr(reply, "state", "?"), sent, total);
+	else
+		printf("upload asked: %s; a round starts now (vitalectl upload --wait follows it)\n",
+		       jstr(reply, "state", "?"));
 	json_decref(reply);
 	return 0;
 }
