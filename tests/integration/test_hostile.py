@@ -18,6 +18,8 @@ directory. Each case below failed before its fix; each prints its figures.
   terminal_id    a terminal-id file that is not a short printable id stops
                  start-up (it used to make GetStatus answer {})
   emfile         with 40 descriptors and 80 clients, the daemon does not spin
+  watchers       50 event watchers that never read, 20,000 events each: the
+                 daemon's memory stays in tens of MiB (it reached 218 MiB)
 """
 import json
 import os
@@ -300,8 +302,53 @@ def test_emfile():
               "served again once descriptors came back" % (cpu * 1000, lines))
 
 
+def test_watchers():
+    import sheetlib as sl
+    key, _, _ = sl.make_key(mktemp())
+    with Daemon(conf=sl.conf(key, extra="[api]\nmax_clients = 128\n")) as d:
+        rss0 = d.rss_kb()
+        ws = []
+        for _ in range(50):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(d.sock)
+            s.sendall(b'{"method":"io.vitaled.Terminal.WatchEvents","more":true}\0')
+            ws.append(s)
+        time.sleep(0.3)
+        peak = [0]
+        done = [False]
+
+        def sample():
+            while not done[0]:
+                peak[0] = max(peak[0], d.rss_kb())
+                time.sleep(0.05)
+
+        def create():
+            c = Varlink(d.sock, timeout=30)
+            for _ in range(5000):
+                c.call(IFACE + ".CreateSheet", sl.degraded())
+            c.close()
+
+        import threading
+        t = threading.Thread(target=sample)
+        t.start()
+        cs = [threading.Thread(target=create) for _ in range(4)]
+        for c in cs:
+            c.start()
+        for c in cs:
+            c.join()
+        done[0] = True
+        t.join()
+        for s in ws:
+            s.close()
+        check(d.invoke("GetStatus")["state"] == "running", "daemon state")
+        check(peak[0] < 100 * 1024, "peak RSS %d KiB with 50 watchers that never read" % peak[0])
+        print("  watchers: 50 never reading, 20000 events: RSS %d KiB at start, peak %d KiB"
+              % (rss0, peak[0]))
+
+
 TESTS = [test_lockout, test_refusals, test_pin_not_logged, test_reload_access, test_second_instance,
-         test_statedir, test_terminal_id, test_emfile]
+         test_statedir, test_terminal_id, test_emfile, test_watchers]
 
 if __name__ == "__main__":
     if os.geteuid() != 0:
