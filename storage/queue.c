@@ -1725,6 +1725,12 @@ queue_try_writable(struct queue *q)
 	return 0;
 }
 
+bool
+queue_hwm_pending(const struct queue *q)
+{
+	return q && !q->read_only && q->hwm_dirty;
+}
+
 int
 queue_hwm_flush(struct queue *q)
 {

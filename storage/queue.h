@@ -184,6 +184,8 @@ int queue_try_writable(struct queue *q);
  * yet (queue.hwm is written at most every QUEUE_HWM_LAZY_MS after a
  * commit, and at once whenever a new block of numbers is reserved). */
 int queue_hwm_flush(struct queue *q);
+/* Commits not in queue.hwm yet (a flush would write). Queue thread. */
+bool queue_hwm_pending(const struct queue *q);
 #define QUEUE_HWM_LAZY_MS 250
 #define QUEUE_HWM_BLOCK 256       /* numbers reserved per practitioner and day at a time */
 

@@ -22,6 +22,15 @@
 /* The uploader's wake-up after each sheet is queued (api_sheets.h). */
 static void (*queued_hook)(void *arg);
 static void *queued_hook_arg;
+static void (*commit_hook)(void *arg);
+static void *commit_hook_arg;
+
+void
+api_sheets_set_commit_hook(void (*fn)(void *arg), void *arg)
+{
+	commit_hook = fn;
+	commit_hook_arg = arg;
+}
 
 void
 api_sheets_set_queued_hook(void (*fn)(void *arg), void *arg)
@@ -199,6 +208,8 @@ create_finished(struct sheetcommit_req *r, void *arg)
 			                                        "due_date", r->due));
 		if (!draft && queued_hook)
 			queued_hook(queued_hook_arg);
+		if (commit_hook)
+			commit_hook(commit_hook_arg);
 		if (call)
 			vl_reply(call, created_json(r));
 		else if (draft)

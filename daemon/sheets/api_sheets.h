@@ -32,5 +32,8 @@ void api_sheets_stop(void);
 /* One hook called on the loop thread after each sheet is queued (the
  * uploader's wake-up); fn NULL removes it. Loop thread. */
 void api_sheets_set_queued_hook(void (*fn)(void *arg), void *arg);
+/* One hook called on the loop thread after each create that wrote
+ * (sheets, drafts, completions): the sheets module's tick. Loop thread. */
+void api_sheets_set_commit_hook(void (*fn)(void *arg), void *arg);
 
 #endif

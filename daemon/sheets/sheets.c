@@ -105,11 +105,13 @@ purge_timer(struct loop *l, void *arg)
 }
 
 /* ------------------------------------------------------------------ */
-/* every second: the high-water mark's lazy write; a read-only queue (the
- * disk was full at start) tries to become writable again */
+/* every second while there is something to do: the high-water mark's lazy
+ * write after commits; a read-only queue (the disk was full at start)
+ * tries to become writable again. An idle daemon has no tick: it is armed
+ * at start and by each commit, and stops when a round finds nothing. */
 
 struct tick {
-	bool was_ro, now_ro;
+	bool was_ro, now_ro, pending;
 	int result;
 	char reason[QUEUE_REASON_MAX];
 };
@@ -126,9 +128,18 @@ tick_work(struct queue *q, void *arg)
 	else
 		t->result = queue_hwm_flush(q);
 	t->now_ro = queue_read_only(q);
+	t->pending = t->now_ro || queue_hwm_pending(q);
 	if (t->result < 0)
 		snprintf(t->reason, sizeof(t->reason), "%s", queue_last_error(q));
 	return t->was_ro && !t->now_ro ? SHEETQ_WROTE : 0;
+}
+
+static void
+tick_arm(void *arg)
+{
+	(void)arg;
+	if (!S.tick_timer && S.sq && !S.d->stopping)
+		S.tick_timer = loop_timer_add(S.d->loop, SHEETS_TICK_MS, tick_timer, NULL);
 }
 
 static void
@@ -136,6 +147,8 @@ tick_done(void *arg)
 {
 	struct tick *t = arg;
 	S.tick_busy = false;
+	if (t->pending || t->result < 0)
+		tick_arm(NULL);
 	if (t->was_ro && !t->now_ro)
 		log_notice("queue: space is back: the queue is writable again");
 	else if (!t->was_ro && t->result < 0)
@@ -156,9 +169,11 @@ tick_timer(struct loop *l, void *arg)
 		if (sheetq_run(S.sq, tick_work, tick_done, t) < 0) {
 			S.tick_busy = false;
 			free(t);
+			tick_arm(NULL);
 		}
+	} else {
+		tick_arm(NULL);   /* a round still running: look again later */
 	}
-	S.tick_timer = loop_timer_add(l, SHEETS_TICK_MS, tick_timer, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -235,12 +250,14 @@ sheets_init(struct daemon *d)
 	}
 	S.purge_timer = loop_timer_add(d->loop, SHEETS_PURGE_FIRST_MS, purge_timer, NULL);
 	S.tick_timer = loop_timer_add(d->loop, SHEETS_TICK_MS, tick_timer, NULL);
+	api_sheets_set_commit_hook(tick_arm, NULL);
 	return 0;
 }
 
 void
 sheets_fini(struct daemon *d)
 {
+	api_sheets_set_commit_hook(NULL, NULL);
 	api_sheets_stop();
 	if (S.purge_timer)
 		loop_timer_cancel(d->loop, S.purge_timer);
