@@ -33,6 +33,7 @@
 #include "lib/fsutil.h"
 #include "lib/secmem.h"
 #include "protocol/cbor.h"
+#include "protocol/holidays.h"
 
 #define BLOB_VERSION 1
 #define NONCE_LEN 12
@@ -754,11 +755,13 @@ hwm_add(struct queue *q, const char *pract, const char *date)
 	return e;
 }
 
+/* The day number of a "YYYY-MM-DD" care date (protocol/holidays); 0 for a
+ * date that does not parse (such an entry is the first to be pruned). */
 static long
 date_days(const char *d)
 {
-	/* days on a 372-day year: enough to keep about a year of entries */
-	return atol(d) * 372 + atol(d + 5) * 31 + atol(d + 8);
+	int32_t day;
+	return holidays_parse(d, &day) == 0 ? (long)day : 0;
 }
 
 /* Entries more than a year older than the newest care date are dropped
