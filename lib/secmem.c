@@ -150,11 +150,11 @@ secmem_free(void *p, size_t size)
 	munmap(p, len);
 }
 
-/* The shape check of secmem_pin_new, the same as protocol/pin.c's
- * pin_check_digits (lib/ does not include protocol/): every byte looked
- * at whatever it holds (no early exit on the first non-digit). */
-static int
-check_digits(const char *s, size_t len, size_t min, size_t max)
+/* The shape check of a PIN, here because lib/ is below protocol/ (whose
+ * pin_check_digits calls it): every byte looked at whatever it holds (no
+ * early exit on the first non-digit). */
+int
+secmem_check_digits(const char *s, size_t len, size_t min, size_t max)
 {
 	unsigned bad = 0;
 	if (!s && len)
@@ -177,7 +177,7 @@ secmem_pin_new(const char *src, size_t len, size_t min_len, size_t max_len,
 	*out = NULL;
 	if (max_len > SECMEM_PIN_MAX)
 		max_len = SECMEM_PIN_MAX;
-	int r = check_digits(src, len, min_len, max_len);
+	int r = secmem_check_digits(src, len, min_len, max_len);
 	if (r < 0)
 		return r;
 	void *mem;

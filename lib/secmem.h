@@ -74,6 +74,10 @@ struct secmem_pin;
  * a fresh locked page. Nothing is allocated for a malformed PIN.
  * Returns 0, -EINVAL (a non-digit), -ERANGE (length), or an allocation
  * error from secmem_alloc. The caller owns *out (secmem_pin_free). */
+/* Check that s is len ASCII digits, min <= len <= max, looking at every
+ * byte (no early exit). Returns 0, -EINVAL (a non-digit) or -ERANGE. */
+int secmem_check_digits(const char *s, size_t len, size_t min, size_t max);
+
 int secmem_pin_new(const char *src, size_t len, size_t min_len, size_t max_len,
                    struct secmem_pin **out);
 /* The digits, NUL-terminated, valid until secmem_pin_free. */

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 static int32_t
 days_from_civil(int y, int m, int d)
@@ -80,6 +81,17 @@ holidays_weekday(int32_t day)
 	/* 1970-01-01 was a Thursday (3 with Monday = 0) */
 	int w = (int)((day % 7 + 7 + 3) % 7);
 	return w;
+}
+
+bool
+holidays_date_shape(const char *s)
+{
+	if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+		return false;
+	for (int i = 0; i < 10; i++)
+		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+			return false;
+	return true;
 }
 
 int

@@ -44,6 +44,10 @@ int holidays_to_civil(int32_t day, int *y, int *m, int *d);
 int holidays_weekday(int32_t day);
 /* Parse exactly "YYYY-MM-DD" (nothing before or after). 0 or -EINVAL/-ERANGE. */
 int holidays_parse(const char *s, int32_t *day);
+/* "YYYY-MM-DD" by shape only (digits and dashes, any values): a birth date
+ * on a Vitale card may be a lunar one (e.g. day 31 of February), so the
+ * calendar is not checked. */
+bool holidays_date_shape(const char *s);
 /* Write "YYYY-MM-DD" into out (at least 11 bytes). 0 or -ERANGE/-EINVAL. */
 int holidays_format(int32_t day, char *out, size_t outlen);
 

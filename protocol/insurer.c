@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "protocol/cbor.h"
+#include "protocol/holidays.h"
 #include "protocol/insurer.h"
 
 /* ------------------------------------------------------------------------ */
@@ -136,21 +137,10 @@ copy_str(const json_t *v, char *dst, size_t cap, bool allow_empty)
 	return 0;
 }
 
-static bool
-date_shape(const char *s)
-{
-	if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
-		return false;
-	for (int i = 0; i < 10; i++)
-		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
-			return false;
-	return true;
-}
-
 static int
 copy_date(const json_t *v, char dst[11])
 {
-	if (copy_str(v, dst, 11, false) < 0 || !date_shape(dst))
+	if (copy_str(v, dst, 11, false) < 0 || !holidays_date_shape(dst))
 		return -EBADMSG;
 	return 0;
 }
@@ -355,8 +345,8 @@ insurer_rights_request(const char *nir, const char *birth_date, int birth_rank,
 
 	*out = NULL;
 	*len = 0;
-	if (!nir || strlen(nir) != 15 || !birth_date || !date_shape(birth_date) || !care_date ||
-	    !date_shape(care_date) || birth_rank < 1 || birth_rank > 9)
+	if (!nir || strlen(nir) != 15 || !birth_date || !holidays_date_shape(birth_date) || !care_date ||
+	    !holidays_date_shape(care_date) || birth_rank < 1 || birth_rank > 9)
 		return -EINVAL;
 	o = json_pack("{s:s, s:s, s:i, s:s}", "nir", nir, "birth_date", birth_date, "birth_rank",
 	              birth_rank, "care_date", care_date);

@@ -7,6 +7,7 @@
  * output buffer (no stack temporaries holding digits).
  */
 #include "protocol/pin.h"
+#include "lib/secmem.h"
 
 #include <errno.h>
 #include <string.h>
@@ -61,22 +62,11 @@ pin_params_check(const struct pin_params *p)
 	return -EINVAL;
 }
 
-/* Count non-digits over the whole string (no early exit), then the length. */
+/* The one digit check, in the base layer (secmem_pin_new uses it too). */
 int
 pin_check_digits(const char *s, size_t len, size_t min, size_t max)
 {
-	unsigned bad = 0;
-	if (!s && len)
-		return -EINVAL;
-	for (size_t i = 0; i < len; i++) {
-		unsigned c = (unsigned char)s[i];
-		bad |= (unsigned)(c < '0') | (unsigned)(c > '9');
-	}
-	if (bad)
-		return -EINVAL;
-	if (len < min || len > max)
-		return -ERANGE;
-	return 0;
+	return secmem_check_digits(s, len, min, max);
 }
 
 int

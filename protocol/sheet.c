@@ -179,19 +179,6 @@ act_code_valid(const char *c)
 	return n == 7 && letters == 4 && all_digits(c + 4, 3);
 }
 
-/* "YYYY-MM-DD" by shape only: a birth date on a Vitale card may be a
- * lunar one (e.g. day 31 of February), so the calendar is not checked. */
-static bool
-date_syntax(const char *s)
-{
-	if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
-		return false;
-	for (int i = 0; i < 10; i++)
-		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
-			return false;
-	return true;
-}
-
 static bool
 id_digits(const char *s, size_t a, size_t b)
 {
@@ -790,7 +777,7 @@ sheet_validate(const struct sheet *s, const struct sheet_check *c, struct sheet_
 		err_add(errs, "nir", "must be 15 characters (13 and a 2-digit key)");
 	else if (!sheet_nir_valid(s->nir))
 		err_add(errs, "nir", "bad NIR: the key does not match (or not a NIR)");
-	if (s->birth_date[0] && !date_syntax(s->birth_date))
+	if (s->birth_date[0] && !holidays_date_shape(s->birth_date))
 		err_add(errs, "birth_date", "not YYYY-MM-DD");
 	if (s->birth_rank > 9)
 		err_add(errs, "birth_rank", "must be 1 to 9");

@@ -43,13 +43,13 @@ SOURCE_DIRS = list(LAYERS)
 
 def allowed(layer):
     seen = set()
-    todo = [layer]
-    while todo:
-        l = todo.pop()
+    pending = [layer]
+    while pending:
+        l = pending.pop()
         if l in seen:
             continue
         seen.add(l)
-        todo.extend(LAYERS.get(l, []))
+        pending.extend(LAYERS.get(l, []))
     return seen
 
 
