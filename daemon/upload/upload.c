@@ -853,14 +853,23 @@ on_returns_answer(const struct http_result *hr, void *arg)
 		U.returns_busy = false;
 }
 
+/* Start a cursor poll (J_CURSOR: returns, J_OPP_CURSOR: opposition): the
+ * stored cursor is read on the queue thread, then the GET goes out. One
+ * at a time (returns_busy). */
 static void
-poll_returns(void)
+poll_cursor(enum job_kind k)
 {
 	if (U.returns_busy || !U.http)
 		return;
 	U.returns_busy = true;
-	if (submit(job_new(J_CURSOR, NULL)) < 0)
+	if (submit(job_new(k, NULL)) < 0)
 		U.returns_busy = false;
+}
+
+static void
+poll_returns(void)
+{
+	poll_cursor(J_CURSOR);
 }
 
 /* The opposition list (INSURER.md "GET /v1/opposition"), refreshed with
@@ -887,11 +896,7 @@ on_opposition_answer(const struct http_result *hr, void *arg)
 static void
 poll_opposition(void)
 {
-	if (U.returns_busy || !U.http)
-		return;
-	U.returns_busy = true;
-	if (submit(job_new(J_OPP_CURSOR, NULL)) < 0)
-		U.returns_busy = false;
+	poll_cursor(J_OPP_CURSOR);
 }
 
 static void
