@@ -6,7 +6,8 @@
 #   make demo            install missing Debian packages, build, run the end-to-end demo
 #   make bench           print the benchmark table
 #   make fuzz            build the libFuzzer targets with clang
-#   make fuzz-run        run each fuzz target for FUZZ_SECONDS
+#   make fuzz-run        run each fuzz target for FUZZ_SECONDS (make check: FUZZ_CHECK_SECONDS each)
+#   make fuzz-campaign   the long campaign: each target FUZZ_SECONDS (default 600), a table (docs/fuzzing.md)
 #   make SANITIZE=address,undefined     build with sanitizers
 #   make check TEST_WRAPPER=valgrind    run unit tests (and the daemon in integration tests) under a wrapper
 #   make install DESTDIR=... PREFIX=...
@@ -31,6 +32,7 @@ B           ?= build
 CC          ?= gcc
 FUZZ_CC     ?= clang
 FUZZ_SECONDS ?= 20
+FUZZ_CHECK_SECONDS ?= 3
 TEST_WRAPPER ?=
 PYTHON      := /usr/bin/python3
 
@@ -109,7 +111,7 @@ LIBCLIENT   := $(B)/libvitaled-client.a
 LIBCLIENT_SO := $(B)/libvitaled-client.so.0
 PCFILE      := $(B)/vitaled-client.pc
 
-.PHONY: all check unit integration demo bench fuzz fuzz-run deps install clean tools torture lint
+.PHONY: all check unit integration demo bench fuzz fuzz-run fuzz-campaign deps install clean tools torture lint
 
 all: $(B)/vitaled $(B)/vitalectl $(LIBCLIENT) $(LIBCLIENT_SO) $(PCFILE) $(TOOL_BINS)
 
@@ -197,6 +199,7 @@ check: deps
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=$(FUZZ_CHECK_SECONDS)
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -257,13 +260,17 @@ fuzz-run: fuzz
 	@fail=0; for f in $(FUZZ_BINS); do \
 	  n=$$(basename $$f); corpus=tests/fuzz/corpus/$${n#fuzz_}; \
 	  work=$(B)/fuzz-corpus/$$n; mkdir -p $$work; \
-	  echo "== $$n ($(FUZZ_SECONDS) s)"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -print_final_stats=1 \
 	      -artifact_prefix=$(B)/fuzz-corpus/$$n- \
 	      $$work $$( [ -d $$corpus ] && echo $$corpus ) > $$work.log 2>&1; rc=$$?; \
-	  grep -E '^(Done|stat::number_of_executed_units|stat::new_units_added)|ERROR|SUMMARY' $$work.log; \
-	  [ $$rc -eq 0 ] || { echo "!! $$n failed (exit $$rc): see $$work.log"; fail=1; }; \
+	  execs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $$work.log); \
+	  cov=$$(grep -E '^#[0-9]+' $$work.log | tail -1 | sed -n 's/.*cov: \([0-9]*\).*/\1/p'); \
+	  if [ $$rc -eq 0 ]; then echo "fuzz $$n: $(FUZZ_SECONDS) s, $$execs runs, $$cov edges, no crash"; \
+	  else grep -E 'ERROR|SUMMARY' $$work.log; echo "!! fuzz $$n failed (exit $$rc): see $$work.log"; fail=1; fi; \
 	done; exit $$fail
+
+fuzz-campaign: fuzz
+	@B="$(abspath $(B))" FUZZ_SECONDS=$(if $(filter command line,$(origin FUZZ_SECONDS)),$(FUZZ_SECONDS),600) sh tests/fuzz/campaign.sh
 
 # ---------------------------------------------------------------------------
 # install
