@@ -164,6 +164,16 @@ VITALECTL_LIBS := $(call layer_lib,protocol) $(call layer_lib,lib)
 $(B)/vitalectl: $(B)/obj/client/vitalectl.o $(B)/obj/client/vitalectl_sheet.o $(B)/obj/client/vitalectl_common.o $(B)/obj/client/vitalectl_rights.o $(LIBCLIENT) $(VITALECTL_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs jansson libcrypto)
 
+# examples/c/till.c, built as an integrator builds it: against the public
+# header (<vitaled-client.h>, from client/ only) and the client library,
+# nothing else of the tree (docs/till-integration.md).
+EXAMPLE_BINS := $(B)/examples/till-c
+all: $(EXAMPLE_BINS)
+$(B)/examples/till-c: examples/c/till.c client/vitaled-client.h $(LIBCLIENT)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c17 $(OPT) $(WARN) $(HARDEN) -Iclient $(shell pkg-config --cflags jansson) $(LDFLAGS) \
+	    -o $@ $< $(LIBCLIENT) $(shell pkg-config --libs jansson)
+
 # Unit suites link every layer (the linker takes the members they use) and
 # the shared helpers of tests/unit/support/.
 $(B)/tests/%: tests/unit/%.c $(UNIT_SUPPORT_OBJS) $(LAYER_LIBS)

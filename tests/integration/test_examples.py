@@ -1,0 +1,316 @@
+#!/usr/bin/python3
+"""The till examples (examples/c/till.c built as build/examples/till-c, and
+examples/python/till.py) run against a live vitaled on the simulated world:
+a private pcscd with vpcd, a virtual carte Vitale 2 in "Virtual PCD 00 00"
+and a virtual CPS in "Virtual PCD 00 01", the file signer with a key
+encrypted under a PIN, and the test insurer (tests/insurer/) that accepts
+every sheet and pays it at once (--returns-auto paid).
+
+For each example, on a fresh vitaled:
+
+  nocard     no card in: the signer's PIN is taken, then NoCard (exit 1);
+             the daemon holds no sheet and its signer is logged in
+  full       a CPS whose first PIN is wrong (PinIncorrect, 2 tries left),
+             then right; a Vitale 2: read, rights checked, sheet created,
+             accepted, paid (exit 0). What the example printed is checked
+             against GetSheet (id, seq, state paid, request_id), the card's
+             NIR, the insurer's held.json (held once, paid, the amount) and
+             the CPS's own try counter
+  lost       the first CreateSheet answer dropped (--lose-answer): called
+             again with the same request_id, exactly one sheet has it
+  restart    vitaled stopped and started again while the example waits
+             for the payment (the insurer pays meanwhile): the example
+             reconnects and reports paid (python and C)
+  blocked    a CPS with one try left and a wrong PIN: PinBlocked (exit 1),
+             the card's counter is 0, no sheet made
+  noserial   a Vitale 2 without its serial (EF 2F02): NoCard with the reason,
+             no sheet made
+
+Exit 0 pass, 77 skip (no pcscd/vpcd, no test insurer modules), 1 fail.
+Every process is stopped by PID on every exit path (harness.py).
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(TOP, "tests", "insurer"))
+sys.path.insert(0, os.path.join(TOP, "tests", "world"))
+
+import harness  # noqa: E402
+from harness import check  # noqa: E402
+
+if not all(os.path.exists(p) for p in ("/usr/sbin/pcscd", "/usr/lib/pcsc/drivers/serial/libifdvpcd.so")):
+    print("SKIP: pcscd or vpcd not installed")
+    sys.exit(77)
+try:
+    import sheetlib  # noqa: E402
+    import insurer  # noqa: E402
+    import mkpki  # noqa: E402
+    from cryptography.hazmat.primitives import serialization  # noqa: E402
+except ImportError as e:
+    print("SKIP: %s" % e)
+    sys.exit(77)
+from world import PcscWorld  # noqa: E402
+from cardhost import CardHost  # noqa: E402
+import cards  # noqa: E402
+
+R0, R1 = "Virtual PCD 00 00", "Virtual PCD 00 01"
+T = "io.vitaled.Terminal."
+TERMINAL = "T0001"
+SIGNER_PIN = "58204637"        # the practitioner key file's passphrase (digits: a PIN)
+CPS_PIN = "73915062"
+EXAMPLES = {
+    "python": ["/usr/bin/python3", os.path.join(TOP, "examples", "python", "till.py")],
+    "c": [os.path.join(harness.B, "examples", "till-c")],
+}
+G = {}
+
+
+def run(lang, args, pins=(), timeout=60):
+    """The example with args; PINs on its standard input. (rc, stdout lines,
+    the RESULT line's fields)."""
+    cmd = EXAMPLES[lang] + ["--socket", G["d"].sock] + list(args)
+    p = subprocess.run(cmd, input="".join(x + "\n" for x in pins), capture_output=True, text=True,
+                       timeout=timeout)
+    out = p.stdout.splitlines()
+    G["last"] = "%s\n--- stdout\n%s\n--- stderr\n%s" % (" ".join(cmd), p.stdout, p.stderr)
+    with open(os.path.join(G["tmp"], "%s-%d.out" % (lang, len(os.listdir(G["tmp"])))), "w") as f:
+        f.write(G["last"])
+    res = [x for x in out if x.startswith("RESULT ")]
+    check(len(res) == 1, "%s: one RESULT line expected:\n%s" % (lang, G["last"]))
+    return p.returncode, out, parse_result(res[0])
+
+
+def parse_result(line):
+    """The JSON object after "RESULT "."""
+    try:
+        return json.loads(line[len("RESULT "):])
+    except ValueError:
+        raise harness.Failure("RESULT is not JSON: %r" % line)
+
+
+def said(out, pattern):
+    return [x for x in out if re.search(pattern, x)]
+
+
+def sheets(d):
+    return sheetlib.list_all(d)
+
+
+def swap_card(h, card, wait_event=None, **args):
+    """Put card in h's reader (removing what was there) and wait for an event."""
+    w = harness.Watch(G["d"])
+    try:
+        if h.inserted:
+            h.remove()
+            w.wait_for("CardRemoved", timeout=10)
+        if card is None:
+            return None
+        h.insert(card, **args)
+        if wait_event:
+            return w.wait_for(wait_event[0], timeout=15, **wait_event[1])
+    finally:
+        w.close()
+
+
+def empty_readers():
+    for h in (G["h0"], G["h1"]):
+        if h.inserted:
+            swap_card(h, None)
+
+
+def t_nocard(lang):
+    d = G["d"]
+    empty_readers()
+    rc, out, r = run(lang, ["--reader", R0, "--card-timeout", "1"], pins=[SIGNER_PIN])
+    check(rc == 1 and r.get("error") == "NoCard", "NoCard: exit %d, %r\n%s" % (rc, r, G["last"]))
+    check(said(out, r"practitioner: PIN accepted"), "the signer's PIN was taken:\n%s" % G["last"])
+    st = d.invoke("GetStatus")
+    check(st["signer"]["logged_in"] is True, "the daemon's signer is logged in: %r" % st["signer"])
+    check(sheets(d) == [], "no sheet was made")
+    print("  %s nocard: exit 1, %s; signer logged in; no sheet" % (lang, said(out, "NoCard")[0]))
+
+
+def t_full(lang):
+    d, ins = G["d"], G["ins"]
+    cps = cards.Cps(pin=CPS_PIN)
+    swap_card(G["h1"], cps, ("PinRequested", {"reader": R1}))
+    swap_card(G["h0"], "vitale2", ("CardRights", {"reader": R0}))
+    rid = "till-%s-full" % lang
+    rc, out, r = run(lang, ["--request-id", rid, "--act", "C:1:2650"], pins=["0000", CPS_PIN, SIGNER_PIN])
+    check(rc == 0 and r.get("status") == "ok", "the whole flow: exit %d %r\n%s" % (rc, r, G["last"]))
+    check(said(out, r"PinIncorrect: wrong PIN for card:%s, 2 tries left" % R1),
+          "PinIncorrect with 2 tries left shown:\n%s" % G["last"])
+    check(said(out, r"card:%s: PIN accepted" % R1), "then the right PIN:\n%s" % G["last"])
+    check(cps.tries == 3, "the CPS's own counter is back to 3 (%d)" % cps.tries)
+    check(said(out, r"rights: checked by the insurer: organisation 01/751/0042, covered"),
+          "the rights shown as the insurer checked them:\n%s" % G["last"])
+    # the daemon's own word on the sheet
+    g = d.invoke("GetSheet", {"id": r["id"]})
+    m = g["meta"]
+    check(m["state"] == "paid" and r["state"] == "paid", "paid: example %s, daemon %s" % (r["state"], m["state"]))
+    check(m["request_id"] == rid == r["request_id"], "request_id %r / %r" % (m["request_id"], r["request_id"]))
+    check(m["seq"] == r["seq"], "seq: example %s, daemon %s" % (r["seq"], m["seq"]))
+    card = d.invoke("GetCard", {"reader": R0})["card"]
+    check(g["sheet"]["nir"] == card["beneficiaries"][0]["nir"], "the sheet is the holder's")
+    check(card["beneficiaries"][0]["nir"] not in "\n".join(out), "the full NIR is never printed")
+    check(SIGNER_PIN not in "\n".join(out) and CPS_PIN not in "\n".join(out), "no PIN printed")
+    # the insurer's ground truth
+    held = [s for s in ins.held()["sheets"] if s["id"] == r["id"]]
+    check(len(held) == 1, "the insurer holds the sheet once (%d)" % len(held))
+    ret = held[0]["return"] or {}
+    check(ret.get("kind") == "paid" and ret.get("amount") == r["amount"],
+          "paid %s by the insurer, the example says %s" % (ret, r["amount"]))
+    print("  %s full: PinIncorrect (2 left) then verified; sheet %s seq %s paid %s cents; "
+          "insurer holds it once, paid" % (lang, r["id"][:8], r["seq"], r["amount"]))
+
+
+def t_lost(lang):
+    d = G["d"]
+    rid = "till-%s-lost" % lang
+    rc, out, r = run(lang, ["--request-id", rid, "--lose-answer", "--until", "queued"])
+    check(rc == 0 and said(out, "calling again with the same request_id"),
+          "lost answer: exit %d\n%s" % (rc, G["last"]))
+    same = sheetlib.list_all(d, request_id=rid)
+    check(len(same) == 1 and same[0]["id"] == r["id"],
+          "exactly one sheet for request_id %s (%s), the one the example reports (%s)"
+          % (rid, [x["id"] for x in same], r["id"]))
+    print("  %s lost: one sheet %s for request_id %s after the answer was dropped" % (lang, r["id"][:8], rid))
+
+
+def t_restart(lang):
+    d, ins = G["d"], G["ins"]
+    ins.ctl("returns_auto off")
+    rid = "till-%s-restart" % lang
+    cmd = EXAMPLES[lang] + ["--socket", d.sock, "--request-id", rid, "--poll-interval", "1",
+                            "--reconnect-timeout", "20", "--follow-timeout", "40"]
+    p = harness.track(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True))
+    out = []
+    try:
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            line = p.stdout.readline()
+            if not line:
+                break
+            out.append(line.rstrip("\n"))
+            if "SheetAccepted" in line:
+                break
+        check(said(out, "SheetAccepted"), "accepted before the restart:\n%s" % "\n".join(out))
+        sid = said(out, "sheet created: id=")[0].split("id=")[1].split()[0]
+        d.stop()
+        ins.ctl("pay %s amount=1234" % sid)
+        time.sleep(1)
+        d.start()
+        d.invoke("Upload")   # a round now (its returns poll), not after returns_interval_s
+        rest, err = p.communicate(timeout=60)
+        out += rest.splitlines()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        ins.ctl("returns_auto paid")
+    G["last"] = "\n".join(out) + "\n--- stderr\n" + err
+    res = [x for x in out if x.startswith("RESULT ")]
+    r = parse_result(res[-1]) if res else {}
+    check(p.returncode == 0 and r.get("state") == "paid" and r.get("id") == sid,
+          "paid after the restart: exit %s %r\n%s" % (p.returncode, r, G["last"]))
+    check(said(out, "lost"), "the example saw the connection go:\n%s" % G["last"])
+    check(d.invoke("GetSheet", {"id": sid})["meta"]["state"] == "paid", "the daemon says paid")
+    print("  %s restart: vitaled restarted while following; the example reconnected and saw %s paid"
+          % (lang, sid[:8]))
+
+
+def t_blocked(lang):
+    d = G["d"]
+    n = len(sheets(d))
+    cps = cards.Cps(pin=CPS_PIN, tries=1)
+    e = swap_card(G["h1"], cps, ("PinRequested", {"reader": R1}))
+    check(e["tries_left"] == 1, "the CPS has one try left: %r" % e)
+    rc, out, r = run(lang, ["--card-timeout", "5"], pins=["0000"])
+    check(rc == 1 and r.get("error") == "PinBlocked" and r.get("target") == "card:" + R1,
+          "PinBlocked: exit %d %r\n%s" % (rc, r, G["last"]))
+    check(cps.tries == 0, "the card's counter is 0 (%d)" % cps.tries)
+    check(len(sheets(d)) == n, "no sheet made")
+    print("  %s blocked: %s" % (lang, said(out, "PinBlocked")[0]))
+
+
+def t_noserial(lang):
+    d = G["d"]
+    swap_card(G["h1"], None)
+    n = len(sheets(d))
+    swap_card(G["h0"], "vitale2", ("CardRead", {"reader": R0}), noserial="1")
+    rc, out, r = run(lang, ["--card-timeout", "5", "--rights-timeout", "3"], pins=[SIGNER_PIN])
+    check(rc == 1 and r.get("error") == "NoCard" and "2F02" in r.get("reason", ""),
+          "a card without its serial: exit %d %r\n%s" % (rc, r, G["last"]))
+    check(len(sheets(d)) == n, "no sheet made")
+    print("  %s noserial: %s" % (lang, r.get("reason")))
+
+
+def daemon_for(lang):
+    w = G["world"]
+    conf = sheetlib.conf(G["key"], extra=(
+        "[insurer]\nurl = %s\nca_file = %s/server-ca.pem\nclient_cert = %s/client.pem\n"
+        "client_key = %s/client.key.pem\nsigner_chain = %s\ngather_ms = 100\n"
+        "connect_timeout_s = 2\nreturns_interval_s = 10\n"
+        "[pcsc]\nsession_timeout_ms = 5000\n" % (G["ins"].url, G["pki"], G["pki"], G["pki"], G["chain"])))
+    conf = conf.replace("[daemon]\n", "[daemon]\nterminal_id = %s\n" % TERMINAL, 1)
+    return harness.Daemon(conf=conf, tmp=G["tmp"], name="d-" + lang, timeout=10.0,
+                          env={"PCSCLITE_CSOCK_NAME": w.socket})
+
+
+def main():
+    only = os.environ.get("ONLY")
+    langs = [x for x in EXAMPLES if not only or only.split()[0] in EXAMPLES and only.split()[0] == x
+             or only.split()[0] not in EXAMPLES]
+    missing = [EXAMPLES[x][-1] for x in langs if not os.path.exists(EXAMPLES[x][-1])]
+    if missing or not os.access(harness.VITALED, os.X_OK):
+        print("FAIL: not built: %s" % (missing or harness.VITALED))
+        sys.exit(1)
+    tmp = G["tmp"] = harness.mktemp("test_examples-")
+    G["pki"] = pki = os.path.join(tmp, "pki")
+    mkpki.init_pki(pki, terminal_id=TERMINAL)
+    G["key"], _, pub = sheetlib.make_key(tmp, password=SIGNER_PIN)
+    G["chain"] = os.path.join(tmp, "chain.pem")
+    with open(G["chain"], "wb") as f:
+        f.write(mkpki.issue_practitioner(pki, pub).public_bytes(serialization.Encoding.PEM))
+    G["ins"] = insurer.InsurerProcess(pki, os.path.join(tmp, "insurer"), extra=["--returns-auto", "paid"])
+    G["world"] = PcscWorld(dir=os.path.join(tmp, "pcsc"))
+    failed = 0
+    try:
+        G["world"].start()
+        G["h0"] = CardHost(G["world"].port, log=os.path.join(tmp, "h0.log"))
+        G["h1"] = CardHost(G["world"].port + 1, log=os.path.join(tmp, "h1.log"))
+        for lang in langs:
+            empty_readers()
+            G["d"] = daemon_for(lang).start()
+            for t in (t_nocard, t_full, t_lost, t_restart, t_blocked, t_noserial):
+                name = "%s %s" % (lang, t.__name__)
+                if only and only not in name:
+                    continue
+                t0 = time.monotonic()
+                try:
+                    t(lang)
+                    print("  ok   %-30s %.2fs" % (name, time.monotonic() - t0), flush=True)
+                except Exception as e:  # noqa: BLE001 - every failure reported
+                    failed += 1
+                    print("  FAIL %-30s %s: %s" % (name, type(e).__name__, e), flush=True)
+            G["d"].stop()
+    finally:
+        for h in ("h0", "h1"):
+            if h in G:
+                G[h].close()
+        harness.stop_all()
+        G["world"].stop()
+        G["ins"].stop()
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
