@@ -288,8 +288,8 @@ def main():
         G["h0"] = CardHost(G["world"].port, log=os.path.join(tmp, "h0.log"))
         G["h1"] = CardHost(G["world"].port + 1, log=os.path.join(tmp, "h1.log"))
         for lang in langs:
-            empty_readers()
             G["d"] = daemon_for(lang).start()
+            empty_readers()
             for t in (t_nocard, t_full, t_lost, t_restart, t_blocked, t_noserial):
                 name = "%s %s" % (lang, t.__name__)
                 if only and only not in name:
