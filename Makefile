@@ -10,6 +10,7 @@
 #   make fuzz-campaign   the long campaign: each target FUZZ_SECONDS (default 600), a table (docs/fuzzing.md)
 #   make SANITIZE=address,undefined     build with sanitizers
 #   make check TEST_WRAPPER=valgrind    run unit tests (and the daemon in integration tests) under a wrapper
+#   make memcheck        the integration suite (MEMCHECK_TESTS: a name filter) with every daemon under valgrind memcheck
 #   make install DESTDIR=... PREFIX=...
 #
 # Sources are found by wildcard: a new module is a new .c/.h pair in its
@@ -111,7 +112,7 @@ LIBCLIENT   := $(B)/libvitaled-client.a
 LIBCLIENT_SO := $(B)/libvitaled-client.so.0
 PCFILE      := $(B)/vitaled-client.pc
 
-.PHONY: all check unit integration demo bench fuzz fuzz-run fuzz-campaign deps install clean tools torture lint
+.PHONY: all check unit integration demo bench fuzz fuzz-run fuzz-campaign memcheck deps install clean tools torture lint
 
 all: $(B)/vitaled $(B)/vitalectl $(LIBCLIENT) $(LIBCLIENT_SO) $(PCFILE) $(TOOL_BINS)
 
@@ -237,6 +238,19 @@ lint: all
 	    { echo "lint header: $$h does not compile on its own (or twice):"; cat $(B)/lint-hdr.err; hfail=1; }; \
 	done; [ $$hfail -eq 0 ] && echo "lint headers: ok ($(words $(HEADERS)) compile alone)" || fail=1; \
 	exit $$fail
+
+# Every daemon the integration tests start runs under valgrind memcheck, one
+# log per process; tests/memcheck_report.sh fails on any invalid access,
+# uninitialised value or definite leak. The harness scales its deadlines when
+# a wrapper is set.
+MEMCHECK_TESTS ?=
+VALGRIND_MEMCHECK = valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite \
+	--errors-for-leak-kinds=definite --log-file=$(abspath $(B))/memcheck/%p.log
+memcheck: deps
+	@$(MAKE) --no-print-directory all
+	@rm -rf $(B)/memcheck && mkdir -p $(B)/memcheck
+	@TEST_WRAPPER="$(VALGRIND_MEMCHECK)" B="$(B)" sh tests/integration/run.sh $(MEMCHECK_TESTS); rc=$$?; \
+	sh tests/memcheck_report.sh $(B)/memcheck && exit $$rc
 
 torture: deps
 	@$(MAKE) --no-print-directory all

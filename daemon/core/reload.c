@@ -62,10 +62,13 @@ daemon_reload(struct daemon *d, json_t *reloaded, json_t *restart_needed)
 	char lvl[16];
 	snprintf(lvl, sizeof(lvl), "%s", log_level_name((enum log_level)nc->log_level));
 	config_set(old, "daemon", "log_level", lvl, e2, sizeof(e2));
+	/* swapped, so that freeing nc frees the old lists (they leaked when
+	 * they were overwritten: found by make memcheck) */
+	struct config_list tu = old->allowed_users, tg = old->allowed_groups;
 	old->allowed_users = nc->allowed_users;
 	old->allowed_groups = nc->allowed_groups;
-	memset(&nc->allowed_users, 0, sizeof(nc->allowed_users));
-	memset(&nc->allowed_groups, 0, sizeof(nc->allowed_groups));
+	nc->allowed_users = tu;
+	nc->allowed_groups = tg;
 	config_free(nc);
 	log_set_level((enum log_level)old->log_level);
 	for (const struct module *m = d->modules; m && m->name; m++)
