@@ -21,6 +21,11 @@ For each example, on a fresh vitaled:
   restart    vitaled stopped and started again while the example waits
              for the payment (the insurer pays meanwhile): the example
              reconnects and reports paid (python and C)
+  offline    the rights check unanswered (the insurer fails it): the example
+             says the rights are not checked and goes on; the sheet is queued
+  phone      a phone (the digital carte Vitale over the PC/SC contactless
+             path) taps while the example waits: CodeEntryRequested shown,
+             the sheet made from the phone (mode digital-nfc, the holder's NIR)
   blocked    a CPS with one try left and a wrong PIN: PinBlocked (exit 1),
              the card's counter is 0, no sheet made
   noserial   a Vitale 2 without its serial (EF 2F02): NoCard with the reason,
@@ -59,6 +64,7 @@ except ImportError as e:
 from world import PcscWorld  # noqa: E402
 from cardhost import CardHost  # noqa: E402
 import cards  # noqa: E402
+import issuer as phone_issuer  # noqa: E402  (tests/world/issuer.py: the digital card's issuer)
 
 R0, R1 = "Virtual PCD 00 00", "Virtual PCD 00 01"
 T = "io.vitaled.Terminal."
@@ -253,13 +259,90 @@ def t_noserial(lang):
     print("  %s noserial: %s" % (lang, r.get("reason")))
 
 
+def start_example(lang, args):
+    cmd = EXAMPLES[lang] + ["--socket", G["d"].sock] + list(args)
+    return harness.track(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True))
+
+
+def read_until(p, out, pattern, timeout=30):
+    """Lines of p's output into out until one matches pattern."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        line = p.stdout.readline()
+        if not line:
+            break
+        out.append(line.rstrip("\n"))
+        if re.search(pattern, line):
+            return line
+    raise harness.Failure("no line matching %r:\n%s" % (pattern, "\n".join(out)))
+
+
+def t_phone(lang):
+    """A phone on the PC/SC contactless path: the example waits, the phone
+    asks its holder for the code (1.5 s), the example says so, then makes
+    the sheet from the phone's device-signed answer."""
+    d = G["d"]
+    swap_card(G["h1"], None)
+    swap_card(G["h0"], None)
+    rid = "till-%s-phone" % lang
+    p = start_example(lang, ["--request-id", rid, "--card-timeout", "20", "--until", "queued"])
+    out = []
+    try:
+        read_until(p, out, "waiting for a carte Vitale or a phone")
+        G["h0"].insert("phone", tmpdir=G["phone_world"], pending_s="1.5")
+        rest, err = p.communicate(timeout=60)
+        out += rest.splitlines()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    G["last"] = "\n".join(out)
+    res = [x for x in out if x.startswith("RESULT ")]
+    r = parse_result(res[-1]) if res else {}
+    check(p.returncode == 0 and r.get("status") == "ok", "phone: exit %s %r\n%s" % (p.returncode, r, G["last"]))
+    check(said(out, "CodeEntryRequested: enter your code on your phone"),
+          "the example asked the holder for the code on the phone:\n%s" % G["last"])
+    g = d.invoke("GetSheet", {"id": r["id"]})
+    check(g["meta"]["request_id"] == rid and g["sheet"]["mode"] == "digital-nfc",
+          "the sheet is the phone's: mode %r" % g["sheet"].get("mode"))
+    holder = phone_issuer.default_holder()
+    check(g["sheet"]["nir"] == holder["nir"], "the sheet carries the phone holder's NIR")
+    swap_card(G["h0"], None)
+    print("  %s phone: CodeEntryRequested shown, sheet %s mode %s" % (lang, r["id"][:8], g["sheet"]["mode"]))
+
+
+def t_offline(lang):
+    """The rights check unanswered (the insurer answers 503 to it; a closed
+    port is the same for the till, but a kept-alive connection may still
+    be answered): the example says the rights are not checked and goes on
+    with the card's data; the sheet is queued."""
+    d, ins = G["d"], G["ins"]
+    ins.ctl("fail 503 1 path=/v1/rights")
+    try:
+        e = swap_card(G["h0"], "vitale2", ("CardRights", {"reader": R0}))
+        check(e["state"] not in ("checked", "pending"), "the rights check failed: %r" % e)
+        rid = "till-%s-offline" % lang
+        rc, out, r = run(lang, ["--request-id", rid, "--until", "queued"], pins=[SIGNER_PIN])
+        check(rc == 0 and r.get("state") == "queued", "offline: exit %d %r\n%s" % (rc, r, G["last"]))
+        check(said(out, r"rights: not checked \(%s" % e["state"]),
+              "the example says the rights are not checked:\n%s" % G["last"])
+        m = d.invoke("GetSheet", {"id": r["id"]})["meta"]
+        check(m["request_id"] == rid, "the sheet is stored: %r" % m)
+    finally:
+        ins.ctl("clear")
+    print("  %s offline: rights check %s (%s), sheet %s %s" % (lang, e["state"], e.get("reason"),
+                                                               r["id"][:8], m["state"]))
+
+
 def daemon_for(lang):
     w = G["world"]
     conf = sheetlib.conf(G["key"], extra=(
         "[insurer]\nurl = %s\nca_file = %s/server-ca.pem\nclient_cert = %s/client.pem\n"
         "client_key = %s/client.key.pem\nsigner_chain = %s\ngather_ms = 100\n"
         "connect_timeout_s = 2\nreturns_interval_s = 10\n"
-        "[pcsc]\nsession_timeout_ms = 5000\n" % (G["ins"].url, G["pki"], G["pki"], G["pki"], G["chain"])))
+        "[pcsc]\nsession_timeout_ms = 5000\n[digital]\ntrust_anchor = %s/ca.pem\n" %
+        (G["ins"].url, G["pki"], G["pki"], G["pki"], G["chain"], G["phone_world"])))
     conf = conf.replace("[daemon]\n", "[daemon]\nterminal_id = %s\n" % TERMINAL, 1)
     return harness.Daemon(conf=conf, tmp=G["tmp"], name="d-" + lang, timeout=10.0,
                           env={"PCSCLITE_CSOCK_NAME": w.socket})
@@ -280,6 +363,8 @@ def main():
     G["chain"] = os.path.join(tmp, "chain.pem")
     with open(G["chain"], "wb") as f:
         f.write(mkpki.issue_practitioner(pki, pub).public_bytes(serialization.Encoding.PEM))
+    G["phone_world"] = os.path.join(tmp, "issuer")
+    phone_issuer.init_world(G["phone_world"])
     G["ins"] = insurer.InsurerProcess(pki, os.path.join(tmp, "insurer"), extra=["--returns-auto", "paid"])
     G["world"] = PcscWorld(dir=os.path.join(tmp, "pcsc"))
     failed = 0
@@ -290,7 +375,7 @@ def main():
         for lang in langs:
             G["d"] = daemon_for(lang).start()
             empty_readers()
-            for t in (t_nocard, t_full, t_lost, t_restart, t_blocked, t_noserial):
+            for t in (t_nocard, t_full, t_lost, t_restart, t_blocked, t_noserial, t_offline, t_phone):
                 name = "%s %s" % (lang, t.__name__)
                 if only and only not in name:
                     continue
