@@ -10,6 +10,7 @@
 #   make fuzz-campaign   the long campaign: each target FUZZ_SECONDS (default 600), a table (docs/fuzzing.md)
 #   make SANITIZE=address,undefined     build with sanitizers
 #   make check TEST_WRAPPER=valgrind    run unit tests (and the daemon in integration tests) under a wrapper
+#   make soak            every fault at once for SOAK_SECONDS (default 180), then a calm phase and the checks (tests/soak.py)
 #   make memcheck        the integration suite (MEMCHECK_TESTS: a name filter) with every daemon under valgrind memcheck
 #   make install DESTDIR=... PREFIX=...
 #
@@ -112,7 +113,7 @@ LIBCLIENT   := $(B)/libvitaled-client.a
 LIBCLIENT_SO := $(B)/libvitaled-client.so.0
 PCFILE      := $(B)/vitaled-client.pc
 
-.PHONY: all check unit integration demo bench fuzz fuzz-run fuzz-campaign memcheck deps install clean tools torture lint
+.PHONY: all check unit integration demo bench fuzz fuzz-run fuzz-campaign memcheck soak deps install clean tools torture lint
 
 all: $(B)/vitaled $(B)/vitalectl $(LIBCLIENT) $(LIBCLIENT_SO) $(PCFILE) $(TOOL_BINS)
 
@@ -251,6 +252,11 @@ memcheck: deps
 	@rm -rf $(B)/memcheck && mkdir -p $(B)/memcheck
 	@TEST_WRAPPER="$(VALGRIND_MEMCHECK)" B="$(B)" sh tests/integration/run.sh $(MEMCHECK_TESTS); rc=$$?; \
 	sh tests/memcheck_report.sh $(B)/memcheck && exit $$rc
+
+SOAK_SECONDS ?= 180
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@SOAK_SECONDS=$(SOAK_SECONDS) B="$(B)" $(PYTHON) tests/soak.py
 
 torture: deps
 	@$(MAKE) --no-print-directory all
