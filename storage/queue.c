@@ -3296,6 +3296,48 @@ queue_opposed(struct queue *q, const char *serial)
 }
 
 int
+queue_opposition_list(struct queue *q, char (**out)[33], size_t *n)
+{
+	sqlite3_stmt *s = NULL;
+	char(*v)[33] = NULL;
+	size_t cap = 0, k = 0;
+	int r, rc;
+
+	if (!q || !out || !n)
+		return -EINVAL;
+	*out = NULL;
+	*n = 0;
+	if ((r = prep(q, "SELECT serial FROM opposition", &s)) < 0)
+		return r;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *t = (const char *)sqlite3_column_text(s, 0);
+		if (!t || !t[0] || strlen(t) > 32)
+			continue; /* not stored by queue_apply_opposition: skipped */
+		if (k == cap) {
+			size_t ncap = cap ? cap * 2 : 256;
+			char(*nv)[33] = realloc(v, ncap * sizeof(*v));
+			if (!nv) {
+				r = -ENOMEM;
+				break;
+			}
+			v = nv;
+			cap = ncap;
+		}
+		memcpy(v[k++], t, strlen(t) + 1);
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sqlerr(q, rc, "opposition");
+	sqlite3_finalize(s);
+	if (r < 0) {
+		free(v);
+		return r;
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+int
 queue_upload_counts(struct queue *q, const char *today, const char *due_by,
                     struct queue_upload_counts *c)
 {

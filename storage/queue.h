@@ -337,6 +337,10 @@ int queue_apply_opposition(struct queue *q, const char (*added)[33], size_t nadd
                            const char (*removed)[33], size_t nremoved, const char *cursor);
 /* 1 when serial is in opposition, 0 when not, or a negative errno. */
 int queue_opposed(struct queue *q, const char *serial);
+/* Every serial in opposition (for the daemon's copy in memory,
+ * daemon/cards/opposition.h): *out (malloc'd, free() it; NULL when none)
+ * gets *n entries. 0 or a negative errno. */
+int queue_opposition_list(struct queue *q, char (**out)[33], size_t *n);
 
 struct queue_upload_counts {
 	uint64_t waiting;      /* queued + sending */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/cards/opposition.h"
 #include "daemon/core/daemon.h"
 #include "daemon/core/events.h"
 #include "lib/b64.h"
@@ -144,6 +145,7 @@ card_result_json(const struct card_result *r, enum card_json what)
 	json_object_set_new(o, "beneficiaries", bens);
 	if (r->reason[0])
 		json_object_set_new(o, "reason", json_string(r->reason));
+	json_object_set_new(o, "opposed", json_boolean(r->opposed));
 	if (what == CARD_JSON_FULL && r->evidence.present)
 		json_object_set_new(o, "evidence", evidence_json(&r->evidence));
 	if (what == CARD_JSON_FULL) {
@@ -215,6 +217,7 @@ api_cards_report(void *ctx, const struct readers_report *rep)
 		break;
 	case READERS_REPORT_CARD_READ: {
 		json_object_set_new(f, "profile", json_string(rep->result->profile));
+		json_object_set_new(f, "opposed", json_boolean(rep->result->opposed));
 		json_object_set_new(f, "summary", card_result_json(rep->result, CARD_JSON_SUMMARY));
 		json_t *c = json_pack("{s:o}", "summary",
 		                      card_result_json(rep->result, CARD_JSON_SUMMARY_ID));
@@ -244,6 +247,9 @@ status_cb(struct daemon *d, json_t *st, void *arg)
 		drv = json_array();
 		json_object_set_new(st, "drivers", drv);
 	}
+	json_object_set_new(st, "opposition",
+	                    json_pack("{s:I,s:b}", "serials", (json_int_t)opposition_count(),
+	                              "loaded", opposition_loaded()));
 	for (size_t i = 0; i < A.ndrivers; i++) {
 		const struct readers_driver *dv = &A.drivers[i];
 		json_array_append_new(drv, json_pack("{s:s,s:s,s:s?}", "name", dv->ops->name, "state",

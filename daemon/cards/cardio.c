@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "daemon/cards/api_cards.h"
+#include "daemon/cards/opposition.h"
 #include "daemon/cards/readers.h"
 #include "daemon/core/daemon.h"
 #include "daemon/core/events.h"
@@ -225,6 +226,7 @@ cardio_init(struct daemon *d, const struct card_reader_fn *card_reader)
 		.progress = session_progress,
 		.report = api_cards_report,
 		.time_now = events_time_now,
+		.opposed = opposition_has,
 	};
 	struct readers_config cfg = {
 		.session_timeout_ms = (unsigned)d->cfg->pcsc_session_timeout_ms,

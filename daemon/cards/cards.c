@@ -86,6 +86,24 @@ card_result_add_field(struct card_result *r, const char *name, const char *value
 	return 0;
 }
 
+const char *
+card_result_field(const struct card_result *r, const char *name)
+{
+	for (size_t i = 0; i < r->nfields && i < CARD_FIELDS_MAX; i++)
+		if (strcmp(r->fields[i].name, name) == 0)
+			return r->fields[i].value;
+	return NULL;
+}
+
+const char *
+card_opposition_serial(const struct card_result *r)
+{
+	if (strcmp(r->presentation, "digital-nfc") == 0)
+		return NULL;
+	const char *s = card_result_field(r, "serial");
+	return s && s[0] ? s : NULL;
+}
+
 static bool
 why_not(char *why, size_t whylen, const char *text)
 {
@@ -106,6 +124,9 @@ card_can_back_sheet(const struct card_result *r, const char *read_at, char *why,
 		return why_not(why, whylen, "the card could not be read");
 	if (r->nbeneficiaries == 0)
 		return why_not(why, whylen, "no beneficiary on the card");
+	if (r->opposed)
+		return why_not(why, whylen, "the card is in opposition (reported lost, stolen or "
+		                            "replaced)");
 	if (strcmp(r->presentation, "digital-nfc") == 0) {
 		const struct card_evidence *e = &r->evidence;
 		if (!e->present || !e->holder_verified || !e->device_answer || !e->device_answer_len)

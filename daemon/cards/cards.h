@@ -127,6 +127,10 @@ struct card_result {
 	char reason[CARD_REASON_MAX];
 	struct card_evidence evidence;    /* digital card only */
 	struct card_rights rights;        /* the online rights check (physical cards) */
+	/* A physical card whose serial (field "serial") is on the opposition
+	 * list (docs/upload.md "The opposition list"): set when it was read,
+	 * kept current while it stays in its reader. No sheet is made from it. */
+	bool opposed;
 };
 
 /* What a card reader function may do with the card. */
@@ -193,6 +197,13 @@ char *card_nir_mask(const char *nir, char *out, size_t outlen);
  * why (whylen bytes, may be NULL) says why in a few words. */
 bool card_can_back_sheet(const struct card_result *r, const char *read_at, char *why,
                          size_t whylen);
+
+/* A card-level field's value by name ("serial" ...), NULL when absent. */
+const char *card_result_field(const struct card_result *r, const char *name);
+
+/* The serial the opposition list is checked against: a physical card's
+ * "serial" field; NULL for a phone, or when the card gave none. */
+const char *card_opposition_serial(const struct card_result *r);
 
 /* Add a card-level field (truncated to the bounds); -ENOSPC when full. */
 int card_result_add_field(struct card_result *r, const char *name, const char *value);

@@ -245,6 +245,25 @@ readers_current_card(const char *reader, const char **reader_out, const char **r
 	return r ? r->result : NULL;
 }
 
+size_t
+readers_opposition_changed(void)
+{
+	size_t n = 0;
+	for (struct readers_reader *r = R.list; r; r = r->next) {
+		if (r->gone || r->state != READERS_READY || !r->result)
+			continue;
+		const char *serial = card_opposition_serial(r->result);
+		bool now = serial && R.ops.opposed && R.ops.opposed(serial);
+		if (now != r->result->opposed) {
+			r->result->opposed = now;
+			log_notice("reader %s: the card read %s the opposition list now", r->name,
+			           now ? "is on" : "is no longer on");
+			n++;
+		}
+	}
+	return n;
+}
+
 /* ------------------------------------------------------------------ */
 /* deadlines */
 
@@ -449,6 +468,11 @@ session_read(struct readers_reader *r, struct readers_session *s)
 	if (R.ops.time_now)
 		R.ops.time_now(r->read_at, sizeof(r->read_at));
 	rdr_set(r, READERS_READY, res->readable ? NULL : res->error[0] ? res->error : NULL);
+	const char *serial = card_opposition_serial(res);
+	res->opposed = serial && R.ops.opposed && R.ops.opposed(serial);
+	if (res->opposed)
+		log_notice("reader %s: this card is in opposition (reported lost, stolen or replaced): "
+		           "no sheet will be made from it", r->name);
 	if (res->nbeneficiaries > 0) {
 		char m[32];
 		log_notice("reader %s: %s read, %zu beneficiaries, holder %s", r->name, res->profile,

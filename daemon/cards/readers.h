@@ -161,6 +161,10 @@ struct readers_ops {
 	/* ISO 8601 wall-clock time for read_at (events_time_now in the daemon). */
 	void (*time_now)(char *buf, size_t len);
 	void *ctx;
+	/* Whether a card serial is on the opposition list (opposition_has in
+	 * the daemon: memory only, never the disk); asked on the machine's
+	 * thread for each physical card read, before CardRead. May be NULL. */
+	bool (*opposed)(const char *serial);
 };
 
 struct readers_config {
@@ -197,6 +201,11 @@ uint64_t readers_next_deadline(void);
  * read (again after a reset, READERS_RESET_RETRIES times), disconnect;
  * sets s->rc and s->result. */
 void readers_session_run(struct readers_session *s);
+
+/* The opposition list changed: the cards read and still in their readers
+ * are checked again (their result's opposed follows; GetCard and
+ * CreateSheet see it). No event. Returns how many changed. */
+size_t readers_opposition_changed(void);
 
 /* The readers, in the order they came (gone ones skipped). */
 const struct readers_reader *readers_first(void);

@@ -76,6 +76,10 @@ reply_error(struct vl_call *call, int err, const char *reason, const char *id)
 	case SIGNER_E_BAD_ALG:
 	case SIGNER_E_CANCELLED:
 		return vl_reply_error(call, VL_ERR("SignerUnavailable"), json_pack("{s:s}", "reason", why));
+	case -EKEYREVOKED:
+		/* CompleteDraft of a draft made from a card now in opposition */
+		return vl_reply_error(call, VL_ERR("CardOpposed"),
+		                      json_pack("{s:n,s:s?,s:s}", "reader", "id", id, "reason", why));
 	case -ESHUTDOWN:
 		return vl_reply_error(call, VL_ERR("ShuttingDown"), NULL);
 	default:
@@ -291,6 +295,13 @@ patient_from_card(struct vl_call *call, struct sheetcommit_req *r, const struct 
 		               json_pack("{s:s?,s:s}", "reader", p->reader, "reason",
 		                         "no card read (use degraded: true to make a sheet without "
 		                         "the card)"));
+		return false;
+	}
+	if (card->opposed) {
+		log_notice("queue: no sheet from the card in %s: it is in opposition", rname);
+		vl_reply_error(call, VL_ERR("CardOpposed"),
+		               json_pack("{s:s?,s:n,s:s}", "reader", rname, "id", "reason",
+		                         SHEETS_OPPOSED_REASON));
 		return false;
 	}
 	int e = sheetbuild_patient_from_card(r->s, card, read_at, p->beneficiary, why, sizeof(why));
@@ -522,6 +533,11 @@ on_card_read(const char *reader, const struct card_result *cr, void *arg)
 	const char *rname = NULL, *read_at = NULL;
 	char why[200];
 	const struct card_result *cur = readers_current_card(reader, &rname, &read_at);
+	if (cur && cur->opposed) {
+		log_warn("queue: kiosk: no draft for the card in %s: it is in opposition", reader);
+		sheetcommit_req_free(r);
+		return;
+	}
 	int e = cur ? sheetbuild_patient_from_card(r->s, cur, read_at, 0, why, sizeof(why)) : -ENOENT;
 	if (e < 0 || draft_prepare(r) < 0) {
 		log_warn("queue: kiosk: no draft for the card in %s: %s", reader,

@@ -414,6 +414,13 @@ complete_work(struct queue *q, void *arg)
 	snprintf(id, sizeof(id), "%s", r->s->id);
 	if ((e = complete_build(r, draft)) < 0)
 		goto out;
+	/* the card the draft was made from may have been put in opposition
+	 * since: the stored list decides (this is the queue's thread) */
+	if (r->s->evidence.card_serial[0] && queue_opposed(q, r->s->evidence.card_serial) == 1) {
+		e = -EKEYREVOKED;
+		snprintf(r->reason, sizeof(r->reason), "%s", SHEETS_OPPOSED_REASON);
+		goto out;
+	}
 	queue_columns(r);
 	struct queue_put it = { .id = id, .practitioner = r->pract, .care_date = r->care,
 		                .due_date = r->due, .seal = seal, .seal_arg = r,

@@ -48,6 +48,11 @@
 #include "protocol/sheet.h"
 #include "storage/queue.h"
 
+/* Why a sheet is not made from a card in opposition (CardOpposed). */
+#define SHEETS_OPPOSED_REASON                                                                  \
+	"this card is in opposition (reported lost, stolen or replaced): no sheet can be made "  \
+	"from it; ask the patient for another card, or make a degraded sheet"
+
 /* Largest number of creates in one transaction. */
 #define SHEETCOMMIT_BATCH_MAX 128
 
@@ -84,7 +89,8 @@ struct sheetcommit_req {
 	void *caller;
 	char reader[READER_NAME_MAX];
 	/* out: valid in finished */
-	int result;                   /* 0: stored; else a negative errno (storage/queue.h, SIGNER_E_*) */
+	int result;                   /* 0: stored; else a negative errno (storage/queue.h, SIGNER_E_*;
+	                               * COMPLETE: -EKEYREVOKED, the draft's card is in opposition) */
 	uint32_t seq;                 /* the daily number (0 for a draft) */
 	char care[11], due[11];       /* the queue's columns: YYYY-MM-DD, due "" for a draft */
 	char pract[QUEUE_PRACT_MAX + 1];

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon/cards/opposition.h"
+#include "daemon/cards/readers.h"
 #include "daemon/core/events.h"
 #include "daemon/core/status.h"
 #include "daemon/pin/pinflow.h"
@@ -36,7 +38,7 @@
 
 enum job_kind {
 	J_FORM, J_REFORM, J_COMMIT, J_SETTLE, J_CURSOR, J_RETURNS, J_COUNTS, J_CHAIN,
-	J_OPP_CURSOR, J_OPPOSITION, J_SIGNER_CHAIN
+	J_OPP_CURSOR, J_OPPOSITION, J_SIGNER_CHAIN, J_OPP_LOAD
 };
 
 struct job {
@@ -54,6 +56,8 @@ struct job {
 	struct queue_upload_counts counts;
 	char today[11], due_by[11];
 	char path[4096], digest[65], err[300];
+	struct opposition *oppset;   /* J_OPP_LOAD: the stored list, built on the queue's thread */
+	size_t nserials, nbad;
 	uint8_t *der[INSURER_CERTS_MAX]; /* J_SIGNER_CHAIN */
 	size_t der_len[INSURER_CERTS_MAX], nder;
 	uint64_t created;
@@ -96,6 +100,9 @@ static void ahead_release(struct job *j);
 static void next_batch(void);
 static void poll_returns(void);
 static void poll_opposition(void);
+struct job;
+static void opposition_loaded_from(struct job *j);
+static void opposition_increment(struct job *j);
 
 /* ------------------------------------------------------------------ */
 /* helpers */
@@ -152,6 +159,7 @@ job_free(struct job *j)
 	free(j->res);
 	insurer_returns_free(&j->ret);
 	insurer_opposition_free(&j->opp);
+	opposition_free(j->oppset);
 	for (size_t i = 0; i < j->nder; i++)
 		free(j->der[i]);
 	free(j);
@@ -176,6 +184,24 @@ returns_apply(struct queue *q, struct job *j)
 	int r = queue_apply_returns(q, rt, j->ret.n, j->ret.next, &j->applied, &j->skipped);
 	free(rt);
 	return r;
+}
+
+/* The stored opposition list as a set, built here on the queue's thread
+ * (a long list is seconds of work the loop must not do); the loop
+ * installs it. */
+static int
+opposition_load(struct queue *q, struct job *j)
+{
+	char(*v)[33] = NULL;
+	int r = queue_opposition_list(q, &v, &j->nserials);
+	if (r < 0)
+		return r;
+	j->oppset = opposition_new(j->nserials);
+	for (size_t i = 0; j->oppset && i < j->nserials; i++)
+		if (opposition_set_add(j->oppset, v[i]) < 0)
+			j->nbad++;
+	free(v);
+	return j->oppset ? 0 : -ENOMEM;
 }
 
 static int
@@ -212,6 +238,9 @@ job_work(struct queue *q, void *arg)
 		                              (const char(*)[33])j->opp.removed, j->opp.nremoved,
 		                              j->opp.next);
 		break;
+	case J_OPP_LOAD:
+		j->r = opposition_load(q, j);
+		return 0;
 	case J_CHAIN:
 		j->r = batch_register_chain(q, j->path, j->digest, j->err, sizeof(j->err));
 		break;
@@ -795,9 +824,11 @@ job_done(void *arg)
 		U.returns_busy = false;
 		if (j->r < 0)
 			log_err("upload: cannot store the opposition list: %s", j->err);
-		else if (j->opp.nadded || j->opp.nremoved)
-			log_notice("upload: opposition list: %zu cards added, %zu removed", j->opp.nadded,
-			           j->opp.nremoved);
+		else
+			opposition_increment(j);
+		break;
+	case J_OPP_LOAD:
+		opposition_loaded_from(j);
 		break;
 	case J_RETURNS:
 		returns_applied(j);
@@ -824,6 +855,55 @@ job_done(void *arg)
 		break;
 	}
 	job_free(j);
+}
+
+/* ------------------------------------------------------------------ */
+/* the opposition list's copy in memory (daemon/cards/opposition.h) */
+
+/* At start-up: the list as stored. */
+static void
+opposition_loaded_from(struct job *j)
+{
+	if (j->r < 0) {
+		/* the increments still come in; a card read meanwhile is checked
+		 * against those only: said loudly */
+		log_err("upload: cannot read the stored opposition list: %s; cards are checked "
+		        "against the increments fetched from now on only",
+		        j->err[0] ? j->err : strerror(-j->r));
+		return;
+	}
+	opposition_install(j->oppset);
+	j->oppset = NULL;
+	if (j->nbad) {
+		opposition_set_loaded(false);
+		log_err("upload: out of memory for the opposition list: %zu of %zu serials not "
+		        "checked", j->nbad, j->nserials);
+	} else {
+		log_info("upload: opposition list: %zu cards", opposition_count());
+	}
+	if (readers_opposition_changed())
+		log_info("upload: a card already read is on the opposition list");
+}
+
+/* An increment the queue committed: the same in memory, then the cards
+ * in the readers again. */
+static void
+opposition_increment(struct job *j)
+{
+	size_t bad = 0;
+	for (size_t i = 0; i < j->opp.nadded; i++)
+		if (opposition_add(j->opp.added[i]) < 0)
+			bad++;
+	for (size_t i = 0; i < j->opp.nremoved; i++)
+		opposition_remove(j->opp.removed[i]);
+	if (bad) {
+		opposition_set_loaded(false);
+		log_err("upload: out of memory for the opposition list: %zu serials not checked", bad);
+	}
+	if (j->opp.nadded || j->opp.nremoved)
+		log_notice("upload: opposition list: %zu cards added, %zu removed (%zu in all)",
+		           j->opp.nadded, j->opp.nremoved, opposition_count());
+	readers_opposition_changed();
 }
 
 /* ------------------------------------------------------------------ */
@@ -1122,6 +1202,11 @@ upload_init(struct daemon *d)
 	if ((r = status_add_provider(status_cb, NULL)) < 0)
 		return r;
 	U.on = true;
+	/* the stored opposition list into memory, first in the queue's FIFO
+	 * (before any increment), with or without an insurer */
+	opposition_clear();
+	if (U.sq && submit(job_new(J_OPP_LOAD, NULL)) < 0)
+		log_err("upload: cannot load the stored opposition list");
 	if (U.u.state == UPLOADER_DISABLED || !U.sq)
 		return 0;
 	if ((r = start_transport(d)) < 0)
@@ -1141,6 +1226,7 @@ upload_fini(struct daemon *d)
 {
 	if (!U.on)
 		return;
+	opposition_clear();
 	api_sheets_set_queued_hook(NULL, NULL);
 	pinflow_unwatch_chain(on_signer_chain, NULL);
 	U.on = false;

@@ -338,6 +338,17 @@ START_TEST(test_opposition)
 	ck_assert_int_eq(queue_opposed(q, "8A3F00120045"), 1);
 	ck_assert_int_eq(queue_cursor_get(q, "opposition", buf, sizeof(buf)), 0);
 	ck_assert_str_eq(buf, "o2");
+	/* the whole list, for the daemon's copy in memory */
+	char(*all)[33] = NULL;
+	size_t n = 99;
+	ck_assert_int_eq(queue_opposition_list(q, &all, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(all[0], "8A3F00120045");
+	free(all);
+	ck_assert_int_eq(queue_apply_opposition(q, NULL, 0, add, 1, "o3"), 0);
+	ck_assert_int_eq(queue_opposition_list(q, &all, &n), 0);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_ptr_null(all);
 	queue_close(q);
 }
 END_TEST

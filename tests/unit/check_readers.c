@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/cards/opposition.h"
 #include "daemon/cards/readers.h"
 #include "tests/unit/support/placeholder_card.h"
 
@@ -30,6 +31,7 @@ struct rec {
 	bool has_profile, has_detail;
 	unsigned timeout_s;
 	bool readable;
+	bool opposed;
 };
 
 static struct {
@@ -146,6 +148,7 @@ ops_report(void *ctx, const struct readers_report *rep)
 	if (rep->type == READERS_REPORT_CARD_READ) {
 		ck_assert_ptr_nonnull(rep->result);
 		r->readable = rep->result->readable;
+		r->opposed = rep->result->opposed;
 	}
 }
 
@@ -179,7 +182,8 @@ setup(void)
 	memset(&F, 0, sizeof(F));
 	F.sw[0] = 0x90;
 	drv.state = READERS_DRV_UP;
-	struct readers_ops ops = { .start = ops_start, .report = ops_report, .time_now = ops_time };
+	struct readers_ops ops = { .start = ops_start, .report = ops_report, .time_now = ops_time,
+		                   .opposed = opposition_has };
 	struct readers_config cfg = { .session_timeout_ms = TIMEOUT_MS, .code_timeout_s = CODE_S,
 		                      .card_reader = &placeholder_card_reader };
 	readers_begin(&ops, &cfg);
@@ -195,6 +199,7 @@ teardown(void)
 		if (F.sess[i])
 			readers_session_done(F.sess[i], 0);
 	readers_end();
+	opposition_clear();
 }
 
 static void
@@ -275,6 +280,55 @@ inserted(uint64_t now)
 }
 
 /* ------------------------------------------------------------------ */
+
+/* A physical card whose serial is on the opposition list: CardRead says
+ * opposed, the result keeps it (GetCard, CreateSheet), and a change of
+ * the list is followed by the cards still in their readers; a phone (no
+ * serial checked) never is. */
+static void
+read_with_serial(const char *reader, const char *serial, const char *presentation,
+                 uint64_t now)
+{
+	event(READER_EV_ADDED, reader, NULL, now);
+	event(READER_EV_CARD_PRESENT, reader, NULL, now);
+	struct readers_session *s = take(F.nsess - 1);
+	placeholder_card_reader.identify((const uint8_t *)"\x3B\x02\x14\x50", 4, &s->result);
+	s->rc = 0;
+	s->result.readable = true;
+	copy(s->result.presentation, sizeof(s->result.presentation), presentation);
+	ck_assert_int_eq(card_result_add_field(&s->result, "serial", serial), 0);
+	readers_session_done(s, now + 100);
+}
+
+START_TEST(t_opposed)
+{
+	ck_assert_int_eq(opposition_add("25012345678901234567"), 0);
+	read_with_serial("R1", "25012345678901234567", "physical", 1000);
+	ck_assert_uint_eq(count(READERS_REPORT_CARD_READ), 1);
+	ck_assert(last(READERS_REPORT_CARD_READ)->opposed);
+	const struct card_result *c = readers_current_card("R1", NULL, NULL);
+	ck_assert_ptr_nonnull(c);
+	ck_assert(c->opposed);
+
+	/* another serial in another reader: not opposed */
+	read_with_serial("R2", "25012345678901234568", "physical", 2000);
+	ck_assert(!last(READERS_REPORT_CARD_READ)->opposed);
+	ck_assert(!readers_current_card("R2", NULL, NULL)->opposed);
+
+	/* the list changes while both cards stay in: both follow */
+	opposition_remove("25012345678901234567");
+	ck_assert_int_eq(opposition_add("25012345678901234568"), 0);
+	ck_assert_uint_eq(readers_opposition_changed(), 2);
+	ck_assert(!readers_current_card("R1", NULL, NULL)->opposed);
+	ck_assert(readers_current_card("R2", NULL, NULL)->opposed);
+	ck_assert_uint_eq(readers_opposition_changed(), 0);
+	ck_assert_uint_eq(count(READERS_REPORT_CARD_READ), 2); /* no event for a change */
+
+	/* a phone whose fields happen to hold a listed serial: not checked */
+	read_with_serial("R3", "25012345678901234568", "digital-nfc", 3000);
+	ck_assert(!last(READERS_REPORT_CARD_READ)->opposed);
+}
+END_TEST
 
 START_TEST(t_good_read)
 {
@@ -661,6 +715,7 @@ main(void)
 	TCase *tc = tcase_create("readers");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, t_good_read);
+	tcase_add_test(tc, t_opposed);
 	tcase_add_test(tc, t_deadline);
 	tcase_add_test(tc, t_code_entry);
 	tcase_add_test(tc, t_removed_mid_read);
