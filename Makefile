@@ -27,7 +27,20 @@ INCLUDEDIR  ?= $(PREFIX)/include
 DATADIR     ?= $(PREFIX)/share
 MANDIR      ?= $(DATADIR)/man
 SYSCONFDIR  ?= /etc
-UNITDIR     ?= /lib/systemd/system
+DOCDIR      ?= $(DATADIR)/doc/vitaled
+# systemd's own directories, as `pkg-config systemd` names them (Debian 12:
+# /lib/systemd/system, /usr/lib/sysusers.d, /usr/lib/tmpfiles.d); the
+# fallbacks where pkg-config or systemd.pc lacks them.
+systemd_var  = $(or $(shell pkg-config --variable=$(1) systemd 2>/dev/null),$(2))
+ifeq ($(origin UNITDIR),undefined)
+UNITDIR     := $(call systemd_var,systemdsystemunitdir,/lib/systemd/system)
+endif
+ifeq ($(origin SYSUSERSDIR),undefined)
+SYSUSERSDIR := $(call systemd_var,sysusersdir,/usr/lib/sysusers.d)
+endif
+ifeq ($(origin TMPFILESDIR),undefined)
+TMPFILESDIR := $(call systemd_var,tmpfilesdir,/usr/lib/tmpfiles.d)
+endif
 DESTDIR     ?=
 
 B           ?= build
@@ -110,12 +123,21 @@ TOOL_BINS   := $(TOOL_SRCS:tests/tools/%.c=$(B)/tools/%)
 IFACE_FILES := $(wildcard docs/*.varlink)
 
 LIBCLIENT   := $(B)/libvitaled-client.a
-LIBCLIENT_SO := $(B)/libvitaled-client.so.0
+# the shared library: SONAME libvitaled-client.so.0 (the ABI), the file
+# named by the full version, the usual two links
+# (the library's version is its own: the major changes with an ABI break only)
+SO_VERSION  := 0.1.0
+SO_MAJOR    := $(firstword $(subst ., ,$(SO_VERSION)))
+LIBCLIENT_SONAME := libvitaled-client.so.$(SO_MAJOR)
+LIBCLIENT_SOFILE := libvitaled-client.so.$(SO_VERSION)
+LIBCLIENT_SO := $(B)/$(LIBCLIENT_SOFILE)
 PCFILE      := $(B)/vitaled-client.pc
+# the units, with the real paths of this build
+UNITS       := $(B)/systemd/vitaled.service $(B)/systemd/vitaled.socket
 
 .PHONY: all check unit integration demo bench fuzz fuzz-run fuzz-campaign memcheck soak deps install clean tools torture lint
 
-all: $(B)/vitaled $(B)/vitalectl $(LIBCLIENT) $(LIBCLIENT_SO) $(PCFILE) $(TOOL_BINS)
+all: $(B)/vitaled $(B)/vitalectl $(LIBCLIENT) $(LIBCLIENT_SO) $(PCFILE) $(UNITS) $(TOOL_BINS)
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -152,12 +174,26 @@ $(LIBCLIENT): $(CLIENT_OBJS)
 	ar rcs $@ $^
 
 $(LIBCLIENT_SO): $(CLIENT_PIC)
-	$(CC) -shared -Wl,-soname,libvitaled-client.so.0 $(filter-out -pie,$(LDFLAGS)) -o $@ $^ $(shell pkg-config --libs jansson)
-	ln -sf libvitaled-client.so.0 $(B)/libvitaled-client.so
+	$(CC) -shared -Wl,-soname,$(LIBCLIENT_SONAME) $(filter-out -pie,$(LDFLAGS)) -o $@ $^ $(shell pkg-config --libs jansson)
+	ln -sf $(LIBCLIENT_SOFILE) $(B)/$(LIBCLIENT_SONAME)
+	ln -sf $(LIBCLIENT_SONAME) $(B)/libvitaled-client.so
 
-$(PCFILE): client/vitaled-client.pc.in Makefile
+# rewritten when an install path changes, so that the files naming them are
+# made again (`make` then `make install PREFIX=/usr`)
+PATHS_SIG   := $(PREFIX):$(LIBDIR):$(INCLUDEDIR):$(SBINDIR):$(SYSCONFDIR)
+$(B)/paths: FORCE
+	@mkdir -p $(B)
+	@echo '$(PATHS_SIG)' | cmp -s - $@ || echo '$(PATHS_SIG)' > $@
+FORCE:
+
+$(PCFILE): client/vitaled-client.pc.in Makefile $(B)/paths
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+# the units name the installed paths: ExecStart is $(SBINDIR)/vitaled
+$(B)/systemd/%: packaging/systemd/%.in Makefile $(B)/paths
+	@mkdir -p $(dir $@)
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' $< > $@
 
 # vitalectl links the protocol and base layers only, for the pure code of
 # the offline `sheet verify` (protocol/sheetsig and what it needs) and
@@ -308,27 +344,34 @@ fuzz-campaign: fuzz
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
 	           $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man1 \
-	           $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)/vitaled \
-	           $(DESTDIR)$(DATADIR)/vitaled/profiles $(DESTDIR)$(DATADIR)/vitaled/varlink
+	           $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)/vitaled/profiles.d \
+	           $(DESTDIR)$(DOCDIR)/profiles $(DESTDIR)$(DATADIR)/vitaled/varlink
 	install -m 0755 $(B)/vitaled $(DESTDIR)$(SBINDIR)/vitaled
 	install -m 0755 $(B)/vitalectl $(DESTDIR)$(BINDIR)/vitalectl
 	install -m 0644 $(LIBCLIENT) $(DESTDIR)$(LIBDIR)/
-	install -m 0755 $(LIBCLIENT_SO) $(DESTDIR)$(LIBDIR)/
-	ln -sf libvitaled-client.so.0 $(DESTDIR)$(LIBDIR)/libvitaled-client.so
+	install -m 0644 $(LIBCLIENT_SO) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(LIBCLIENT_SOFILE) $(DESTDIR)$(LIBDIR)/$(LIBCLIENT_SONAME)
+	ln -sf $(LIBCLIENT_SONAME) $(DESTDIR)$(LIBDIR)/libvitaled-client.so
 	install -m 0644 client/vitaled-client.h $(DESTDIR)$(INCLUDEDIR)/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
-	    client/vitaled-client.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/vitaled-client.pc
+	install -m 0644 $(PCFILE) $(DESTDIR)$(LIBDIR)/pkgconfig/vitaled-client.pc
 	install -m 0644 docs/vitaled.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 docs/vitalectl.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 docs/vitaled.conf.5 $(DESTDIR)$(MANDIR)/man5/
-	install -m 0644 conf/vitaled.conf $(DESTDIR)$(SYSCONFDIR)/vitaled/vitaled.conf.example
-	for f in $(wildcard conf/profiles/*); do install -m 0644 $$f $(DESTDIR)$(DATADIR)/vitaled/profiles/; done
+	# the configuration: the annotated example in the docs; /etc gets a copy
+	# only where there is none (an administrator's file is never overwritten)
+	install -m 0644 conf/vitaled.conf $(DESTDIR)$(DOCDIR)/vitaled.conf.example
+	[ -e $(DESTDIR)$(SYSCONFDIR)/vitaled/vitaled.conf ] || \
+	    install -m 0644 conf/vitaled.conf $(DESTDIR)$(SYSCONFDIR)/vitaled/vitaled.conf
+	install -m 0644 README.md LICENSE $(wildcard docs/*.md) $(DESTDIR)$(DOCDIR)/
+	# the built-in card profiles are compiled in; their source is documentation
+	# (and a starting point for a site's own in $(SYSCONFDIR)/vitaled/profiles.d,
+	# the default [profiles] dir)
+	for f in $(wildcard conf/profiles/*.profile); do install -m 0644 $$f $(DESTDIR)$(DOCDIR)/profiles/; done
 	for f in $(IFACE_FILES); do install -m 0644 $$f $(DESTDIR)$(DATADIR)/vitaled/varlink/; done
-	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(LIBDIR)/sysusers.d $(DESTDIR)$(LIBDIR)/tmpfiles.d
-	install -m 0644 packaging/systemd/vitaled.service $(DESTDIR)$(UNITDIR)/vitaled.service
-	install -m 0644 packaging/systemd/vitaled.sysusers $(DESTDIR)$(LIBDIR)/sysusers.d/vitaled.conf
-	install -m 0644 packaging/systemd/vitaled.tmpfiles $(DESTDIR)$(LIBDIR)/tmpfiles.d/vitaled.conf
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR)
+	install -m 0644 $(UNITS) $(DESTDIR)$(UNITDIR)/
+	install -m 0644 packaging/systemd/vitaled.sysusers $(DESTDIR)$(SYSUSERSDIR)/vitaled.conf
+	install -m 0644 packaging/systemd/vitaled.tmpfiles $(DESTDIR)$(TMPFILESDIR)/vitaled.conf
 
 clean:
 	rm -rf $(B)

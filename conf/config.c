@@ -55,7 +55,7 @@ static const struct ckey keys[] = {
 	{ "nfc", "device",             CT_LIST,  O(nfc_devices), "", 0, 255, NULL, false },
 	{ "nfc", "poll_ms",            CT_INT,   O(nfc_poll_ms), "300", 50, 10000, NULL, false },
 
-	{ "profiles", "dir",           CT_STR,   O(profile_dir), "", 0, 4000, NULL, false },
+	{ "profiles", "dir",           CT_STR,   O(profile_dir), CONFIG_DEFAULT_PROFILE_DIR, 0, 4000, NULL, false },
 
 	{ "digital", "trust_anchor",   CT_LIST,  O(trust_anchors), "", 0, 4000, NULL, false },
 	{ "digital", "clock_skew_s",   CT_INT,   O(clock_skew_s), "300", 0, 86400, NULL, false },

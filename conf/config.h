@@ -17,6 +17,9 @@
 #include <stdio.h>
 
 #define CONFIG_DEFAULT_PATH VITALED_SYSCONFDIR "/vitaled/vitaled.conf"
+/* [profiles] dir's default: a site's own profiles (make install creates it
+ * empty); while it is the default, a missing directory is no error */
+#define CONFIG_DEFAULT_PROFILE_DIR VITALED_SYSCONFDIR "/vitaled/profiles.d"
 #define CONFIG_LIST_MAX 16
 
 struct config_list {

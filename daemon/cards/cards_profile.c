@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon/cards/cards.h"
 #include "daemon/cards/cards_digital.h"
@@ -197,7 +198,12 @@ profiles_init(struct daemon *d)
 		profile_set_free(set);
 		return r;
 	}
-	if (d->cfg->profile_dir[0] && (r = load_dir(set, d->cfg->profile_dir)) < 0) {
+	const char *dir = d->cfg->profile_dir;
+	if (dir[0] && !strcmp(dir, CONFIG_DEFAULT_PROFILE_DIR) && access(dir, F_OK) != 0) {
+		log_debug("profiles: no %s (the default [profiles] dir): built-in profiles only", dir);
+		dir = "";
+	}
+	if (dir[0] && (r = load_dir(set, dir)) < 0) {
 		profile_set_free(set);
 		return r;
 	}

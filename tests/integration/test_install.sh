@@ -12,13 +12,45 @@ trap cleanup EXIT INT TERM
 fail() { echo "FAIL: $*"; exit 1; }
 
 make -s -C "$top" install B="$B" DESTDIR="$tmp/root" PREFIX=/usr >"$tmp/install.log" 2>&1 || { cat "$tmp/install.log"; fail "make install"; }
-for f in usr/sbin/vitaled usr/bin/vitalectl usr/include/vitaled-client.h usr/lib/libvitaled-client.so.0 \
+# systemd's directories as `pkg-config systemd` names them (with the Makefile's fallbacks)
+sdvar() { v=$(pkg-config --variable="$1" systemd 2>/dev/null); echo "${v:-$2}" | sed 's|^/||'; }
+unitdir=$(sdvar systemdsystemunitdir /lib/systemd/system)
+sysusersdir=$(sdvar sysusersdir /usr/lib/sysusers.d)
+tmpfilesdir=$(sdvar tmpfilesdir /usr/lib/tmpfiles.d)
+for f in usr/sbin/vitaled usr/bin/vitalectl usr/include/vitaled-client.h usr/lib/libvitaled-client.so.0.1.0 \
          usr/lib/libvitaled-client.a usr/lib/pkgconfig/vitaled-client.pc usr/share/man/man8/vitaled.8 \
-         usr/share/man/man1/vitalectl.1 usr/share/man/man5/vitaled.conf.5 etc/vitaled/vitaled.conf.example \
-         lib/systemd/system/vitaled.service; do
-    [ -e "$tmp/root/$f" ] || fail "not installed: $f"
+         usr/share/man/man1/vitalectl.1 usr/share/man/man5/vitaled.conf.5 etc/vitaled/vitaled.conf \
+         usr/share/doc/vitaled/vitaled.conf.example usr/share/doc/vitaled/LICENSE usr/share/doc/vitaled/README.md \
+         usr/share/doc/vitaled/profiles/vitale2.profile usr/share/vitaled/varlink/io.vitaled.Terminal.varlink \
+         "$unitdir/vitaled.service" "$unitdir/vitaled.socket" "$sysusersdir/vitaled.conf" "$tmpfilesdir/vitaled.conf"; do
+    [ -f "$tmp/root/$f" ] || fail "not installed: $f"
 done
+[ -d "$tmp/root/etc/vitaled/profiles.d" ] || fail "not installed: etc/vitaled/profiles.d"
 grep -q '^prefix=/usr$' "$tmp/root/usr/lib/pkgconfig/vitaled-client.pc" || fail "pkg-config prefix is not /usr"
+grep -q '^libdir=/usr/lib$' "$tmp/root/usr/lib/pkgconfig/vitaled-client.pc" || fail "pkg-config libdir is not /usr/lib"
+grep -qx 'ExecStart=/usr/sbin/vitaled --foreground --config /etc/vitaled/vitaled.conf' "$tmp/root/$unitdir/vitaled.service" \
+    || fail "the unit's ExecStart is not the installed sbindir"
+# nothing systemd would not read: no sysusers.d or tmpfiles.d under LIBDIR unless systemd says so
+for d in usr/lib/sysusers.d usr/lib/tmpfiles.d; do
+    case " $sysusersdir $tmpfilesdir " in *" $d "*) ;; *) [ -e "$tmp/root/$d" ] && fail "$d is not systemd's" ;; esac
+done
+# the shared library: SONAME .so.0, file .so.0.1.0, the two links
+[ "$(readlink "$tmp/root/usr/lib/libvitaled-client.so.0")" = libvitaled-client.so.0.1.0 ] || fail "libvitaled-client.so.0 link"
+[ "$(readlink "$tmp/root/usr/lib/libvitaled-client.so")" = libvitaled-client.so.0 ] || fail "libvitaled-client.so link"
+soname=$(objdump -p "$tmp/root/usr/lib/libvitaled-client.so.0.1.0" | awk '$1 == "SONAME" { print $2 }')
+[ "$soname" = libvitaled-client.so.0 ] || fail "SONAME is '$soname'"
+# the configuration installed is valid as it stands, and an existing one is never overwritten
+"$tmp/root/usr/sbin/vitaled" --check-config --config "$tmp/root/etc/vitaled/vitaled.conf" >/dev/null \
+    || fail "the installed vitaled.conf does not pass --check-config"
+echo "# mine" >> "$tmp/root/etc/vitaled/vitaled.conf"
+make -s -C "$top" install B="$B" DESTDIR="$tmp/root" PREFIX=/usr >"$tmp/install.log" 2>&1 || { cat "$tmp/install.log"; fail "make install (again)"; }
+tail -1 "$tmp/root/etc/vitaled/vitaled.conf" | grep -qx '# mine' || fail "make install overwrote /etc/vitaled/vitaled.conf"
+# Debian's multiarch LIBDIR moves the library and the .pc, not systemd's files
+make -s -C "$top" install B="$B" DESTDIR="$tmp/ma" PREFIX=/usr LIBDIR=/usr/lib/x86_64-linux-gnu >"$tmp/install.log" 2>&1 \
+    || { cat "$tmp/install.log"; fail "make install (multiarch)"; }
+[ -f "$tmp/ma/usr/lib/x86_64-linux-gnu/libvitaled-client.so.0.1.0" ] || fail "multiarch: library"
+[ -f "$tmp/ma/$sysusersdir/vitaled.conf" ] || fail "multiarch: sysusers.d moved with LIBDIR"
+grep -q '^libdir=/usr/lib/x86_64-linux-gnu$' "$tmp/ma/usr/lib/x86_64-linux-gnu/pkgconfig/vitaled-client.pc" || fail "multiarch: .pc libdir"
 
 cat > "$tmp/client.c" <<'C'
 #include <stdio.h>
