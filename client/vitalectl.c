@@ -390,6 +390,7 @@ cmd_pin(struct ctl *ctl, int argc, char **argv)
 	char *err = NULL;
 	int x = vtc_call(ctl->conn, IFACE ".SubmitPin", params, 0, &r, &err); /* params freed (wiped) */
 	if (x == VTC_ERROR_REPLY) {
+		ctl_note_error(err, r);
 		print_pin_error(err, r, target);
 		free(err);
 		json_decref(r);
@@ -483,6 +484,7 @@ cmd_unblock(struct ctl *ctl, int argc, char **argv)
 	int x = vtc_call(ctl->conn, IFACE ".UnblockPin", params, 0, &r, &err); /* params freed (wiped) */
 	params = NULL;
 	if (x == VTC_ERROR_REPLY) {
+		ctl_note_error(err, r);
 		if (!strcmp(err, IFACE ".PinIncorrect")) {
 			json_t *tl = json_object_get(r, "tries_left");
 			if (json_is_integer(tl))
@@ -808,6 +810,7 @@ cmd_watch(struct ctl *ctl, int argc, char **argv)
 	int r = vtc_call(ctl->conn, IFACE ".WatchEvents", NULL, VTC_MORE, &reply, &err);
 	for (;;) {
 		if (r == VTC_ERROR_REPLY) {
+			ctl_note_error(err, reply);
 			fprintf(stderr, "vitalectl: WatchEvents: %s\n", err ? err : "error");
 			free(err);
 			json_decref(reply);
@@ -900,6 +903,7 @@ upload_follow(struct ctl *ctl)
 		r = vtc_next(ctl->conn, &reply, &err, &continues);
 	}
 	if (r == VTC_ERROR_REPLY) {
+		ctl_note_error(err, reply);
 		fprintf(stderr, "vitalectl: Upload: %s%s%s\n", err ? err : "error",
 		        jstr(reply, "reason", NULL) ? ": " : "", jstr(reply, "reason", ""));
 		free(err);
@@ -979,6 +983,21 @@ usage(FILE *f)
 	        VTC_DEFAULT_SOCKET);
 }
 
+/* The old form `sheet create|draft|complete ... --json FILE` names the
+ * sheet's input file (now --input FILE): a --json after the subcommand
+ * (after the ID for complete) followed by a word that is not an option. Any
+ * other --json asks for JSON output. */
+static bool
+json_names_input(int argc, char **argv, int first, int i)
+{
+	if (argc - first < 2 || strcmp(argv[first], "sheet") != 0)
+		return false;
+	const char *sub = argv[first + 1];
+	int after = !strcmp(sub, "complete") ? first + 2 :
+	            (!strcmp(sub, "create") || !strcmp(sub, "draft")) ? first + 1 : argc;
+	return i > after && i + 1 < argc && argv[i + 1][0] != '-';
+}
+
 int
 main(int argc, char **argv)
 {
@@ -992,6 +1011,12 @@ main(int argc, char **argv)
 	};
 	struct ctl ctl = { .timeout_ms = 10000 };
 	int c;
+	/* --json anywhere: errors are JSON too (vitalectl.h) */
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--json")) {
+			ctl_json_errors_start();
+			break;
+		}
 	/* "+" stops at the first non-option: the command's own options follow */
 	while ((c = getopt_long(argc, argv, "+s:t:jhV", opts, NULL)) != -1) {
 		switch (c) {
@@ -1001,19 +1026,21 @@ main(int argc, char **argv)
 			double t = strtod(optarg, &end);
 			if (*end || t < 0 || t > 86400) {
 				fprintf(stderr, "vitalectl: bad --timeout '%s'\n", optarg);
+				ctl_json_errors_finish(EXIT_USAGE);
 				return EXIT_USAGE;
 			}
 			ctl.timeout_ms = (int)(t * 1000);
 			break;
 		}
 		case 'j': ctl.json = true; break;
-		case 'h': usage(stdout); return 0;
-		case 'V': printf("vitalectl %s\n", VITALED_VERSION); return 0;
-		default: usage(stderr); return EXIT_USAGE;
+		case 'h': usage(stdout); ctl_json_errors_finish(0); return 0;
+		case 'V': printf("vitalectl %s\n", VITALED_VERSION); ctl_json_errors_finish(0); return 0;
+		default: usage(stderr); ctl_json_errors_finish(EXIT_USAGE); return EXIT_USAGE;
 		}
 	}
 	if (optind >= argc) {
 		usage(stderr);
+		ctl_json_errors_finish(EXIT_USAGE);
 		return EXIT_USAGE;
 	}
 	/* allow --json after the command too: "vitalectl status --json" */
@@ -1022,7 +1049,7 @@ main(int argc, char **argv)
 	if (!sub_argv)
 		return EXIT_TRANSPORT;
 	for (int i = optind; i < argc; i++) {
-		if (!strcmp(argv[i], "--json"))
+		if (!strcmp(argv[i], "--json") && !json_names_input(argc, argv, optind, i))
 			ctl.json = true;
 		else
 			sub_argv[sub_argc++] = argv[i];
@@ -1040,5 +1067,6 @@ main(int argc, char **argv)
 	}
 	vtc_close(ctl.conn);
 	free(sub_argv);
+	ctl_json_errors_finish(rc);
 	return rc;
 }

@@ -38,6 +38,15 @@ int ctl_call_err(struct ctl *ctl, const char *method, json_t *params, json_t **r
  * *reply is set for the caller to format; > 0 is an exit code. */
 int ctl_call_human(struct ctl *ctl, const char *method, json_t *params, json_t **reply);
 void print_json(json_t *j);
+/* --json mode: a failing command also prints one JSON object on stdout,
+ * {"error": NAME, "parameters": {...}, "message": TEXT, "exit": CODE}, NAME
+ * being the daemon's varlink error or vitalectl.Usage / .Unreachable /
+ * .Transport, TEXT what went to stderr (still written there as it comes).
+ * Not when the command printed its own JSON result (print_json) first. */
+void ctl_json_errors_start(void);
+void ctl_json_errors_finish(int rc);
+/* For commands calling vtc_call themselves: the varlink error to report. */
+void ctl_note_error(const char *name, json_t *params);
 /* A string member, or dflt. */
 const char *jstr(json_t *o, const char *key, const char *dflt);
 

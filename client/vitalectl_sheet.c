@@ -1,9 +1,9 @@
 /* vitalectl's sheet and queue commands.
  *
  *   sheet create (--reader NAME [--beneficiary N] | --degraded --patient-json FILE)
- *                (--act CODE:COEF:AMOUNT_CENTS[:DATE] ... | --json FILE) [options]
- *   sheet draft [--reader NAME] [--beneficiary N] [--json FILE]
- *   sheet complete ID (--act ... | --json FILE) [options]
+ *                (--act CODE:COEF:AMOUNT_CENTS[:DATE] ... | --input FILE) [options]
+ *   sheet draft [--reader NAME] [--beneficiary N] [--input FILE]
+ *   sheet complete ID (--act ... | --input FILE) [options]
  *   sheet list [--state S[,S]] [--from D] [--to D] [--due-before D] [--limit N] [--all]
  *   sheet show ID
  *   sheet export ID -o FILE
@@ -98,19 +98,20 @@ usage_sheet(void)
 {
 	fprintf(stderr,
 	        "usage: vitalectl sheet create (--reader NAME [--beneficiary N] | --degraded --patient-json FILE)\n"
-	        "                              (--act CODE:COEF:AMOUNT_CENTS[:DATE] ... | --json FILE)\n"
+	        "                              (--act CODE:COEF:AMOUNT_CENTS[:DATE] ... | --input FILE)\n"
 	        "                              [--care-date YYYY-MM-DD] [--insurance maladie|maternite|at_mp|smg]\n"
 	        "                              [--at-date D] [--tiers-payant] [--insurer RR:CCC:CCCC]\n"
 	        "                              [--amo CENTS] [--amc CENTS] [--patient CENTS]\n"
 	        "                              [--prescriber ID[:DATE]]\n"
-	        "       vitalectl sheet draft [--reader NAME] [--beneficiary N] [--json FILE]\n"
-	        "       vitalectl sheet complete ID (--act ... | --json FILE) [the options of create]\n"
+	        "       vitalectl sheet draft [--reader NAME] [--beneficiary N] [--input FILE]\n"
+	        "       vitalectl sheet complete ID (--act ... | --input FILE) [the options of create]\n"
 	        "       vitalectl sheet list [--state S[,S...]] [--from D] [--to D] [--due-before D]\n"
 	        "                            [--limit N] [--all]\n"
 	        "       vitalectl sheet show ID\n"
 	        "       vitalectl sheet export ID -o FILE\n"
 	        "       vitalectl sheet verify FILE --cert CERT.pem   (offline)\n"
-	        "Totals when not in --json: total = the acts' sum; amo = total - amc - patient.\n");
+	        "--input FILE (-i; formerly --json FILE): the till's part as a JSON object.\n"
+	        "Totals when not in the input: total = the acts' sum; amo = total - amc - patient.\n");
 	return EXIT_USAGE;
 }
 
@@ -139,7 +140,8 @@ parse_sheet_opts(int argc, char **argv, int i, struct sheet_opts *o, bool allow_
 			o->beneficiary = strtol(v, &end, 10);
 			if (*end || o->beneficiary < 0)
 				goto bad;
-		} else if (!strcmp(a, "--json") && v) {
+		} else if ((!strcmp(a, "--input") || !strcmp(a, "-i") || !strcmp(a, "--json")) && v) {
+			/* --json FILE: the old spelling, kept (see json_names_input) */
 			json_t *j = load_json_file(v);
 			if (!j)
 				goto fail;
@@ -272,11 +274,6 @@ call_create(struct ctl *ctl, const char *method, json_t *params)
 			char *p = json_dumps(r, JSON_COMPACT);
 			fprintf(stderr, "vitalectl: %s: %s %s\n", method, err, p ? p : "");
 			free(p);
-		}
-		if (ctl->json) {
-			json_t *o = json_pack("{s:s,s:O}", "error", err, "parameters", r);
-			print_json(o);
-			json_decref(o);
 		}
 		free(err);
 		json_decref(r);

@@ -11,7 +11,8 @@ libp11-dev libp11-kit-dev check"
 TEST="pcscd pcsc-tools vsmartcard-vpcd libnfc-bin socat softhsm2 opensc
 libengine-pkcs11-openssl python3 python3-cbor2 python3-cryptography openssl
 sqlite3 systemd procps psmisc util-linux gdb valgrind clang libclang-rt-14-dev
-fiu-utils libfiu-dev iproute2"
+fiu-utils libfiu-dev iproute2
+golang-go golang-github-varlink-go-dev mandoc prometheus bash-completion"
 PKGS="$BUILD $TEST"
 
 here=$(cd "$(dirname "$0")" && pwd)

@@ -34,9 +34,13 @@ struct method {
 	unsigned flags;
 };
 
+/* An interface; alias_of: the canonical name this lower-case alias stands
+ * for (vl_server_add_interface), its name and description then owned. */
 struct iface {
 	const char *name;
 	const char *desc;
+	const char *alias_of;
+	char *owned_name, *owned_desc;
 };
 
 struct vl_conn;
@@ -48,6 +52,7 @@ struct vl_call {
 	vl_cancel_fn cancel;
 	void *cancel_arg;
 	bool replying; /* inside send_reply: a failed send must not free us */
+	const struct iface *alias; /* called through this alias: errors in its name */
 };
 
 struct vl_conn {
@@ -87,7 +92,7 @@ struct vl_server {
 	size_t out_total;        /* bytes queued to every client together */
 	struct vl_ratelog refuse_log, emfile_log, deny_log;
 	bool shutting_down;
-	char err_protocol[128], err_denied[128], err_shutdown[128], err_internal[128];
+	char err_protocol[128], err_shutdown[128], err_internal[128];
 };
 
 /* A log line at most every VL_LOG_INTERVAL_MS per kind; the lines held back
@@ -210,15 +215,9 @@ vl_msg_parse(const char *buf, size_t len, struct vl_msg *m, char *err, size_t er
 		}
 		fv[i] = f && json_is_true(f);
 	}
-	const char *key;
-	json_t *val;
-	json_object_foreach(root, key, val) {
-		if (strcmp(key, "method") && strcmp(key, "parameters") && strcmp(key, "more") &&
-		    strcmp(key, "oneway") && strcmp(key, "upgrade")) {
-			snprintf(err, errlen, "unknown field in call");
-			goto bad;
-		}
-	}
+	/* Any other member (a vendor's extension object, a field a later
+	 * version of the protocol adds) is ignored, as the varlink spec asks
+	 * of a service: only the members above have a meaning here. */
 	m->method = strdup(json_string_value(method));
 	if (!m->method) {
 		snprintf(err, errlen, "out of memory");
@@ -370,7 +369,10 @@ send_reply(struct vl_call *call, json_t *params, const char *error, bool continu
 	}
 	json_t *msg = json_object();
 	json_object_set_new(msg, "parameters", params ? params : json_object());
-	if (error)
+	size_t cl = call->alias ? strlen(call->alias->alias_of) : 0;
+	if (error && call->alias && !strncmp(error, call->alias->alias_of, cl) && error[cl] == '.')
+		json_object_set_new(msg, "error", json_pack("s+", call->alias->name, error + cl));
+	else if (error)
 		json_object_set_new(msg, "error", json_string(error));
 	if (continues)
 		json_object_set_new(msg, "continues", json_true());
@@ -415,10 +417,7 @@ vl_reply_continues(struct vl_call *call, json_t *params)
 int
 vl_reply_error(struct vl_call *call, const char *error, json_t *params)
 {
-	bool ow = call->oneway;
-	call->oneway = false; /* errors are worth sending even for oneway calls */
-	int r = send_reply(call, params, error, false);
-	call->oneway = ow;
+	int r = send_reply(call, params, error, false); /* nothing for a oneway call */
 	call_end(call);
 	return r;
 }
@@ -534,6 +533,27 @@ iface_known(struct vl_server *s, const char *method)
 	return false;
 }
 
+/* A call through a lower-case alias runs as the canonical interface's. */
+static int
+resolve_alias(struct vl_server *s, struct vl_call *call)
+{
+	const char *dot = strrchr(call->method, '.');
+	size_t n = (size_t)(dot - call->method);
+	for (size_t i = 0; i < s->nifaces; i++) {
+		const struct iface *f = &s->ifaces[i];
+		if (f->alias_of && strlen(f->name) == n && !strncmp(f->name, call->method, n)) {
+			char *m = NULL;
+			if (asprintf(&m, "%s%s", f->alias_of, dot) < 0)
+				return -ENOMEM;
+			free(call->method);
+			call->method = m;
+			call->alias = f;
+			return 0;
+		}
+	}
+	return 0;
+}
+
 static void
 dispatch(struct vl_conn *c, const char *buf, size_t len)
 {
@@ -554,8 +574,17 @@ dispatch(struct vl_conn *c, const char *buf, size_t len)
 	call->conn = c;
 	call->method = m.method;
 	m.method = NULL;
-	call->more = m.more;
-	call->oneway = m.oneway && !m.more;
+	if (resolve_alias(s, call) < 0) {
+		vl_msg_clear(&m);
+		call_free(call);
+		conn_kill(c);
+		return;
+	}
+	/* oneway: the client wants no reply at all, not even an error or the
+	 * replies of a stream (the varlink spec: "the service must not send a
+	 * reply"); it wins over more. The call still runs. */
+	call->oneway = m.oneway;
+	call->more = m.more && !m.oneway;
 	c->pending = call;
 
 	const struct method *meth = find_method(s, call->method);
@@ -579,7 +608,9 @@ dispatch(struct vl_conn *c, const char *buf, size_t len)
 			log_notice("api: pid %d uid %u denied %s (%lu denials not logged in the last %u s)",
 			           (int)c->peer.pid, (unsigned)c->peer.uid, call->method, held,
 			           VL_LOG_INTERVAL_MS / 1000u);
-		vl_reply_error(call, s->err_denied, json_pack("{s:s}", "method", call->method));
+		/* the standard error (org.varlink.service declares it without
+		 * parameters): generic clients know it; the log says which method */
+		vl_reply_error(call, SVC ".PermissionDenied", NULL);
 	} else {
 		int r = meth->fn(call, m.params, meth->arg);
 		if (r < 0 && c->pending == call) {
@@ -992,12 +1023,47 @@ vl_server_reaccess(struct vl_server *s)
 /* ------------------------------------------------------------------ */
 /* set-up */
 
+/* The alias of an interface whose name has capitals: the name in lower
+ * case, for parsers that follow the older grammar (lower case only; Debian
+ * 12's Go varlink 0.4.0). Its description is the canonical one with the
+ * interface line renamed; its methods are the canonical ones. */
+static int
+add_alias(struct vl_server *s, const char *name, const char *description)
+{
+	char *lower = strdup(name), *desc = NULL;
+	if (!lower)
+		return -ENOMEM;
+	for (char *p = lower; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	char line[300];
+	snprintf(line, sizeof(line), "interface %s\n", name);
+	const char *at = strstr(description, line);
+	size_t ll = strlen(line);
+	if (!at || (at != description && at[-1] != '\n') ||
+	    asprintf(&desc, "%.*sinterface %s\n%s", (int)(at - description), description, lower,
+	             at + ll) < 0) {
+		free(lower);
+		return at ? -ENOMEM : -EINVAL;
+	}
+	if (s->nifaces >= sizeof(s->ifaces) / sizeof(s->ifaces[0])) {
+		free(lower);
+		free(desc);
+		return -ENOSPC;
+	}
+	s->ifaces[s->nifaces++] = (struct iface){ lower, desc, name, lower, desc };
+	return 0;
+}
+
 int
 vl_server_add_interface(struct vl_server *s, const char *name, const char *description)
 {
 	if (s->nifaces >= sizeof(s->ifaces) / sizeof(s->ifaces[0]))
 		return -ENOSPC;
-	s->ifaces[s->nifaces++] = (struct iface){ name, description };
+	s->ifaces[s->nifaces++] = (struct iface){ name, description, NULL, NULL, NULL };
+	for (const char *p = name; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			return add_alias(s, name, description);
 	return 0;
 }
 
@@ -1032,7 +1098,6 @@ vl_server_new(struct loop *l, const struct vl_server_opts *o, int listen_fd,
 	s->lfd = -1;
 	s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	snprintf(s->err_protocol, sizeof(s->err_protocol), "%s.ProtocolError", o->error_prefix);
-	snprintf(s->err_denied, sizeof(s->err_denied), "%s.PermissionDenied", o->error_prefix);
 	snprintf(s->err_shutdown, sizeof(s->err_shutdown), "%s.ShuttingDown", o->error_prefix);
 	snprintf(s->err_internal, sizeof(s->err_internal), "%s.InternalError", o->error_prefix);
 
@@ -1165,6 +1230,10 @@ vl_server_free(struct vl_server *s)
 	}
 	if (s->unlink_path)
 		unlink(s->path);
+	for (size_t i = 0; i < s->nifaces; i++) {
+		free(s->ifaces[i].owned_name);
+		free(s->ifaces[i].owned_desc);
+	}
 	for (size_t i = 0; i < s->nmethods; i++)
 		free(s->methods[i].name);
 	free(s->methods);

@@ -64,7 +64,7 @@ struct vl_server_opts {
 	 * times this. Calls in progress (streams) are exempt. */
 	unsigned idle_timeout_ms;
 	const char *vendor, *product, *version, *url;
-	const char *error_prefix; /* e.g. "io.vitaled.Terminal" for ProtocolError/PermissionDenied */
+	const char *error_prefix; /* e.g. "io.vitaled.Terminal" for ProtocolError, ShuttingDown ... */
 	vl_access_fn access;
 	void *access_arg;
 };
@@ -77,7 +77,11 @@ int vl_server_new(struct loop *l, const struct vl_server_opts *o, int listen_fd,
  * listening socket, and unlink the socket path if we created it. */
 void vl_server_free(struct vl_server *s);
 
-/* Register an interface (name and description text must outlive the server). */
+/* Register an interface (name and description text must outlive the server).
+ * A name with capitals (io.vitaled.Terminal, as the varlink spec allows) is
+ * also served under its lower-case spelling, for parsers that follow the
+ * older lower-case-only grammar: same methods, the description with its
+ * interface line renamed, errors named after the spelling the call used. */
 int vl_server_add_interface(struct vl_server *s, const char *name, const char *description);
 /* Register "interface.Method". flags: VL_CONTROL. */
 int vl_server_add_method(struct vl_server *s, const char *name, vl_method_fn fn, void *arg,

@@ -311,7 +311,7 @@ end_round(void)
 	U.round = false;
 	events_publish("UploadFinished",
 	               json_pack("{s:I,s:I,s:I,s:I,s:s}", "sent", (json_int_t)U.prog.sent, "accepted",
-	                         (json_int_t)U.prog.accepted, "duplicate",
+	                         (json_int_t)U.prog.accepted, "duplicates",
 	                         (json_int_t)U.prog.duplicate, "rejected",
 	                         (json_int_t)U.prog.rejected, "state",
 	                         uploader_state_name(U.u.state)));
@@ -353,7 +353,7 @@ stop_round(uint64_t wait_ms)
 	U.round = false;
 	events_publish("UploadFinished",
 	               json_pack("{s:I,s:I,s:I,s:I,s:s,s:s}", "sent", (json_int_t)U.prog.sent,
-	                         "accepted", (json_int_t)U.prog.accepted, "duplicate",
+	                         "accepted", (json_int_t)U.prog.accepted, "duplicates",
 	                         (json_int_t)U.prog.duplicate, "rejected",
 	                         (json_int_t)U.prog.rejected, "state",
 	                         uploader_state_name(U.u.state), "reason", U.u.why));

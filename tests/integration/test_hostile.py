@@ -204,7 +204,7 @@ call(s, "GetStatus"); print(recv(s)["parameters"]["access"], flush=True)
         denied = p.stdout.readline().strip()
         access = p.stdout.readline().strip()
         p.wait(timeout=10)
-        check(denied == IFACE + ".PermissionDenied", "Reload after withdrawal: %s" % denied)
+        check(denied == "org.varlink.service.PermissionDenied", "Reload after withdrawal: %s" % denied)
         check(access == "read", "access after withdrawal: %s" % access)
         print("  reload_access: control withdrawn on the open connection: %s, access %s" % (denied, access))
 
