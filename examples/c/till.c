@@ -701,6 +701,12 @@ holder_and_rights(struct till *t, json_t **cardp)
 	/* never show or log the full NIR: sex and birth year are enough to check */
 	say("holder: %s %s, NIR %.3s…, born %.4s (%zu on the card)", jstr(p, "surname", "?"),
 	    jstr(p, "given_name", "?"), jstr(p, "nir", ""), jstr(p, "birth_date", "?"), json_array_size(b));
+	if (json_is_true(json_object_get(card, "opposed"))) {
+		/* the card's serial is on the insurers' opposition list (lost,
+		 * stolen, replaced): CreateSheet would answer CardOpposed */
+		say("CardOpposed: %s", show("CardOpposed"));
+		return stop(t, EXIT_ERROR, json_pack("{s:s,s:s}", "error", "CardOpposed", "reader", t->reader));
+	}
 	if (json_is_false(json_object_get(card, "can_back_sheet"))) {
 		say("NoCard: this card cannot back a sheet: %s", jstr(card, "why", "?"));
 		return stop(t, EXIT_ERROR, json_pack("{s:s,s:s}", "error", "NoCard", "reason", jstr(card, "why", "?")));

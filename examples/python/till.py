@@ -411,6 +411,11 @@ class Till:
         say("holder: %s %s, NIR %s, born %s (%d on the card)" % (
             p["surname"], p["given_name"], (p.get("nir") or "")[:3] + "…",
             (p.get("birth_date") or "?")[:4], len(b)))
+        if card.get("opposed"):
+            # the card's serial is on the insurers' opposition list (lost,
+            # stolen, replaced): CreateSheet would answer CardOpposed
+            say("CardOpposed: %s" % SHOW["CardOpposed"])
+            raise Stop(EXIT_ERROR, {"error": "CardOpposed", "reader": self.reader})
         if card.get("can_back_sheet") is False:
             say("NoCard: this card cannot back a sheet: %s" % card.get("why"))
             raise Stop(EXIT_ERROR, {"error": "NoCard", "reason": card.get("why")})
