@@ -26,6 +26,8 @@ For each example, on a fresh vitaled:
   phone      a phone (the digital carte Vitale over the PC/SC contactless
              path) taps while the example waits: CodeEntryRequested shown,
              the sheet made from the phone (mode digital-nfc, the holder's NIR)
+  opposed    the card's serial on the insurer's opposition list: CardOpposed
+             (exit 1), no sheet made
   blocked    a CPS with one try left and a wrong PIN: PinBlocked (exit 1),
              the card's counter is 0, no sheet made
   noserial   a Vitale 2 without its serial (EF 2F02): NoCard with the reason,
@@ -69,6 +71,7 @@ import issuer as phone_issuer  # noqa: E402  (tests/world/issuer.py: the digital
 R0, R1 = "Virtual PCD 00 00", "Virtual PCD 00 01"
 T = "io.vitaled.Terminal."
 TERMINAL = "T0001"
+SERIAL = "25012345678901234567"   # the virtual Vitale 2's serial (tests/world/cards.py)
 SIGNER_PIN = "58204637"        # the practitioner key file's passphrase (digits: a PIN)
 CPS_PIN = "73915062"
 EXAMPLES = {
@@ -335,6 +338,41 @@ def t_offline(lang):
                                                                r["id"][:8], m["state"]))
 
 
+def wait_opposition(d, n):
+    """vitaled's copy of the opposition list holds n serials (synced with
+    the returns: an Upload round asks for it now)."""
+    d.invoke("Upload")
+    end = time.monotonic() + 25
+    while d.invoke("GetStatus")["opposition"]["serials"] != n:
+        check(time.monotonic() < end, "the opposition list not synced: %r" % d.invoke("GetStatus")["opposition"])
+        time.sleep(0.2)
+
+
+def t_opposed(lang):
+    """The card's serial on the insurer's opposition list: the example stops
+    at the card (CardOpposed, exit 1) and no sheet is made; the daemon's own
+    CreateSheet from that card answers CardOpposed too."""
+    d, ins = G["d"], G["ins"]
+    n = len(sheets(d))
+    ins.ctl("oppose " + SERIAL)
+    try:
+        wait_opposition(d, 1)
+        e = swap_card(G["h0"], "vitale2", ("CardRead", {"reader": R0}))
+        check(e.get("opposed") is True, "CardRead says opposed: %r" % e.get("opposed"))
+        rc, out, r = run(lang, ["--card-timeout", "5", "--rights-timeout", "3"], pins=[SIGNER_PIN])
+        check(rc == 1 and r.get("error") == "CardOpposed", "opposed: exit %d %r\n%s" % (rc, r, G["last"]))
+        check(said(out, "CardOpposed: this card is on the insurer's opposition list"),
+              "the example says what to do:\n%s" % G["last"])
+        check(len(sheets(d)) == n, "no sheet made")
+        err, x = d.result("CreateSheet", {"reader": R0, "sheet": sheetlib.till_part()})
+        check(err == T + "CardOpposed", "the daemon itself refuses a sheet from it: %s" % err)
+        why = d.invoke("GetCard", {"reader": R0})["card"].get("why")
+    finally:
+        # the last scenario: the next daemon syncs the list afresh (oppose, unoppose: empty)
+        ins.ctl("unoppose " + SERIAL)
+    print("  %s opposed: %s; GetCard why %r; CreateSheet %r" % (lang, said(out, "CardOpposed")[0], why, x))
+
+
 def daemon_for(lang):
     w = G["world"]
     conf = sheetlib.conf(G["key"], extra=(
@@ -375,7 +413,7 @@ def main():
         for lang in langs:
             G["d"] = daemon_for(lang).start()
             empty_readers()
-            for t in (t_nocard, t_full, t_lost, t_restart, t_blocked, t_noserial, t_offline, t_phone):
+            for t in (t_nocard, t_full, t_lost, t_restart, t_blocked, t_noserial, t_offline, t_phone, t_opposed):
                 name = "%s %s" % (lang, t.__name__)
                 if only and only not in name:
                     continue
