@@ -113,11 +113,14 @@ jstr(json_t *o, const char *k, const char *dflt)
 	return s ? s : dflt;
 }
 
-/* The error's name without the interface: "NoCard". */
+/* The error's name without its interface: "NoCard" for
+ * io.vitaled.Terminal.NoCard, "PermissionDenied" for
+ * org.varlink.service.PermissionDenied. */
 static const char *
 short_name(const char *err)
 {
-	return err && !strncmp(err, IFACE, strlen(IFACE)) ? err + strlen(IFACE) : err;
+	const char *dot = err ? strrchr(err, '.') : NULL;
+	return dot ? dot + 1 : err;
 }
 
 /* Stop the flow: exit code and the RESULT object (stolen). */

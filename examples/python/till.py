@@ -74,12 +74,13 @@ class Stop(Exception):
 
 
 class VarlinkError(Exception):
-    """vitaled answered with a named error: name without the interface
-    ("NoCard"), parameters as a dict."""
+    """vitaled answered with a named error: name without its interface
+    ("NoCard" for io.vitaled.Terminal.NoCard, "PermissionDenied" for
+    org.varlink.service.PermissionDenied), parameters as a dict."""
 
     def __init__(self, name, params):
         self.full = name
-        self.name = name[len(IFACE) + 1:] if name.startswith(IFACE + ".") else name
+        self.name = name.rsplit(".", 1)[-1]
         self.params = params or {}
         Exception.__init__(self, "%s %s" % (self.name, json.dumps(self.params)))
 

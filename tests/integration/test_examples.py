@@ -28,6 +28,9 @@ For each example, on a fresh vitaled:
              the sheet made from the phone (mode digital-nfc, the holder's NIR)
   opposed    the card's serial on the insurer's opposition list: CardOpposed
              (exit 1), no sheet made
+  readonly   run as a user without control access (nobody): PermissionDenied
+             (exit 1) before any card is touched; the daemon refuses GetCard
+             to that user with org.varlink.service.PermissionDenied
   blocked    a CPS with one try left and a wrong PIN: PinBlocked (exit 1),
              the card's counter is 0, no sheet made
   noserial   a Vitale 2 without its serial (EF 2F02): NoCard with the reason,
@@ -338,6 +341,44 @@ def t_offline(lang):
                                                                r["id"][:8], m["state"]))
 
 
+def t_readonly(lang):
+    """The till's user is not allowed control (here: nobody, not in
+    [api] allowed_users/allowed_groups): the example sees access "read" in
+    GetStatus and stops with PermissionDenied before touching a card; the
+    daemon's own answer to that user's GetCard is
+    org.varlink.service.PermissionDenied."""
+    import pwd
+    d = G["d"]
+    nob = pwd.getpwnam("nobody")
+    for path in (G["tmp"], d.dir):
+        os.chmod(path, 0o755)
+    os.chmod(d.sock, 0o666)
+
+    def as_nobody():
+        os.setgid(nob.pw_gid)
+        os.setgroups([])
+        os.setuid(nob.pw_uid)
+    cmd = EXAMPLES[lang] + ["--socket", d.sock, "--card-timeout", "1"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, preexec_fn=as_nobody,
+                       stdin=subprocess.DEVNULL)
+    G["last"] = "%s\n%s" % (p.stdout, p.stderr)
+    res = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
+    if not res and p.returncode in (2, 126, 127):
+        print("  %s readonly: skipped, nobody cannot run %s (%s)" % (lang, cmd[-5], p.stderr.strip()[:80]))
+        return
+    r = parse_result(res[-1]) if res else {}
+    check(p.returncode == 1 and r.get("error") == "PermissionDenied" and r.get("access") == "read",
+          "read-only user: exit %d %r\n%s" % (p.returncode, r, G["last"]))
+    q = subprocess.run(["/usr/bin/python3", "-c",
+                        "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n"
+                        "s.sendall(b'{\"method\":\"io.vitaled.Terminal.GetCard\",\"parameters\":{}}\\0')\n"
+                        "print(s.recv(4096).rstrip(b'\\0').decode())", d.sock],
+                       capture_output=True, text=True, timeout=30, preexec_fn=as_nobody)
+    check(json.loads(q.stdout or "{}").get("error") == "org.varlink.service.PermissionDenied",
+          "the daemon refuses GetCard to that user: %r %r" % (q.stdout, q.stderr))
+    print("  %s readonly: %s" % (lang, [x for x in p.stdout.splitlines() if "may only read" in x][0]))
+
+
 def wait_opposition(d, n):
     """vitaled's copy of the opposition list holds n serials (synced with
     the returns: an Upload round asks for it now)."""
@@ -413,7 +454,7 @@ def main():
         for lang in langs:
             G["d"] = daemon_for(lang).start()
             empty_readers()
-            for t in (t_nocard, t_full, t_lost, t_restart, t_blocked, t_noserial, t_offline, t_phone, t_opposed):
+            for t in (t_nocard, t_full, t_lost, t_restart, t_blocked, t_noserial, t_offline, t_phone, t_opposed, t_readonly):
                 name = "%s %s" % (lang, t.__name__)
                 if only and only not in name:
                     continue
