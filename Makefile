@@ -367,6 +367,9 @@ install: all
 	# (and a starting point for a site's own in $(SYSCONFDIR)/vitaled/profiles.d,
 	# the default [profiles] dir)
 	for f in $(wildcard conf/profiles/*.profile); do install -m 0644 $$f $(DESTDIR)$(DOCDIR)/profiles/; done
+	# the till examples (docs/till-integration.md), where an integrator starts from them
+	install -d $(DESTDIR)$(DOCDIR)/examples
+	install -m 0644 examples/c/till.c examples/python/till.py $(DESTDIR)$(DOCDIR)/examples/
 	for f in $(IFACE_FILES); do install -m 0644 $$f $(DESTDIR)$(DATADIR)/vitaled/varlink/; done
 	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR)
 	install -m 0644 $(UNITS) $(DESTDIR)$(UNITDIR)/

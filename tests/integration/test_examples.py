@@ -42,6 +42,7 @@ Every process is stopped by PID on every exit path (harness.py).
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -81,13 +82,22 @@ EXAMPLES = {
     "python": ["/usr/bin/python3", os.path.join(TOP, "examples", "python", "till.py")],
     "c": [os.path.join(harness.B, "examples", "till-c")],
 }
+# EXAMPLE_WRAPPER="valgrind --error-exitcode=99 --leak-check=full -q" runs the C
+# example under it (the daemon takes $TEST_WRAPPER as in every test)
+WRAP_C = shlex.split(os.environ.get("EXAMPLE_WRAPPER", ""))
+SLOW = 5 if (harness.WRAPPER or WRAP_C) else 1
 G = {}
+
+
+def command(lang):
+    return (WRAP_C if lang == "c" else []) + EXAMPLES[lang]
 
 
 def run(lang, args, pins=(), timeout=60):
     """The example with args; PINs on its standard input. (rc, stdout lines,
     the RESULT line's fields)."""
-    cmd = EXAMPLES[lang] + ["--socket", G["d"].sock] + list(args)
+    timeout *= SLOW
+    cmd = command(lang) + ["--socket", G["d"].sock] + list(args)
     p = subprocess.run(cmd, input="".join(x + "\n" for x in pins), capture_output=True, text=True,
                        timeout=timeout)
     out = p.stdout.splitlines()
@@ -126,7 +136,7 @@ def swap_card(h, card, wait_event=None, **args):
             return None
         h.insert(card, **args)
         if wait_event:
-            return w.wait_for(wait_event[0], timeout=15, **wait_event[1])
+            return w.wait_for(wait_event[0], timeout=15 * SLOW, **wait_event[1])
     finally:
         w.close()
 
@@ -200,13 +210,13 @@ def t_restart(lang):
     d, ins = G["d"], G["ins"]
     ins.ctl("returns_auto off")
     rid = "till-%s-restart" % lang
-    cmd = EXAMPLES[lang] + ["--socket", d.sock, "--request-id", rid, "--poll-interval", "1",
-                            "--reconnect-timeout", "20", "--follow-timeout", "40"]
+    cmd = command(lang) + ["--socket", d.sock, "--request-id", rid, "--poll-interval", "1",
+                           "--reconnect-timeout", str(20 * SLOW), "--follow-timeout", str(40 * SLOW)]
     p = harness.track(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE, text=True))
     out = []
     try:
-        end = time.monotonic() + 30
+        end = time.monotonic() + 30 * SLOW
         while time.monotonic() < end:
             line = p.stdout.readline()
             if not line:
@@ -221,7 +231,7 @@ def t_restart(lang):
         time.sleep(1)
         d.start()
         d.invoke("Upload")   # a round now (its returns poll), not after returns_interval_s
-        rest, err = p.communicate(timeout=60)
+        rest, err = p.communicate(timeout=60 * SLOW)
         out += rest.splitlines()
     finally:
         if p.poll() is None:
@@ -266,14 +276,14 @@ def t_noserial(lang):
 
 
 def start_example(lang, args):
-    cmd = EXAMPLES[lang] + ["--socket", G["d"].sock] + list(args)
+    cmd = command(lang) + ["--socket", G["d"].sock] + list(args)
     return harness.track(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, text=True))
 
 
 def read_until(p, out, pattern, timeout=30):
     """Lines of p's output into out until one matches pattern."""
-    end = time.monotonic() + timeout
+    end = time.monotonic() + timeout * SLOW
     while time.monotonic() < end:
         line = p.stdout.readline()
         if not line:
@@ -292,12 +302,12 @@ def t_phone(lang):
     swap_card(G["h1"], None)
     swap_card(G["h0"], None)
     rid = "till-%s-phone" % lang
-    p = start_example(lang, ["--request-id", rid, "--card-timeout", "20", "--until", "queued"])
+    p = start_example(lang, ["--request-id", rid, "--card-timeout", str(20 * SLOW), "--until", "queued"])
     out = []
     try:
         read_until(p, out, "waiting for a carte Vitale or a phone")
         G["h0"].insert("phone", tmpdir=G["phone_world"], pending_s="1.5")
-        rest, err = p.communicate(timeout=60)
+        rest, err = p.communicate(timeout=60 * SLOW)
         out += rest.splitlines()
     finally:
         if p.poll() is None:
@@ -358,7 +368,7 @@ def t_readonly(lang):
         os.setgid(nob.pw_gid)
         os.setgroups([])
         os.setuid(nob.pw_uid)
-    cmd = EXAMPLES[lang] + ["--socket", d.sock, "--card-timeout", "1"]
+    cmd = command(lang) + ["--socket", d.sock, "--card-timeout", "1"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, preexec_fn=as_nobody,
                        stdin=subprocess.DEVNULL)
     G["last"] = "%s\n%s" % (p.stdout, p.stderr)

@@ -77,3 +77,13 @@ out=$("$tmp/client" "$tmp/s.sock") || fail "client exit $?"
 case "$out" in "running "*) ;; *) fail "unexpected reply: $out" ;; esac
 "$tmp/root/usr/bin/vitalectl" --socket "$tmp/s.sock" status >/dev/null || fail "installed vitalectl"
 echo "installed client library answered: $out"
+# the till example, built from its installed copy as docs/till-integration.md
+# says, runs against the installed daemon: no signer, no reader, so NoCard
+ex="$tmp/root/usr/share/doc/vitaled/examples"
+[ -f "$ex/till.c" ] && [ -f "$ex/till.py" ] || fail "not installed: the till examples"
+gcc -o "$tmp/till" "$ex/till.c" $(PKG_CONFIG_SYSROOT_DIR="$tmp/root" PKG_CONFIG_PATH="$tmp/root/usr/lib/pkgconfig" pkg-config --cflags --libs vitaled-client) \
+    -Wl,-rpath,"$tmp/root/usr/lib" || fail "cannot build the till example against the installed library"
+"$tmp/till" --socket "$tmp/s.sock" --card-timeout 0.5 >"$tmp/till.out" 2>&1
+rc=$?
+[ $rc -eq 1 ] && grep -qx 'RESULT {"error":"NoCard"}' "$tmp/till.out" || { cat "$tmp/till.out"; fail "the installed till example: exit $rc"; }
+echo "installed till example: $(tail -1 "$tmp/till.out")"
