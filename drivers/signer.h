@@ -128,6 +128,17 @@ struct signer_ops {
 	 * EVP_PKEY signs with a fresh EVP_MD_CTX per call; a PKCS#11 session
 	 * stays on the worker. */
 	bool sign_any_thread;
+	/* Optional (may be NULL): a descriptor, owned by ctx and closed by
+	 * close, that becomes readable when a poll could see something new
+	 * (the file backend: inotify on its certificate's folder). With one,
+	 * the daemon polls when watch_read says so instead of every 2 s, so an
+	 * idle daemon does not wake for nothing. -1: none, poll on the timer.
+	 * Both run on the daemon's loop thread while worker calls may run:
+	 * they must touch only the descriptor and what open set once. */
+	int (*watch_fd)(void *ctx);
+	/* Read what is pending on watch_fd (non-blocking); true when a poll
+	 * is due. */
+	bool (*watch_read)(void *ctx);
 };
 
 extern const struct signer_ops signer_pkcs11_ops;

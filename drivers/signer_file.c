@@ -28,8 +28,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "protocol/cose.h"
 #include "lib/log.h"
@@ -49,6 +51,8 @@ struct fkey {
 	struct signer_chain chain; /* the last chain read, and the file it came from */
 	struct stat chain_sb;
 	bool chain_read;
+	int ifd;              /* inotify on cert_path's folder, or -1 */
+	const char *cert_base; /* cert_path's last component (in cert_path) */
 };
 
 static bool
@@ -211,6 +215,73 @@ load(struct fkey *k, const struct secmem_pin *pin, struct signer_status *st)
 
 static void file_close(void *ctx);
 
+/* Watch cert_path's folder (a renewal is usually written next to it and
+ * renamed over it, which a watch on the file itself would miss). A
+ * symbolic link (its target may change elsewhere) or an inotify failure
+ * leaves ifd at -1: the daemon then polls on its timer as before. */
+static void
+watch_open(struct fkey *k)
+{
+	char dir[4096];
+	struct stat sb;
+	char *slash;
+	k->ifd = -1;
+	if (lstat(k->cert_path, &sb) == 0 && S_ISLNK(sb.st_mode))
+		return;
+	snprintf(dir, sizeof(dir), "%s", k->cert_path);
+	slash = strrchr(dir, '/');
+	k->cert_base = strrchr(k->cert_path, '/') ? strrchr(k->cert_path, '/') + 1 : k->cert_path;
+	if (slash == dir)
+		dir[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		snprintf(dir, sizeof(dir), ".");
+	if (lstat(dir, &sb) == 0 && S_ISLNK(sb.st_mode))
+		return;
+	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (inotify_add_watch(fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE |
+	                                       IN_DELETE | IN_ATTRIB | IN_DELETE_SELF |
+	                                       IN_MOVE_SELF) < 0) {
+		close(fd);
+		return;
+	}
+	k->ifd = fd;
+}
+
+static int
+file_watch_fd(void *ctx)
+{
+	const struct fkey *k = ctx;
+	return k ? k->ifd : -1;
+}
+
+/* True when an event names the certificate file, or says the watch itself
+ * is gone or overflowed (then a poll cannot hurt). */
+static bool
+file_watch_read(void *ctx)
+{
+	const struct fkey *k = ctx;
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	bool due = false;
+	ssize_t n;
+	if (!k || k->ifd < 0)
+		return false;
+	while ((n = read(k->ifd, buf, sizeof(buf))) > 0) {
+		for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= n;) {
+			const struct inotify_event *e = (const struct inotify_event *)(buf + off);
+			if (e->mask & (IN_Q_OVERFLOW | IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF))
+				due = true;
+			else if (e->len && !strcmp(e->name, k->cert_base))
+				due = true;
+			off += (ssize_t)sizeof(*e) + e->len;
+		}
+	}
+	return due;
+}
+
 static int
 file_open(const struct config *c, void **ctx, struct signer_status *st)
 {
@@ -244,6 +315,7 @@ file_open(const struct config *c, void **ctx, struct signer_status *st)
 		st->state = SIGNER_ERROR;
 	}
 	read_cert(k, st);
+	watch_open(k);
 	*ctx = k;
 	return 0;
 }
@@ -407,6 +479,8 @@ file_close(void *ctx)
 	EVP_PKEY_free(k->pkey);
 	free(k->pub);
 	signer_chain_clear(&k->chain);
+	if (k->ifd >= 0)
+		close(k->ifd);
 	free(k);
 }
 
@@ -422,4 +496,6 @@ const struct signer_ops signer_file_ops = {
 	.close = file_close,
 	.certificate = file_certificate,
 	.sign_any_thread = true,
+	.watch_fd = file_watch_fd,
+	.watch_read = file_watch_read,
 };

@@ -20,6 +20,7 @@
 #include "daemon/pin/signer.h"
 
 #include <openssl/rand.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -84,6 +85,8 @@ struct signer {
 	struct signer_status status;
 	bool login_pending;
 	bool poll_queued;
+	bool poll_again;        /* the watch fired while a poll was queued */
+	int watch_fd;           /* the backend's watch_fd on the loop, or -1 */
 	bool stopping;          /* signer_free began: done callbacks only free */
 	uint64_t poll_timer, idle_timer;
 	struct signer_chain chain; /* the backend's, as last read */
@@ -108,6 +111,7 @@ struct signer {
 
 static void schedule_poll(struct signer *s);
 static void update_idle_timer(struct signer *s);
+static void watch_start(struct signer *s);
 
 static void
 job_free(struct job *j)
@@ -152,6 +156,8 @@ job_done(void *arg)
 	}
 	if (j->type == JOB_POLL)
 		s->poll_queued = false;
+	if (j->type == JOB_OPEN)
+		watch_start(s);
 	if (j->type == JOB_LOGIN)
 		s->login_pending = false;
 	if (j->chain_changed) {
@@ -425,9 +431,52 @@ poll_cb(struct loop *l, void *arg)
 	s->poll_queued = true;
 }
 
+/* The backend's watch descriptor said something changed: poll now (or
+ * again right after the poll already queued, which may have looked too
+ * early). */
+static void
+watch_cb(struct loop *l, int fd, short revents, void *arg)
+{
+	struct signer *s = arg;
+	(void)fd;
+	(void)revents;
+	if (!s->ops->watch_read(s->ctx))
+		return;
+	if (s->poll_queued) {
+		s->poll_again = true;
+		return;
+	}
+	if (s->poll_timer) {
+		loop_timer_cancel(l, s->poll_timer);
+		s->poll_timer = 0;
+	}
+	poll_cb(l, s);
+}
+
+/* After the open (loop thread; the worker set ctx before this job's done):
+ * a backend that can say when to poll replaces the 2 s timer. */
+static void
+watch_start(struct signer *s)
+{
+	int fd;
+	if (s->watch_fd >= 0 || !s->ctx || !s->ops->poll || !s->ops->watch_fd || !s->ops->watch_read)
+		return;
+	if ((fd = s->ops->watch_fd(s->ctx)) < 0)
+		return;
+	if (loop_add_fd(s->loop, fd, POLLIN, watch_cb, s) == 0)
+		s->watch_fd = fd;
+}
+
 static void
 schedule_poll(struct signer *s)
 {
+	if (s->poll_again && !s->poll_queued && !s->poll_timer) {
+		s->poll_again = false;
+		poll_cb(s->loop, s);
+		return;
+	}
+	if (s->watch_fd >= 0)
+		return; /* the watch says when */
 	if (!s->ops->poll || s->poll_timer || s->poll_queued)
 		return;
 	switch (s->status.state) {
@@ -508,6 +557,7 @@ signer_new(struct loop *l, const struct config *c, signer_status_fn fn, void *ar
 	s->ops = ops;
 	s->status_fn = fn;
 	s->status_arg = arg;
+	s->watch_fd = -1;
 	s->status.state = SIGNER_STARTING;
 	s->status.tries_left = -1;
 	s->wst = s->status;
@@ -545,6 +595,9 @@ signer_free(struct signer *s)
 	if (s->idle_timer)
 		loop_timer_cancel(s->loop, s->idle_timer);
 	s->poll_timer = s->idle_timer = 0;
+	if (s->watch_fd >= 0)
+		loop_del_fd(s->loop, s->watch_fd); /* the backend's close closes it */
+	s->watch_fd = -1;
 	s->stopping = true;
 	atomic_store(&s->quit, true);
 	/* the close runs on the worker after what is queued (which is now

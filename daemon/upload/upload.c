@@ -84,6 +84,14 @@ static struct {
 	bool ahead_wanted;            /* the round waits for it */
 	struct job *ahead;            /* its result, not yet taken */
 	bool busy;                    /* a job or an exchange of the round is running */
+	/* Pipelining: a batch's results are committed on the queue thread
+	 * while the next batch is already in flight. `commits` counts the
+	 * J_COMMIT jobs not settled yet; the end of a round (its
+	 * UploadFinished counts, the next plan) waits for them: `finish`
+	 * holds what to do then. */
+	unsigned commits;
+	enum { FIN_NONE, FIN_END, FIN_STOP } finish;
+	uint64_t finish_wait_ms;
 	bool round, reached;
 	bool returns_busy;
 	struct queue_upload_counts counts;
@@ -307,6 +315,13 @@ refresh_counts(void)
 static void
 end_round(void)
 {
+	if (U.commits) {
+		/* the last answers are still being committed: the round ends
+		 * (counts, UploadFinished) when they are */
+		U.finish = FIN_END;
+		U.busy = true;
+		return;
+	}
 	uploader_round_end(&U.u, loop_now_ms(), clock_real_ms(), U.reached);
 	U.round = false;
 	events_publish("UploadFinished",
@@ -329,6 +344,8 @@ end_round(void)
 
 /* Stop the round: every sheet of the current batch and of the split parts
  * goes back to queued; the next round after wait_ms. */
+static void stop_finish(uint64_t wait_ms);
+
 static void
 stop_round(uint64_t wait_ms)
 {
@@ -351,6 +368,20 @@ stop_round(uint64_t wait_ms)
 			batch_free(all[i]); /* they go back to queued at the next open */
 	}
 	U.round = false;
+	if (U.commits) {
+		/* results of earlier batches still being committed: their
+		 * counts go into UploadFinished when they are */
+		U.finish = FIN_STOP;
+		U.finish_wait_ms = wait_ms;
+		U.busy = true;
+		return;
+	}
+	stop_finish(wait_ms);
+}
+
+static void
+stop_finish(uint64_t wait_ms)
+{
 	events_publish("UploadFinished",
 	               json_pack("{s:I,s:I,s:I,s:I,s:s,s:s}", "sent", (json_int_t)U.prog.sent,
 	                         "accepted", (json_int_t)U.prog.accepted, "duplicates",
@@ -445,9 +476,9 @@ on_batch_answer(const struct http_result *hr, void *arg)
 		ids[i] = b->ids[i];
 	uploader_answer(&U.u, loop_now_ms(), b->id, ids, b->n, &a, res, &d);
 	free(ids);
-	log_debug("upload: batch %s (%zu sheets, %zu bytes): %s %ld in %llu ms", b->id, b->n, b->len,
-	          hr->net == UPLOADER_NET_OK ? "HTTP" : hr->why, hr->status,
-	          (unsigned long long)(hr->elapsed_us / 1000));
+	log_debug("upload: batch %s (%zu sheets, %zu bytes): %s %ld in %llu ms (at %llu ms)", b->id,
+	          b->n, b->len, hr->net == UPLOADER_NET_OK ? "HTTP" : hr->why, hr->status,
+	          (unsigned long long)(hr->elapsed_us / 1000), (unsigned long long)loop_now_ms());
 	if (hr->net != UPLOADER_NET_OFFLINE && hr->net != UPLOADER_NET_TLS_SERVER &&
 	    hr->net != UPLOADER_NET_LOCAL)
 		U.reached = U.reached || hr->net == UPLOADER_NET_OK;
@@ -459,12 +490,18 @@ on_batch_answer(const struct http_result *hr, void *arg)
 			res = NULL;
 		}
 		U.cur = NULL;
-		U.busy = true;
 		if (submit(j) < 0) {
-			U.busy = false;
 			batch_free(b);
 			stop_round(1000);
+			break;
 		}
+		/* the next batch goes while this one's results are committed
+		 * (its sheets are `sending`: no later batch can take them; a
+		 * kill before the commit only means they go again, answered
+		 * duplicate) */
+		U.commits++;
+		if (U.round)
+			take_next();
 		break;
 	case UPLOADER_DO_RETRY:
 		U.prog.failures++;
@@ -677,6 +714,7 @@ static void
 settled(struct job *j)
 {
 	if (j->kind == J_COMMIT) {
+		U.commits--;
 		if (j->r == 0) {
 			publish_sheet_results(j->b, j->res);
 		} else {
@@ -694,8 +732,18 @@ settled(struct job *j)
 	}
 	batch_free(j->b);
 	j->b = NULL;
+	if (j->kind == J_COMMIT && !U.commits && U.finish != FIN_NONE) {
+		int f = U.finish;
+		U.finish = FIN_NONE;
+		U.busy = false;
+		if (f == FIN_END)
+			end_round();
+		else
+			stop_finish(U.finish_wait_ms);
+		return;
+	}
 	notify(false);
-	if (U.round && (j->kind == J_COMMIT || j->reject))
+	if (U.round && j->reject)
 		take_next();
 }
 
@@ -810,7 +858,7 @@ job_done(void *arg)
 		break;
 	case J_COMMIT:
 	case J_SETTLE:
-		if (j->kind == J_COMMIT || j->reject)
+		if (j->reject)
 			U.busy = false;
 		settled(j);
 		break;
