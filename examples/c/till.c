@@ -772,12 +772,16 @@ create_sheet(struct till *t)
 	                           "beneficiary", t->beneficiary, "request_id", t->request_id);
 	say("CreateSheet request_id=%s", t->request_id);
 	if (t->lose_answer) {
-		/* a demonstration of a lost answer: the call goes out, the
-		 * connection drops before its answer is read (a crash of the
-		 * till, a cable ...) */
-		vtc_call(t->conn, IFACE "CreateSheet", json_incref(params), VTC_ONEWAY, NULL, NULL);
-		vtc_close(t->conn);
-		t->conn = NULL;
+		/* a demonstration of a lost answer: the call goes out on a
+		 * connection that gives up after 1 ms and is dropped before its
+		 * answer is read (a time-out, a crash of the till ...) */
+		struct vtc *hasty;
+		if (vtc_connect(t->socket, 1, &hasty) == 0) {
+			json_t *ignored = NULL;
+			vtc_call(hasty, IFACE "CreateSheet", json_incref(params), 0, &ignored, NULL);
+			json_decref(ignored);
+			vtc_close(hasty);
+		}
 		say("connection dropped before the answer: calling again with the same request_id");
 	}
 	double end = now_s() + t->reconnect_timeout;
@@ -924,13 +928,17 @@ follow(struct till *t, char *state, size_t cap, json_int_t *amount)
 
 /* --------------------------------------------------------------- main */
 
+static const char USAGE[] =
+	"usage: till [--socket PATH] [--reader NAME] [--beneficiary N] [--act CODE:COEF:CENTS ...]\n"
+	"            [--insurer REGIME:CAISSE:CENTRE] [--request-id ID] [--card-timeout S]\n"
+	"            [--rights-timeout S] [--follow-timeout S] [--poll-interval S] [--call-timeout S]\n"
+	"            [--reconnect-timeout S] [--until queued|accepted|paid] [--lose-answer]\n"
+	"A pharmacy till's whole flow against vitaled (docs/till-integration.md).\n";
+
 static int
 usage(const char *msg)
 {
-	fprintf(stderr, "till: %s\nusage: till [--socket PATH] [--reader NAME] [--beneficiary N] "
-	                "[--act CODE:COEF:CENTS ...] [--insurer R:C:C] [--request-id ID] [--card-timeout S] "
-	                "[--rights-timeout S] [--follow-timeout S] [--poll-interval S] [--call-timeout S] "
-	                "[--reconnect-timeout S] [--until queued|accepted|paid] [--lose-answer]\n", msg);
+	fprintf(stderr, "till: %s\n%s", msg, USAGE);
 	return EXIT_USAGE;
 }
 
@@ -966,10 +974,21 @@ parse_args(struct till *t, int argc, char **argv)
 		              : !strcmp(o, "--call-timeout")      ? &t->call_timeout
 		              : !strcmp(o, "--reconnect-timeout") ? &t->reconnect_timeout
 		                                                  : NULL;
+		static const char *const valued[] = { "--socket", "--reader", "--beneficiary", "--act",
+		                                      "--insurer", "--request-id", "--until" };
+		bool known = sec != NULL;
+		for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]); k++)
+			known = known || !strcmp(o, valued[k]);
+		if (!strcmp(o, "--help")) {
+			fputs(USAGE, stdout);
+			return -1;
+		}
 		if (!strcmp(o, "--lose-answer")) {
 			t->lose_answer = true;
 			continue;
 		}
+		if (!known)
+			return usage("unknown option");
 		if (!v)
 			return usage("an option without its value");
 		i++;
@@ -991,6 +1010,9 @@ parse_args(struct till *t, int argc, char **argv)
 				return usage("--act CODE:COEFFICIENT:CENTS (at most 16)");
 			t->nacts++;
 		} else if (!strcmp(o, "--insurer")) {
+			char a[8], b[8], c[8], tail;
+			if (sscanf(v, "%7[^:]:%7[^:]:%7[^:]%c", a, b, c, &tail) != 3)
+				return usage("--insurer REGIME:CAISSE:CENTRE");
 			t->insurer = v;
 		} else if (!strcmp(o, "--request-id")) {
 			if (strlen(v) < 1 || strlen(v) > 64)
@@ -1000,8 +1022,6 @@ parse_args(struct till *t, int argc, char **argv)
 			if (rank(v) < 0)
 				return usage("--until queued|accepted|paid");
 			t->until = v;
-		} else {
-			return usage("unknown option");
 		}
 	}
 	if (t->nacts == 0)
@@ -1035,7 +1055,7 @@ main(int argc, char **argv)
 	};
 	int rc = parse_args(&t, argc, argv);
 	if (rc)
-		return rc;
+		return rc < 0 ? EXIT_OK : rc;
 	json_set_alloc_funcs(malloc, wiping_free);
 	char state[32] = "";
 	json_int_t amount = -1;

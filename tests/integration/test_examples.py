@@ -147,6 +147,17 @@ def empty_readers():
             swap_card(h, None)
 
 
+def t_usage(lang):
+    """Bad options: exit 2 and nothing sent (no RESULT); --help: exit 0."""
+    for bad in (["--act", "C:x:2650"], ["--insurer", "01:751"], ["--until", "never"], ["--bogus"]):
+        p = subprocess.run(command(lang) + ["--socket", G["d"].sock] + bad, capture_output=True, text=True,
+                           timeout=30 * SLOW, stdin=subprocess.DEVNULL)
+        check(p.returncode == 2 and "RESULT" not in p.stdout, "%s %s: exit %d\n%s%s" % (
+            lang, bad, p.returncode, p.stdout, p.stderr))
+    p = subprocess.run(command(lang) + ["--help"], capture_output=True, text=True, timeout=30 * SLOW)
+    check(p.returncode == 0 and "--request-id" in p.stdout, "%s --help: exit %d" % (lang, p.returncode))
+
+
 def t_nocard(lang):
     d = G["d"]
     empty_readers()
@@ -464,7 +475,7 @@ def main():
         for lang in langs:
             G["d"] = daemon_for(lang).start()
             empty_readers()
-            for t in (t_nocard, t_full, t_lost, t_restart, t_blocked, t_noserial, t_offline, t_phone, t_opposed, t_readonly):
+            for t in (t_usage, t_nocard, t_full, t_lost, t_restart, t_blocked, t_noserial, t_offline, t_phone, t_opposed, t_readonly):
                 name = "%s %s" % (lang, t.__name__)
                 if only and only not in name:
                     continue
