@@ -55,6 +55,8 @@ PYTHON      := /usr/bin/python3
 WITH_NFC    ?= $(shell pkg-config --exists libnfc 2>/dev/null && echo 1 || echo 0)
 
 PKGS        := libpcsclite openssl libcurl sqlite3 jansson inih libsystemd
+# the paper duplicata (daemon/sheets/sheetprint.c): cairo's PDF surface, libqrencode
+PKGS        += cairo libqrencode
 ifeq ($(WITH_NFC),1)
 PKGS        += libnfc
 endif

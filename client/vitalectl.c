@@ -962,7 +962,7 @@ static const struct command commands[] = {
 	{ "readers", cmd_readers, "the card readers and their state" },
 	{ "card", cmd_card, "the card read last: card [--reader NAME] (control access)" },
 	{ "watch", cmd_watch, "print events as they happen, until interrupted" },
-	{ "sheet", cmd_sheet, "care sheets: sheet create|draft|complete|list|show|export|verify" },
+	{ "sheet", cmd_sheet, "care sheets: sheet create|draft|complete|list|show|export|print|verify" },
 	{ "queue", cmd_queue, "the queue: sheets per state, oldest, nearest due date" },
 	{ "rights", cmd_rights, "the insurer's rights check without a card: rights NIR --birth-date D [--rank N]" },
 	{ "upload", cmd_upload, "send the waiting sheets to the insurer now: upload [--wait]" },

@@ -7,6 +7,7 @@
  *   sheet list [--state S[,S]] [--from D] [--to D] [--due-before D] [--limit N] [--all]
  *   sheet show ID
  *   sheet export ID -o FILE
+ *   sheet print ID -o FILE                   (the paper duplicata, PDF)
  *   sheet verify FILE --cert CERT.pem        (offline: no daemon needed)
  *   queue
  *
@@ -109,6 +110,7 @@ usage_sheet(void)
 	        "                            [--limit N] [--all]\n"
 	        "       vitalectl sheet show ID\n"
 	        "       vitalectl sheet export ID -o FILE\n"
+	        "       vitalectl sheet print ID -o FILE.pdf          (the paper duplicata)\n"
 	        "       vitalectl sheet verify FILE --cert CERT.pem   (offline)\n"
 	        "--input FILE (-i; formerly --json FILE): the till's part as a JSON object.\n"
 	        "Totals when not in the input: total = the acts' sum; amo = total - amc - patient.\n");
@@ -531,6 +533,51 @@ sheet_export(struct ctl *ctl, int argc, char **argv)
 	return rc;
 }
 
+/* The paper duplicata (PrintSheet): one A4 page in PDF. */
+static int
+sheet_print(struct ctl *ctl, int argc, char **argv)
+{
+	const char *out = NULL;
+	if (argc == 5 && !strcmp(argv[3], "-o"))
+		out = argv[4];
+	else
+		return usage_sheet();
+	json_t *r = NULL;
+	int rc = ctl_call(ctl, IFACE ".PrintSheet", json_pack("{s:s}", "id", argv[2]), &r);
+	if (rc)
+		return rc;
+	const char *b64 = jstr(r, "pdf", "");
+	size_t n = strlen(b64), len = 0;
+	uint8_t *bin = malloc(n / 4 * 3 + 1);
+	rc = 0;
+	if (!bin) {
+		fprintf(stderr, "vitalectl: PrintSheet: out of memory\n");
+		rc = EXIT_TRANSPORT;
+	} else if (b64_decode(b64, n, bin, n / 4 * 3, &len) != 0 || len < 5 ||
+	           memcmp(bin, "%PDF-", 5) != 0) {
+		fprintf(stderr, "vitalectl: PrintSheet: the reply's \"pdf\" is not a base64 PDF\n");
+		rc = EXIT_TRANSPORT;
+	} else {
+		FILE *f = strcmp(out, "-") ? fopen(out, "wbe") : stdout;
+		if (!f || fwrite(bin, 1, len, f) != len || (f != stdout && fclose(f))) {
+			fprintf(stderr, "vitalectl: %s: %s\n", out, strerror(errno));
+			rc = EXIT_USAGE;
+		} else if (ctl->json) {
+			json_object_del(r, "pdf");
+			json_object_set_new(r, "file", json_string(out));
+			print_json(r);
+		} else if (f != stdout) {
+			printf("%s: duplicata of sheet %s, %zu bytes (PDF, one A4 page); its code holds %s\n",
+			       out, jstr(r, "id", "?"), len,
+			       !strcmp(jstr(r, "code", ""), "sheet") ? "the signed sheet" :
+			                                               "the sheet's id and SHA-256");
+		}
+	}
+	free(bin);
+	json_decref(r);
+	return rc;
+}
+
 /* ------------------------------------------------------------------ */
 /* offline verification */
 
@@ -662,6 +709,8 @@ cmd_sheet(struct ctl *ctl, int argc, char **argv)
 		return sheet_show(ctl, argc, argv);
 	if (!strcmp(sub, "export"))
 		return sheet_export(ctl, argc, argv);
+	if (!strcmp(sub, "print"))
+		return sheet_print(ctl, argc, argv);
 	if (!strcmp(sub, "verify"))
 		return sheet_verify(ctl, argc, argv);
 	return usage_sheet();

@@ -72,6 +72,8 @@ static const struct ckey keys[] = {
 
 	{ "practitioner", "id",        CT_STR,   O(practitioner_id), "", 0, 32, NULL, false },
 	{ "practitioner", "structure", CT_STR,   O(structure_id), "", 0, 32, NULL, false },
+	{ "practitioner", "name",      CT_STR,   O(practice_name), "", 0, 100, NULL, false },
+	{ "practitioner", "address",   CT_STR,   O(practice_address), "", 0, 200, NULL, false },
 
 	{ "queue", "max_sheets",       CT_INT,   O(queue_max_sheets), "1000000", 1, 100000000, NULL, false },
 	{ "queue", "max_bytes",        CT_INT,   O(queue_max_bytes), "2147483647", 65536, LONG_MAX, NULL, false },

@@ -77,6 +77,8 @@ struct config {
 	/* [practitioner] */
 	char *practitioner_id;
 	char *structure_id;
+	char *practice_name;     /* [practitioner] name: printed on the duplicata only */
+	char *practice_address;  /* [practitioner] address: likewise */
 
 	/* [queue] */
 	long queue_max_sheets;

@@ -105,6 +105,13 @@ def main():
                 show(["sheet", "export", sid, "-o", out], d)
                 step("anyone with the practitioner's certificate checks the exported sheet, offline")
                 show(["sheet", "verify", out, "--cert", cert], d)
+                step("the sheet cannot be transmitted? its paper duplicata (R.161-47): one A4 page "
+                     "for the patient, its QR code holds the signed sheet")
+                # kept after the demo (the temporary directory is not)
+                import harness
+                dup = os.path.join(harness.B, "demo-duplicata.pdf")
+                show(["sheet", "print", sid, "-o", dup], d)
+                print("the duplicata is kept in %s (any PDF reader shows it)" % dup)
 
             step("the card leaves the reader")
             h0.remove()

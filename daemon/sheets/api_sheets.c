@@ -13,8 +13,11 @@
 #include "daemon/core/events.h"
 #include "daemon/pin/pinflow.h"
 #include "daemon/pin/signer.h"
+#include "daemon/core/worker.h"
 #include "daemon/sheets/sheetbuild.h"
+#include "daemon/sheets/sheetprint.h"
 #include "daemon/sheets/sheetread.h"
+#include "lib/b64.h"
 #include "drivers/reader.h"
 #include "lib/log.h"
 #include "protocol/holidays.h"
@@ -43,6 +46,7 @@ static struct {
 	struct daemon *d;
 	struct sheetq *sq;        /* NULL once stopped */
 	struct sheetcommit *sc;
+	struct worker *print;     /* PrintSheet's drawing (sheetprint): off the loop and the queue */
 } A;
 
 /* ------------------------------------------------------------------ */
@@ -610,23 +614,116 @@ read_cancel(struct vl_call *call, void *arg)
 	((struct sheetread_req *)arg)->caller = NULL;
 }
 
+static void print_start(struct sheetread_req *rd);
+
 static void
 read_done(void *arg)
 {
 	struct sheetread_req *rd = arg;
 	struct vl_call *call = rd->caller;
+	if (call && rd->kind == SHEETREAD_PRINT && rd->result == 0) {
+		print_start(rd); /* it answers and frees rd */
+		return;
+	}
 	if (call) {
 		if (rd->result == 0) {
 			vl_reply(call, rd->reply);
 			rd->reply = NULL;
-		} else if (rd->result == -EPERM && rd->kind == SHEETREAD_EXPORT) {
+		} else if (rd->result == -EPERM &&
+		           (rd->kind == SHEETREAD_EXPORT || rd->kind == SHEETREAD_PRINT)) {
 			vl_reply_error(call, VL_ERR("NotSigned"), json_pack("{s:s}", "id", rd->id));
 		} else {
 			reply_error(call, rd->result, rd->reason, rd->id);
 		}
 	}
 	json_decref(rd->reply);
+	free(rd->cose);
 	free(rd);
+}
+
+/* ------------------------------------------------------------------ */
+/* PrintSheet: the sheet read on the queue's thread (SHEETREAD_PRINT),
+ * drawn on the print worker, answered on the loop */
+
+struct print_job {
+	struct sheetread_req *rd;
+	struct sheetprint_out out;
+	int r;
+	char err[160];
+	char name[101], address[201], state[16];
+	int64_t now;
+};
+
+/* The print worker's thread. */
+static void
+print_run(void *arg)
+{
+	struct print_job *pj = arg;
+	json_t *meta = json_object_get(pj->rd->reply, "meta");
+	snprintf(pj->state, sizeof(pj->state), "%s",
+	         json_string_value(json_object_get(meta, "state")) ?
+	                 json_string_value(json_object_get(meta, "state")) : "");
+	struct sheetprint_in in = { .sheet = json_object_get(pj->rd->reply, "sheet"),
+		                    .cose = pj->rd->cose, .cose_len = pj->rd->cose_len,
+		                    .state = pj->state, .practice_name = pj->name,
+		                    .practice_address = pj->address, .printed_at = pj->now };
+	pj->r = sheetprint_pdf(&in, &pj->out, pj->err, sizeof(pj->err));
+}
+
+static void
+print_done(void *arg)
+{
+	struct print_job *pj = arg;
+	struct sheetread_req *rd = pj->rd;
+	struct vl_call *call = rd->caller;
+	if (call) {
+		vl_call_set_cancel(call, NULL, NULL);
+		char *b64 = pj->r == 0 ? b64_encode_alloc(pj->out.pdf, pj->out.len) : NULL;
+		json_t *id = json_object_get(json_object_get(rd->reply, "meta"), "id");
+		if (b64) {
+			log_info("queue: duplicata of sheet %s printed (%zu bytes, code %s, QR version %d)",
+			         json_string_value(id), pj->out.len, pj->out.full ? "sheet" : "digest",
+			         pj->out.qr_version);
+			vl_reply(call, json_pack("{s:O,s:s,s:I,s:s,s:s,s:i}", "id", id, "pdf", b64, "size",
+			                         (json_int_t)pj->out.len, "code",
+			                         pj->out.full ? "sheet" : "digest", "sha256",
+			                         pj->out.sha256, "qr_version", pj->out.qr_version));
+		} else {
+			vl_reply_error(call, VL_ERR("InternalError"),
+			               json_pack("{s:s}", "reason",
+			                         pj->r < 0 ? pj->err : "out of memory for the duplicata"));
+		}
+		free(b64);
+	}
+	free(pj->out.pdf);
+	json_decref(rd->reply);
+	free(rd->cose);
+	free(rd);
+	free(pj);
+}
+
+static void
+print_start(struct sheetread_req *rd)
+{
+	struct print_job *pj = calloc(1, sizeof(*pj));
+	int e = pj && A.print ? 0 : pj ? -ESHUTDOWN : -ENOMEM;
+	if (pj) {
+		pj->rd = rd;
+		snprintf(pj->name, sizeof(pj->name), "%s", A.d->cfg->practice_name ? A.d->cfg->practice_name : "");
+		snprintf(pj->address, sizeof(pj->address), "%s",
+		         A.d->cfg->practice_address ? A.d->cfg->practice_address : "");
+		pj->now = (int64_t)time(NULL);
+	}
+	if (e == 0)
+		e = worker_submit(A.print, print_run, print_done, pj);
+	if (e < 0) {
+		vl_call_set_cancel(rd->caller, NULL, NULL);
+		reply_error(rd->caller, e, NULL, NULL);
+		json_decref(rd->reply);
+		free(rd->cose);
+		free(rd);
+		free(pj);
+	}
 }
 
 static int
@@ -772,6 +869,13 @@ m_export_sheet(struct vl_call *call, json_t *params, void *arg)
 	return get_or_export(call, params, SHEETREAD_EXPORT);
 }
 
+static int
+m_print_sheet(struct vl_call *call, json_t *params, void *arg)
+{
+	(void)arg;
+	return get_or_export(call, params, SHEETREAD_PRINT);
+}
+
 /* ------------------------------------------------------------------ */
 /* statistics and status */
 
@@ -842,11 +946,14 @@ api_sheets_start(struct daemon *d, struct sheetq *sq, struct sheetcommit *sc)
 		{ TERMINAL_IFACE ".ListSheets", m_list_sheets, 0 },
 		{ TERMINAL_IFACE ".GetSheet", m_get_sheet, VL_CONTROL },
 		{ TERMINAL_IFACE ".ExportSheet", m_export_sheet, VL_CONTROL },
+		{ TERMINAL_IFACE ".PrintSheet", m_print_sheet, VL_CONTROL },
 	};
 	int r;
 	A.d = d;
 	A.sq = sq;
 	A.sc = sc;
+	if ((r = worker_new(d->loop, "print", 1, 0, &A.print)) < 0)
+		return r;
 	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
 		if ((r = vl_server_add_method(d->api, methods[i].name, methods[i].fn, NULL,
 		                              methods[i].flags)) < 0)
@@ -862,4 +969,9 @@ api_sheets_stop(void)
 {
 	readers_set_read_hook(NULL, NULL);
 	A.sq = NULL;
+	/* the drawings under way end and are answered (or dropped) here */
+	struct worker *w = A.print;
+	A.print = NULL;
+	if (w)
+		worker_free(w);
 }

@@ -111,6 +111,19 @@ get_work(struct queue *q, struct sheetread_req *rd)
 	r = queue_get(q, rd->id, &m, &pl, &plen);
 	if (r < 0)
 		return r;
+	if (rd->kind == SHEETREAD_PRINT && m.state == QUEUE_DRAFT) {
+		r = -EPERM;
+		snprintf(rd->reason, sizeof(rd->reason), "a draft is not signed yet");
+		goto out;
+	}
+	if (rd->kind == SHEETREAD_PRINT) {
+		if (!(rd->cose = malloc(plen ? plen : 1))) {
+			r = -ENOMEM;
+			goto out;
+		}
+		memcpy(rd->cose, pl, plen);
+		rd->cose_len = plen;
+	}
 	if (rd->kind == SHEETREAD_EXPORT) {
 		if (m.state == QUEUE_DRAFT) {
 			r = -EPERM;

@@ -27,13 +27,15 @@
 #define SHEETS_LIST_DEFAULT 100
 #define SHEETS_LIST_MAX 1000
 
-enum sheetread_kind { SHEETREAD_LIST, SHEETREAD_GET, SHEETREAD_EXPORT };
+/* PRINT: GET's reply and the signed bytes (for the paper duplicata,
+ * daemon/sheets/sheetprint.h); a draft is -EPERM as for EXPORT. */
+enum sheetread_kind { SHEETREAD_LIST, SHEETREAD_GET, SHEETREAD_EXPORT, SHEETREAD_PRINT };
 
 struct sheetread_req {
 	/* in */
 	enum sheetread_kind kind;
-	char id[SHEET_ID_LEN + 1];              /* GET, EXPORT */
-	char request_id[QUEUE_REQUEST_ID_MAX + 1]; /* GET, EXPORT (when id is ""), LIST: "" = any */
+	char id[SHEET_ID_LEN + 1];              /* GET, EXPORT, PRINT */
+	char request_id[QUEUE_REQUEST_ID_MAX + 1]; /* GET, EXPORT, PRINT (when id is ""), LIST: "" = any */
 	unsigned states;                        /* LIST: QUEUE_STATE_BIT mask, 0 = all */
 	char from[11], to[11], due_before[11];  /* LIST: YYYY-MM-DD or "" */
 	char pract[QUEUE_PRACT_MAX + 1];        /* LIST: "" = any */
@@ -42,8 +44,10 @@ struct sheetread_req {
 	void *caller;                           /* the caller's; never read here */
 	/* out */
 	json_t *reply;   /* the method's reply object (owned by the request) when result is 0 */
-	int result;      /* 0, or a queue errno; EXPORT of a draft: -EPERM */
+	int result;      /* 0, or a queue errno; EXPORT, PRINT of a draft: -EPERM */
 	char reason[QUEUE_REASON_MAX];
+	uint8_t *cose;   /* PRINT: the signed bytes, malloc'd (the request's owner frees them) */
+	size_t cose_len;
 };
 
 /* The job (a sheetq_work_fn, arg a struct sheetread_req): fills the out

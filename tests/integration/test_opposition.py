@@ -143,6 +143,9 @@ def main():
         check(card(d)["opposed"] is False, "GetCard: not opposed")
         err, dr = create(d, "CreateDraft", {"reader": R0})
         check(err is None, "CreateDraft: %s %r" % (err, dr))
+        err, x = sheetlib.call(d, "PrintSheet", {"id": dr["id"]})
+        check(err == T + "NotSigned", "PrintSheet of a draft (no duplicata of what is not "
+              "signed): %s" % err)
 
         # 2. the insurer puts it on its list
         ins.ctl("oppose " + SERIAL)
