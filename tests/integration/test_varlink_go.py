@@ -114,6 +114,7 @@ def collect(d, w, world):
     rec("CreateSheet", dict(sheetlib.degraded(), request_id="go-1"))
     rec("GetSheet", {"id": ids[0]})
     rec("ExportSheet", {"id": ids[1]})
+    rec("PrintSheet", {"id": ids[1]})
     rec("ListSheets", {"limit": 2})
     rec("SignerSelfTest", {"rounds": 2})
     c = harness.Varlink(d.sock, 20)
