@@ -29,8 +29,7 @@
 #define QR_SIZE 158.0 /* 56 mm */
 #define QR_X (RIGHT - QR_SIZE)
 #define QR_Y 112.0
-#define TABLE_TOP 360.0
-#define TABLE_BOTTOM 660.0 /* the totals and the footer below */
+#define TABLE_BOTTOM 688.0 /* the totals (62 points) and the footer below */
 #define GREY 0.35
 
 /* ------------------------------------------------------------------ */
@@ -301,8 +300,8 @@ draw_parties(cairo_t *cr, const struct sheetprint_in *in)
 	field(cr, LEFT, y, "Carte :", mode_fr(jstr(s, "mode")));
 }
 
-/* The sheet's own facts, in two columns. */
-static void
+/* The sheet's own facts, in two columns; returns where the table starts. */
+static double
 draw_facts(cairo_t *cr, const struct sheetprint_in *in)
 {
 	json_t *s = in->sheet;
@@ -342,13 +341,13 @@ draw_facts(cairo_t *cr, const struct sheetprint_in *in)
 		field(cr, xr, yr, "Accident du travail :", line);
 		yr += 13;
 	}
-	(void)yl;
-	(void)yr;
+	y = (yl > yr ? yl : yr) + 2;
 	font(cr, 7.5, false);
 	grey(cr, GREY);
 	snprintf(line, sizeof(line), "Identifiant de la feuille : %s", jstr(s, "id"));
-	text_at(cr, LEFT, TABLE_TOP - 8, line);
+	text_at(cr, LEFT, y, line);
 	grey(cr, 0);
+	return y + 8;
 }
 
 /* One line of the table: its nature, its code, its detail. */
@@ -383,20 +382,20 @@ line_cells(json_t *l, char *nature, size_t nn, char *code, size_t cn, char *deta
 
 /* Returns where the table ends. */
 static double
-draw_lines(cairo_t *cr, const struct sheetprint_in *in)
+draw_lines(cairo_t *cr, const struct sheetprint_in *in, double top)
 {
 	json_t *lines = json_object_get(in->sheet, "lines");
 	if (!json_is_array(lines))
 		lines = json_object_get(in->sheet, "acts");
 	size_t n = json_array_size(lines);
-	double row = n ? (TABLE_BOTTOM - TABLE_TOP - 18) / (double)n : 14;
+	double row = n ? (TABLE_BOTTOM - top - 18) / (double)n : 14;
 	row = row > 15 ? 15 : row < 8.5 ? 8.5 : row;
 	double fs = row >= 13 ? 9.5 : row * 0.72;
 	const double xc[] = { LEFT + 2, LEFT + 64, LEFT + 186, LEFT + 330 };
-	double y = TABLE_TOP + 10;
+	double y = top + 10;
 
 	cairo_set_source_rgb(cr, 0.92, 0.92, 0.92);
-	cairo_rectangle(cr, LEFT, TABLE_TOP, RIGHT - LEFT, 14);
+	cairo_rectangle(cr, LEFT, top, RIGHT - LEFT, 14);
 	cairo_fill(cr);
 	grey(cr, 0);
 	font(cr, 8.5, true);
@@ -405,7 +404,7 @@ draw_lines(cairo_t *cr, const struct sheetprint_in *in)
 	text_at(cr, xc[2], y, "Nature");
 	text_at(cr, xc[3], y, "Quantit\u00e9 ou coefficient");
 	text_right(cr, RIGHT - 2, y, "Montant");
-	y = TABLE_TOP + 14;
+	y = top + 14;
 	size_t i;
 	json_t *l;
 	json_array_foreach(lines, i, l) {
@@ -621,8 +620,8 @@ sheetprint_pdf(const struct sheetprint_in *in, struct sheetprint_out *out, char 
 	draw_parties(cr, in);
 	r = draw_code(cr, in, out, err, errlen);
 	if (r == 0) {
-		draw_facts(cr, in);
-		draw_totals(cr, in, draw_lines(cr, in));
+		double top = draw_facts(cr, in);
+		draw_totals(cr, in, draw_lines(cr, in, top));
 		draw_footer(cr, in, out);
 		cairo_show_page(cr);
 	}
