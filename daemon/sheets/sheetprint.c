@@ -190,6 +190,67 @@ text_at(cairo_t *cr, double x, double y, const char *s)
 	return x + te.x_advance;
 }
 
+/* Length of the valid UTF-8 sequence at p (1 to 4), 0 when none. */
+static size_t
+utf8_len(const unsigned char *p)
+{
+	size_t n = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 && p[0] >= 0xc2 ? 2 :
+	           (p[0] & 0xf0) == 0xe0 ? 3 : (p[0] & 0xf8) == 0xf0 && p[0] <= 0xf4 ? 4 : 0;
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return n;
+}
+
+/* Text from the configuration, made printable: invalid UTF-8 and control
+ * characters become '?' (cairo refuses the one and draws boxes for the
+ * other). */
+static void
+clean_text(const char *in, char *out, size_t outlen)
+{
+	size_t o = 0;
+	const unsigned char *p = (const unsigned char *)in;
+	while (*p && o + 5 < outlen) {
+		size_t n = utf8_len(p);
+		if (n == 0 || (n == 1 && (*p < 0x20 || *p == 0x7f))) {
+			out[o++] = '?';
+			p++;
+			continue;
+		}
+		memcpy(out + o, p, n);
+		o += n;
+		p += n;
+	}
+	out[o] = '\0';
+}
+
+/* Draw s within maxw points: smaller (down to 6.5 points) if it must,
+ * then cut at a character boundary with an ellipsis. */
+static void
+text_fit(cairo_t *cr, double x, double y, double maxw, double size, bool bold, const char *s)
+{
+	char buf[512];
+	cairo_text_extents_t te;
+	clean_text(s, buf, sizeof(buf));
+	font(cr, size, bold);
+	cairo_text_extents(cr, buf, &te);
+	if (te.x_advance > maxw) {
+		double fs = size * maxw / te.x_advance;
+		font(cr, fs < 6.5 ? 6.5 : fs, bold);
+		cairo_text_extents(cr, buf, &te);
+	}
+	size_t n = strlen(buf);
+	while (te.x_advance > maxw && n > 0) {
+		do
+			n--;
+		while (n > 0 && ((unsigned char)buf[n] & 0xc0) == 0x80);
+		memcpy(buf + n, "\u2026", 4); /* the ellipsis, 3 bytes and the NUL */
+		cairo_text_extents(cr, buf, &te);
+	}
+	text_at(cr, x, y, buf);
+	font(cr, size, bold);
+}
+
 static void
 text_right(cairo_t *cr, double xr, double y, const char *s)
 {
@@ -255,13 +316,11 @@ draw_parties(cairo_t *cr, const struct sheetprint_in *in)
 	block_title(cr, LEFT, y, "PRATICIEN");
 	y += 15;
 	if (in->practice_name && in->practice_name[0]) {
-		font(cr, 11, true);
-		text_at(cr, LEFT, y, in->practice_name);
+		text_fit(cr, LEFT, y, QR_X - LEFT - 12, 11, true, in->practice_name);
 		y += 13;
 	}
 	if (in->practice_address && in->practice_address[0]) {
-		font(cr, 9.5, false);
-		text_at(cr, LEFT, y, in->practice_address);
+		text_fit(cr, LEFT, y, QR_X - LEFT - 12, 9.5, false, in->practice_address);
 		y += 13;
 	}
 	field(cr, LEFT, y, "N\u00b0 praticien :", jstr(s, "practitioner_id"));

@@ -99,6 +99,28 @@ START_TEST(t_pages)
 }
 END_TEST
 
+/* The practice's name and address come from the configuration: too long
+ * for the column, invalid UTF-8, control characters: still one page (cairo
+ * would refuse invalid UTF-8 and fail the whole page). */
+START_TEST(t_config_text)
+{
+	char name[200], addr[260];
+	memset(name, 'W', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	snprintf(addr, sizeof(addr), "bad \xff\xfe utf-8 \x01\x1b[31m \xc3\xa9t\xc3\xa9 %s", name + 60);
+	json_t *s = sheet_json(false);
+	uint8_t cose[64] = { 1 };
+	struct sheetprint_in in = { .sheet = s, .cose = cose, .cose_len = sizeof(cose),
+		                    .practice_name = name, .practice_address = addr };
+	struct sheetprint_out out;
+	char err[160] = "";
+	ck_assert_msg(sheetprint_pdf(&in, &out, err, sizeof(err)) == 0, "%s", err);
+	ck_assert(memcmp(out.pdf, "%PDF-", 5) == 0);
+	free(out.pdf);
+	json_decref(s);
+}
+END_TEST
+
 START_TEST(t_refused)
 {
 	struct sheetprint_out out;
@@ -124,6 +146,7 @@ main(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, t_code_text);
 	tcase_add_test(tc, t_pages);
+	tcase_add_test(tc, t_config_text);
 	tcase_add_test(tc, t_refused);
 	suite_add_tcase(su, tc);
 	SRunner *sr = srunner_create(su);
