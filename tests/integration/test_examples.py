@@ -18,6 +18,8 @@ For each example, on a fresh vitaled:
              the CPS's own try counter
   lost       the first CreateSheet answer dropped (--lose-answer): called
              again with the same request_id, exactly one sheet has it
+  refused    the insurer accepts the sheet, then refuses it: SheetRefused
+             with the insurer's code (exit 1), the daemon says refused
   restart    vitaled stopped and started again while the example waits
              for the payment (the insurer pays meanwhile): the example
              reconnects and reports paid (python and C)
@@ -215,6 +217,29 @@ def t_lost(lang):
           "exactly one sheet for request_id %s (%s), the one the example reports (%s)"
           % (rid, [x["id"] for x in same], r["id"]))
     print("  %s lost: one sheet %s for request_id %s after the answer was dropped" % (lang, r["id"][:8], rid))
+
+
+def t_refused(lang):
+    """The insurer accepts the sheet, then refuses it (a return of kind
+    refused): the example reports SheetRefused with the insurer's code and
+    exits 1; the daemon says refused with the same code."""
+    d, ins = G["d"], G["ins"]
+    if not G["h0"].inserted:
+        swap_card(G["h0"], "vitale2", ("CardRights", {"reader": R0}))
+    ins.ctl("returns_auto refused")
+    try:
+        rid = "till-%s-refused" % lang
+        rc, out, r = run(lang, ["--request-id", rid], pins=[SIGNER_PIN])
+    finally:
+        ins.ctl("returns_auto paid")
+    check(rc == 1 and r.get("error") == "SheetRefused", "refused: exit %d %r\n%s" % (rc, r, G["last"]))
+    m = d.invoke("GetSheet", {"id": r["id"]})["meta"]
+    check(m["state"] == "refused" and m["code"] == r["code"] and m["request_id"] == rid,
+          "the daemon: %s code %r; the example: code %r" % (m["state"], m["code"], r["code"]))
+    held = [x for x in ins.held()["sheets"] if x["id"] == r["id"]]
+    check(len(held) == 1 and (held[0]["return"] or {}).get("kind") == "refused",
+          "the insurer refused it: %r" % held)
+    print("  %s refused: %s" % (lang, said(out, "SheetRefused")[0]))
 
 
 def t_restart(lang):
@@ -475,7 +500,7 @@ def main():
         for lang in langs:
             G["d"] = daemon_for(lang).start()
             empty_readers()
-            for t in (t_usage, t_nocard, t_full, t_lost, t_restart, t_blocked, t_noserial, t_offline, t_phone, t_opposed, t_readonly):
+            for t in (t_usage, t_nocard, t_full, t_lost, t_refused, t_restart, t_blocked, t_noserial, t_offline, t_phone, t_opposed, t_readonly):
                 name = "%s %s" % (lang, t.__name__)
                 if only and only not in name:
                     continue
