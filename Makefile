@@ -201,7 +201,7 @@ $(B)/systemd/%: packaging/systemd/%.in Makefile $(B)/paths
 # the offline `sheet verify` (protocol/sheetsig and what it needs) and
 # OpenSSL's libcrypto.
 VITALECTL_LIBS := $(call layer_lib,protocol) $(call layer_lib,lib)
-$(B)/vitalectl: $(B)/obj/client/vitalectl.o $(B)/obj/client/vitalectl_sheet.o $(B)/obj/client/vitalectl_common.o $(B)/obj/client/vitalectl_rights.o $(LIBCLIENT) $(VITALECTL_LIBS)
+$(B)/vitalectl: $(B)/obj/client/vitalectl.o $(B)/obj/client/vitalectl_sheet.o $(B)/obj/client/vitalectl_common.o $(B)/obj/client/vitalectl_rights.o $(B)/obj/client/vitalectl_web.o $(LIBCLIENT) $(VITALECTL_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs jansson libcrypto)
 
 # examples/c/till.c, built as an integrator builds it: against the public
@@ -213,6 +213,40 @@ $(B)/examples/till-c: examples/c/till.c client/vitaled-client.h $(LIBCLIENT)
 	@mkdir -p $(dir $@)
 	$(CC) -std=c17 $(OPT) $(WARN) $(HARDEN) -Iclient $(shell pkg-config --cflags jansson) $(LDFLAGS) \
 	    -o $@ $< $(LIBCLIENT) $(shell pkg-config --libs jansson)
+
+# The local web bridge, build/vitaled-web (web/, docs/web-bridge.md): a layer
+# of its own above lib, protocol, conf and client (tests/lint/lint.py), an
+# ordinary varlink client of the daemon on libmicrohttpd. Its pages are
+# embedded (build/gen/web_assets.c). The daemon links none of it.
+all: $(B)/vitaled-web
+WEB_SRCS    := $(wildcard web/*.c)
+WEB_OBJS    := $(WEB_SRCS:%.c=$(B)/obj/%.o)
+WEB_LIB     := $(B)/layers/libvl-web.a
+MHD_CFLAGS  := $(shell pkg-config --cflags libmicrohttpd 2>/dev/null)
+MHD_LIBS    := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
+WEB_ASSETS  := web/kiosk.html
+$(WEB_OBJS): CFLAGS += $(MHD_CFLAGS)
+
+$(B)/gen/web_assets.c: $(WEB_ASSETS) packaging/embed_text.sh
+	@mkdir -p $(dir $@)
+	sh packaging/embed_text.sh web_kiosk_html web/kiosk.html > $@.tmp && mv $@.tmp $@
+
+$(B)/obj/gen/web_assets.o: $(B)/gen/web_assets.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(WEB_LIB): $(filter-out $(B)/obj/web/main.o,$(WEB_OBJS)) $(B)/obj/gen/web_assets.o
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/vitaled-web: $(B)/obj/web/main.o $(WEB_LIB) $(LIBCLIENT) $(call layer_lib,conf) $(call layer_lib,lib)
+	$(CC) $(LDFLAGS) -o $@ $^ $(MHD_LIBS) $(shell pkg-config --libs jansson libcrypto inih libsystemd)
+
+# the web bridge's suites link its layer too
+$(B)/tests/check_web%: tests/unit/check_web%.c $(UNIT_SUPPORT_OBJS) $(LAYER_LIBS) $(WEB_LIB) $(LIBCLIENT)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(CHECK_CFLAGS) $(LDFLAGS) -MMD -MP -o $@ $< $(WEB_LIB) $(LIBCLIENT) $(UNIT_SUPPORT_OBJS) $(LINK_LIBS) $(LDLIBS) $(CHECK_LIBS)
 
 # Unit suites link every layer (the linker takes the members they use) and
 # the shared helpers of tests/unit/support/.
@@ -263,7 +297,7 @@ bench: deps
 # no function over 150 lines, include guards, every header compiling on its
 # own, no call up a layer and no cycle in the object graph; the checker's own
 # selftest plants each fault and expects it caught.
-HEADERS     := $(foreach l,$(LAYERS) client,$(wildcard $(l)/*.h))
+HEADERS     := $(foreach l,$(LAYERS) client web,$(wildcard $(l)/*.h))
 lint: all
 	@fail=0; \
 	$(PYTHON) tests/lint/lint.py selftest || fail=1; \

@@ -966,6 +966,7 @@ static const struct command commands[] = {
 	{ "queue", cmd_queue, "the queue: sheets per state, oldest, nearest due date" },
 	{ "rights", cmd_rights, "the insurer's rights check without a card: rights NIR --birth-date D [--rank N]" },
 	{ "upload", cmd_upload, "send the waiting sheets to the insurer now: upload [--wait]" },
+	{ "web", cmd_web, "the local web bridge: web pair [CODE [SCOPE]]|deny CODE|list|revoke ID|status" },
 	{ "call", cmd_call, "call any varlink method: call METHOD [JSON]" },
 	{ NULL, NULL, NULL },
 };

@@ -55,5 +55,7 @@ int cmd_sheet(struct ctl *ctl, int argc, char **argv);
 int cmd_queue(struct ctl *ctl, int argc, char **argv);
 /* vitalectl rights ... (vitalectl_rights.c) */
 int cmd_rights(struct ctl *ctl, int argc, char **argv);
+/* vitalectl web ... (vitalectl_web.c): the local web bridge's pairings and tokens */
+int cmd_web(struct ctl *ctl, int argc, char **argv);
 
 #endif

@@ -48,6 +48,15 @@ static const struct ckey keys[] = {
 	{ "api", "idle_timeout_s",     CT_INT,   O(api_idle_timeout_s), "30", 1, 86400, NULL, false },
 	{ "api", "max_output",         CT_INT,   O(api_max_output), "4194304", 65536, 268435456, NULL, false },
 
+	/* [web]: read by the local web bridge vitaled-web (web/), not by the daemon */
+	{ "web", "port",               CT_INT,   O(web_port), "8451", 1, 65535, NULL, false },
+	{ "web", "allowed_origins",    CT_LIST,  O(web_allowed_origins), "", 0, 200, NULL, false },
+	{ "web", "state_dir",          CT_STR,   O(web_state_dir), "/var/lib/vitaled-web", 1, 4000, NULL, false },
+	{ "web", "control_socket",     CT_STR,   O(web_control_socket), "/run/vitaled-web/control.sock", 1, 107, NULL, false },
+	{ "web", "pair_timeout_s",     CT_INT,   O(web_pair_timeout_s), "120", 10, 3600, NULL, false },
+	{ "web", "kiosk",              CT_BOOL,  O(web_kiosk), "false", 0, 0, NULL, false },
+	{ "web", "kiosk_reset_s",      CT_INT,   O(web_kiosk_reset_s), "8", 2, 300, NULL, false },
+
 	{ "pcsc", "enabled",           CT_BOOL,  O(pcsc_enabled), "true", 0, 0, NULL, false },
 	{ "pcsc", "backoff_max_ms",    CT_INT,   O(pcsc_backoff_max_ms), "5000", 100, 600000, NULL, false },
 	{ "pcsc", "session_timeout_ms", CT_INT,  O(pcsc_session_timeout_ms), "15000", 500, 600000, NULL, false },

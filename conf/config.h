@@ -47,6 +47,15 @@ struct config {
 	long api_idle_timeout_s;
 	long api_max_output;
 
+	/* [web]: the local web bridge (web/, vitaled-web) */
+	long web_port;
+	struct config_list web_allowed_origins;
+	char *web_state_dir;
+	char *web_control_socket;
+	long web_pair_timeout_s;
+	bool web_kiosk;
+	long web_kiosk_reset_s;
+
 	/* [pcsc] */
 	bool pcsc_enabled;
 	long pcsc_backoff_max_ms;

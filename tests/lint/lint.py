@@ -37,6 +37,7 @@ LAYERS = {
     "daemon/upload": ["daemon/sheets"],
     "daemon": ["daemon/upload"],          # main.c, modules.c: everything
     "client": ["lib", "protocol"],
+    "web": ["lib", "protocol", "conf", "client"],  # vitaled-web, the local web bridge
 }
 SOURCE_DIRS = list(LAYERS)
 
