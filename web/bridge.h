@@ -34,6 +34,7 @@ struct bridge {
 	atomic_ulong refused[WEB_REF_N];
 	atomic_ulong requests;
 	atomic_ulong forwarded;
+	atomic_ulong pna_preflights; /* answered Access-Control-Allow-Private-Network */
 	atomic_bool stopping;
 };
 

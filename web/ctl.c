@@ -44,10 +44,11 @@ bridge_status(struct bridge *b)
 	}
 	int tokens = 0, pending = 0;
 	web_store_counts(b->store, &tokens, &pending);
-	return json_pack("{s:s, s:s, s:I, s:o, s:I, s:I, s:i, s:i}", "bridge", "vitaled-web",
+	return json_pack("{s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:i, s:i}", "bridge", "vitaled-web",
 	                 "version", VITALED_VERSION, "refused_total", (json_int_t)total, "refused", by,
 	                 "requests", (json_int_t)atomic_load(&b->requests), "forwarded",
-	                 (json_int_t)atomic_load(&b->forwarded), "tokens", tokens, "pending_pairings",
+	                 (json_int_t)atomic_load(&b->forwarded), "private_network_preflights",
+	                 (json_int_t)atomic_load(&b->pna_preflights), "tokens", tokens, "pending_pairings",
 	                 pending);
 }
 

@@ -113,8 +113,10 @@ preflight(const struct gate *g)
 	MHD_add_response_header(r, "Access-Control-Max-Age", "600");
 	const char *pna = MHD_lookup_connection_value(g->conn, MHD_HEADER_KIND,
 	                                              "Access-Control-Request-Private-Network");
-	if (pna && !strcmp(pna, "true"))
+	if (pna && !strcmp(pna, "true")) {
 		MHD_add_response_header(r, "Access-Control-Allow-Private-Network", "true");
+		atomic_fetch_add(&g->b->pna_preflights, 1);
+	}
 	enum MHD_Result res = MHD_queue_response(g->conn, MHD_HTTP_NO_CONTENT, r);
 	MHD_destroy_response(r);
 	return res;

@@ -71,10 +71,12 @@ card_read(struct kiosk *k, const json_t *ev)
 	const json_t *sum = json_object_get(ev, "summary");
 	const char *kind = json_string_value(json_object_get(sum, "kind"));
 	k->pending_name[0] = '\0';
-	if (!json_is_true(json_object_get(sum, "readable")))
-		return set(k, "refused", "unreadable");
-	if (!kind || strcmp(kind, "patient") != 0)
+	/* a Vitale card ("patient") or a phone ("digital"); a CPS is "practitioner" */
+	bool patient = kind && (!strcmp(kind, "patient") || !strcmp(kind, "digital"));
+	if (kind && !patient && strcmp(kind, "unknown") != 0)
 		return set(k, "refused", "not_patient");
+	if (!patient || !json_is_true(json_object_get(sum, "readable")))
+		return set(k, "refused", "unreadable");
 	const json_t *b0 = json_array_get(json_object_get(sum, "beneficiaries"), 0);
 	kiosk_first_name(json_string_value(json_object_get(b0, "given_name")), k->pending_name,
 	                 sizeof(k->pending_name));
