@@ -137,7 +137,7 @@ PCFILE      := $(B)/vitaled-client.pc
 # the units, with the real paths of this build
 UNITS       := $(B)/systemd/vitaled.service $(B)/systemd/vitaled.socket
 
-.PHONY: all check unit integration demo bench fuzz fuzz-run fuzz-campaign memcheck soak deps install clean tools torture lint
+.PHONY: all check unit integration demo bench fuzz fuzz-run fuzz-campaign memcheck soak deps install clean tools torture lint web-mutations
 
 all: $(B)/vitaled $(B)/vitalectl $(LIBCLIENT) $(LIBCLIENT_SO) $(PCFILE) $(UNITS) $(TOOL_BINS)
 
@@ -218,7 +218,9 @@ $(B)/examples/till-c: examples/c/till.c client/vitaled-client.h $(LIBCLIENT)
 # of its own above lib, protocol, conf and client (tests/lint/lint.py), an
 # ordinary varlink client of the daemon on libmicrohttpd. Its pages are
 # embedded (build/gen/web_assets.c). The daemon links none of it.
-all: $(B)/vitaled-web
+WEB_UNITS   := $(B)/systemd/vitaled-web.service $(B)/systemd/vitaled-web.socket
+UNITS       += $(WEB_UNITS)
+all: $(B)/vitaled-web $(WEB_UNITS)
 WEB_SRCS    := $(wildcard web/*.c)
 WEB_OBJS    := $(WEB_SRCS:%.c=$(B)/obj/%.o)
 WEB_LIB     := $(B)/layers/libvl-web.a
@@ -330,6 +332,11 @@ soak: deps
 	@$(MAKE) --no-print-directory all
 	@SOAK_SECONDS=$(SOAK_SECONDS) B="$(B)" $(PYTHON) tests/soak.py
 
+# Remove each security check of the web bridge in turn and expect its
+# browser test to fail (tests/integration/web_mutations.py, about 4 minutes).
+web-mutations: all
+	@B="$(B)" $(PYTHON) tests/integration/web_mutations.py
+
 torture: deps
 	@$(MAKE) --no-print-directory all
 	@B="$(B)" TORTURE=long sh tests/integration/run.sh torture
@@ -355,6 +362,15 @@ $(B)/libvitaled-fuzzcore.a: $(FUZZ_OBJS)
 $(B)/fuzz/%: tests/fuzz/%.c $(B)/libvitaled-fuzzcore.a
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/libvitaled-fuzzcore.a $(PKG_LIBS) -lm
+
+# the web bridge's control socket handler (web/ is not in the fuzz core)
+WEB_FUZZ_OBJS := $(patsubst %.c,$(B)/fuzzobj/%.o,web/ctl.c web/tokens.c web/policy.c)
+$(WEB_FUZZ_OBJS): $(B)/fuzzobj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -c -o $@ $<
+$(B)/fuzz/fuzz_web%: tests/fuzz/fuzz_web%.c $(WEB_FUZZ_OBJS) $(B)/libvitaled-fuzzcore.a
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(WEB_FUZZ_OBJS) $(B)/libvitaled-fuzzcore.a $(PKG_LIBS) -lm
 
 fuzz: $(FUZZ_BINS)
 
@@ -411,6 +427,8 @@ install: all
 	install -m 0644 $(UNITS) $(DESTDIR)$(UNITDIR)/
 	install -m 0644 packaging/systemd/vitaled.sysusers $(DESTDIR)$(SYSUSERSDIR)/vitaled.conf
 	install -m 0644 packaging/systemd/vitaled.tmpfiles $(DESTDIR)$(TMPFILESDIR)/vitaled.conf
+	install -m 0755 $(B)/vitaled-web $(DESTDIR)$(SBINDIR)/vitaled-web
+	install -m 0644 docs/vitaled-web.8 $(DESTDIR)$(MANDIR)/man8/
 
 clean:
 	rm -rf $(B)

@@ -97,7 +97,9 @@ class Bridge:
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         c.request(method, path, body=data, headers=h)
         r = c.getresponse()
-        raw = r.read()
+        # an event stream never ends: its status and headers are the answer
+        stream = (r.getheader("Content-Type") or "").startswith("text/event-stream")
+        raw = b"" if stream else r.read()
         c.close()
         try:
             j = json.loads(raw) if raw else None
