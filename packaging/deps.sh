@@ -16,6 +16,8 @@ fiu-utils libfiu-dev iproute2
 golang-go golang-github-varlink-go-dev mandoc prometheus bash-completion
 poppler-utils zbar-tools"
 PKGS="$BUILD $TEST"
+# the web bridge (vitaled-web) and its browser tests / kiosk screenshots
+PKGS="$PKGS libmicrohttpd-dev chromium python3-websocket fonts-dejavu-core"
 
 here=$(cd "$(dirname "$0")" && pwd)
 sum=$(cat "$0" | cksum | cut -d' ' -f1)

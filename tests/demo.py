@@ -146,9 +146,10 @@ def main():
     world.stop()
     phone = phone_taps()
     upload = insurer_story()
+    kiosk = kiosk_story()
     print("\nDemo finished: %d beneficiaries read from the Vitale 2 (%s), every card reported, "
-          "the hostile one contained; %s; %s." % (len(card["beneficiaries"]), card["profile"], phone,
-                                                   upload))
+          "the hostile one contained; %s; %s; %s." % (len(card["beneficiaries"]), card["profile"], phone,
+                                                       upload, kiosk))
     print("See README.md for what is built and what is simulated.")
 
 
@@ -394,6 +395,80 @@ def _story(d, w, ins, world, tmp):
               "a card's organisation and rights still come from the card and the till")
     return "%d sheet(s) uploaded after the network came back, held once each by the insurer, %d paid%s" % (
         held["count"], paid, "; rights check: %s" % state if rights else "")
+
+
+def kiosk_story():
+    """The kiosk screen (vitaled-web's /kiosk) in headless Chromium while a
+    Vitale 2 and phones check in; each state's screenshot is kept under
+    $B/demo-output/kiosk/ and named here."""
+    import cdp
+    import issuer
+    import sheetlib
+    import webworld
+    step("the kiosk screen: [daemon] mode = kiosk, vitaled-web serves /kiosk, headless Chromium shows it")
+    if not cdp.available():
+        print("chromium is not installed: the kiosk screen is not shown")
+        return "kiosk screen not shown (no chromium)"
+    out = os.path.join(webworld.harness.B, "demo-output", "kiosk")
+    os.makedirs(out, exist_ok=True)
+    tmp = mktemp("vitaled-demo-kiosk-")
+    iss = os.path.join(tmp, "issuer")
+    issuer.init_world(iss)
+    port = webworld.free_port()
+    world = PcscWorld(dir=os.path.join(tmp, "pcsc"))
+    world.start()
+    conf = sheetlib.conf(None, mode="kiosk", extra=(
+        "[digital]\ntrust_anchor = %s\ncode_timeout_s = 20\n[web]\nport = %d\nkiosk_reset_s = 3\n"
+        % (os.path.join(iss, "ca.pem"), port)))
+    shots = []
+    try:
+        with Daemon(tmp=tmp, conf=conf, env={"PCSCLITE_CSOCK_NAME": world.socket}) as d:
+            br = webworld.Bridge(d, tmp, port).start()
+            browser = cdp.Browser(tmp)
+            h = CardHost(world.port, log=os.path.join(tmp, "card.log"))
+            try:
+                p = browser.page()
+                p.viewport(1280, 800)
+                p.navigate(br.url + "/kiosk")
+                print("vitaled-web pid %d; kiosk page %s/kiosk" % (br.proc.pid, br.url))
+
+                def shot(name, state, what):
+                    p.wait("document.body.dataset.state === %s" % json.dumps(state), timeout=20)
+                    path = p.screenshot(os.path.join(out, name + ".png"))
+                    text = p.eval("document.body.innerText").split("\n")
+                    lines = [x for x in text if x.strip()]
+                    print("  %-8s %-40s screen: %s / %s" % (state, what, lines[0], lines[1]))
+                    print("           screenshot %s" % path)
+                    shots.append(path)
+
+                p.wait("document.body.dataset.feed === 'on'", timeout=10)
+                shot("01-idle", "idle", "nobody there")
+                h.insert("vitale2")
+                shot("02-welcome", "welcome", "a Vitale 2: checked in (a draft sheet)")
+                h.remove()
+                shot("02b-idle", "idle", "3 s later, back to the start")
+                time.sleep(0.6)
+                h.insert("phone", tmpdir=iss, pending_s=2.5)
+                shot("03-code", "code", "a phone: its holder types the code")
+                shot("03b-welcome", "welcome", "the phone's holder is checked in")
+                h.remove()
+                time.sleep(0.6)
+                h.insert("phone", tmpdir=iss, code="refuse")
+                shot("04-refused", "refused", "a phone whose code is refused")
+                h.remove()
+                time.sleep(0.6)
+                h.insert("phone", tmpdir=iss, expired=True)
+                shot("05-expired", "expired", "a phone whose credential has expired")
+                h.remove()
+                drafts = len(sheetlib.list_all(d, state="draft"))
+                print("drafts in the queue (the check-ins): %d" % drafts)
+            finally:
+                h.close()
+                browser.close()
+                br.stop()
+    finally:
+        world.stop()
+    return "the kiosk screen shown in %d states (screenshots in %s)" % (len(shots), out)
 
 
 def _wait_event(w, etype, timeout=10):
