@@ -320,7 +320,8 @@ lint: all
 # a wrapper is set.
 MEMCHECK_TESTS ?=
 VALGRIND_MEMCHECK = valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite \
-	--errors-for-leak-kinds=definite --log-file=$(abspath $(B))/memcheck/%p.log
+	--errors-for-leak-kinds=definite --log-file=$(abspath $(B))/memcheck/%p.log \
+	--suppressions=$(abspath tests/valgrind.supp)
 memcheck: deps
 	@$(MAKE) --no-print-directory all
 	@rm -rf $(B)/memcheck && mkdir -p $(B)/memcheck

@@ -136,6 +136,11 @@ def t_refused():
     check(p.returncode != 0 and "usage" in p.stderr, "vitalectl sheet print without -o: usage")
 
 
+def t_stop():
+    rc, took = G["d"].stop()
+    check(rc == 0, "vitaled stops cleanly after printing (exit %r in %.2f s)" % (rc, took))
+
+
 def main():
     for b in ("vitaled", "vitalectl"):
         if not os.access(os.path.join(harness.B, b), os.X_OK):
@@ -152,7 +157,7 @@ def main():
     conf = sl.conf(key).replace("[practitioner]\n", "[practitioner]\nname = %s\naddress = %s\n"
                                 % (NAME, ADDRESS), 1)
     G["d"] = harness.Daemon(conf=conf, tmp=tmp).start()
-    harness.run_tests([t_small, t_big, t_refused])
+    harness.run_tests([t_small, t_big, t_refused, t_stop])
 
 
 if __name__ == "__main__":
