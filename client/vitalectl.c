@@ -89,6 +89,10 @@ cmd_status(struct ctl *ctl, int argc, char **argv)
 	       (long long)json_integer_value(json_object_get(q, "queued")));
 	if (jstr(q, "next_due", NULL))
 		printf(", next due %s", jstr(q, "next_due", ""));
+	if (jstr(q, "integrity", NULL) && strcmp(jstr(q, "integrity", ""), "ok") != 0)
+		printf(", integrity %s%s%s%s", jstr(q, "integrity", ""),
+		       jstr(q, "integrity_error", NULL) ? " (" : "", jstr(q, "integrity_error", ""),
+		       jstr(q, "integrity_error", NULL) ? ")" : "");
 	printf("\n");
 	json_t *u = json_object_get(st, "uploader");
 	printf("uploader: %s", jstr(u, "state", "?"));

@@ -738,6 +738,9 @@ cmd_queue(struct ctl *ctl, int argc, char **argv)
 		printf("  %-9s %lld\n", order[i], (long long)json_integer_value(json_object_get(c, order[i])));
 	printf("oldest:    %s\n", jstr(r, "oldest", "-"));
 	printf("next due:  %s\n", jstr(r, "next_due", "-"));
+	printf("integrity: %s%s%s%s\n", jstr(r, "integrity", "?"),
+	       jstr(r, "integrity_error", NULL) ? " (" : "", jstr(r, "integrity_error", ""),
+	       jstr(r, "integrity_error", NULL) ? ")" : "");
 	printf("limits:    %lld sheets, %lld bytes\n",
 	       (long long)json_integer_value(json_object_get(r, "max_sheets")),
 	       (long long)json_integer_value(json_object_get(r, "max_bytes")));

@@ -884,13 +884,24 @@ stats_json(bool full)
 {
 	struct queue_stats st;
 	if (!A.sq)
-		return json_pack("{s:s,s:i,s:i,s:n,s:n}", "state", "closed", "total", 0, "queued", 0,
-		                 "oldest", "next_due");
+		return json_pack("{s:s,s:i,s:i,s:n,s:n,s:s,s:n}", "state", "closed", "total", 0,
+		                 "queued", 0, "oldest", "next_due", "integrity", "checking",
+		                 "integrity_error");
 	sheetq_stats(A.sq, &st);
 	json_t *o = json_pack("{s:s,s:I,s:I,s:o,s:o}", "state", "open", "total", (json_int_t)st.total,
 	                      "queued", (json_int_t)(st.count[QUEUE_QUEUED] + st.count[QUEUE_SENDING]),
 	                      "oldest", sheetread_iso_ms(st.oldest_queued_ms), "next_due",
 	                      sheetread_opt_str(st.next_due));
+	char why[600];
+	enum sheetq_check ck = sheetq_check(A.sq, why, sizeof(why), NULL);
+	if (o) {
+		json_object_set_new(o, "integrity",
+		                    json_string(ck == SHEETQ_CHECK_RUNNING ? "checking"
+		                                : ck == SHEETQ_CHECK_OK    ? "ok"
+		                                                           : "failed"));
+		json_object_set_new(o, "integrity_error",
+		                    ck == SHEETQ_CHECK_FAILED ? json_string(why) : json_null());
+	}
 	if (!o || !full)
 		return o;
 	json_t *counts = json_object();

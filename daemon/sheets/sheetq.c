@@ -17,12 +17,17 @@
 #include <string.h>
 
 #include "daemon/core/worker.h"
+#include "lib/clock.h"
+#include "lib/log.h"
 
 struct sheetq {
 	struct worker *w;
 	struct queue *q;          /* used on the worker's thread only, once started */
-	pthread_mutex_t mu;       /* guards stats */
+	pthread_mutex_t mu;       /* guards stats and the check's result */
 	struct queue_stats stats;
+	enum sheetq_check check;
+	char check_why[600];
+	uint64_t check_ms;
 };
 
 struct job {
@@ -53,6 +58,41 @@ job_run(void *arg)
 		refresh_stats(j->sq);
 }
 
+/* Worker thread: the queue's first job, the integrity check queue_open
+ * left to it (opts.defer_quick_check), so that the daemon is ready before
+ * it has read the whole file; every job queued meanwhile (creates,
+ * uploads) waits behind it, so nothing is written to a file not checked. */
+static void
+check_run(void *arg)
+{
+	struct sheetq *sq = arg;
+	uint64_t t0 = clock_mono_us();
+	int r = queue_check(sq->q);
+	uint64_t ms = (clock_mono_us() - t0) / 1000u;
+	refresh_stats(sq); /* the stored bytes are counted by the check */
+	pthread_mutex_lock(&sq->mu);
+	sq->check = r < 0 ? SHEETQ_CHECK_FAILED : SHEETQ_CHECK_OK;
+	sq->check_ms = ms;
+	if (r < 0)
+		snprintf(sq->check_why, sizeof(sq->check_why), "%s", queue_damage(sq->q));
+	pthread_mutex_unlock(&sq->mu);
+}
+
+/* Loop thread. */
+static void
+check_done(void *arg)
+{
+	struct sheetq *sq = arg;
+	char why[600];
+	uint64_t ms;
+	if (sheetq_check(sq, why, sizeof(why), &ms) == SHEETQ_CHECK_FAILED)
+		log_err("queue: integrity check failed: %s; sheets are kept but no sheet is created "
+		        "or sent until the file is restored", why);
+	else
+		log_info("queue: integrity check (PRAGMA quick_check) passed in %llu ms",
+		         (unsigned long long)ms);
+}
+
 /* Loop thread. */
 static void
 job_done(void *arg)
@@ -81,8 +121,9 @@ sheetq_start(struct loop *l, const struct queue_opts *o, struct sheetq **out, ch
 	/* one thread: the handle has one user at a time (storage/queue.h);
 	 * started now (an empty job) rather than at the first request, so the
 	 * daemon's threads are all there once it is ready */
+	sq->check = SHEETQ_CHECK_RUNNING;
 	if ((r = worker_new(l, "queue", 1, 0, &sq->w)) < 0 ||
-	    (r = worker_submit(sq->w, NULL, NULL, NULL)) < 0) {
+	    (r = worker_submit(sq->w, check_run, check_done, sq)) < 0) {
 		snprintf(err, errlen, "cannot start the queue's worker: %s", strerror(-r));
 		worker_free(sq->w);
 		goto fail;
@@ -133,6 +174,19 @@ sheetq_open_notice(struct sheetq *sq, char *buf, size_t len, bool *read_only)
 {
 	snprintf(buf, len, "%s", queue_open_notice(sq->q));
 	*read_only = queue_read_only(sq->q);
+}
+
+enum sheetq_check
+sheetq_check(struct sheetq *sq, char *why, size_t len, uint64_t *ms)
+{
+	pthread_mutex_lock(&sq->mu);
+	enum sheetq_check c = sq->check;
+	if (why && len)
+		snprintf(why, len, "%s", c == SHEETQ_CHECK_FAILED ? sq->check_why : "");
+	if (ms)
+		*ms = sq->check_ms;
+	pthread_mutex_unlock(&sq->mu);
+	return c;
 }
 
 unsigned

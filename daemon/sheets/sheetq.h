@@ -55,6 +55,13 @@ void sheetq_stats(struct sheetq *sq, struct queue_stats *st);
 /* What the queue said at open (storage/queue.h queue_open_notice), and
  * whether it is read-only. Loop thread, before the first job. */
 void sheetq_open_notice(struct sheetq *sq, char *buf, size_t len, bool *read_only);
+/* The integrity check (PRAGMA quick_check) of the file: the worker's first
+ * job when the queue was opened with defer_quick_check (else it ran in
+ * queue_open, and this says OK once the worker started). RUNNING until it
+ * ends; FAILED: every write is refused (storage/queue.h queue_check), why
+ * says so. ms: how long it took. Any thread. */
+enum sheetq_check { SHEETQ_CHECK_RUNNING, SHEETQ_CHECK_OK, SHEETQ_CHECK_FAILED };
+enum sheetq_check sheetq_check(struct sheetq *sq, char *why, size_t len, uint64_t *ms);
 /* Jobs whose done callback has not run yet (for tests and status). Any thread. */
 unsigned sheetq_pending(struct sheetq *sq);
 

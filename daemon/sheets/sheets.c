@@ -209,6 +209,7 @@ sheets_init(struct daemon *d)
 		.max_bytes = d->cfg->queue_max_bytes,
 		.accept_new = accept_new,
 		.allow_readonly = true,
+		.defer_quick_check = true, /* on the queue thread, after READY */
 	};
 	uint64_t t0 = clock_mono_us();
 	int r = sheetseal_start(d->loop, &S.sealer);

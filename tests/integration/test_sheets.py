@@ -31,7 +31,9 @@ cbor2 + cryptography, written from docs/care-sheet.md) and by
              and consecutive per practitioner and day, batches shared
   softhsm    PS256 with an RSA key on SoftHSM after SubmitPin
   refuse     start-up refused with the reason when queue.key is gone while
-             sheets are stored, and when the database is corrupt
+             sheets are stored; a corrupt database: start-up refused, or
+             (found by the integrity check after READY) status says so and
+             creates are refused
 
 Environment: B (build dir). Exit 0 pass, 77 skip, 1 fail.
 """
@@ -493,13 +495,36 @@ def t_refuse():
         f.seek(3 * 4096)
         f.write(os.urandom(4096))
     d4 = harness.Daemon(conf=sl.conf(G["key"]), tmp=tmp, wait=False).start()
-    try:
-        rc = d4.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        rc = None
+    # Either the open's own reads meet the damage (start-up refused with
+    # QueueCorrupt), or the daemon gets ready and its integrity check
+    # (quick_check on the queue thread, just after READY) finds it: status
+    # says so and no sheet is created (nothing written to a damaged file).
+    q, end = None, time.monotonic() + 20
+    while time.monotonic() < end and d4.proc.poll() is None:
+        try:
+            q = call(d4, "GetStatus", timeout=5)[1]["queue"]
+            if q["integrity"] != "checking":
+                break
+        except Exception:
+            pass
+        time.sleep(0.1)
+    rc = d4.proc.poll()
     log = d4.log_text()
-    check(rc not in (0, None) and "QueueCorrupt" in log,
-          "corrupt database: start-up refused with QueueCorrupt (exit %s): %s" % (rc, log[-300:]))
+    if rc is not None:
+        check(rc != 0 and "QueueCorrupt" in log,
+              "corrupt database: start-up refused with QueueCorrupt (exit %s): %s" % (rc, log[-300:]))
+        return
+    check(q is not None and q["integrity"] == "failed" and
+          "quick_check" in (q["integrity_error"] or ""),
+          "corrupt database: status says the integrity check failed: %r" % (q,))
+    check("integrity check failed" in log, "the log says so: %s" % log[-400:])
+    err, r = call(d4, "CreateSheet", sl.degraded())
+    check(err and err.endswith("IoError") and "quick_check" in r.get("reason", ""),
+          "corrupt database: CreateSheet refused (%s %r)" % (err, r))
+    out = subprocess.run([os.path.join(harness.B, "vitalectl"), "--socket", d4.sock, "status"],
+                         capture_output=True, text=True, timeout=10).stdout
+    check("integrity failed" in out, "vitalectl status shows it: %s" % out)
+    d4.stop()
 
 
 def t_kiosk():

@@ -1052,6 +1052,36 @@ START_TEST(test_migrate_v1)
 }
 END_TEST
 
+/* A sound file with the check deferred (the daemon's way): the counts at
+ * open, the stored bytes once queue_check ran, writes as usual. */
+START_TEST(test_deferred_check)
+{
+	struct queue *q = qopen();
+	struct queue_stats st, st2;
+	for (int i = 0; i < 20; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "d-%03d", i);
+		ck_assert_int_eq(put(q, id, "P1", "2024-03-01", "2024-03-06", "payload"), 0);
+	}
+	ck_assert_int_eq(queue_stats(q, &st), 0);
+	ck_assert_uint_gt(st.bytes, 0);
+	queue_close(q);
+	struct queue_opts o = opts_default();
+	o.defer_quick_check = true;
+	char err[512];
+	ck_assert_int_eq(queue_open(&o, &q, err, sizeof(err)), 0);
+	ck_assert_int_eq(queue_stats(q, &st2), 0);
+	ck_assert_uint_eq(st2.total, 20);
+	ck_assert_int_eq(queue_check(q), 0);
+	ck_assert_ptr_null(queue_damage(q));
+	ck_assert_int_eq(queue_stats(q, &st2), 0);
+	ck_assert_uint_eq(st2.bytes, st.bytes);
+	ck_assert_int_eq(put(q, "d-new", "P1", "2024-03-01", "2024-03-06", "payload"), 0);
+	ck_assert_int_eq(queue_check(q), 0); /* once only: nothing more to do */
+	queue_close(q);
+}
+END_TEST
+
 START_TEST(test_corrupt)
 {
 	struct queue *q = qopen();
@@ -1087,6 +1117,31 @@ START_TEST(test_corrupt)
 	ck_assert_str_eq(queue_error_name(r), "QueueCorrupt");
 	/* the file is left as it was, for recovery */
 	struct stat sb2;
+	ck_assert_int_eq(stat(p, &sb2), 0);
+	ck_assert_int_eq(sb2.st_size, sb.st_size);
+
+	/* the daemon's way: the check deferred to queue_check (the open's own
+	 * reads may or may not meet the damage); once it failed, every write
+	 * is refused with its sentence, and nothing is written */
+	o.defer_quick_check = true;
+	r = queue_open(&o, &q, err, sizeof(err));
+	if (r == 0) {
+		ck_assert_ptr_null(queue_damage(q));
+		ck_assert_int_eq(queue_check(q), -EUCLEAN);
+		ck_assert_ptr_nonnull(queue_damage(q));
+		ck_assert_msg(strstr(queue_damage(q), "quick_check") ||
+		                      strstr(queue_damage(q), "damaged"),
+		              "%s", queue_damage(q));
+		ck_assert_int_eq(put(q, "s-new", "P1", "2024-03-01", "2024-03-06", pl), -EUCLEAN);
+		ck_assert_msg(strstr(queue_last_error(q), "quick_check") != NULL ||
+		                      strstr(queue_last_error(q), "damaged") != NULL,
+		              "%s", queue_last_error(q));
+		ck_assert_int_eq(queue_check(q), -EUCLEAN); /* stays refused */
+		queue_close(q);
+		q = NULL;
+	} else {
+		ck_assert_int_eq(r, -EUCLEAN);
+	}
 	ck_assert_int_eq(stat(p, &sb2), 0);
 	ck_assert_int_eq(sb2.st_size, sb.st_size);
 
@@ -1420,6 +1475,7 @@ queue_suite(void)
 	tcase_add_test(tc, test_stats_mins_cached);
 	tcase_add_test(tc, test_migrate_v0);
 	tcase_add_test(tc, test_migrate_v1);
+	tcase_add_test(tc, test_deferred_check);
 	tcase_add_test(tc, test_corrupt);
 	tcase_add_test(tc, test_fault_write);
 	tcase_add_test(tc, test_fault_full);
