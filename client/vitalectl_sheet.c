@@ -1,7 +1,9 @@
 /* vitalectl's sheet and queue commands.
  *
  *   sheet create (--reader NAME [--beneficiary N] | --degraded --patient-json FILE)
- *                (--act CODE:COEF:AMOUNT_CENTS[:DATE] ... | --input FILE) [options]
+ *                (--act CODE:COEF:AMOUNT_CENTS[:DATE] ...
+ *                 --medicine CIP13:SERVICE:QTY:UNIT_CENTS[:DATE] ...
+ *                 --device LPP:QTY:UNIT_CENTS[:DATE] ... | --input FILE) [options]
  *   sheet draft [--reader NAME] [--beneficiary N] [--input FILE]
  *   sheet complete ID (--act ... | --input FILE) [options]
  *   sheet list [--state S[,S]] [--from D] [--to D] [--due-before D] [--limit N] [--all]
@@ -48,16 +50,15 @@ load_json_file(const char *path)
 	return j;
 }
 
-/* CODE:COEF:AMOUNT_CENTS[:DATE] as an act object. */
-static json_t *
-parse_act(const char *spec)
+/* Split spec at ':' into at most max parts (in buf); the count, or 0. */
+static size_t
+split_spec(const char *spec, char *buf, size_t buflen, char **parts, size_t max)
 {
-	char buf[128], *parts[4] = { NULL };
 	size_t n = 0;
-	if (strlen(spec) >= sizeof(buf))
-		return NULL;
-	snprintf(buf, sizeof(buf), "%s", spec);
-	for (char *p = buf; n < 4;) {
+	if (strlen(spec) >= buflen)
+		return 0;
+	snprintf(buf, buflen, "%s", spec);
+	for (char *p = buf; n < max;) {
 		parts[n++] = p;
 		char *c = strchr(p, ':');
 		if (!c)
@@ -65,16 +66,34 @@ parse_act(const char *spec)
 		*c = '\0';
 		p = c + 1;
 	}
-	if (n < 3 || (n == 4 && strchr(parts[3], ':')))
+	return strchr(parts[n - 1], ':') ? 0 : n;
+}
+
+static bool
+get_ll(const char *v, long long *out)
+{
+	char *end;
+	*out = strtoll(v, &end, 10);
+	return *end == '\0' && end != v;
+}
+
+/* CODE:COEF:AMOUNT_CENTS[:DATE] as an act line. */
+static json_t *
+parse_act(const char *spec)
+{
+	char buf[128], *parts[4] = { NULL };
+	size_t n = split_spec(spec, buf, sizeof(buf), parts, 4);
+	if (n < 3)
 		return NULL;
 	char *end;
 	double coef = strtod(parts[1], &end);
 	if (*end || end == parts[1] || coef < 0)
 		return NULL;
-	long long amount = strtoll(parts[2], &end, 10);
-	if (*end || end == parts[2])
+	long long amount;
+	if (!get_ll(parts[2], &amount))
 		return NULL;
-	json_t *a = json_pack("{s:s,s:I}", "code", parts[0], "amount", (json_int_t)amount);
+	json_t *a = json_pack("{s:s,s:s,s:I}", "kind", "act", "code", parts[0], "amount",
+	                      (json_int_t)amount);
 	if (coef == (double)(long long)coef)
 		json_object_set_new(a, "coefficient", json_integer((json_int_t)coef));
 	else
@@ -82,6 +101,28 @@ parse_act(const char *spec)
 	if (n == 4)
 		json_object_set_new(a, "date", json_string(parts[3]));
 	return a;
+}
+
+/* CIP13:SERVICE:QTY:UNIT_CENTS[:DATE] (medicine) or LPP:QTY:UNIT_CENTS[:DATE]
+ * (device) as a line; its amount is quantity × unit price. */
+static json_t *
+parse_item(const char *spec, bool medicine)
+{
+	char buf[128], *parts[5] = { NULL };
+	size_t want = medicine ? 4 : 3;
+	size_t n = split_spec(spec, buf, sizeof(buf), parts, want + 1);
+	long long qty, unit;
+	if (n < want || !get_ll(parts[want - 2], &qty) || !get_ll(parts[want - 1], &unit) ||
+	    qty < 0 || qty > 1000000 || unit < 0 || unit > 100000000000LL)
+		return NULL;
+	json_t *l = json_pack("{s:s,s:s,s:I,s:I,s:I}", "kind", medicine ? "medicine" : "device",
+	                      medicine ? "cip13" : "lpp", parts[0], "quantity", (json_int_t)qty,
+	                      "unit_price", (json_int_t)unit, "amount", (json_int_t)(qty * unit));
+	if (medicine)
+		json_object_set_new(l, "service", json_string(parts[1]));
+	if (n == want + 1)
+		json_object_set_new(l, "date", json_string(parts[want]));
+	return l;
 }
 
 /* The options shared by create and complete: they build the till's part. */
@@ -92,6 +133,8 @@ struct sheet_opts {
 	bool degraded;
 	long long amo, amc, patient;
 	bool amo_set, amc_set, patient_set;
+	const char *amc_id;   /* --amc-id */
+	bool amc_tp;          /* --amc-tiers-payant */
 };
 
 static int
@@ -99,10 +142,15 @@ usage_sheet(void)
 {
 	fprintf(stderr,
 	        "usage: vitalectl sheet create (--reader NAME [--beneficiary N] | --degraded --patient-json FILE)\n"
-	        "                              (--act CODE:COEF:AMOUNT_CENTS[:DATE] ... | --input FILE)\n"
+	        "                              (--act CODE:COEF:AMOUNT_CENTS[:DATE] ...\n"
+	        "                               --medicine CIP13:SERVICE:QTY:UNIT_CENTS[:DATE] ...\n"
+	        "                               --device LPP:QTY:UNIT_CENTS[:DATE] ... | --input FILE)\n"
 	        "                              [--care-date YYYY-MM-DD] [--insurance maladie|maternite|at_mp|smg]\n"
-	        "                              [--at-date D] [--tiers-payant] [--insurer RR:CCC:CCCC]\n"
+	        "                              [--at-date D] [--at-number REF] [--maternity-date D]\n"
+	        "                              [--pathway NAME[:REFERRER_ID]] [--exemption NAME]\n"
+	        "                              [--tiers-payant] [--insurer RR:CCC:CCCC]\n"
 	        "                              [--amo CENTS] [--amc CENTS] [--patient CENTS]\n"
+	        "                              [--amc-id NUMBER] [--amc-tiers-payant]\n"
 	        "                              [--prescriber ID[:DATE]]\n"
 	        "       vitalectl sheet draft [--reader NAME] [--beneficiary N] [--input FILE]\n"
 	        "       vitalectl sheet complete ID (--act ... | --input FILE) [the options of create]\n"
@@ -113,7 +161,7 @@ usage_sheet(void)
 	        "       vitalectl sheet print ID -o FILE.pdf          (the paper duplicata)\n"
 	        "       vitalectl sheet verify FILE --cert CERT.pem   (offline)\n"
 	        "--input FILE (-i; formerly --json FILE): the till's part as a JSON object.\n"
-	        "Totals when not in the input: total = the acts' sum; amo = total - amc - patient.\n");
+	        "Totals when not in the input: total = the lines' sum; amo = total - amc - patient.\n");
 	return EXIT_USAGE;
 }
 
@@ -124,6 +172,60 @@ set_money(const char *v, long long *out, bool *set)
 	*out = strtoll(v, &end, 10);
 	*set = true;
 	return *end == '\0' && end != v && *out >= 0;
+}
+
+/* The lines: a JSON file's ("lines", or model 1's "acts", each an act),
+ * then the options'; the totals from them unless the JSON gave them; the
+ * AMC from --amc-id / --amc-tiers-payant / --amc. */
+static void
+finish_lines(json_t *s, json_t *opts_lines, const struct sheet_opts *o)
+{
+	json_t *lines = json_object_get(s, "lines"), *old = json_object_get(s, "acts");
+	size_t k;
+	json_t *l;
+	if (json_is_array(old) && !lines && json_array_size(opts_lines)) {
+		/* model 1's acts from a file, more lines from the options: all lines */
+		lines = json_array();
+		json_array_foreach(old, k, l) {
+			json_t *c = json_deep_copy(l);
+			json_object_set_new(c, "kind", json_string("act"));
+			json_array_append_new(lines, c);
+		}
+		json_object_set_new(s, "lines", lines);
+		json_object_del(s, "acts");
+	}
+	if (json_array_size(opts_lines)) {
+		if (json_is_array(lines))
+			json_array_extend(lines, opts_lines);
+		else
+			json_object_set(s, "lines", opts_lines);
+	}
+	json_t *all = json_object_get(s, "lines");
+	if (!all)
+		all = json_object_get(s, "acts");
+	long long amc = o->amc_set ? o->amc : 0;
+	if (!json_object_get(s, "totals") && json_is_array(all) && json_array_size(all)) {
+		long long total = 0;
+		json_array_foreach(all, k, l) total += json_integer_value(json_object_get(l, "amount"));
+		long long patient = o->patient_set ? o->patient : 0;
+		long long amo = o->amo_set ? o->amo : total - amc - patient;
+		if (!o->patient_set && o->amo_set)
+			patient = total - amo - amc;
+		json_object_set_new(s, "totals", json_pack("{s:I,s:I,s:I,s:I}", "total", (json_int_t)total,
+		                                           "amo", (json_int_t)amo, "amc", (json_int_t)amc,
+		                                           "patient", (json_int_t)patient));
+	}
+	if (o->amc_id || o->amc_tp) {
+		json_t *a = json_pack("{s:b}", "tiers_payant", o->amc_tp);
+		if (o->amc_id)
+			json_object_set_new(a, "id", json_string(o->amc_id));
+		json_object_set_new(s, "amc", a);
+	} else if (!json_object_get(s, "amc") && json_is_array(all) && json_array_size(all))
+		json_object_set_new(s, "amc", json_boolean(amc > 0));
+	if (all && !json_object_get(s, "insurance"))
+		json_object_set_new(s, "insurance", json_string("maladie"));
+	if (all && !json_object_get(s, "tiers_payant"))
+		json_object_set_new(s, "tiers_payant", json_false());
 }
 
 /* Read the options of create/draft/complete from argv[i...]. */
@@ -162,6 +264,31 @@ parse_sheet_opts(int argc, char **argv, int i, struct sheet_opts *o, bool allow_
 				goto fail_usage;
 			}
 			json_array_append_new(acts, act);
+		} else if ((!strcmp(a, "--medicine") || !strcmp(a, "--device")) && v) {
+			json_t *item = parse_item(v, !strcmp(a, "--medicine"));
+			if (!item) {
+				fprintf(stderr, "vitalectl: %s %s: want %s\n", a, v,
+				        !strcmp(a, "--medicine") ? "CIP13:SERVICE:QTY:UNIT_CENTS[:DATE]" :
+				                                   "LPP:QTY:UNIT_CENTS[:DATE]");
+				goto fail_usage;
+			}
+			json_array_append_new(acts, item);
+		} else if (!strcmp(a, "--pathway") && v) {
+			const char *c = strchr(v, ':');
+			json_object_set_new(s, "pathway", json_stringn(v, c ? (size_t)(c - v) : strlen(v)));
+			if (c)
+				json_object_set_new(s, "referrer_id", json_string(c + 1));
+		} else if (!strcmp(a, "--exemption") && v) {
+			json_object_set_new(s, "exemption", json_string(v));
+		} else if (!strcmp(a, "--maternity-date") && v) {
+			json_object_set_new(s, "maternity_date", json_string(v));
+		} else if (!strcmp(a, "--at-number") && v) {
+			json_object_set_new(s, "at_number", json_string(v));
+		} else if (!strcmp(a, "--amc-id") && v) {
+			o->amc_id = v;
+		} else if (!strcmp(a, "--amc-tiers-payant")) {
+			o->amc_tp = true;
+			used = false;
 		} else if (!strcmp(a, "--care-date") && v) {
 			json_object_set_new(s, "care_date", json_string(v));
 		} else if (!strcmp(a, "--at-date") && v) {
@@ -207,35 +334,8 @@ parse_sheet_opts(int argc, char **argv, int i, struct sheet_opts *o, bool allow_
 		if (used)
 			i++;
 	}
-	if (json_array_size(acts)) {
-		json_t *old = json_object_get(s, "acts");
-		if (json_is_array(old))
-			json_array_extend(old, acts);
-		else
-			json_object_set(s, "acts", acts);
-	}
+	finish_lines(s, acts, o);
 	json_decref(acts);
-	/* totals from the acts unless the JSON gave them */
-	json_t *all = json_object_get(s, "acts");
-	if (!json_object_get(s, "totals") && json_is_array(all) && json_array_size(all)) {
-		long long total = 0;
-		size_t k;
-		json_t *act;
-		json_array_foreach(all, k, act) total += json_integer_value(json_object_get(act, "amount"));
-		long long amc = o->amc_set ? o->amc : 0, patient = o->patient_set ? o->patient : 0;
-		long long amo = o->amo_set ? o->amo : total - amc - patient;
-		if (!o->patient_set && o->amo_set)
-			patient = total - amo - amc;
-		json_object_set_new(s, "totals", json_pack("{s:I,s:I,s:I,s:I}", "total", (json_int_t)total,
-		                                           "amo", (json_int_t)amo, "amc", (json_int_t)amc,
-		                                           "patient", (json_int_t)patient));
-		if (!json_object_get(s, "amc"))
-			json_object_set_new(s, "amc", json_boolean(amc > 0));
-	}
-	if (json_object_get(s, "acts") && !json_object_get(s, "insurance"))
-		json_object_set_new(s, "insurance", json_string("maladie"));
-	if (json_object_get(s, "acts") && !json_object_get(s, "tiers_payant"))
-		json_object_set_new(s, "tiers_payant", json_false());
 	return 0;
 bad:
 	fprintf(stderr, "vitalectl: sheet: bad or unknown option '%s'\n", argv[i]);
@@ -445,14 +545,33 @@ print_sheet(json_t *s)
 	       json_is_true(json_object_get(s, "tiers_payant")) ? ", tiers payant" : "");
 	size_t i;
 	json_t *a;
-	json_array_foreach(json_object_get(s, "acts"), i, a) {
-		char *coef = json_dumps(json_object_get(a, "coefficient"), JSON_ENCODE_ANY);
-		printf("act %zu:       %s %-8s x%s %lld.%02lld EUR\n", i + 1, jstr(a, "date", "?"),
-		       jstr(a, "code", "?"), coef ? coef : "?",
-		       (long long)json_integer_value(json_object_get(a, "amount")) / 100,
-		       (long long)json_integer_value(json_object_get(a, "amount")) % 100);
-		free(coef);
+	json_t *lines = json_object_get(s, "lines");
+	json_array_foreach(lines ? lines : json_object_get(s, "acts"), i, a) {
+		long long amount = (long long)json_integer_value(json_object_get(a, "amount"));
+		const char *kind = jstr(a, "kind", "act");
+		if (!strcmp(kind, "act")) {
+			char *coef = json_dumps(json_object_get(a, "coefficient"), JSON_ENCODE_ANY);
+			printf("line %zu:      %s act      %-13s x%s %lld.%02lld EUR\n", i + 1,
+			       jstr(a, "date", "?"), jstr(a, "code", "?"), coef ? coef : "?", amount / 100,
+			       amount % 100);
+			free(coef);
+		} else {
+			long long unit = (long long)json_integer_value(json_object_get(a, "unit_price"));
+			printf("line %zu:      %s %-8s %-13s %s%s%lld x %lld.%02lld = %lld.%02lld EUR\n", i + 1,
+			       jstr(a, "date", "?"), kind, jstr(a, !strcmp(kind, "medicine") ? "cip13" : "lpp", "?"),
+			       jstr(a, "service", ""), jstr(a, "service", NULL) ? " " : "",
+			       (long long)json_integer_value(json_object_get(a, "quantity")), unit / 100,
+			       unit % 100, amount / 100, amount % 100);
+		}
 	}
+	if (jstr(s, "pathway", NULL) || jstr(s, "exemption", NULL))
+		printf("context:     pathway %s%s%s, exemption %s\n", jstr(s, "pathway", "-"),
+		       jstr(s, "referrer_id", NULL) ? " by " : "", jstr(s, "referrer_id", ""),
+		       jstr(s, "exemption", "-"));
+	json_t *amc = json_object_get(s, "amc");
+	if (json_is_object(amc))
+		printf("AMC:         %s%s\n", jstr(amc, "id", "(no number)"),
+		       json_is_true(json_object_get(amc, "tiers_payant")) ? ", tiers payant" : "");
 	if (t)
 		printf("totals:      %lld cents (AMO %lld, AMC %lld, patient %lld)\n",
 		       (long long)json_integer_value(json_object_get(t, "total")),

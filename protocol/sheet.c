@@ -100,6 +100,64 @@ sheet_insurance_parse(const char *name)
 	return -EINVAL;
 }
 
+static const char *const line_kind_names[] = { "act", "medicine", "device" };
+static const char *const pathway_names[] = {
+	NULL, "medecin_traitant", "new_medecin_traitant", "substitute", "referred",
+	"direct_access", "emergency", "away_from_home", "outside",
+};
+static const char *const exemption_names[] = { NULL, "ald", "invalidity", "prevention", "other" };
+
+static const char *
+name_of(const char *const *names, size_t n, int v)
+{
+	return v >= 0 && (size_t)v < n ? names[v] : NULL;
+}
+
+static int
+parse_name(const char *const *names, size_t n, const char *name)
+{
+	for (size_t i = 0; name && i < n; i++)
+		if (names[i] && strcmp(name, names[i]) == 0)
+			return (int)i;
+	return -EINVAL;
+}
+
+const char *
+sheet_line_kind_name(enum sheet_line_kind k)
+{
+	return name_of(line_kind_names, N(line_kind_names), (int)k);
+}
+
+int
+sheet_line_kind_parse(const char *name)
+{
+	return parse_name(line_kind_names, N(line_kind_names), name);
+}
+
+const char *
+sheet_pathway_name(enum sheet_pathway p)
+{
+	return name_of(pathway_names, N(pathway_names), (int)p);
+}
+
+int
+sheet_pathway_parse(const char *name)
+{
+	return parse_name(pathway_names, N(pathway_names), name);
+}
+
+const char *
+sheet_exemption_name(enum sheet_exemption x)
+{
+	return name_of(exemption_names, N(exemption_names), (int)x);
+}
+
+int
+sheet_exemption_parse(const char *name)
+{
+	return parse_name(exemption_names, N(exemption_names), name);
+}
+
 /* ------------------------------------------------------------------ */
 /* small checks */
 
@@ -165,10 +223,23 @@ sheet_uuid_v4(const uint8_t rnd[16], char out[SHEET_ID_LEN + 1])
 	out[o] = '\0';
 }
 
-/* NGAP letter keys (C, G, AMI, ...: 1 to 5 capitals) or a CCAM code
- * (4 capitals, 3 digits, e.g. DEQP003). */
-static bool
-act_code_valid(const char *c)
+/* The pharmacy service codes that carry a digit (the SNDS pharmacy tables:
+ * PH1/PH2/PH4/PH7 are the medicine rates, MX1/MX4/MX7 their counterparts
+ * for the other pharmacy items); letter-only codes are NGAP-shaped. */
+bool
+sheet_service_code_valid(const char *c)
+{
+	static const char *const codes[] = { "PH1", "PH2", "PH4", "PH7", "MX1", "MX4", "MX7" };
+	for (size_t i = 0; c && i < N(codes); i++)
+		if (strcmp(c, codes[i]) == 0)
+			return true;
+	return false;
+}
+
+/* NGAP letter keys (C, G, AMI, ...: 1 to 5 capitals), a CCAM code
+ * (4 capitals, 3 digits, e.g. DEQP003) or a pharmacy service code. */
+bool
+sheet_act_code_valid(const char *c)
 {
 	size_t n = strlen(c);
 	size_t letters = 0;
@@ -176,7 +247,41 @@ act_code_valid(const char *c)
 		letters++;
 	if (letters == n)
 		return n >= 1 && n <= 5;
+	if (sheet_service_code_valid(c))
+		return true;
 	return n == 7 && letters == 4 && all_digits(c + 4, 3);
+}
+
+/* CIP13: 13 digits, France's medicines under the GS1 prefix 3400, and the
+ * EAN-13 check digit (GS1 General Specifications 7.9: weights 1 and 3 from
+ * the left, the check digit makes the sum a multiple of 10). */
+bool
+sheet_cip13_valid(const char *c)
+{
+	if (!c || !all_digits(c, 13) || strncmp(c, "3400", 4) != 0)
+		return false;
+	int sum = 0;
+	for (int i = 0; i < 12; i++)
+		sum += (c[i] - '0') * (i % 2 ? 3 : 1);
+	return (10 - sum % 10) % 10 == c[12] - '0';
+}
+
+/* LPP (liste des produits et prestations, CSS L165-1): a 7-digit code. */
+bool
+sheet_lpp_valid(const char *c)
+{
+	return c && all_digits(c, 7);
+}
+
+static bool
+upper_digits(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'A' && *s <= 'Z')))
+			return false;
+	return true;
 }
 
 static bool
@@ -192,7 +297,9 @@ void
 sheet_init(struct sheet *s)
 {
 	memset(s, 0, sizeof(*s));
+	s->version = SHEET_VERSION;
 	s->care_date = SHEET_NO_DATE;
+	s->maternity_date = SHEET_NO_DATE;
 	s->prescription_date = SHEET_NO_DATE;
 	s->at_date = SHEET_NO_DATE;
 	s->due_date = SHEET_NO_DATE;
@@ -377,21 +484,153 @@ get_b64(json_t *ev, const char *key, uint8_t *buf, size_t max, size_t *len,
 		err_add(errs, f, "not base64");
 }
 
+/* A line's quantity: 1 to SHEET_MAX_QUANTITY is checked later. */
 static void
-parse_act(json_t *a, size_t i, struct sheet_act *act, struct sheet_errors *errs)
+get_quantity(json_t *l, const char *p, uint32_t *out, struct sheet_errors *errs)
 {
-	static const char *const keys[] = { "date", "code", "coefficient", "amount" };
-	char p[24];
-	snprintf(p, sizeof(p), "acts[%zu]", i);
+	int64_t v;
+	if (get_int(l, p, "quantity", 0, UINT32_MAX, &v, errs) > 0)
+		*out = (uint32_t)v;
+}
+
+/* One line: {"kind": ...} and the keys of its kind ("kind" may be left
+ * out in model 1's "acts", where every line is an act). */
+static void
+parse_line(json_t *a, const char *list, size_t i, struct sheet_line *l, struct sheet_errors *errs)
+{
+	static const char *const act_keys[] = { "kind", "date", "code", "coefficient", "amount" };
+	static const char *const med_keys[] = { "kind", "date", "cip13", "service", "quantity",
+		                                "unit_price", "amount" };
+	static const char *const dev_keys[] = { "kind", "date", "lpp", "quantity", "unit_price",
+		                                "amount" };
+	char p[24], f[40], kind[16];
+	snprintf(p, sizeof(p), "%s[%zu]", list, i);
 	if (!json_is_object(a)) {
 		err_add(errs, p, "must be an object");
 		return;
 	}
-	check_keys(a, p, keys, N(keys), errs);
-	get_date(a, p, "date", &act->date, errs);
-	get_str(a, p, "code", act->code, sizeof(act->code), errs);
-	get_coef(a, p, &act->coef_milli, errs);
-	get_int(a, p, "amount", INT64_MIN, INT64_MAX, &act->amount, errs);
+	l->kind = SHEET_LINE_ACT;
+	int r = get_str(a, p, "kind", kind, sizeof(kind), errs);
+	if (r < 0)
+		return;
+	if (r > 0) {
+		int k = sheet_line_kind_parse(kind);
+		if (k < 0) {
+			field_name(f, sizeof(f), p, "kind");
+			err_add(errs, f, "unknown kind (act, medicine, device)");
+			return;
+		}
+		l->kind = (enum sheet_line_kind)k;
+	} else if (strcmp(list, "lines") == 0) {
+		field_name(f, sizeof(f), p, "kind");
+		err_add(errs, f, "missing (act, medicine, device)");
+		return;
+	}
+	get_date(a, p, "date", &l->date, errs);
+	get_int(a, p, "amount", INT64_MIN, INT64_MAX, &l->amount, errs);
+	switch (l->kind) {
+	case SHEET_LINE_ACT:
+		check_keys(a, p, act_keys, N(act_keys), errs);
+		get_str(a, p, "code", l->code, sizeof(l->code), errs);
+		get_coef(a, p, &l->coef_milli, errs);
+		break;
+	case SHEET_LINE_MEDICINE:
+		check_keys(a, p, med_keys, N(med_keys), errs);
+		get_str(a, p, "cip13", l->code, sizeof(l->code), errs);
+		get_str(a, p, "service", l->service, sizeof(l->service), errs);
+		get_quantity(a, p, &l->quantity, errs);
+		get_int(a, p, "unit_price", INT64_MIN, INT64_MAX, &l->unit_price, errs);
+		break;
+	case SHEET_LINE_DEVICE:
+		check_keys(a, p, dev_keys, N(dev_keys), errs);
+		get_str(a, p, "lpp", l->code, sizeof(l->code), errs);
+		get_quantity(a, p, &l->quantity, errs);
+		get_int(a, p, "unit_price", INT64_MIN, INT64_MAX, &l->unit_price, errs);
+		break;
+	}
+}
+
+/* "lines" (model 2) or "acts" (model 1's form: acts only, kept for old
+ * drafts and tills); not both. */
+static void
+parse_lines(json_t *obj, struct sheet *s, struct sheet_errors *errs)
+{
+	json_t *lines = json_object_get(obj, "lines"), *acts = json_object_get(obj, "acts");
+	const char *key = lines ? "lines" : "acts";
+	json_t *arr = lines ? lines : acts;
+	if (lines && acts) {
+		err_add(errs, "acts", "give the lines once: \"lines\" (or model 1's \"acts\")");
+		return;
+	}
+	if (!arr)
+		return;
+	if (!json_is_array(arr)) {
+		err_add(errs, key, "must be an array");
+	} else if (json_array_size(arr) > SHEET_MAX_LINES) {
+		err_add(errs, key, "too many lines (%zu, at most %d)", json_array_size(arr),
+		        SHEET_MAX_LINES);
+	} else {
+		s->nlines = json_array_size(arr);
+		for (size_t i = 0; i < s->nlines; i++) {
+			s->lines[i] = (struct sheet_line){ .date = SHEET_NO_DATE };
+			parse_line(json_array_get(arr, i), key, i, &s->lines[i], errs);
+		}
+	}
+}
+
+/* "amc": true/false (model 1's flag) or {"id": ..., "tiers_payant": ...}. */
+static void
+parse_amc(json_t *obj, struct sheet *s, struct sheet_errors *errs)
+{
+	static const char *const amc_keys[] = { "id", "tiers_payant" };
+	json_t *v = json_object_get(obj, "amc");
+	if (!v)
+		return;
+	if (json_is_boolean(v)) {
+		s->amc = json_is_true(v);
+		return;
+	}
+	if (!json_is_object(v)) {
+		err_add(errs, "amc", "must be an object {id, tiers_payant} (or true/false)");
+		return;
+	}
+	s->amc = true;
+	check_keys(v, "amc", amc_keys, N(amc_keys), errs);
+	get_str(v, "amc", "id", s->amc_id, sizeof(s->amc_id), errs);
+	json_t *tp = json_object_get(v, "tiers_payant");
+	if (tp && !json_is_boolean(tp))
+		err_add(errs, "amc.tiers_payant", "must be true or false");
+	else
+		s->amc_tiers_payant = json_is_true(tp);
+}
+
+/* Model 2's medical context: pathway, exemption, references. */
+static void
+parse_context(json_t *obj, struct sheet *s, struct sheet_errors *errs)
+{
+	char buf[32];
+	int64_t v;
+	if (get_int(obj, NULL, "v", SHEET_VERSION_1, SHEET_VERSION_2, &v, errs) > 0)
+		s->version = (uint32_t)v;
+	if (get_str(obj, NULL, "pathway", buf, sizeof(buf), errs) > 0) {
+		int p = sheet_pathway_parse(buf);
+		if (p < 0)
+			err_add(errs, "pathway", "unknown care pathway (medecin_traitant, "
+			                         "new_medecin_traitant, substitute, referred, direct_access, "
+			                         "emergency, away_from_home, outside)");
+		else
+			s->pathway = (enum sheet_pathway)p;
+	}
+	get_str(obj, NULL, "referrer_id", s->referrer_id, sizeof(s->referrer_id), errs);
+	if (get_str(obj, NULL, "exemption", buf, sizeof(buf), errs) > 0) {
+		int x = sheet_exemption_parse(buf);
+		if (x < 0)
+			err_add(errs, "exemption", "unknown exemption (ald, invalidity, prevention, other)");
+		else
+			s->exemption = (enum sheet_exemption)x;
+	}
+	get_str(obj, NULL, "at_number", s->at_number, sizeof(s->at_number), errs);
+	get_date(obj, NULL, "maternity_date", &s->maternity_date, errs);
 }
 
 int
@@ -401,6 +640,7 @@ sheet_from_json(json_t *obj, struct sheet *s, struct sheet_errors *errs)
 		"id", "terminal_id", "care_date", "seq", "nir", "birth_date", "birth_rank", "insurer",
 		"practitioner_id", "structure_id", "prescriber", "insurance", "at_date", "acts",
 		"totals", "amc", "tiers_payant", "mode", "evidence", "due_date", "created",
+		"v", "lines", "pathway", "referrer_id", "exemption", "at_number", "maternity_date",
 	};
 	static const char *const ins_keys[] = { "regime", "caisse", "centre" };
 	static const char *const pre_keys[] = { "id", "date" };
@@ -451,19 +691,8 @@ sheet_from_json(json_t *obj, struct sheet *s, struct sheet_errors *errs)
 			s->insurance = (enum sheet_insurance)i;
 	}
 	get_date(obj, NULL, "at_date", &s->at_date, errs);
-	json_t *acts = json_object_get(obj, "acts");
-	if (acts && !json_is_array(acts)) {
-		err_add(errs, "acts", "must be an array");
-	} else if (acts && json_array_size(acts) > SHEET_MAX_ACTS) {
-		err_add(errs, "acts", "too many acts (%zu, at most %d)", json_array_size(acts),
-		        SHEET_MAX_ACTS);
-	} else if (acts) {
-		s->nacts = json_array_size(acts);
-		for (size_t i = 0; i < s->nacts; i++) {
-			s->acts[i] = (struct sheet_act){ .date = SHEET_NO_DATE };
-			parse_act(json_array_get(acts, i), i, &s->acts[i], errs);
-		}
-	}
+	parse_context(obj, s, errs);
+	parse_lines(obj, s, errs);
 	json_t *tot = get_obj(obj, "totals", errs, &bad);
 	if (tot) {
 		check_keys(tot, "totals", tot_keys, N(tot_keys), errs);
@@ -472,7 +701,7 @@ sheet_from_json(json_t *obj, struct sheet *s, struct sheet_errors *errs)
 		get_int(tot, "totals", "amc", INT64_MIN, INT64_MAX, &s->amc_amount, errs);
 		get_int(tot, "totals", "patient", INT64_MIN, INT64_MAX, &s->patient, errs);
 	}
-	get_bool(obj, "amc", &s->amc, errs);
+	parse_amc(obj, s, errs);
 	get_bool(obj, "tiers_payant", &s->tiers_payant, errs);
 	if (get_str(obj, NULL, "mode", buf, sizeof(buf), errs) > 0) {
 		int m = sheet_mode_parse(buf);
@@ -531,14 +760,53 @@ set_b64(json_t *o, const char *key, const uint8_t *p, size_t n, size_t max)
 	return r;
 }
 
+static json_t *
+line_to_json(const struct sheet_line *l)
+{
+	json_t *ja = json_object();
+	int r = 0;
+	if (!ja)
+		return NULL;
+	r |= json_object_set_new(ja, "kind", json_string(sheet_line_kind_name(l->kind) ?
+	                                                         sheet_line_kind_name(l->kind) : "?"));
+	r |= set_date(ja, "date", l->date);
+	switch (l->kind) {
+	case SHEET_LINE_MEDICINE:
+		r |= set_str(ja, "cip13", l->code);
+		r |= set_str(ja, "service", l->service);
+		break;
+	case SHEET_LINE_DEVICE:
+		r |= set_str(ja, "lpp", l->code);
+		break;
+	default:
+		r |= set_str(ja, "code", l->code);
+		if (l->coef_milli % 1000 == 0)
+			r |= json_object_set_new(ja, "coefficient", json_integer(l->coef_milli / 1000));
+		else
+			r |= json_object_set_new(ja, "coefficient", json_real(l->coef_milli / 1000.0));
+		break;
+	}
+	if (l->kind != SHEET_LINE_ACT) {
+		r |= json_object_set_new(ja, "quantity", json_integer(l->quantity));
+		r |= json_object_set_new(ja, "unit_price", json_integer(l->unit_price));
+	}
+	r |= json_object_set_new(ja, "amount", json_integer(l->amount));
+	if (r) {
+		json_decref(ja);
+		return NULL;
+	}
+	return ja;
+}
+
 json_t *
 sheet_to_json(const struct sheet *s)
 {
 	json_t *o = json_object();
-	json_t *acts = json_array();
-	if (!o || !acts)
+	json_t *lines = json_array();
+	if (!o || !lines)
 		goto fail;
 	int r = 0;
+	r |= json_object_set_new(o, "v", json_integer(s->version));
 	r |= set_str(o, "id", s->id);
 	r |= set_str(o, "terminal_id", s->terminal_id);
 	r |= set_date(o, "care_date", s->care_date);
@@ -570,26 +838,32 @@ sheet_to_json(const struct sheet *s)
 	if (sheet_insurance_name(s->insurance))
 		r |= json_object_set_new(o, "insurance", json_string(sheet_insurance_name(s->insurance)));
 	r |= set_date(o, "at_date", s->at_date);
-	for (size_t i = 0; i < s->nacts && i < SHEET_MAX_ACTS; i++) {
-		const struct sheet_act *a = &s->acts[i];
-		json_t *ja = json_object();
-		if (!ja || json_array_append_new(acts, ja) < 0)
+	r |= set_str(o, "at_number", s->at_number);
+	r |= set_date(o, "maternity_date", s->maternity_date);
+	if (sheet_pathway_name(s->pathway))
+		r |= json_object_set_new(o, "pathway", json_string(sheet_pathway_name(s->pathway)));
+	r |= set_str(o, "referrer_id", s->referrer_id);
+	if (sheet_exemption_name(s->exemption))
+		r |= json_object_set_new(o, "exemption", json_string(sheet_exemption_name(s->exemption)));
+	for (size_t i = 0; i < s->nlines && i < SHEET_MAX_LINES; i++) {
+		json_t *ja = line_to_json(&s->lines[i]);
+		if (!ja || json_array_append_new(lines, ja) < 0)
 			goto fail;
-		r |= set_date(ja, "date", a->date);
-		r |= set_str(ja, "code", a->code);
-		if (a->coef_milli % 1000 == 0)
-			r |= json_object_set_new(ja, "coefficient", json_integer(a->coef_milli / 1000));
-		else
-			r |= json_object_set_new(ja, "coefficient", json_real(a->coef_milli / 1000.0));
-		r |= json_object_set_new(ja, "amount", json_integer(a->amount));
 	}
-	r |= json_object_set_new(o, "acts", acts);
-	acts = NULL;
+	r |= json_object_set_new(o, "lines", lines);
+	lines = NULL;
 	r |= json_object_set_new(o, "totals",
 	                         json_pack("{s:I,s:I,s:I,s:I}", "total", (json_int_t)s->total, "amo",
 	                                   (json_int_t)s->amo, "amc", (json_int_t)s->amc_amount,
 	                                   "patient", (json_int_t)s->patient));
-	r |= json_object_set_new(o, "amc", json_boolean(s->amc));
+	if (!s->amc || (s->version == SHEET_VERSION_1 && !s->amc_id[0] && !s->amc_tiers_payant))
+		r |= json_object_set_new(o, "amc", json_boolean(s->amc));
+	else {
+		json_t *amc = json_pack("{s:b}", "tiers_payant", s->amc_tiers_payant);
+		r |= json_object_set_new(o, "amc", amc);
+		if (amc)
+			r |= set_str(amc, "id", s->amc_id);
+	}
 	r |= json_object_set_new(o, "tiers_payant", json_boolean(s->tiers_payant));
 	if (sheet_mode_name(s->mode))
 		r |= json_object_set_new(o, "mode", json_string(sheet_mode_name(s->mode)));
@@ -613,7 +887,7 @@ sheet_to_json(const struct sheet *s)
 		goto fail;
 	return o;
 fail:
-	json_decref(acts);
+	json_decref(lines);
 	json_decref(o);
 	return NULL;
 }
@@ -631,48 +905,104 @@ check_act_date(int32_t d, int32_t care, const char *field, struct sheet_errors *
 		err_add(errs, field, "more than %d days before the care date", SHEET_MAX_AGE_DAYS);
 }
 
+/* One line's own rules; its amount into *sum unless it is insane
+ * (then *sum_ok = false: the totals are not compared). */
 static void
-validate_acts(const struct sheet *s, const struct sheet_check *c, struct sheet_errors *errs)
+validate_line(const struct sheet *s, size_t i, int64_t *sum, bool *sum_ok,
+              struct sheet_errors *errs)
 {
+	const struct sheet_line *l = &s->lines[i];
+	const char *list = s->version == SHEET_VERSION_1 ? "acts" : "lines";
 	char f[40];
-	int64_t sum = 0;
-	bool sum_ok = true;
-	if (s->nacts == 0 && !c->draft)
-		err_add(errs, "acts", "no acts");
-	if (s->nacts > SHEET_MAX_ACTS) {
-		err_add(errs, "acts", "too many acts (at most %d)", SHEET_MAX_ACTS);
+#define LF(key) (snprintf(f, sizeof(f), "%s[%zu].%s", list, i, key), f)
+	if (l->date == SHEET_NO_DATE)
+		err_add(errs, LF("date"), "missing");
+	else if (s->care_date != SHEET_NO_DATE)
+		check_act_date(l->date, s->care_date, LF("date"), errs);
+	switch (l->kind) {
+	case SHEET_LINE_ACT:
+		if (!l->code[0])
+			err_add(errs, LF("code"), "missing");
+		else if (!sheet_act_code_valid(l->code))
+			err_add(errs, LF("code"), "not an NGAP key (1-5 capitals), a CCAM code (AAAA999) "
+			                          "or a pharmacy service code (PH1 ... MX7)");
+		else if (s->version == SHEET_VERSION_1 && sheet_service_code_valid(l->code))
+			err_add(errs, LF("code"), "a service code needs model 2");
+		if (l->coef_milli == 0 || l->coef_milli > SHEET_MAX_COEF_MILLI)
+			err_add(errs, LF("coefficient"), "must be more than 0 and at most %u",
+			        SHEET_MAX_COEF_MILLI / 1000);
+		break;
+	case SHEET_LINE_MEDICINE:
+	case SHEET_LINE_DEVICE:
+		if (s->version == SHEET_VERSION_1) {
+			err_add(errs, LF("kind"), "model 1 has acts only");
+			break;
+		}
+		if (l->kind == SHEET_LINE_MEDICINE) {
+			if (!l->code[0])
+				err_add(errs, LF("cip13"), "missing");
+			else if (!sheet_cip13_valid(l->code))
+				err_add(errs, LF("cip13"), "not a CIP13 (13 digits from 3400, EAN-13 check "
+				                           "digit)");
+			if (!l->service[0])
+				err_add(errs, LF("service"), "missing: the service code of its rate");
+			else if (!sheet_service_code_valid(l->service))
+				err_add(errs, LF("service"), "not a pharmacy service code (PH1, PH2, PH4, "
+				                             "PH7, MX1, MX4, MX7)");
+		} else if (!l->code[0]) {
+			err_add(errs, LF("lpp"), "missing");
+		} else if (!sheet_lpp_valid(l->code)) {
+			err_add(errs, LF("lpp"), "not an LPP code (7 digits)");
+		}
+		if (l->quantity == 0 || l->quantity > SHEET_MAX_QUANTITY) {
+			err_add(errs, LF("quantity"), "must be 1 to %u", SHEET_MAX_QUANTITY);
+			*sum_ok = false;
+		}
+		if (l->unit_price < 0 || l->unit_price > SHEET_MAX_AMOUNT) {
+			err_add(errs, LF("unit_price"), "must be 0 to %lld cents", SHEET_MAX_AMOUNT);
+			*sum_ok = false;
+		}
+		break;
+	default:
+		err_add(errs, LF("kind"), "unknown kind");
+		*sum_ok = false;
 		return;
 	}
-	for (size_t i = 0; i < s->nacts; i++) {
-		const struct sheet_act *a = &s->acts[i];
-		if (a->date == SHEET_NO_DATE) {
-			snprintf(f, sizeof(f), "acts[%zu].date", i);
-			err_add(errs, f, "missing");
-		} else if (s->care_date != SHEET_NO_DATE) {
-			snprintf(f, sizeof(f), "acts[%zu].date", i);
-			check_act_date(a->date, s->care_date, f, errs);
-		}
-		snprintf(f, sizeof(f), "acts[%zu].code", i);
-		if (!a->code[0])
-			err_add(errs, f, "missing");
-		else if (!act_code_valid(a->code))
-			err_add(errs, f, "not an NGAP key (1-5 capitals) or a CCAM code (AAAA999)");
-		if (a->coef_milli == 0 || a->coef_milli > SHEET_MAX_COEF_MILLI) {
-			snprintf(f, sizeof(f), "acts[%zu].coefficient", i);
-			err_add(errs, f, "must be more than 0 and at most %u", SHEET_MAX_COEF_MILLI / 1000);
-		}
-		snprintf(f, sizeof(f), "acts[%zu].amount", i);
-		if (a->amount < 0) {
-			err_add(errs, f, "negative amount");
-			sum_ok = false;
-		} else if (a->amount > SHEET_MAX_AMOUNT) {
-			err_add(errs, f, "over %lld cents", SHEET_MAX_AMOUNT);
-			sum_ok = false;
-		} else {
-			sum += a->amount;
-		}
+	if (l->amount < 0) {
+		err_add(errs, LF("amount"), "negative amount");
+		*sum_ok = false;
+	} else if (l->amount > SHEET_MAX_AMOUNT) {
+		err_add(errs, LF("amount"), "over %lld cents", SHEET_MAX_AMOUNT);
+		*sum_ok = false;
+	} else if (l->kind != SHEET_LINE_ACT && *sum_ok &&
+	           l->amount != (int64_t)l->quantity * l->unit_price) {
+		err_add(errs, LF("amount"), "%lld cents, but %u × %lld = %lld", (long long)l->amount,
+		        l->quantity, (long long)l->unit_price, (long long)l->quantity * l->unit_price);
+		*sum_ok = false;
+	} else {
+		*sum += l->amount;
 	}
-	if (c->draft && s->nacts == 0)
+#undef LF
+}
+
+static void
+validate_lines(const struct sheet *s, const struct sheet_check *c, struct sheet_errors *errs)
+{
+	const char *list = s->version == SHEET_VERSION_1 ? "acts" : "lines";
+	int64_t sum = 0;
+	bool sum_ok = true;
+	if (s->nlines == 0 && !c->draft)
+		err_add(errs, list, s->version == SHEET_VERSION_1 ? "no acts" : "no lines");
+	if (s->nlines > SHEET_MAX_LINES) {
+		err_add(errs, list, "too many lines (at most %d)", SHEET_MAX_LINES);
+		return;
+	}
+	for (size_t i = 0; i < s->nlines; i++) {
+		bool ok = true;
+		validate_line(s, i, &sum, &ok, errs);
+		sum_ok &= ok;
+	}
+	if (c->draft && s->nlines == 0)
 		return;
 	/* totals: only compared when every part is itself sane */
 	const struct {
@@ -686,21 +1016,87 @@ validate_acts(const struct sheet *s, const struct sheet_check *c, struct sheet_e
 		if (parts[i].v < 0) {
 			err_add(errs, parts[i].name, "negative amount");
 			sum_ok = false;
-		} else if (parts[i].v > SHEET_MAX_AMOUNT * SHEET_MAX_ACTS) {
+		} else if (parts[i].v > SHEET_MAX_AMOUNT * SHEET_MAX_LINES) {
 			err_add(errs, parts[i].name, "out of range");
 			sum_ok = false;
 		}
 	}
 	if (!s->amc && s->amc_amount != 0)
-		err_add(errs, "totals.amc", "an AMC part without the AMC flag");
+		err_add(errs, "totals.amc", "an AMC part without an AMC");
 	if (!sum_ok)
 		return;
 	if (s->total != sum)
-		err_add(errs, "totals.total", "%lld cents, but the acts add up to %lld", (long long)s->total,
+		err_add(errs, "totals.total", "%lld cents, but the %s add up to %lld",
+		        (long long)s->total, s->version == SHEET_VERSION_1 ? "acts" : "lines",
 		        (long long)sum);
 	else if (s->amo + s->amc_amount + s->patient != s->total)
 		err_add(errs, "totals", "amo + amc + patient = %lld cents, not the total %lld",
 		        (long long)(s->amo + s->amc_amount + s->patient), (long long)s->total);
+}
+
+/* What only model 2 carries must be absent from a model 1 sheet. */
+static void
+validate_v1(const struct sheet *s, struct sheet_errors *errs)
+{
+	if (s->at_number[0])
+		err_add(errs, "at_number", "needs model 2");
+	if (s->maternity_date != SHEET_NO_DATE)
+		err_add(errs, "maternity_date", "needs model 2");
+	if (s->pathway != SHEET_PATHWAY_NONE)
+		err_add(errs, "pathway", "needs model 2");
+	if (s->referrer_id[0])
+		err_add(errs, "referrer_id", "needs model 2");
+	if (s->exemption != SHEET_EXEMPT_NONE)
+		err_add(errs, "exemption", "needs model 2");
+	if (s->amc_id[0] || s->amc_tiers_payant)
+		err_add(errs, "amc", "an AMC number or AMC tiers payant needs model 2");
+}
+
+/* Model 2's medical context and AMC. */
+static void
+validate_context(const struct sheet *s, struct sheet_errors *errs)
+{
+	if (s->at_number[0] && s->insurance != SHEET_INS_AT_MP)
+		err_add(errs, "at_number", "only for at_mp");
+	else if (s->at_number[0] && (strlen(s->at_number) > SHEET_AT_NUMBER_MAX ||
+	                             !upper_digits(s->at_number)))
+		err_add(errs, "at_number", "must be 1 to %d capitals or digits", SHEET_AT_NUMBER_MAX);
+	if (s->insurance == SHEET_INS_MATERNITE) {
+		if (s->maternity_date == SHEET_NO_DATE)
+			err_add(errs, "maternity_date", "missing: maternite needs the presumed start of "
+			                                "pregnancy");
+		else if (s->care_date != SHEET_NO_DATE && s->maternity_date > s->care_date)
+			err_add(errs, "maternity_date", "after the care date");
+		else if (s->care_date != SHEET_NO_DATE &&
+		         s->maternity_date < s->care_date - SHEET_MAX_AGE_DAYS)
+			err_add(errs, "maternity_date", "more than %d days before the care date",
+			        SHEET_MAX_AGE_DAYS);
+	} else if (s->maternity_date != SHEET_NO_DATE) {
+		err_add(errs, "maternity_date", "only for maternite");
+	}
+	if (s->pathway != SHEET_PATHWAY_NONE && !sheet_pathway_name(s->pathway))
+		err_add(errs, "pathway", "unknown care pathway");
+	if (s->pathway == SHEET_PATHWAY_REFERRED) {
+		if (!s->referrer_id[0])
+			err_add(errs, "referrer_id", "missing: referred needs the referring médecin "
+			                             "traitant's id");
+		else if (!id_digits(s->referrer_id, 9, 11))
+			err_add(errs, "referrer_id", "must be 9 or 11 digits");
+	} else if (s->referrer_id[0]) {
+		err_add(errs, "referrer_id", "only for the referred pathway");
+	}
+	if (s->exemption != SHEET_EXEMPT_NONE && !sheet_exemption_name(s->exemption))
+		err_add(errs, "exemption", "unknown exemption");
+	else if (s->exemption != SHEET_EXEMPT_NONE && s->insurance != SHEET_INS_NONE &&
+	         s->insurance != SHEET_INS_MALADIE)
+		err_add(errs, "exemption", "only under maladie (%s already pays in full)",
+		        sheet_insurance_name(s->insurance) ? sheet_insurance_name(s->insurance) : "?");
+	if (s->amc_id[0] && !s->amc)
+		err_add(errs, "amc.id", "an AMC number without an AMC");
+	else if (s->amc_id[0] && !id_digits(s->amc_id, 8, 10) && !all_digits(s->amc_id, 9))
+		err_add(errs, "amc.id", "must be 8 to 10 digits");
+	else if (s->amc_tiers_payant && !s->amc_id[0])
+		err_add(errs, "amc.id", "missing: AMC tiers payant needs the AMC's number");
 }
 
 static void
@@ -826,7 +1222,13 @@ sheet_validate(const struct sheet *s, const struct sheet_check *c, struct sheet_
 	} else if (s->at_date != SHEET_NO_DATE) {
 		err_add(errs, "at_date", "only for at_mp");
 	}
-	validate_acts(s, c, errs);
+	if (s->version == SHEET_VERSION_1)
+		validate_v1(s, errs);
+	else if (s->version == SHEET_VERSION_2)
+		validate_context(s, errs);
+	else
+		err_add(errs, "v", "unknown model version %u", s->version);
+	validate_lines(s, c, errs);
 	validate_evidence(s, c, errs);
 	if (!s->created)
 		err_add(errs, "created", "missing");
@@ -857,7 +1259,7 @@ sheet_set_due_date(struct sheet *s, unsigned holiday_flags)
 /* ------------------------------------------------------------------ */
 /* the CBOR field order */
 
-enum fkind { F_TEXT, F_UINT, F_SINT, F_BOOL, F_BYTES, F_DATE, F_MAP, F_ACTS };
+enum fkind { F_TEXT, F_UINT, F_SINT, F_BOOL, F_BYTES, F_DATE, F_MAP, F_LINES };
 
 struct field {
 	const char *key;
@@ -908,19 +1310,41 @@ emit_date(const struct sheet_encoder *e, void *ctx, int32_t d)
 	return r < 0 ? r : e->text(ctx, buf, strlen(buf));
 }
 
+/* Model 1's acts: {code, date, amount, coef_milli}; model 2's lines add
+ * "kind" and, for a medicine or a device, their own keys. */
 static int
-emit_acts(const struct sheet *s, const struct sheet_encoder *e, void *ctx)
+emit_lines(const struct sheet *s, const struct sheet_encoder *e, void *ctx)
 {
-	int r = e->array(ctx, s->nacts);
-	for (size_t i = 0; r == 0 && i < s->nacts; i++) {
-		const struct sheet_act *a = &s->acts[i];
-		struct field af[] = {
-			{ .key = "date", .kind = F_DATE, .date = a->date },
-			{ .key = "code", .kind = F_TEXT, .s = a->code },
-			{ .key = "coef_milli", .kind = F_UINT, .u = a->coef_milli },
-			{ .key = "amount", .kind = F_SINT, .i = a->amount },
-		};
-		r = emit_map(s, e, ctx, af, N(af));
+	int r = e->array(ctx, s->nlines);
+	for (size_t i = 0; r == 0 && i < s->nlines; i++) {
+		const struct sheet_line *l = &s->lines[i];
+		struct field lf[8];
+		size_t n = 0;
+		lf[n++] = (struct field){ .key = "date", .kind = F_DATE, .date = l->date };
+		lf[n++] = (struct field){ .key = "amount", .kind = F_SINT, .i = l->amount };
+		if (s->version != SHEET_VERSION_1)
+			lf[n++] = (struct field){ .key = "kind", .kind = F_TEXT,
+				                  .s = sheet_line_kind_name(l->kind) };
+		switch (l->kind) {
+		case SHEET_LINE_ACT:
+			lf[n++] = (struct field){ .key = "code", .kind = F_TEXT, .s = l->code };
+			lf[n++] = (struct field){ .key = "coef_milli", .kind = F_UINT, .u = l->coef_milli };
+			break;
+		case SHEET_LINE_MEDICINE:
+		case SHEET_LINE_DEVICE:
+			if (l->kind == SHEET_LINE_MEDICINE) {
+				lf[n++] = (struct field){ .key = "cip13", .kind = F_TEXT, .s = l->code };
+				lf[n++] = (struct field){ .key = "service", .kind = F_TEXT, .s = l->service };
+			} else {
+				lf[n++] = (struct field){ .key = "lpp", .kind = F_TEXT, .s = l->code };
+			}
+			lf[n++] = (struct field){ .key = "quantity", .kind = F_UINT, .u = l->quantity };
+			lf[n++] = (struct field){ .key = "unit_price", .kind = F_SINT, .i = l->unit_price };
+			break;
+		default:
+			return -EINVAL;
+		}
+		r = emit_map(s, e, ctx, lf, n);
 	}
 	return r ? r : e->array_end(ctx);
 }
@@ -956,8 +1380,8 @@ emit_map(const struct sheet *s, const struct sheet_encoder *e, void *ctx, struct
 		case F_MAP:
 			r = emit_map(s, e, ctx, f[i].map, f[i].n);
 			break;
-		case F_ACTS:
-			r = emit_acts(s, e, ctx);
+		case F_LINES:
+			r = emit_lines(s, e, ctx);
 			break;
 		}
 	}
@@ -966,14 +1390,47 @@ emit_map(const struct sheet *s, const struct sheet_encoder *e, void *ctx, struct
 
 #define ADD(...) (f[n++] = (struct field){ __VA_ARGS__ })
 
+/* Model 2's keys (the ones model 1 does not have). */
+static size_t
+encode_v2_fields(const struct sheet *s, struct field *f, size_t n, struct field *amc)
+{
+	size_t namc = 0;
+	if (s->at_number[0])
+		ADD(.key = "at_number", .kind = F_TEXT, .s = s->at_number);
+	if (s->maternity_date != SHEET_NO_DATE)
+		ADD(.key = "maternity_date", .kind = F_DATE, .date = s->maternity_date);
+	if (s->pathway != SHEET_PATHWAY_NONE)
+		ADD(.key = "pathway", .kind = F_TEXT, .s = sheet_pathway_name(s->pathway));
+	if (s->referrer_id[0])
+		ADD(.key = "referrer_id", .kind = F_TEXT, .s = s->referrer_id);
+	if (s->exemption != SHEET_EXEMPT_NONE)
+		ADD(.key = "exemption", .kind = F_TEXT, .s = sheet_exemption_name(s->exemption));
+	if (s->amc) {
+		if (s->amc_id[0])
+			amc[namc++] = (struct field){ .key = "id", .kind = F_TEXT, .s = s->amc_id };
+		amc[namc++] = (struct field){ .key = "tiers_payant", .kind = F_BOOL,
+			                      .b = s->amc_tiers_payant };
+		ADD(.key = "amc", .kind = F_MAP, .map = amc, .n = namc);
+	}
+	return n;
+}
+
 int
 sheet_encode(const struct sheet *s, const struct sheet_encoder *e, void *ctx)
 {
-	struct field f[32], ins[3], pre[2], tot[4], ev[4];
+	struct field f[40], ins[3], pre[2], tot[4], ev[4], amc[2];
 	size_t n = 0, npre = 0, nev = 0;
-	if (s->nacts > SHEET_MAX_ACTS || s->evidence.device_answer_len > SHEET_EVIDENCE_MAX ||
-	    s->evidence.credential_len > SHEET_CREDENTIAL_MAX)
+	bool v1 = s->version == SHEET_VERSION_1;
+	if (s->nlines > SHEET_MAX_LINES || s->evidence.device_answer_len > SHEET_EVIDENCE_MAX ||
+	    s->evidence.credential_len > SHEET_CREDENTIAL_MAX ||
+	    (s->version != SHEET_VERSION_1 && s->version != SHEET_VERSION_2) ||
+	    (s->pathway != SHEET_PATHWAY_NONE && !sheet_pathway_name(s->pathway)) ||
+	    (s->exemption != SHEET_EXEMPT_NONE && !sheet_exemption_name(s->exemption)))
 		return -EINVAL;
+	for (size_t i = 0; i < s->nlines; i++)
+		if (!sheet_line_kind_name(s->lines[i].kind) ||
+		    (v1 && s->lines[i].kind != SHEET_LINE_ACT))
+			return -EINVAL;
 	ins[0] = (struct field){ .key = "regime", .kind = F_TEXT, .s = s->regime };
 	ins[1] = (struct field){ .key = "caisse", .kind = F_TEXT, .s = s->caisse };
 	ins[2] = (struct field){ .key = "centre", .kind = F_TEXT, .s = s->centre };
@@ -999,7 +1456,7 @@ sheet_encode(const struct sheet *s, const struct sheet_encoder *e, void *ctx)
 		ev[nev++] = (struct field){ .key = "credential", .kind = F_BYTES,
 			                    .p = s->evidence.credential, .n = s->evidence.credential_len };
 
-	ADD(.key = "v", .kind = F_UINT, .u = 1);
+	ADD(.key = "v", .kind = F_UINT, .u = s->version);
 	ADD(.key = "id", .kind = F_TEXT, .s = s->id);
 	ADD(.key = "terminal_id", .kind = F_TEXT, .s = s->terminal_id);
 	ADD(.key = "care_date", .kind = F_DATE, .date = s->care_date);
@@ -1018,9 +1475,12 @@ sheet_encode(const struct sheet *s, const struct sheet_encoder *e, void *ctx)
 	ADD(.key = "insurance", .kind = F_UINT, .u = (uint64_t)s->insurance);
 	if (s->at_date != SHEET_NO_DATE)
 		ADD(.key = "at_date", .kind = F_DATE, .date = s->at_date);
-	ADD(.key = "acts", .kind = F_ACTS);
+	ADD(.key = v1 ? "acts" : "lines", .kind = F_LINES);
 	ADD(.key = "totals", .kind = F_MAP, .map = tot, .n = 4);
-	ADD(.key = "amc", .kind = F_BOOL, .b = s->amc);
+	if (v1)
+		ADD(.key = "amc", .kind = F_BOOL, .b = s->amc);
+	else
+		n = encode_v2_fields(s, f, n, amc);
 	ADD(.key = "tiers_payant", .kind = F_BOOL, .b = s->tiers_payant);
 	ADD(.key = "mode", .kind = F_TEXT, .s = sheet_mode_name(s->mode) ? sheet_mode_name(s->mode) : "");
 	if (nev)

@@ -10,8 +10,18 @@
  * mode, the patient's evidence, due date (CSS R.161-47) and creation time.
  * The official FSE/B2 encoding is not public; this is vitaled's open model.
  *
+ * Two versions of the model (the "v" of the signed CBOR):
+ *  - 1: lines are acts only (key "acts"), the AMC is a flag;
+ *  - 2 (what new sheets are made in): lines of three kinds (an act, a
+ *    medicine by CIP13, a device by LPP code; key "lines"), the care pathway,
+ *    the exemption, the maternity and work-accident references, the AMC's
+ *    number and its tiers payant.
+ * Version 1 sheets are still decoded, validated and re-encoded byte for
+ * byte (old queues, old exports); a version 1 sheet cannot hold what only
+ * version 2 has (sheet_validate says so).
+ *
  * The model is a fixed-size struct (no allocation): a sheet is bounded by
- * SHEET_MAX_ACTS acts and SHEET_EVIDENCE_MAX evidence bytes.
+ * SHEET_MAX_LINES lines and SHEET_EVIDENCE_MAX evidence bytes.
  *
  * Flow in the daemon: sheet_init → sheet_from_json (what the till sent) →
  * fill what the daemon knows (id, terminal, patient from the card session,
@@ -33,8 +43,14 @@
 #define SHEET_ID_LEN 36
 #define SHEET_IDENT_MAX 32 /* longest identifier accepted for checking */
 #define SHEET_TERMINAL_MAX 64
-#define SHEET_MAX_ACTS 32
-#define SHEET_CODE_MAX 7
+#define SHEET_VERSION_1 1
+#define SHEET_VERSION_2 2
+#define SHEET_VERSION SHEET_VERSION_2 /* the model new sheets are made in */
+#define SHEET_MAX_LINES 32
+#define SHEET_CODE_MAX 13            /* the longest line code: a CIP13 */
+#define SHEET_SERVICE_MAX 3          /* a pharmacy service code: PH7 */
+#define SHEET_MAX_QUANTITY 9999u
+#define SHEET_AT_NUMBER_MAX 15
 #define SHEET_SERIAL_MAX 32
 #define SHEET_EVIDENCE_MAX 2048      /* the phone's device-signed answer (≤ 1024 by the protocol) */
 #define SHEET_CREDENTIAL_MAX 8192    /* the phone's credential, certificates included */
@@ -62,11 +78,47 @@ enum sheet_mode {
 	SHEET_MODE_DEGRADED,     /* "degraded": no card; flagged as such */
 };
 
-struct sheet_act {
+/* The kind of a line. An act is 0, so a zeroed line is an act (model 1
+ * has nothing else). */
+enum sheet_line_kind {
+	SHEET_LINE_ACT = 0,      /* "act": NGAP, CCAM or a service code, × coefficient */
+	SHEET_LINE_MEDICINE = 1, /* "medicine": CIP13 × quantity at a unit price, its rate's service code */
+	SHEET_LINE_DEVICE = 2,   /* "device": LPP code × quantity at a unit price */
+};
+
+/* The care pathway (parcours de soins coordonnés, CSS L162-5-3). */
+enum sheet_pathway {
+	SHEET_PATHWAY_NONE = 0,
+	SHEET_PATHWAY_TREATING,      /* "medecin_traitant": the patient's declared médecin traitant */
+	SHEET_PATHWAY_NEW_TREATING,  /* "new_medecin_traitant": being declared, or not yet */
+	SHEET_PATHWAY_SUBSTITUTE,    /* "substitute": the médecin traitant's replacement */
+	SHEET_PATHWAY_REFERRED,      /* "referred": sent by the médecin traitant (referrer_id) */
+	SHEET_PATHWAY_DIRECT_ACCESS, /* "direct_access": the specialties a patient sees directly */
+	SHEET_PATHWAY_EMERGENCY,     /* "emergency" */
+	SHEET_PATHWAY_AWAY,          /* "away_from_home": away from the usual residence */
+	SHEET_PATHWAY_OUTSIDE,       /* "outside": outside the pathway */
+};
+
+/* The exemption from the patient's share (ticket modérateur, CSS L160-14). */
+enum sheet_exemption {
+	SHEET_EXEMPT_NONE = 0,
+	SHEET_EXEMPT_ALD,        /* "ald": care for a long-term illness (affection de longue durée) */
+	SHEET_EXEMPT_INVALIDITY, /* "invalidity": holder of an invalidity pension */
+	SHEET_EXEMPT_PREVENTION, /* "prevention": a prevention act taken in charge in full */
+	SHEET_EXEMPT_OTHER,      /* "other": another case of L160-14, the insurer decides */
+};
+
+struct sheet_line {
+	enum sheet_line_kind kind;
 	int32_t date;          /* day number (protocol/holidays.h) */
-	char code[SHEET_CODE_MAX + 1]; /* NGAP key letters (1-5 capitals) or CCAM (AAAA999) */
-	uint32_t coef_milli;   /* coefficient × 1000 */
-	int64_t amount;        /* cents */
+	/* act: NGAP key (1-5 capitals), CCAM (AAAA999) or a service code (PH7);
+	 * medicine: CIP13 (13 digits, EAN-13 check digit); device: LPP (7 digits) */
+	char code[SHEET_CODE_MAX + 1];
+	char service[SHEET_SERVICE_MAX + 1]; /* medicine: the service code of its rate (PH4) */
+	uint32_t coef_milli;   /* act: coefficient × 1000 */
+	uint32_t quantity;     /* medicine, device: units */
+	int64_t unit_price;    /* medicine, device: cents */
+	int64_t amount;        /* cents; medicine, device: quantity × unit_price */
 };
 
 struct sheet_evidence {
@@ -83,6 +135,7 @@ struct sheet_evidence {
 };
 
 struct sheet {
+	uint32_t version;                      /* SHEET_VERSION_1 or _2 (sheet_init: SHEET_VERSION) */
 	char id[SHEET_ID_LEN + 1];             /* UUID v4, lower case */
 	char terminal_id[SHEET_TERMINAL_MAX + 1];
 	int32_t care_date;                     /* the sheet's date (and its sequence day) */
@@ -99,11 +152,18 @@ struct sheet {
 	int32_t prescription_date;             /* optional, SHEET_NO_DATE none */
 	enum sheet_insurance insurance;
 	int32_t at_date;                       /* date of the accident/disease: required for at_mp only */
-	size_t nacts;
-	struct sheet_act acts[SHEET_MAX_ACTS];
-	int64_t total, amo, amc_amount, patient; /* cents: total = Σ acts = amo + amc + patient */
+	char at_number[SHEET_AT_NUMBER_MAX + 1]; /* v2, optional, at_mp only: the accident's reference */
+	int32_t maternity_date;                /* v2, maternite: presumed start of pregnancy */
+	enum sheet_pathway pathway;            /* v2, optional */
+	char referrer_id[SHEET_IDENT_MAX + 1]; /* v2: the referring médecin traitant (referred) */
+	enum sheet_exemption exemption;        /* v2, optional */
+	size_t nlines;
+	struct sheet_line lines[SHEET_MAX_LINES];
+	int64_t total, amo, amc_amount, patient; /* cents: total = Σ lines = amo + amc + patient */
 	bool amc;                              /* a complementary insurer (AMC) takes part */
-	bool tiers_payant;                     /* the patient does not advance the insured part */
+	char amc_id[SHEET_IDENT_MAX + 1];      /* v2: the AMC's number, 8 to 10 digits */
+	bool amc_tiers_payant;                 /* v2: the AMC pays its part to the practitioner */
+	bool tiers_payant;                     /* the patient does not advance the compulsory part */
 	enum sheet_mode mode;
 	struct sheet_evidence evidence;
 	int32_t due_date;                      /* SHEET_NO_DATE until sheet_set_due_date */
@@ -111,7 +171,7 @@ struct sheet {
 };
 
 struct sheet_error {
-	char field[40];  /* "acts[3].amount", "nir", ... */
+	char field[40];  /* "lines[3].amount", "nir", ... */
 	char msg[112];
 };
 
@@ -158,6 +218,23 @@ const char *sheet_mode_name(enum sheet_mode m);
 int sheet_mode_parse(const char *name);            /* the mode, or -EINVAL */
 const char *sheet_insurance_name(enum sheet_insurance i);
 int sheet_insurance_parse(const char *name);       /* the enum value (its code), or -EINVAL */
+const char *sheet_line_kind_name(enum sheet_line_kind k);
+int sheet_line_kind_parse(const char *name);       /* or -EINVAL */
+const char *sheet_pathway_name(enum sheet_pathway p);
+int sheet_pathway_parse(const char *name);         /* or -EINVAL */
+const char *sheet_exemption_name(enum sheet_exemption x);
+int sheet_exemption_parse(const char *name);       /* or -EINVAL */
+
+/* Code shapes (docs/care-sheet.md has their sources). An act's code: an
+ * NGAP key (1-5 capitals), a CCAM code (4 capitals, 3 digits) or one of
+ * the pharmacy service codes (sheet_service_code_valid). */
+bool sheet_act_code_valid(const char *code);
+/* PH1 PH2 PH4 PH7 (the medicine's rate) and MX1 MX4 MX7. */
+bool sheet_service_code_valid(const char *code);
+/* 13 digits, "3400" (France's medicines), the EAN-13 check digit right. */
+bool sheet_cip13_valid(const char *code);
+/* 7 digits. */
+bool sheet_lpp_valid(const char *code);
 
 /* The encoder a deterministic CBOR writer provides (protocol/cbor): each
  * call appends one item and returns 0 or a negative errno. A container is

@@ -20,8 +20,8 @@
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
-/* Limits for the payload: a sheet is a few hundred items at most (32 acts
- * of 4 pairs), three levels deep (sheet → acts → act). */
+/* Limits for the payload: a sheet is a few hundred items at most (32 lines
+ * of at most 7 pairs), three levels deep (sheet → lines → line). */
 static const struct cbor_limits sheet_limits = { SHEETSIG_CBOR_MAX, 1024, 4 };
 static const struct cbor_limits cose_limits = { SHEETSIG_MAX, 64, 4 };
 
@@ -223,7 +223,7 @@ d_bytes(const struct cbor_item *v, const char *field, uint8_t *buf, size_t max, 
 typedef void (*pair_fn)(size_t k, const struct cbor_item *v, const char *field, void *arg,
                         struct sheet_errors *errs);
 
-static void
+static uint64_t
 walk_map(const struct cbor_doc *doc, const struct cbor_item *map, const char *prefix,
          const char *const *names, size_t nnames, uint64_t required, pair_fn fn, void *arg,
          struct sheet_errors *errs)
@@ -232,7 +232,7 @@ walk_map(const struct cbor_doc *doc, const struct cbor_item *map, const char *pr
 	uint64_t seen = 0;
 	if (!map || map->type != CBOR_MAP) {
 		derr(errs, prefix[0] ? prefix : "sheet", "must be a map");
-		return;
+		return 0;
 	}
 	struct cbor_iter it;
 	const struct cbor_item *k, *v;
@@ -257,6 +257,7 @@ walk_map(const struct cbor_doc *doc, const struct cbor_item *map, const char *pr
 			derr(errs, field, "missing");
 		}
 	}
+	return seen;
 }
 
 struct dctx {
@@ -320,63 +321,151 @@ on_ev(size_t k, const struct cbor_item *v, const char *f, void *arg, struct shee
 	}
 }
 
-static const char *const k_act[] = { "date", "code", "coef_milli", "amount" };
+/* A line's keys, all kinds together; which ones a line must have is its
+ * kind's (lines_check). */
+enum { L_DATE, L_CODE, L_COEF, L_AMOUNT, L_KIND, L_CIP13, L_SERVICE, L_QTY, L_PRICE, L_LPP };
+static const char *const k_line[] = { "date", "code", "coef_milli", "amount", "kind",
+	                              "cip13", "service", "quantity", "unit_price", "lpp" };
 
 static void
-on_act(size_t k, const struct cbor_item *v, const char *f, void *arg, struct sheet_errors *e)
+on_line(size_t k, const struct cbor_item *v, const char *f, void *arg, struct sheet_errors *e)
 {
 	struct dctx *d = arg;
-	struct sheet_act *a = &d->s->acts[d->act];
+	struct sheet_line *l = &d->s->lines[d->act];
 	uint64_t u;
+	char buf[16];
 	switch (k) {
-	case 0: d_date(v, f, &a->date, e); break;
-	case 1: d_text(v, f, a->code, sizeof(a->code), e); break;
-	case 2:
+	case L_DATE: d_date(v, f, &l->date, e); break;
+	case L_CODE:
+	case L_CIP13:
+	case L_LPP: d_text(v, f, l->code, sizeof(l->code), e); break;
+	case L_COEF:
 		if (d_u(v, f, UINT32_MAX, &u, e))
-			a->coef_milli = (uint32_t)u;
+			l->coef_milli = (uint32_t)u;
 		break;
-	default: d_i(v, f, &a->amount, e); break;
+	case L_AMOUNT: d_i(v, f, &l->amount, e); break;
+	case L_KIND:
+		if (d_text(v, f, buf, sizeof(buf), e)) {
+			int kind = sheet_line_kind_parse(buf);
+			if (kind < 0)
+				derr(e, f, "unknown kind");
+			else
+				l->kind = (enum sheet_line_kind)kind;
+		}
+		break;
+	case L_SERVICE: d_text(v, f, l->service, sizeof(l->service), e); break;
+	case L_QTY:
+		if (d_u(v, f, UINT32_MAX, &u, e))
+			l->quantity = (uint32_t)u;
+		break;
+	default: d_i(v, f, &l->unit_price, e); break;
+	}
+}
+
+#define LB(k) (1ull << (k))
+
+/* The keys a line of this kind has, exactly (model 1: no kind). */
+static void
+line_keys_check(const struct sheet_line *l, uint64_t seen, bool v1, const char *prefix,
+                struct sheet_errors *e)
+{
+	uint64_t want = LB(L_DATE) | LB(L_AMOUNT) | (v1 ? 0 : LB(L_KIND));
+	if (l->kind == SHEET_LINE_ACT)
+		want |= LB(L_CODE) | LB(L_COEF);
+	else if (l->kind == SHEET_LINE_MEDICINE)
+		want |= LB(L_CIP13) | LB(L_SERVICE) | LB(L_QTY) | LB(L_PRICE);
+	else
+		want |= LB(L_LPP) | LB(L_QTY) | LB(L_PRICE);
+	for (size_t i = 0; i < N(k_line); i++) {
+		char f[40];
+		snprintf(f, sizeof(f), "%s.%s", prefix, k_line[i]);
+		if ((want & LB(i)) && !(seen & LB(i)))
+			derr(e, f, "missing");
+		else if (!(want & LB(i)) && (seen & LB(i)))
+			derr(e, f, "not a key of this line's kind");
 	}
 }
 
 static void
-get_acts(struct dctx *d, const struct cbor_item *v, struct sheet_errors *e)
+get_lines(struct dctx *d, const struct cbor_item *v, const char *key, struct sheet_errors *e)
 {
 	if (!v || v->type != CBOR_ARRAY) {
-		derr(e, "acts", "must be an array");
+		derr(e, key, "must be an array");
 		return;
 	}
-	if (v->count > SHEET_MAX_ACTS) {
-		derr(e, "acts", "too many acts (%u, at most %d)", (unsigned)v->count, SHEET_MAX_ACTS);
+	if (v->count > SHEET_MAX_LINES) {
+		derr(e, key, "too many lines (%u, at most %d)", (unsigned)v->count, SHEET_MAX_LINES);
 		return;
 	}
+	bool v1 = strcmp(key, "acts") == 0;
 	struct cbor_iter it;
 	const struct cbor_item *a;
 	cbor_iter_init(&it, d->doc, v);
 	for (d->act = 0; (a = cbor_iter_next(&it)); d->act++) {
 		char prefix[24];
-		snprintf(prefix, sizeof(prefix), "acts[%zu]", d->act);
-		d->s->acts[d->act] = (struct sheet_act){ .date = SHEET_NO_DATE };
-		walk_map(d->doc, a, prefix, k_act, N(k_act), 0xf, on_act, d, e);
+		snprintf(prefix, sizeof(prefix), "%s[%zu]", key, d->act);
+		d->s->lines[d->act] = (struct sheet_line){ .date = SHEET_NO_DATE };
+		uint64_t seen = walk_map(d->doc, a, prefix, k_line, N(k_line), 0, on_line, d, e);
+		if (a->type == CBOR_MAP)
+			line_keys_check(&d->s->lines[d->act], seen, v1, prefix, e);
 	}
-	d->s->nacts = d->act;
+	d->s->nlines = d->act;
+}
+
+static const char *const k_amc[] = { "id", "tiers_payant" };
+
+static void
+on_amc(size_t k, const struct cbor_item *v, const char *f, void *arg, struct sheet_errors *e)
+{
+	struct sheet *s = ((struct dctx *)arg)->s;
+	if (k == 0)
+		d_text(v, f, s->amc_id, sizeof(s->amc_id), e);
+	else
+		d_b(v, f, &s->amc_tiers_payant, e);
 }
 
 enum {
 	K_V, K_ID, K_TERMINAL, K_CARE, K_SEQ, K_NIR, K_BIRTH, K_RANK, K_INSURER, K_PRACT,
 	K_STRUCT, K_PRESCRIBER, K_INSURANCE, K_AT, K_ACTS, K_TOTALS, K_AMC, K_TP, K_MODE,
 	K_EVIDENCE, K_DUE, K_CREATED,
+	/* model 2 */
+	K_LINES, K_AT_NUMBER, K_MATERNITY, K_PATHWAY, K_REFERRER, K_EXEMPTION,
 };
 static const char *const k_top[] = {
 	"v", "id", "terminal_id", "care_date", "seq", "nir", "birth_date", "birth_rank",
 	"insurer", "practitioner_id", "structure_id", "prescriber", "insurance", "at_date",
 	"acts", "totals", "amc", "tiers_payant", "mode", "evidence", "due_date", "created",
+	"lines", "at_number", "maternity_date", "pathway", "referrer_id", "exemption",
 };
 #define BIT(k) (1ull << (k))
+/* what both models must have; the rest is checked by version (top_check) */
 static const uint64_t top_required =
 	BIT(K_V) | BIT(K_ID) | BIT(K_TERMINAL) | BIT(K_CARE) | BIT(K_SEQ) | BIT(K_NIR) |
-	BIT(K_INSURER) | BIT(K_PRACT) | BIT(K_INSURANCE) | BIT(K_ACTS) | BIT(K_TOTALS) |
-	BIT(K_AMC) | BIT(K_TP) | BIT(K_MODE) | BIT(K_DUE) | BIT(K_CREATED);
+	BIT(K_INSURER) | BIT(K_PRACT) | BIT(K_INSURANCE) | BIT(K_TOTALS) | BIT(K_TP) |
+	BIT(K_MODE) | BIT(K_DUE) | BIT(K_CREATED);
+static const uint64_t top_v2_only = BIT(K_LINES) | BIT(K_AT_NUMBER) | BIT(K_MATERNITY) |
+	BIT(K_PATHWAY) | BIT(K_REFERRER) | BIT(K_EXEMPTION);
+
+/* Model 1 has "acts" and the "amc" flag and none of model 2's keys; model
+ * 2 has "lines" and no "acts". */
+static void
+top_check(const struct sheet *s, uint64_t seen, struct sheet_errors *e)
+{
+	if (s->version == SHEET_VERSION_1) {
+		if (!(seen & BIT(K_ACTS)))
+			derr(e, "acts", "missing");
+		if (!(seen & BIT(K_AMC)))
+			derr(e, "amc", "missing");
+		for (size_t k = 0; k < N(k_top); k++)
+			if ((seen & top_v2_only & BIT(k)))
+				derr(e, k_top[k], "not a key of model 1");
+	} else if (s->version == SHEET_VERSION_2) {
+		if (!(seen & BIT(K_LINES)))
+			derr(e, "lines", "missing");
+		if (seen & BIT(K_ACTS))
+			derr(e, "acts", "not a key of model 2 (its lines are \"lines\")");
+	}
+}
 
 static void
 on_top(size_t k, const struct cbor_item *v, const char *f, void *arg, struct sheet_errors *e)
@@ -387,9 +476,13 @@ on_top(size_t k, const struct cbor_item *v, const char *f, void *arg, struct she
 	char buf[24];
 	switch (k) {
 	case K_V:
-		if (d_u(v, f, UINT64_MAX, &u, e) && u != SHEETSIG_VERSION)
-			derr(e, f, "model version %llu, this reader knows %d", (unsigned long long)u,
-			     SHEETSIG_VERSION);
+		if (d_u(v, f, UINT64_MAX, &u, e)) {
+			if (u != SHEET_VERSION_1 && u != SHEET_VERSION_2)
+				derr(e, f, "model version %llu, this reader knows 1 and 2",
+				     (unsigned long long)u);
+			else
+				s->version = (uint32_t)u;
+		}
 		break;
 	case K_ID: d_text(v, f, s->id, sizeof(s->id), e); break;
 	case K_TERMINAL: d_text(v, f, s->terminal_id, sizeof(s->terminal_id), e); break;
@@ -419,9 +512,35 @@ on_top(size_t k, const struct cbor_item *v, const char *f, void *arg, struct she
 		}
 		break;
 	case K_AT: d_date(v, f, &s->at_date, e); break;
-	case K_ACTS: get_acts(d, v, e); break;
+	case K_ACTS: get_lines(d, v, "acts", e); break;
+	case K_LINES: get_lines(d, v, "lines", e); break;
+	case K_AT_NUMBER: d_text(v, f, s->at_number, sizeof(s->at_number), e); break;
+	case K_MATERNITY: d_date(v, f, &s->maternity_date, e); break;
+	case K_PATHWAY:
+	case K_EXEMPTION:
+		if (d_text(v, f, buf, sizeof(buf), e)) {
+			int x = k == K_PATHWAY ? sheet_pathway_parse(buf) : sheet_exemption_parse(buf);
+			if (x < 0)
+				derr(e, f, "unknown %s", k == K_PATHWAY ? "care pathway" : "exemption");
+			else if (k == K_PATHWAY)
+				s->pathway = (enum sheet_pathway)x;
+			else
+				s->exemption = (enum sheet_exemption)x;
+		}
+		break;
+	case K_REFERRER: d_text(v, f, s->referrer_id, sizeof(s->referrer_id), e); break;
 	case K_TOTALS: walk_map(d->doc, v, "totals", k_tot, N(k_tot), 0xf, on_tot, d, e); break;
-	case K_AMC: d_b(v, f, &s->amc, e); break;
+	case K_AMC:
+		/* model 1: a flag; model 2: the AMC's map, present when one takes part */
+		if (v && v->type == CBOR_MAP) {
+			s->amc = true;
+			walk_map(d->doc, v, "amc", k_amc, N(k_amc), 0x2, on_amc, d, e);
+		} else if (s->version == SHEET_VERSION_2) {
+			derr(e, f, "model 2: a map {id, tiers_payant}, absent when no AMC");
+		} else {
+			d_b(v, f, &s->amc, e);
+		}
+		break;
 	case K_TP: d_b(v, f, &s->tiers_payant, e); break;
 	case K_MODE:
 		if (d_text(v, f, buf, sizeof(buf), e)) {
@@ -459,7 +578,10 @@ sheetsig_decode(const uint8_t *cbor, size_t len, struct sheet *s, struct sheet_e
 		return -EBADMSG;
 	}
 	struct dctx d = { &doc, s, 0 };
-	walk_map(&doc, cbor_root(&doc), "", k_top, N(k_top), top_required, on_top, &d, errs);
+	s->version = 0; /* the payload's "v" says */
+	uint64_t seen = walk_map(&doc, cbor_root(&doc), "", k_top, N(k_top), top_required, on_top,
+	                         &d, errs);
+	top_check(s, seen, errs);
 	cbor_doc_free(&doc);
 	return errs->n ? -EBADMSG : 0;
 }

@@ -24,7 +24,7 @@
 static const char *const patient_keys[] = { "nir", "birth_date" };
 static const char *const daemon_keys[] = {
 	"id", "terminal_id", "seq", "mode", "evidence", "due_date", "created",
-	"practitioner_id", "structure_id",
+	"practitioner_id", "structure_id", "v",
 };
 
 static bool
@@ -246,9 +246,9 @@ sheetbuild_finish(struct sheet *s, const struct sheetbuild_ctx *c, const uint8_t
 	s->seq = 0;
 	if (s->care_date == SHEET_NO_DATE)
 		s->care_date = c->today;
-	for (size_t i = 0; i < s->nacts && i < SHEET_MAX_ACTS; i++)
-		if (s->acts[i].date == SHEET_NO_DATE)
-			s->acts[i].date = s->care_date;
+	for (size_t i = 0; i < s->nlines && i < SHEET_MAX_LINES; i++)
+		if (s->lines[i].date == SHEET_NO_DATE)
+			s->lines[i].date = s->care_date;
 	s->due_date = SHEET_NO_DATE;
 	if (draft)
 		return 0;

@@ -358,6 +358,12 @@ sheetcommit_submit(struct sheetcommit *sc, struct sheetcommit_req *r)
 static int
 complete_build(struct sheetcommit_req *r, json_t *draft)
 {
+	if (json_object_get(r->patch, "lines") || json_object_get(r->patch, "acts")) {
+		/* the till's lines replace the draft's, whichever form each has
+		 * (a draft stored before model 2 has "acts") */
+		json_object_del(draft, "lines");
+		json_object_del(draft, "acts");
+	}
 	json_object_update(draft, r->patch); /* the till's keys replace the draft's */
 	int e = sheet_from_json(draft, r->s, &r->errs);
 	if (e < 0)
@@ -366,9 +372,9 @@ complete_build(struct sheetcommit_req *r, json_t *draft)
 	snprintf(r->s->structure_id, sizeof(r->s->structure_id), "%s", r->struct_id);
 	snprintf(r->s->terminal_id, sizeof(r->s->terminal_id), "%s", r->terminal);
 	r->s->created = r->ctx.now;
-	for (size_t i = 0; i < r->s->nacts && i < SHEET_MAX_ACTS; i++)
-		if (r->s->acts[i].date == SHEET_NO_DATE)
-			r->s->acts[i].date = r->s->care_date;
+	for (size_t i = 0; i < r->s->nlines && i < SHEET_MAX_LINES; i++)
+		if (r->s->lines[i].date == SHEET_NO_DATE)
+			r->s->lines[i].date = r->s->care_date;
 	struct sheet_check chk = { .today = r->ctx.today, .now = r->ctx.now };
 	if (r->s->care_date == SHEET_NO_DATE || sheet_set_due_date(r->s, r->ctx.holiday_flags) < 0 ||
 	    sheet_validate(r->s, &chk, &r->errs) < 0) {

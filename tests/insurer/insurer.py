@@ -75,6 +75,20 @@ SUBMAPS = {
     "prescriber": {"id": ("text", 0), "date": ("text", 0)},
 }
 ACT = {"code": ("text", 1), "date": ("text", 1), "amount": ("int", 1), "coef_milli": ("uint", 1)}
+# model 2 (docs/care-sheet.md): "lines" of three kinds instead of "acts", the AMC as a map
+SHEET2 = {k: v for k, v in SHEET.items() if k not in ("acts", "amc")}
+SHEET2.update({"lines": ("list", 1), "amc": ("map", 0), "at_number": ("text", 0),
+               "maternity_date": ("text", 0), "pathway": ("text", 0), "referrer_id": ("text", 0),
+               "exemption": ("text", 0)})
+SUBMAPS2 = dict(SUBMAPS, amc={"id": ("text", 0), "tiers_payant": ("bool", 1)})
+LINES = {
+    "act": dict(ACT, kind=("text", 1)),
+    "medicine": {"kind": ("text", 1), "date": ("text", 1), "cip13": ("text", 1),
+                 "service": ("text", 1), "quantity": ("uint", 1), "unit_price": ("int", 1),
+                 "amount": ("int", 1)},
+    "device": {"kind": ("text", 1), "date": ("text", 1), "lpp": ("text", 1),
+               "quantity": ("uint", 1), "unit_price": ("int", 1), "amount": ("int", 1)},
+}
 
 
 # ---------------------------------------------------------------------------
@@ -703,22 +717,28 @@ class Insurer:
             det_loads(payload)
         except Exception as e:  # noqa: BLE001
             return rej(sid, "malformed", "payload: %s" % e)
-        p = shape_problem(s, SHEET, "sheet")
+        v2 = isinstance(s, dict) and s.get("v") == 2
+        p = shape_problem(s, SHEET2 if v2 else SHEET, "sheet")
         if p is None:
-            for k, spec in SUBMAPS.items():
+            for k, spec in (SUBMAPS2 if v2 else SUBMAPS).items():
                 if k in s:
                     p = shape_problem(s[k], spec, k)
                     if p:
                         break
         if p is None:
-            for i, a in enumerate(s["acts"]):
-                p = shape_problem(a, ACT, "acts[%d]" % i)
+            where = "lines" if v2 else "acts"
+            for i, a in enumerate(s[where]):
+                kind = a.get("kind") if v2 and isinstance(a, dict) else "act"
+                if kind not in LINES:
+                    p = "%s[%d].kind: not act, medicine or device" % (where, i)
+                else:
+                    p = shape_problem(a, LINES[kind] if v2 else ACT, "%s[%d]" % (where, i))
                 if p:
                     break
         if p is not None:
             return rej(sid, "malformed", p)
-        if s["v"] != 1:
-            return rej(sid, "malformed", "v is %d: not model 1" % s["v"])
+        if s["v"] not in (1, 2):
+            return rej(sid, "malformed", "v is %d: not model 1 or 2" % s["v"])
         if not UUID4.match(s["id"]):
             return rej(sid, "malformed", "id is not a lower-case UUID v4")
         # 2. signature

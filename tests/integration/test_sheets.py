@@ -200,12 +200,14 @@ def t_invalid():
     p = sl.degraded()
     p["sheet"]["totals"]["total"] += 1
     one_error(d, p, "totals.total", "add up")
+    # sheetlib sends model 1's form ("acts"), still accepted: a model 2 sheet,
+    # whose errors name its lines
     p = sl.degraded(acts=())
-    one_error(d, p, "acts", "no acts")
+    one_error(d, p, "lines", "no lines")
     p = sl.degraded()
     p["sheet"]["acts"][0]["amount"] = -100
     p["sheet"]["totals"] = {"total": 0, "amo": 0, "amc": 0, "patient": 0}
-    one_error(d, p, "acts[0].amount", "negative")
+    one_error(d, p, "lines[0].amount", "negative")
     tomorrow = (today() + dt.timedelta(days=1)).isoformat()
     one_error(d, sl.degraded(care_date=tomorrow), "care_date", "future")
     # evidence: only the card session gives it; only a degraded sheet has none
@@ -233,7 +235,7 @@ def t_invalid():
     p["sheet"]["acts"][0]["code"] = "x"
     err, r = call(d, "CreateSheet", p)
     check(err == sl.IFACE + "InvalidSheet" and
-          {e["field"] for e in r["errors"]} == {"nir", "totals.total", "acts[0].code"},
+          {e["field"] for e in r["errors"]} == {"nir", "totals.total", "lines[0].code"},
           "several problems: one error each: %r" % r.get("errors"))
     p = vitalectl("sheet", "create", "--degraded", "--patient-json", "/dev/null", "--act", "C:1:2650")
     check(p.returncode == 2, "vitalectl: bad patient JSON is a usage error")

@@ -100,9 +100,9 @@ main(int argc, char **argv)
 			memcpy(s->caisse, "751", 4);
 			memcpy(s->centre, "0012", 5);
 			s->insurance = SHEET_INS_MALADIE;
-			s->nacts = 1;
-			s->acts[0] = (struct sheet_act){ .date = s->care_date, .code = "C", .coef_milli = 1000,
-				                         .amount = 2650 };
+			s->nlines = 1;
+			s->lines[0] = (struct sheet_line){ .date = s->care_date, .code = "C",
+				                           .coef_milli = 1000, .amount = 2650 };
 			s->total = 2650;
 			s->amo = 1855;
 			s->patient = 795;

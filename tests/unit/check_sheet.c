@@ -23,8 +23,8 @@ static const char base_json[] =
 	" \"insurer\": {\"regime\": \"01\", \"caisse\": \"751\", \"centre\": \"0012\"},"
 	" \"practitioner_id\": \"801234567\","
 	" \"insurance\": \"maladie\","
-	" \"acts\": [{\"date\": \"" TODAY "\", \"code\": \"G\", \"coefficient\": 1, \"amount\": 2650},"
-	"          {\"date\": \"2024-03-14\", \"code\": \"DEQP003\", \"coefficient\": 0.5, \"amount\": 1000}],"
+	" \"lines\": [{\"kind\": \"act\", \"date\": \"" TODAY "\", \"code\": \"G\", \"coefficient\": 1, \"amount\": 2650},"
+	"          {\"kind\": \"act\", \"date\": \"2024-03-14\", \"code\": \"DEQP003\", \"coefficient\": 0.5, \"amount\": 1000}],"
 	" \"totals\": {\"total\": 3650, \"amo\": 2555, \"amc\": 0, \"patient\": 1095},"
 	" \"amc\": false, \"tiers_payant\": false,"
 	" \"mode\": \"physical\","
@@ -92,9 +92,9 @@ START_TEST(test_valid)
 	if (n)
 		dump(&e);
 	ck_assert_int_eq(n, 0);
-	ck_assert_uint_eq(s.nacts, 2);
-	ck_assert_uint_eq(s.acts[1].coef_milli, 500);
-	ck_assert_str_eq(s.acts[1].code, "DEQP003");
+	ck_assert_uint_eq(s.nlines, 2);
+	ck_assert_uint_eq(s.lines[1].coef_milli, 500);
+	ck_assert_str_eq(s.lines[1].code, "DEQP003");
 	ck_assert_int_eq(s.mode, SHEET_MODE_PHYSICAL);
 	ck_assert_int_eq(s.insurance, SHEET_INS_MALADIE);
 	ck_assert_int_eq(s.insurance, 10);
@@ -106,7 +106,7 @@ START_TEST(test_valid)
 	ck_assert_int_eq(n, 0);
 	ck_assert_int_eq(holidays_format(s.due_date, due, sizeof(due)), 0);
 	ck_assert_str_eq(due, "2024-03-27");
-	n = run("{\"care_date\": \"2024-03-28\", \"acts\": [{\"date\": \"2024-03-28\", \"code\": \"C\", "
+	n = run("{\"care_date\": \"2024-03-28\", \"lines\": [{\"kind\": \"act\", \"date\": \"2024-03-28\", \"code\": \"C\", "
 	        "\"coefficient\": 1, \"amount\": 3650}]}",
 	        &s, &e, false);
 	/* 28 March is after TODAY: the future-date rule, checked below; here the due date */
@@ -132,20 +132,20 @@ START_TEST(test_one_error_each)
 		  "totals.total", "add up to 3650" },
 		{ "{\"totals\": {\"total\": 3650, \"amo\": 2555, \"amc\": 0, \"patient\": 1000}}",
 		  "totals", "not the total" },
-		{ "{\"acts\": [], \"totals\": {\"total\": 0, \"amo\": 0, \"amc\": 0, \"patient\": 0}}",
-		  "acts", "no acts" },
-		{ "{\"acts\": [{\"date\": \"" TODAY "\", \"code\": \"G\", \"coefficient\": 1, "
+		{ "{\"lines\": [], \"totals\": {\"total\": 0, \"amo\": 0, \"amc\": 0, \"patient\": 0}}",
+		  "lines", "no lines" },
+		{ "{\"lines\": [{\"kind\": \"act\", \"date\": \"" TODAY "\", \"code\": \"G\", \"coefficient\": 1, "
 		  "\"amount\": -2650}]}",
-		  "acts[0].amount", "negative" },
+		  "lines[0].amount", "negative" },
 		{ "{\"totals\": {\"total\": 3650, \"amo\": 4000, \"amc\": 0, \"patient\": -350}}",
 		  "totals.patient", "negative" },
 		{ "{\"care_date\": \"2024-03-16\"}", "care_date", "future" },
-		{ "{\"care_date\": \"2021-03-15\", \"acts\": [{\"date\": \"2021-03-15\", \"code\": "
+		{ "{\"care_date\": \"2021-03-15\", \"lines\": [{\"kind\": \"act\", \"date\": \"2021-03-15\", \"code\": "
 		  "\"G\", \"coefficient\": 1, \"amount\": 3650}]}",
 		  "care_date", "days old" },
-		{ "{\"acts\": [{\"date\": \"2022-03-15\", \"code\": \"G\", \"coefficient\": 1, "
+		{ "{\"lines\": [{\"kind\": \"act\", \"date\": \"2022-03-15\", \"code\": \"G\", \"coefficient\": 1, "
 		  "\"amount\": 3650}]}",
-		  "acts[0].date", "days before the care date" },
+		  "lines[0].date", "days before the care date" },
 		{ "{\"evidence\": null}", "evidence", "no patient evidence" },
 		{ "{\"evidence\": {\"card_serial\": \"0123456789\"}}", "evidence.read_at", "missing" },
 		{ "{\"evidence\": {\"device_answer\": \"AAAA\"}}", "evidence.device_answer", "physical" },
@@ -159,32 +159,32 @@ START_TEST(test_one_error_each)
 		{ "{\"mode\": \"degraded\"}", "evidence", "without the card" },
 		{ "{\"mode\": \"teleport\"}", "mode", "unknown mode" },
 		{ "{\"mode\": null}", "mode", "missing" },
-		{ "{\"acts\": [{\"date\": \"" TODAY "\", \"code\": \"g1\", \"coefficient\": 1, "
+		{ "{\"lines\": [{\"kind\": \"act\", \"date\": \"" TODAY "\", \"code\": \"g1\", \"coefficient\": 1, "
 		  "\"amount\": 3650}]}",
-		  "acts[0].code", "NGAP" },
-		{ "{\"acts\": [{\"date\": \"" TODAY "\", \"code\": \"G\", \"coefficient\": 0, "
+		  "lines[0].code", "NGAP" },
+		{ "{\"lines\": [{\"kind\": \"act\", \"date\": \"" TODAY "\", \"code\": \"G\", \"coefficient\": 0, "
 		  "\"amount\": 3650}]}",
-		  "acts[0].coefficient", "more than 0" },
-		{ "{\"acts\": [{\"date\": \"" TODAY "\", \"code\": \"G\", \"coefficient\": 1.2345, "
+		  "lines[0].coefficient", "more than 0" },
+		{ "{\"lines\": [{\"kind\": \"act\", \"date\": \"" TODAY "\", \"code\": \"G\", \"coefficient\": 1.2345, "
 		  "\"amount\": 3650}]}",
-		  "acts[0].coefficient", "3 decimals" },
-		{ "{\"acts\": [{\"date\": \"" TODAY "\", \"code\": \"G\", \"coefficient\": 1, "
+		  "lines[0].coefficient", "3 decimals" },
+		{ "{\"lines\": [{\"kind\": \"act\", \"date\": \"" TODAY "\", \"code\": \"G\", \"coefficient\": 1, "
 		  "\"amount\": 36.5}]}",
-		  "acts[0].amount", "integer" },
-		{ "{\"acts\": [{\"date\": \"2024-03-16\", \"code\": \"G\", \"coefficient\": 1, "
+		  "lines[0].amount", "integer" },
+		{ "{\"lines\": [{\"kind\": \"act\", \"date\": \"2024-03-16\", \"code\": \"G\", \"coefficient\": 1, "
 		  "\"amount\": 3650}]}",
-		  "acts[0].date", "after the care date" },
-		{ "{\"acts\": [{\"date\": \"2024-02-30\", \"code\": \"G\", \"coefficient\": 1, "
+		  "lines[0].date", "after the care date" },
+		{ "{\"lines\": [{\"kind\": \"act\", \"date\": \"2024-02-30\", \"code\": \"G\", \"coefficient\": 1, "
 		  "\"amount\": 3650}]}",
-		  "acts[0].date", "not a date" },
-		{ "{\"acts\": [{\"code\": \"G\", \"coefficient\": 1, \"amount\": 3650}]}",
-		  "acts[0].date", "missing" },
-		{ "{\"acts\": {}}", "acts", "array" },
+		  "lines[0].date", "not a date" },
+		{ "{\"lines\": [{\"kind\": \"act\", \"code\": \"G\", \"coefficient\": 1, \"amount\": 3650}]}",
+		  "lines[0].date", "missing" },
+		{ "{\"lines\": {}}", "lines", "array" },
 		{ "{\"insurance\": \"holiday\"}", "insurance", "unknown insurance" },
 		{ "{\"insurance\": \"at_mp\"}", "at_date", "missing" },
 		{ "{\"at_date\": \"2024-03-01\"}", "at_date", "only for at_mp" },
 		{ "{\"totals\": {\"total\": 3650, \"amo\": 2555, \"amc\": 95, \"patient\": 1000}}",
-		  "totals.amc", "without the AMC flag" },
+		  "totals.amc", "without an AMC" },
 		{ "{\"id\": \"0F8E2A4C-1B3D-4E5F-9A7B-8C6D5E4F3A2B\"}", "id", "UUID" },
 		{ "{\"id\": \"0f8e2a4c-1b3d-1e5f-9a7b-8c6d5e4f3a2b\"}", "id", "UUID" },
 		{ "{\"insurer\": {\"regime\": \"1\", \"caisse\": \"751\", \"centre\": \"0012\"}}",
@@ -203,7 +203,7 @@ START_TEST(test_one_error_each)
 		{ "{\"terminal_id\": 12}", "terminal_id", "string" },
 		{ "{\"created\": null}", "created", "missing" },
 		{ "{\"created\": 1810500000}", "created", "future" },
-		{ "{\"amc\": \"yes\"}", "amc", "true or false" },
+		{ "{\"amc\": \"yes\"}", "amc", "must be an object" },
 		{ "{\"birth_rank\": 12}", "birth_rank", "range" },
 		{ "{\"birth_date\": \"1984/12/01\"}", "birth_date", "YYYY-MM-DD" },
 		{ "{\"seq\": -1}", "seq", "range" },
@@ -234,8 +234,8 @@ START_TEST(test_many_errors)
 	ck_assert_int_eq(n, 3);
 	/* too many acts is one parse error */
 	char buf[8192];
-	size_t off = (size_t)snprintf(buf, sizeof(buf), "{\"acts\": [");
-	for (int i = 0; i < SHEET_MAX_ACTS + 1; i++)
+	size_t off = (size_t)snprintf(buf, sizeof(buf), "{\"lines\": null, \"acts\": [");
+	for (int i = 0; i < SHEET_MAX_LINES + 1; i++)
 		off += (size_t)snprintf(buf + off, sizeof(buf) - off,
 		                        "%s{\"date\": \"" TODAY "\", \"code\": \"G\", \"coefficient\": 1, "
 		                        "\"amount\": 1}",
@@ -265,22 +265,22 @@ START_TEST(test_drafts)
 	struct sheet s;
 	struct sheet_errors e;
 	/* a kiosk check-in: identity, insurer, evidence; no acts, no practitioner */
-	int n = run("{\"acts\": null, \"totals\": null, \"practitioner_id\": null, \"insurance\": null}",
+	int n = run("{\"lines\": null, \"totals\": null, \"practitioner_id\": null, \"insurance\": null}",
 	            &s, &e, true);
 	if (n)
 		dump(&e);
 	ck_assert_int_eq(n, 0);
-	n = run("{\"acts\": null, \"totals\": null, \"practitioner_id\": null, \"insurance\": null}",
+	n = run("{\"lines\": null, \"totals\": null, \"practitioner_id\": null, \"insurance\": null}",
 	        &s, &e, false);
 	ck_assert_int_eq(n, 3);
 	/* a physical card carries no insurer: a draft may lack it, a sheet may not */
-	n = run("{\"acts\": null, \"totals\": null, \"insurer\": null}", &s, &e, true);
+	n = run("{\"lines\": null, \"totals\": null, \"insurer\": null}", &s, &e, true);
 	ck_assert_int_eq(n, 0);
 	n = run("{\"insurer\": null}", &s, &e, false);
 	ck_assert_int_eq(n, 3);
 	ck_assert_str_eq(e.e[0].field, "insurer.regime");
 	/* draft rules still apply to what is there */
-	n = run("{\"acts\": null, \"totals\": null, \"nir\": \"184127645108947\"}", &s, &e, true);
+	n = run("{\"lines\": null, \"totals\": null, \"nir\": \"184127645108947\"}", &s, &e, true);
 	ck_assert_int_eq(n, 1);
 	ck_assert_str_eq(e.e[0].field, "nir");
 }
@@ -370,7 +370,7 @@ START_TEST(test_roundtrip)
 	ck_assert_uint_eq(t.seq, 7);
 	ck_assert_int_eq(t.due_date, s.due_date);
 	ck_assert_int_eq(t.prescription_date, s.prescription_date);
-	ck_assert_uint_eq(t.acts[1].coef_milli, 500);
+	ck_assert_uint_eq(t.lines[1].coef_milli, 500);
 	json_decref(j2);
 	json_decref(j1);
 
@@ -603,16 +603,35 @@ START_TEST(test_encode)
 	struct walk wk = { .p = w1.b, .n = w1.n };
 	walk_item(&wk, 0, NULL);
 	ck_assert_uint_eq(wk.off, w1.n); /* exactly one item */
-	ck_assert_int_eq(w1.opens, 8);  /* 7 maps and the acts array, each closed */
+	ck_assert_int_eq(w1.opens, 8);  /* 7 maps and the lines array, each closed */
 	ck_assert_int_eq(w1.closes, 8);
 	ck_assert_uint_eq(wk.seq, 300);
-	/* top map + insurer + prescriber + totals + evidence + 2 acts */
+	/* top map + insurer + prescriber + totals + evidence + 2 lines */
 	ck_assert_int_eq(wk.maps, 7);
-	ck_assert_uint_eq(wk.top_pairs, 18);
-	/* the first key is "v" (the shortest), value 1 */
+	/* model 2: no "amc" key when no AMC takes part */
+	ck_assert_uint_eq(wk.top_pairs, 17);
+	/* the first key is "v" (the shortest), value 2 */
 	ck_assert_int_eq(w1.b[1], 0x61);
 	ck_assert_int_eq(w1.b[2], 'v');
-	ck_assert_int_eq(w1.b[3], 0x01);
+	ck_assert_int_eq(w1.b[3], 0x02);
+	/* the same sheet in model 1: "acts" and the "amc" flag, 18 keys */
+	s.version = SHEET_VERSION_1;
+	static struct buf w3;
+	memset(&w3, 0, sizeof(w3));
+	ck_assert_int_eq(sheet_encode(&s, &test_enc, &w3), 0);
+	struct walk wk3 = { .p = w3.b, .n = w3.n };
+	walk_item(&wk3, 0, NULL);
+	ck_assert_uint_eq(wk3.top_pairs, 18);
+	ck_assert_int_eq(w3.b[3], 0x01);
+	ck_assert_ptr_nonnull(memmem(w3.b, w3.n, "\x64" "acts", 5));
+	ck_assert_ptr_null(memmem(w3.b, w3.n, "\x64" "kind", 5));
+	ck_assert_ptr_nonnull(memmem(w1.b, w1.n, "\x65" "lines", 6));
+	/* a medicine line cannot be written in model 1 */
+	s.lines[0].kind = SHEET_LINE_MEDICINE;
+	memset(&w3, 0, sizeof(w3));
+	ck_assert_int_eq(sheet_encode(&s, &test_enc, &w3), -EINVAL);
+	s.lines[0].kind = SHEET_LINE_ACT;
+	s.version = SHEET_VERSION_2;
 	/* an encoder error comes back */
 	static struct buf wf;
 	memset(&wf, 0, sizeof(wf));
@@ -626,6 +645,238 @@ START_TEST(test_encode)
 }
 END_TEST
 
+/* The EAN-13 check digit as GS1 describes it, from the right: the data
+ * digit next to the check digit weighs 3, the next 1, and so on. */
+static char
+ean13_check(const char *twelve)
+{
+	int sum = 0;
+	for (int i = 11, w = 3; i >= 0; i--, w = 4 - w)
+		sum += (twelve[i] - '0') * w;
+	return (char)('0' + (10 - sum % 10) % 10);
+}
+
+START_TEST(test_codes)
+{
+	char cip[14];
+	/* a CIP13 with its check digit computed here; every wrong check digit fails */
+	snprintf(cip, sizeof(cip), "340093595583");
+	cip[12] = ean13_check(cip);
+	cip[13] = '\0';
+	ck_assert_str_eq(cip, "3400935955838"); /* a published CIP13 */
+	ck_assert(sheet_cip13_valid(cip));
+	for (char d = '0'; d <= '9'; d++) {
+		char bad[14];
+		memcpy(bad, cip, sizeof(bad));
+		bad[12] = d;
+		ck_assert(sheet_cip13_valid(bad) == (d == cip[12]));
+	}
+	/* 1000 more bodies */
+	for (unsigned i = 0; i < 1000; i++) {
+		snprintf(cip, sizeof(cip), "34009%07u", i * 7919u % 10000000u);
+		cip[12] = ean13_check(cip);
+		cip[13] = '\0';
+		ck_assert_msg(sheet_cip13_valid(cip), "%s", cip);
+	}
+	ck_assert(!sheet_cip13_valid("3401935955838"));  /* not under 3400 */
+	ck_assert(!sheet_cip13_valid("340093595583"));   /* 12 digits */
+	ck_assert(!sheet_cip13_valid("34009359558380")); /* 14 */
+	ck_assert(!sheet_cip13_valid("340093595583A"));
+	ck_assert(sheet_lpp_valid("1101090"));
+	ck_assert(!sheet_lpp_valid("110109"));
+	ck_assert(!sheet_lpp_valid("11010900"));
+	ck_assert(!sheet_lpp_valid("110109A"));
+	const char *acts_ok[] = { "C", "G", "AMI", "APCDE", "DEQP003", "PH7", "PH4", "PH1", "PH2",
+		                  "MX1", "MX4", "MX7" };
+	const char *acts_bad[] = { "", "ABCDEF", "g", "PH3", "PH8", "MX2", "P7", "DEQP03",
+		                   "DEQ0003", "PH77" };
+	for (size_t i = 0; i < sizeof(acts_ok) / sizeof(acts_ok[0]); i++)
+		ck_assert_msg(sheet_act_code_valid(acts_ok[i]), "%s", acts_ok[i]);
+	for (size_t i = 0; i < sizeof(acts_bad) / sizeof(acts_bad[0]); i++)
+		ck_assert_msg(!sheet_act_code_valid(acts_bad[i]), "%s", acts_bad[i]);
+	ck_assert(sheet_service_code_valid("PH7"));
+	ck_assert(!sheet_service_code_valid("C"));
+}
+END_TEST
+
+/* A pharmacy's lines: two medicines at two rates, a device, PH7 and PH4
+ * acts; 2 × 3.10 + 1 × 12.40 + 3 × 1.55 + 1.02 + 0.50 = 24.77 EUR. */
+#define PHARMACY_LINES                                                                          \
+	"\"lines\": ["                                                                           \
+	"{\"kind\": \"medicine\", \"date\": \"" TODAY "\", \"cip13\": \"3400935955838\", "     \
+	"\"service\": \"PH4\", \"quantity\": 2, \"unit_price\": 310, \"amount\": 620},"          \
+	"{\"kind\": \"medicine\", \"date\": \"" TODAY "\", \"cip13\": \"3400930000014\", "     \
+	"\"service\": \"PH2\", \"quantity\": 1, \"unit_price\": 1240, \"amount\": 1240},"        \
+	"{\"kind\": \"device\", \"date\": \"" TODAY "\", \"lpp\": \"1101090\", "                \
+	"\"quantity\": 3, \"unit_price\": 155, \"amount\": 465},"                                \
+	"{\"kind\": \"act\", \"date\": \"" TODAY "\", \"code\": \"PH7\", \"coefficient\": 1, " \
+	"\"amount\": 102},"                                                                      \
+	"{\"kind\": \"act\", \"date\": \"" TODAY "\", \"code\": \"PH4\", \"coefficient\": 1, " \
+	"\"amount\": 50}],"                                                                      \
+	"\"totals\": {\"total\": 2477, \"amo\": 1500, \"amc\": 977, \"patient\": 0}, "            \
+	"\"amc\": {\"id\": \"12345678\", \"tiers_payant\": true}, \"tiers_payant\": true"
+
+START_TEST(test_pharmacy)
+{
+	struct sheet s, t;
+	struct sheet_errors e;
+	int n = run("{" PHARMACY_LINES "}", &s, &e, false);
+	if (n)
+		dump(&e);
+	ck_assert_int_eq(n, 0);
+	ck_assert_uint_eq(s.version, 2);
+	ck_assert_uint_eq(s.nlines, 5);
+	ck_assert_int_eq(s.lines[0].kind, SHEET_LINE_MEDICINE);
+	ck_assert_str_eq(s.lines[0].service, "PH4");
+	ck_assert_int_eq(s.lines[2].kind, SHEET_LINE_DEVICE);
+	ck_assert_str_eq(s.lines[2].code, "1101090");
+	ck_assert_str_eq(s.amc_id, "12345678");
+	ck_assert(s.amc && s.amc_tiers_payant);
+	/* JSON out and back */
+	json_t *j1 = sheet_to_json(&s);
+	sheet_init(&t);
+	ck_assert_int_eq(sheet_from_json(j1, &t, &e), 0);
+	json_t *j2 = sheet_to_json(&t);
+	ck_assert(json_equal(j1, j2));
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(j1, "lines"), 2),
+	                                                   "kind")),
+	                 "device");
+	json_decref(j1);
+	json_decref(j2);
+	/* a GP's sheet: médecin traitant, ALD */
+	n = run("{\"pathway\": \"medecin_traitant\", \"exemption\": \"ald\"}", &s, &e, false);
+	ck_assert_int_eq(n, 0);
+	ck_assert_int_eq(s.pathway, SHEET_PATHWAY_TREATING);
+	ck_assert_int_eq(s.exemption, SHEET_EXEMPT_ALD);
+	n = run("{\"pathway\": \"referred\", \"referrer_id\": \"10001234567\"}", &s, &e, false);
+	ck_assert_int_eq(n, 0);
+	n = run("{\"insurance\": \"maternite\", \"maternity_date\": \"2023-09-01\"}", &s, &e, false);
+	ck_assert_int_eq(n, 0);
+	n = run("{\"insurance\": \"at_mp\", \"at_date\": \"2024-03-01\", \"at_number\": \"A12345\"}",
+	        &s, &e, false);
+	ck_assert_int_eq(n, 0);
+	/* model 1's form ("acts", the AMC flag) is still read: a model 2 sheet */
+	n = run("{\"lines\": null, \"acts\": [{\"date\": \"" TODAY "\", \"code\": \"G\", "
+	        "\"coefficient\": 1, \"amount\": 3650}], \"amc\": false}",
+	        &s, &e, false);
+	ck_assert_int_eq(n, 0);
+	ck_assert_uint_eq(s.version, 2);
+	ck_assert_int_eq(s.lines[0].kind, SHEET_LINE_ACT);
+}
+END_TEST
+
+START_TEST(test_v2_one_error_each)
+{
+#define MED(extra) "{\"lines\": [{\"kind\": \"medicine\", \"date\": \"" TODAY "\", " extra "}], " \
+	"\"totals\": {\"total\": 620, \"amo\": 620, \"amc\": 0, \"patient\": 0}}"
+	static const struct one_case cases[] = {
+		{ MED("\"cip13\": \"3400935955839\", \"service\": \"PH4\", \"quantity\": 2, "
+		      "\"unit_price\": 310, \"amount\": 620"), "lines[0].cip13", "check" },
+		{ MED("\"cip13\": \"3500935955836\", \"service\": \"PH4\", \"quantity\": 2, "
+		      "\"unit_price\": 310, \"amount\": 620"), "lines[0].cip13", "3400" },
+		{ MED("\"service\": \"PH4\", \"quantity\": 2, \"unit_price\": 310, \"amount\": 620"),
+		  "lines[0].cip13", "missing" },
+		{ MED("\"cip13\": \"3400935955838\", \"service\": \"PH3\", \"quantity\": 2, "
+		      "\"unit_price\": 310, \"amount\": 620"), "lines[0].service", "service code" },
+		{ MED("\"cip13\": \"3400935955838\", \"quantity\": 2, \"unit_price\": 310, "
+		      "\"amount\": 620"), "lines[0].service", "missing" },
+		{ MED("\"cip13\": \"3400935955838\", \"service\": \"PH4\", \"quantity\": 0, "
+		      "\"unit_price\": 310, \"amount\": 0"), "lines[0].quantity", "1 to" },
+		{ MED("\"cip13\": \"3400935955838\", \"service\": \"PH4\", \"quantity\": 2, "
+		      "\"unit_price\": 310, \"amount\": 621"), "lines[0].amount", "2 × 310 = 620" },
+		{ MED("\"cip13\": \"3400935955838\", \"service\": \"PH4\", \"quantity\": 2, "
+		      "\"unit_price\": -310, \"amount\": 620"), "lines[0].unit_price", "0 to" },
+		{ MED("\"cip13\": \"3400935955838\", \"service\": \"PH4\", \"quantity\": 2, "
+		      "\"unit_price\": 310, \"amount\": 620, \"code\": \"C\""), "lines[0].code",
+		  "unknown field" },
+		{ "{\"lines\": [{\"kind\": \"device\", \"date\": \"" TODAY "\", \"lpp\": \"110109\", "
+		  "\"quantity\": 2, \"unit_price\": 310, \"amount\": 620}], "
+		  "\"totals\": {\"total\": 620, \"amo\": 620, \"amc\": 0, \"patient\": 0}}",
+		  "lines[0].lpp", "7 digits" },
+		{ "{\"lines\": [{\"kind\": \"potion\", \"date\": \"" TODAY "\"}]}", "lines[0].kind",
+		  "unknown kind" },
+		{ "{\"lines\": [{\"date\": \"" TODAY "\", \"code\": \"G\", \"coefficient\": 1, "
+		  "\"amount\": 3650}]}", "lines[0].kind", "missing" },
+		{ "{\"lines\": [{\"kind\": \"act\", \"date\": \"" TODAY "\", \"code\": \"PH3\", "
+		  "\"coefficient\": 1, \"amount\": 3650}]}", "lines[0].code", "service code" },
+		{ "{\"acts\": [{\"date\": \"" TODAY "\", \"code\": \"G\", \"coefficient\": 1, "
+		  "\"amount\": 3650}]}", "acts", "once" },
+		{ "{\"pathway\": \"shortcut\"}", "pathway", "unknown care pathway" },
+		{ "{\"pathway\": \"referred\"}", "referrer_id", "missing" },
+		{ "{\"pathway\": \"referred\", \"referrer_id\": \"1234\"}", "referrer_id", "9 or 11" },
+		{ "{\"pathway\": \"emergency\", \"referrer_id\": \"10001234567\"}", "referrer_id",
+		  "only for the referred" },
+		{ "{\"exemption\": \"lucky\"}", "exemption", "unknown exemption" },
+		{ "{\"exemption\": \"ald\", \"insurance\": \"smg\"}", "exemption", "only under maladie" },
+		{ "{\"insurance\": \"maternite\"}", "maternity_date", "missing" },
+		{ "{\"insurance\": \"maternite\", \"maternity_date\": \"2024-03-16\"}", "maternity_date",
+		  "after the care date" },
+		{ "{\"insurance\": \"maternite\", \"maternity_date\": \"2022-03-01\"}", "maternity_date",
+		  "days before" },
+		{ "{\"maternity_date\": \"2024-01-01\"}", "maternity_date", "only for maternite" },
+		{ "{\"at_number\": \"A1\"}", "at_number", "only for at_mp" },
+		{ "{\"insurance\": \"at_mp\", \"at_date\": \"2024-03-01\", \"at_number\": \"a-1\"}",
+		  "at_number", "capitals or digits" },
+		{ "{\"amc\": {\"id\": \"1234\"}}", "amc.id", "8 to 10 digits" },
+		{ "{\"amc\": {\"tiers_payant\": true}}", "amc.id", "missing" },
+		{ "{\"amc\": {\"id\": \"12345678\", \"bank\": 1}}", "amc.bank", "unknown field" },
+		{ "{\"amc\": {\"id\": \"12345678\", \"tiers_payant\": 1}}", "amc.tiers_payant",
+		  "true or false" },
+		{ "{\"v\": 3}", "v", "range" },
+	};
+#undef MED
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sheet s;
+		struct sheet_errors e;
+		int n = run(cases[i].patch, &s, &e, false);
+		if (n != 1)
+			dump(&e);
+		ck_assert_msg(n == 1, "case %zu %s: %d errors", i, cases[i].patch, n);
+		ck_assert_msg(strcmp(e.e[0].field, cases[i].field) == 0, "case %zu: field %s, want %s",
+		              i, e.e[0].field, cases[i].field);
+		ck_assert_msg(strstr(e.e[0].msg, cases[i].msg) != NULL, "case %zu: message '%s'", i,
+		              e.e[0].msg);
+	}
+}
+END_TEST
+
+/* A model 1 sheet holds only what model 1 has: each model 2 field in it
+ * is one error. */
+START_TEST(test_v1_limits)
+{
+	static const struct one_case cases[] = {
+		{ "{\"pathway\": \"emergency\"}", "pathway", "model 2" },
+		{ "{\"exemption\": \"ald\"}", "exemption", "model 2" },
+		{ "{\"amc\": {\"id\": \"12345678\"}}", "amc", "model 2" },
+		{ "{\"lines\": [{\"kind\": \"device\", \"date\": \"" TODAY "\", \"lpp\": \"1101090\", "
+		  "\"quantity\": 1, \"unit_price\": 3650, \"amount\": 3650}]}", "acts[0].kind",
+		  "acts only" },
+		{ "{\"lines\": [{\"kind\": \"act\", \"date\": \"" TODAY "\", \"code\": \"PH7\", "
+		  "\"coefficient\": 1, \"amount\": 3650}]}", "acts[0].code", "model 2" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sheet s;
+		struct sheet_errors e;
+		char patch[512];
+		snprintf(patch, sizeof(patch), "%.*s, \"v\": 1}", (int)strlen(cases[i].patch) - 1,
+		         cases[i].patch);
+		int n = run(patch, &s, &e, false);
+		if (n != 1)
+			dump(&e);
+		ck_assert_msg(n == 1, "case %zu %s: %d errors", i, patch, n);
+		ck_assert_msg(strcmp(e.e[0].field, cases[i].field) == 0, "case %zu: field %s, want %s",
+		              i, e.e[0].field, cases[i].field);
+		ck_assert_msg(strstr(e.e[0].msg, cases[i].msg) != NULL, "case %zu: message '%s'", i,
+		              e.e[0].msg);
+	}
+	/* and a plain model 1 sheet is valid */
+	struct sheet s;
+	struct sheet_errors e;
+	ck_assert_int_eq(run("{\"v\": 1}", &s, &e, false), 0);
+	ck_assert_uint_eq(s.version, 1);
+}
+END_TEST
+
 START_TEST(test_names)
 {
 	ck_assert_str_eq(sheet_mode_name(SHEET_MODE_DIGITAL_QR), "digital-qr");
@@ -635,6 +886,15 @@ START_TEST(test_names)
 	ck_assert_int_eq(sheet_insurance_parse("at_mp"), 41);
 	ck_assert_str_eq(sheet_insurance_name(SHEET_INS_MATERNITE), "maternite");
 	ck_assert_int_eq(sheet_insurance_parse(NULL), -EINVAL);
+	ck_assert_int_eq(sheet_line_kind_parse("device"), SHEET_LINE_DEVICE);
+	ck_assert_str_eq(sheet_line_kind_name(SHEET_LINE_MEDICINE), "medicine");
+	ck_assert_int_eq(sheet_line_kind_parse("Device"), -EINVAL);
+	ck_assert_int_eq(sheet_pathway_parse("medecin_traitant"), SHEET_PATHWAY_TREATING);
+	ck_assert_int_eq(sheet_pathway_parse(NULL), -EINVAL);
+	ck_assert_str_eq(sheet_pathway_name(SHEET_PATHWAY_OUTSIDE), "outside");
+	ck_assert_ptr_null(sheet_pathway_name(SHEET_PATHWAY_NONE));
+	ck_assert_int_eq(sheet_exemption_parse("ald"), SHEET_EXEMPT_ALD);
+	ck_assert_ptr_null(sheet_exemption_name((enum sheet_exemption)99));
 }
 END_TEST
 
@@ -652,6 +912,10 @@ sheet_suite(void)
 	tcase_add_test(tc, test_uuid);
 	tcase_add_test(tc, test_encode);
 	tcase_add_test(tc, test_names);
+	tcase_add_test(tc, test_codes);
+	tcase_add_test(tc, test_pharmacy);
+	tcase_add_test(tc, test_v2_one_error_each);
+	tcase_add_test(tc, test_v1_limits);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -11,7 +11,9 @@
 
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <stdio.h>
 
 #include "protocol/cbor.h"
 #include "protocol/cose.h"
@@ -213,7 +215,7 @@ START_TEST(test_bad_sheets)
 	/* Alsace-Moselle: care on Friday 20 December 2024, due Friday 27 */
 	load(&t, base_json, 0);
 	ck_assert_int_eq(holidays_parse("2024-12-20", &t.care_date), 0);
-	t.acts[0].date = t.acts[1].date = t.care_date;
+	t.lines[0].date = t.lines[1].date = t.care_date;
 	t.prescription_date = t.care_date;
 	t.created = 1734700000; /* 2024-12-20T13:06:40Z */
 	t.evidence.read_at = t.created - 60;
@@ -284,6 +286,132 @@ START_TEST(test_decode_limits)
 }
 END_TEST
 
+static uint8_t *
+read_data(const char *name, size_t *len)
+{
+	char path[512];
+	const char *src = getenv("srcdir");
+	snprintf(path, sizeof(path), "%s/tests/data/sheets/%s", src ? src : ".", name);
+	FILE *f = fopen(path, "rb");
+	ck_assert_msg(f != NULL, "%s", path);
+	uint8_t *b = malloc(65536);
+	*len = fread(b, 1, 65536, f);
+	fclose(f);
+	return b;
+}
+
+/* A model 1 sheet signed by the writer of before model 2 (tests/data/sheets/
+ * README): it verifies, decodes as model 1 and encodes back to the same bytes. */
+START_TEST(test_v1_fixture)
+{
+	size_t n, klen;
+	uint8_t *c = read_data("v1-es256.cose", &n);
+	uint8_t *pem = read_data("v1-es256.pub.pem", &klen);
+	BIO *bio = BIO_new_mem_buf(pem, (int)klen);
+	EVP_PKEY *k = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+	ck_assert_ptr_nonnull(k);
+	struct sheet back;
+	struct sheetsig_report rep;
+	ck_assert_int_eq(sheetsig_verify(c, n, k, &back, &rep), 0);
+	ck_assert(rep.signature_ok && rep.decoded && rep.canonical && rep.valid && rep.due_ok);
+	ck_assert_uint_eq(back.version, SHEET_VERSION_1);
+	ck_assert_uint_eq(back.nlines, 2);
+	ck_assert_int_eq(back.lines[1].kind, SHEET_LINE_ACT);
+	ck_assert_str_eq(back.lines[1].code, "DEQP003");
+	const uint8_t *pl;
+	size_t plen;
+	uint8_t *again;
+	size_t alen;
+	ck_assert_int_eq(sheetsig_payload(c, n, &pl, &plen, NULL), 0);
+	ck_assert_int_eq(sheetsig_encode(&back, &again, &alen), 0);
+	ck_assert(alen == plen && memcmp(again, pl, plen) == 0);
+	free(again);
+	json_t *j = sheet_to_json(&back);
+	ck_assert_int_eq(json_integer_value(json_object_get(j, "v")), 1);
+	ck_assert(json_is_false(json_object_get(j, "amc")));
+	json_decref(j);
+	/* one bit off and it does not verify */
+	c[n - 5] ^= 1;
+	ck_assert_int_eq(sheetsig_verify(c, n, k, NULL, NULL), -EKEYREJECTED);
+	BIO_free(bio);
+	EVP_PKEY_free(k);
+	free(pem);
+	free(c);
+}
+END_TEST
+
+static const char pharmacy_json[] =
+	"{\"id\": \"0f8e2a4c-1b3d-4e5f-9a7b-8c6d5e4f3a2b\","
+	" \"terminal_id\": \"VT-0A1B2C3D4E5F\","
+	" \"care_date\": \"2024-03-15\", \"seq\": 8,"
+	" \"nir\": \"184127645108946\","
+	" \"insurer\": {\"regime\": \"01\", \"caisse\": \"751\", \"centre\": \"0012\"},"
+	" \"practitioner_id\": \"801234567\", \"insurance\": \"maladie\", \"exemption\": \"ald\","
+	" \"pathway\": \"referred\", \"referrer_id\": \"10001234567\","
+	" \"lines\": [{\"kind\": \"medicine\", \"date\": \"2024-03-15\", \"cip13\": \"3400935955838\","
+	"   \"service\": \"PH4\", \"quantity\": 2, \"unit_price\": 310, \"amount\": 620},"
+	"  {\"kind\": \"device\", \"date\": \"2024-03-15\", \"lpp\": \"1101090\", \"quantity\": 3,"
+	"   \"unit_price\": 155, \"amount\": 465},"
+	"  {\"kind\": \"act\", \"date\": \"2024-03-15\", \"code\": \"PH7\", \"coefficient\": 1,"
+	"   \"amount\": 102}],"
+	" \"totals\": {\"total\": 1187, \"amo\": 900, \"amc\": 287, \"patient\": 0},"
+	" \"amc\": {\"id\": \"12345678\", \"tiers_payant\": true}, \"tiers_payant\": true,"
+	" \"mode\": \"physical\","
+	" \"evidence\": {\"card_serial\": \"0123456789\", \"read_at\": 1710499900},"
+	" \"created\": 1710500000}";
+
+START_TEST(test_v2)
+{
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	struct sheet s, back;
+	struct sheetsig_report rep;
+	uint8_t *c = NULL;
+	size_t n = 0;
+	load(&s, pharmacy_json, 0);
+	sign(&s, k, COSE_ALG_ES256, &c, &n);
+	ck_assert_int_eq(sheetsig_verify(c, n, k, &back, &rep), 0);
+	ck_assert(rep.canonical && rep.valid && rep.due_ok);
+	char *a = dump(&s), *b = dump(&back);
+	ck_assert_str_eq(a, b);
+	free(a);
+	free(b);
+	ck_assert_uint_eq(back.version, 2);
+	ck_assert_str_eq(back.amc_id, "12345678");
+	free(c);
+	/* "acts" in a model 2 payload */
+	static const uint8_t empty_arr[] = { 0x80 };
+	sign_patched(&s, k, "acts", empty_arr, sizeof(empty_arr), &c, &n);
+	ck_assert_int_eq(sheetsig_verify(c, n, k, NULL, &rep), -EBADMSG);
+	ck_assert_str_eq(rep.errs.e[0].field, "acts");
+	free(c);
+	/* model 1's AMC flag in a model 2 payload */
+	static const uint8_t f_false[] = { 0xf4 };
+	sign_patched(&s, k, "amc", f_false, sizeof(f_false), &c, &n);
+	ck_assert_int_eq(sheetsig_verify(c, n, k, NULL, &rep), -EBADMSG);
+	ck_assert_str_eq(rep.errs.e[0].field, "amc");
+	free(c);
+	/* model 1 with model 2's lines */
+	static const uint8_t one[] = { 0x01 };
+	sign_patched(&s, k, "v", one, sizeof(one), &c, &n);
+	ck_assert_int_eq(sheetsig_verify(c, n, k, NULL, &rep), -EBADMSG);
+	free(c);
+	/* a model 3 */
+	static const uint8_t three[] = { 0x03 };
+	sign_patched(&s, k, "v", three, sizeof(three), &c, &n);
+	ck_assert_int_eq(sheetsig_verify(c, n, k, NULL, &rep), -EBADMSG);
+	ck_assert_str_eq(rep.errs.e[0].field, "v");
+	free(c);
+	/* a rule broken and signed anyway: a CIP13 with a wrong check digit */
+	struct sheet t = s;
+	t.lines[0].code[12] = '9';
+	sign(&t, k, COSE_ALG_ES256, &c, &n);
+	ck_assert_int_eq(sheetsig_verify(c, n, k, NULL, &rep), -EINVAL);
+	ck_assert_str_eq(rep.errs.e[0].field, "lines[0].cip13");
+	free(c);
+	EVP_PKEY_free(k);
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -293,6 +421,8 @@ suite(void)
 	tcase_add_test(tc, test_es256_ps256);
 	tcase_add_test(tc, test_bad_sheets);
 	tcase_add_test(tc, test_decode_limits);
+	tcase_add_test(tc, test_v1_fixture);
+	tcase_add_test(tc, test_v2);
 	suite_add_tcase(s, tc);
 	return s;
 }

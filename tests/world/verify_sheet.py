@@ -40,17 +40,34 @@ MODES = ("physical", "digital-nfc", "digital-qr", "degraded")
 MAX_AMOUNT = 100_000_000
 MAX_AGE_DAYS = 730
 
-# key: (type, required)
-TOP = {
-    "v": (int, True), "id": (str, True), "amc": (bool, True), "nir": (str, True),
-    "seq": (int, True), "acts": (list, True), "mode": (str, True), "totals": (dict, True),
+# key: (type, required); the keys of both models, then each model's own
+COMMON = {
+    "v": (int, True), "id": (str, True), "nir": (str, True),
+    "seq": (int, True), "mode": (str, True), "totals": (dict, True),
     "at_date": (str, False), "created": (int, True), "insurer": (dict, True),
     "due_date": (str, True), "evidence": (dict, False), "care_date": (str, True),
     "insurance": (int, True), "birth_date": (str, False), "birth_rank": (int, False),
     "prescriber": (dict, False), "terminal_id": (str, True), "structure_id": (str, False),
     "tiers_payant": (bool, True), "practitioner_id": (str, True),
 }
+TOP = dict(COMMON, acts=(list, True), amc=(bool, True))            # model 1
+TOP2 = dict(COMMON, lines=(list, True), amc=(dict, False), at_number=(str, False),
+            maternity_date=(str, False), pathway=(str, False), referrer_id=(str, False),
+            exemption=(str, False))                                # model 2
 ACT = {"code": (str, True), "date": (str, True), "amount": (int, True), "coef_milli": (int, True)}
+LINE = {  # model 2's lines, by kind
+    "act": dict(ACT, kind=(str, True)),
+    "medicine": {"kind": (str, True), "date": (str, True), "cip13": (str, True),
+                 "service": (str, True), "quantity": (int, True), "unit_price": (int, True),
+                 "amount": (int, True)},
+    "device": {"kind": (str, True), "date": (str, True), "lpp": (str, True),
+               "quantity": (int, True), "unit_price": (int, True), "amount": (int, True)},
+}
+AMC = {"id": (str, False), "tiers_payant": (bool, True)}
+SERVICE_CODES = ("PH1", "PH2", "PH4", "PH7", "MX1", "MX4", "MX7")
+PATHWAYS = ("medecin_traitant", "new_medecin_traitant", "substitute", "referred",
+            "direct_access", "emergency", "away_from_home", "outside")
+EXEMPTIONS = ("ald", "invalidity", "prevention", "other")
 TOTALS = {"amc": (int, True), "amo": (int, True), "total": (int, True), "patient": (int, True)}
 INSURER = {"caisse": (str, True), "centre": (str, True), "regime": (str, True)}
 EVIDENCE = {"read_at": (int, False), "credential": (bytes, False), "card_serial": (str, False),
@@ -72,6 +89,17 @@ def nir_ok(nir):
     if not body.isdigit():
         return False
     return 97 - int(body) % 97 == int(nir[13:])
+
+
+def cip13_ok(code):
+    """13 digits under 3400; EAN-13 check digit: from the right, the data
+    digits weigh 3, 1, 3, ... and the check digit tops the sum up to a
+    multiple of 10 (GS1 General Specifications)."""
+    if not (len(code) == 13 and code.isdigit() and code.startswith("3400")):
+        return False
+    data = code[:12]
+    total = sum(int(c) * (3 if i % 2 == 0 else 1) for i, c in enumerate(reversed(data)))
+    return (10 - total % 10) % 10 == int(code[12])
 
 
 def date(s):
@@ -136,10 +164,48 @@ def check_signature(alg, key, tbs, sig, problems):
         return False
 
 
+def check_context(s, care, problems):
+    """Model 2's medical context and AMC (docs/care-sheet.md)."""
+    ins = s.get("insurance")
+    if "at_number" in s and (ins != 41 or not re.fullmatch(r"[0-9A-Z]{1,15}", s["at_number"])):
+        problems.append("at_number: only for at_mp, 1 to 15 capitals or digits")
+    if ins == 30:
+        if "maternity_date" not in s:
+            problems.append("maternity_date: missing for maternite")
+        else:
+            m = date(s["maternity_date"])
+            if m > care or m < care - dt.timedelta(days=MAX_AGE_DAYS):
+                problems.append("maternity_date: not within the two years up to the care date")
+    elif "maternity_date" in s:
+        problems.append("maternity_date: only for maternite")
+    if "pathway" in s and s["pathway"] not in PATHWAYS:
+        problems.append("pathway: unknown %r" % s["pathway"])
+    if s.get("pathway") == "referred":
+        r = s.get("referrer_id", "")
+        if not (r.isdigit() and len(r) in (9, 11)):
+            problems.append("referrer_id: referred needs a 9 or 11 digit id")
+    elif "referrer_id" in s:
+        problems.append("referrer_id: only for the referred pathway")
+    if "exemption" in s:
+        if s["exemption"] not in EXEMPTIONS:
+            problems.append("exemption: unknown %r" % s["exemption"])
+        elif ins != 10:
+            problems.append("exemption: only under maladie")
+    amc = s.get("amc")
+    if amc is not None:
+        if check_map(amc, AMC, "amc", problems):
+            aid = amc.get("id")
+            if aid is not None and not (aid.isdigit() and 8 <= len(aid) <= 10):
+                problems.append("amc.id: 8 to 10 digits")
+            if amc.get("tiers_payant") and aid is None:
+                problems.append("amc.id: AMC tiers payant needs the AMC's number")
+
+
 def check_rules(s, problems, info):
     """The Validation section of docs/care-sheet.md, judged as of 'created'."""
-    if s.get("v") != 1:
-        problems.append("v: %r, not 1" % s.get("v"))
+    version = s.get("v")
+    if version not in (1, 2):
+        problems.append("v: %r, not 1 or 2" % version)
     if not UUID4.match(s.get("id", "")):
         problems.append("id: not a lower-case UUID v4")
     if not (1 <= len(s.get("terminal_id", "")) <= 64):
@@ -197,28 +263,49 @@ def check_rules(s, problems, info):
             problems.append("at_date: after the care date")
     elif "at_date" in s:
         problems.append("at_date: only for at_mp")
-    acts = s.get("acts", [])
+    acts = s.get("acts", []) if version == 1 else s.get("lines", [])
+    where = "acts" if version == 1 else "lines"
     if not 1 <= len(acts) <= 32:
-        problems.append("acts: %d acts, 1 to 32 expected" % len(acts))
+        problems.append("%s: %d lines, 1 to 32 expected" % (where, len(acts)))
     total = 0
     for i, a in enumerate(acts):
-        if not check_map(a, ACT, "acts[%d]" % i, problems):
+        kind = "act" if version == 1 else (a.get("kind") if isinstance(a, dict) else None)
+        if kind not in LINE:
+            problems.append("%s[%d].kind: %r" % (where, i, kind))
+            continue
+        if not check_map(a, ACT if version == 1 else LINE[kind], "%s[%d]" % (where, i), problems):
             continue
         try:
             d = date(a.get("date"))
             if d > care or d < care - dt.timedelta(days=MAX_AGE_DAYS):
-                problems.append("acts[%d].date: outside the two years up to the care date" % i)
+                problems.append("%s[%d].date: outside the two years up to the care date" % (where, i))
         except (ValueError, TypeError):
-            problems.append("acts[%d].date: not a date" % i)
-        code = a.get("code", "")
-        if not (NGAP.match(code) or CCAM.match(code)):
-            problems.append("acts[%d].code: not NGAP or CCAM" % i)
-        if not 0 < a.get("coef_milli", 0) <= 1_000_000:
-            problems.append("acts[%d].coef_milli: out of range" % i)
+            problems.append("%s[%d].date: not a date" % (where, i))
         amt = a.get("amount", -1)
+        if kind == "act":
+            code = a.get("code", "")
+            if not (NGAP.match(code) or CCAM.match(code) or (version == 2 and code in SERVICE_CODES)):
+                problems.append("%s[%d].code: not NGAP, CCAM or a service code" % (where, i))
+            if not 0 < a.get("coef_milli", 0) <= 1_000_000:
+                problems.append("%s[%d].coef_milli: out of range" % (where, i))
+        else:
+            if kind == "medicine":
+                if not cip13_ok(a.get("cip13", "")):
+                    problems.append("%s[%d].cip13: not a CIP13" % (where, i))
+                if a.get("service") not in SERVICE_CODES:
+                    problems.append("%s[%d].service: not a pharmacy service code" % (where, i))
+            elif not re.fullmatch(r"[0-9]{7}", a.get("lpp", "")):
+                problems.append("%s[%d].lpp: not 7 digits" % (where, i))
+            q, u = a.get("quantity", 0), a.get("unit_price", -1)
+            if not 1 <= q <= 9999 or not 0 <= u <= MAX_AMOUNT:
+                problems.append("%s[%d]: quantity or unit price out of range" % (where, i))
+            elif amt != q * u:
+                problems.append("%s[%d].amount: %r is not %d x %d" % (where, i, amt, q, u))
         if not 0 <= amt <= MAX_AMOUNT:
-            problems.append("acts[%d].amount: out of range" % i)
+            problems.append("%s[%d].amount: out of range" % (where, i))
         total += amt
+    if version == 2:
+        check_context(s, care, problems)
     t = s.get("totals", {})
     if t.get("total") != total:
         problems.append("totals.total: %r, the acts add up to %d" % (t.get("total"), total))
@@ -226,7 +313,7 @@ def check_rules(s, problems, info):
         problems.append("totals: amo + amc + patient is not the total")
     if any(t.get(k, 0) < 0 for k in TOTALS):
         problems.append("totals: a negative part")
-    if not s.get("amc") and t.get("amc", 0) != 0:
+    if not s.get("amc") and t.get("amc", 0) != 0:  # model 2: the map is absent
         problems.append("totals.amc: an AMC part without the AMC flag")
     ev = s.get("evidence")
     mode = s.get("mode")
@@ -296,7 +383,8 @@ def verify(data, public_key=None):
     if cbor2.dumps(s, canonical=True) != payload:
         problems.append("payload: not deterministic CBOR (RFC 8949 §4.2.1)")
     info["sheet"] = s
-    if not check_map(s, TOP, "sheet", problems):
+    if not check_map(s, TOP2 if isinstance(s, dict) and s.get("v") == 2 else TOP, "sheet",
+                     problems):
         return problems, info
     for k, spec in (("totals", TOTALS), ("insurer", INSURER), ("evidence", EVIDENCE),
                     ("prescriber", PRESCRIBER)):
