@@ -71,6 +71,9 @@ card_read(struct kiosk *k, const json_t *ev)
 	const json_t *sum = json_object_get(ev, "summary");
 	const char *kind = json_string_value(json_object_get(sum, "kind"));
 	k->pending_name[0] = '\0';
+	/* on the insurers' opposition list: no check-in (the daemon makes no draft) */
+	if (json_is_true(json_object_get(ev, "opposed")) || json_is_true(json_object_get(sum, "opposed")))
+		return set(k, "opposed", NULL);
 	/* a Vitale card ("patient") or a phone ("digital"); a CPS is "practitioner" */
 	bool patient = kind && (!strcmp(kind, "patient") || !strcmp(kind, "digital"));
 	if (kind && !patient && strcmp(kind, "unknown") != 0)

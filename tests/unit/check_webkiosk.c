@@ -69,6 +69,12 @@ START_TEST(test_phone_and_errors)
 	ck_assert_str_eq(k.reason, "other");
 	ck_assert(feed(&k, "{\"type\":\"CardOpposed\",\"reader\":\"R\"}"));
 	ck_assert_str_eq(k.state, "opposed");
+	/* a Vitale 2 whose serial is on the opposition list */
+	feed(&k, "{\"type\":\"CardInserted\"}");
+	ck_assert(feed(&k, "{\"type\":\"CardRead\",\"opposed\":true,\"summary\":{\"kind\":\"patient\","
+	                   "\"readable\":true,\"opposed\":true,\"beneficiaries\":[{\"given_name\":\"ANNE\"}]}}"));
+	ck_assert_str_eq(k.state, "opposed");
+	ck_assert_str_eq(k.pending_name, "");
 	/* a CPS, an unreadable card */
 	ck_assert(feed(&k, "{\"type\":\"CardRead\",\"summary\":{\"kind\":\"practitioner\",\"readable\":false}}"));
 	ck_assert_str_eq(k.reason, "not_patient");
