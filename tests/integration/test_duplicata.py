@@ -12,6 +12,9 @@ person and a scanner would:
            (tests/world/verify_sheet.py) accepts with the signer's key
   big      32 acts: the signed bytes do not fit a code a scanner reads: the
            code holds the id and the SHA-256 of those bytes, printed too
+  pharmacy a model 2 sheet: two medicines (CIP13, rates PH4 and PH7), a
+           device (LPP), a PH7 act, an AMC with its number and tiers payant:
+           each line's code, quantity × unit price and amount on the page
   refused  an unknown id: SheetNotFound; a bad id; vitalectl without -o
            (a draft, NotSigned: test_opposition.py has a draft)
 
@@ -124,6 +127,58 @@ def t_big():
           % (len(cose), a["qr_version"]), flush=True)
 
 
+def ean13(d12):
+    """A CIP13 from its first 12 digits: the EAN-13 check digit appended."""
+    s = sum(int(c) * (3 if i % 2 else 1) for i, c in enumerate(d12))
+    return d12 + str((10 - s % 10) % 10)
+
+
+def t_pharmacy():
+    """A pharmacy's sheet (model 2): two medicines at different rates, a
+    device, a PH7 act, an AMC with tiers payant: each line with its code,
+    quantity and unit price, the AMC's number and parts."""
+    d = G["d"]
+    cip_a, cip_b = ean13("340093595583"), ean13("340093000001")
+    lines = [
+        {"kind": "medicine", "cip13": cip_a, "service": "PH4", "quantity": 2, "unit_price": 310,
+         "amount": 620},
+        {"kind": "medicine", "cip13": cip_b, "service": "PH7", "quantity": 1, "unit_price": 1290,
+         "amount": 1290},
+        {"kind": "device", "lpp": "1101090", "quantity": 3, "unit_price": 155, "amount": 465},
+        {"kind": "act", "code": "PH7", "coefficient": 1, "amount": 102},
+    ]
+    sheet = sl.till_part()
+    del sheet["acts"]
+    sheet.update(lines=lines, amc={"id": "12345678", "tiers_payant": True}, tiers_payant=True,
+                 pathway="medecin_traitant", exemption="ald",
+                 totals={"total": 2477, "amo": 1900, "amc": 577, "patient": 0},
+                 nir=sl.NIRS[2])
+    err, r = call(d, "CreateSheet", {"sheet": sheet, "degraded": True})
+    check(err is None, "CreateSheet of a pharmacy's sheet: %s %r" % (err, r))
+    err, a = call(d, "PrintSheet", {"id": r["id"]})
+    check(err is None, "PrintSheet: %s %r" % (err, a))
+    pdf = os.path.join(G["tmp"], "pharmacy.pdf")
+    with open(pdf, "wb") as f:
+        f.write(base64.b64decode(a["pdf"]))
+    text, code, pages = read_back(pdf, "pharmacy")
+    flat = " ".join(text.split())
+    for want in ("CIP %s Médicament (PH4) 2 × 3,10 € 6,20 €" % cip_a,
+                 "CIP %s Médicament (PH7) 1 × 12,90 € 12,90 €" % cip_b,
+                 "LPP 1101090 Dispositif médical 3 × 1,55 € 4,65 €",
+                 "PH7 Acte coef. 1 1,02 €", "Total 24,77 €", "AMC 12345678) 5,77 €",
+                 "Complémentaire : oui", "Parcours : médecin traitant",
+                 "affection de longue durée (ALD)"):
+        check(want in flat, "the pharmacy's page says %r" % want)
+    check(sl.NIRS[2] not in text, "no full NIR on the pharmacy's page")
+    cose = exported(d, r["id"])
+    if a["code"] == "sheet":
+        check(base64.b64decode(code[len("VITALED-FSE:1:"):]) == cose, "the code is the signed sheet")
+    else:
+        check(code.endswith(hashlib.sha256(cose).hexdigest()), "the code is the digest")
+    print("  pharmacy: 4 lines (CIP13 x2, LPP, PH7), AMC 12345678 tiers payant; code %s"
+          % a["code"], flush=True)
+
+
 def t_refused():
     d = G["d"]
     # (a draft needs a card: PrintSheet of a draft, NotSigned, is in
@@ -157,7 +212,7 @@ def main():
     conf = sl.conf(key).replace("[practitioner]\n", "[practitioner]\nname = %s\naddress = %s\n"
                                 % (NAME, ADDRESS), 1)
     G["d"] = harness.Daemon(conf=conf, tmp=tmp).start()
-    harness.run_tests([t_small, t_big, t_refused, t_stop])
+    harness.run_tests([t_small, t_big, t_pharmacy, t_refused, t_stop])
 
 
 if __name__ == "__main__":
