@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <openssl/crypto.h>
 #include <poll.h>
 #include <signal.h>
@@ -292,6 +293,9 @@ main(int argc, char **argv)
 	d.state = "running";
 	log_notice("ready: terminal %s, API on %s", d.terminal_id, d.cfg->socket_path);
 	notify_ready("running");
+	/* what start-up freed (configuration, module set-up) goes back to the
+	 * system rather than staying in the heap for the daemon's life */
+	malloc_trim(0);
 
 	int r = loop_run(d.loop);
 	if (r < 0) {

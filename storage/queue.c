@@ -1642,6 +1642,9 @@ queue_check(struct queue *q)
 	int r = quick_check(q);
 	if (r == 0)
 		r = load_bytes(q);
+	/* both read the whole file through SQLite's page cache (up to its
+	 * 2 MiB): let it go, the steady state needs a few pages */
+	sqlite3_db_release_memory(q->db);
 	if (r < 0) {
 		q->damaged = true;
 		snprintf(q->damage, sizeof(q->damage), "%s", q->errmsg);

@@ -11,6 +11,7 @@
 #include "daemon/sheets/sheetq.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,7 @@ check_run(void *arg)
 	int r = queue_check(sq->q);
 	uint64_t ms = (clock_mono_us() - t0) / 1000u;
 	refresh_stats(sq); /* the stored bytes are counted by the check */
+	malloc_trim(0);    /* the page cache it filled was released */
 	pthread_mutex_lock(&sq->mu);
 	sq->check = r < 0 ? SHEETQ_CHECK_FAILED : SHEETQ_CHECK_OK;
 	sq->check_ms = ms;

@@ -147,7 +147,7 @@ def main():
     t_big, rss_big = start_ready(big, key)
     t_empty, rss_empty = start_ready(empty, key)
     size = os.path.getsize(os.path.join(big, "queue.db")) // (1024 * 1024)
-    row("exec → READY=1 with %d sheets in the queue (ms; %d MiB file, quick_check at open)" % (BIG, size),
+    row("exec → READY=1 with %d sheets in the queue (ms; %d MiB file; its quick_check runs after READY)" % (BIG, size),
         "%.0f" % t_big, "%.0f (empty queue)" % t_empty, "%.1f" % (t_big / t_empty))
     row("RSS with %d sheets in the queue (KiB, after start and one ListSheets)" % BIG, "%d" % rss_big,
         "%d (empty queue)" % rss_empty, "%.2f" % (rss_big / rss_empty))
