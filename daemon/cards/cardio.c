@@ -140,7 +140,7 @@ session_progress(void *ctx, uint64_t id, bool code)
 		return;
 	m->id = id;
 	m->code = code;
-	if (loop_post(C.loop, on_progress, m) < 0)
+	if (loop_post_owned(C.loop, on_progress, free, m) < 0)
 		free(m);
 }
 
@@ -169,7 +169,7 @@ on_driver_event(const struct reader_event *ev, void *arg)
 	}
 	m->drv = arg;
 	m->ev = *ev;
-	if (loop_post(C.loop, on_event, m) < 0)
+	if (loop_post_owned(C.loop, on_event, free, m) < 0)
 		free(m);
 }
 

@@ -36,6 +36,7 @@ struct timer {
 
 struct post {
 	loop_post_cb cb;
+	void (*free_arg)(void *arg); /* loop_post_owned: frees arg if never run */
 	void *arg;
 	struct post *next;
 };
@@ -94,6 +95,8 @@ loop_free(struct loop *l)
 	struct post *p = l->post_head;
 	while (p) {
 		struct post *n = p->next;
+		if (p->free_arg)
+			p->free_arg(p->arg);
 		free(p);
 		p = n;
 	}
@@ -196,10 +199,17 @@ loop_timer_count(const struct loop *l)
 int
 loop_post(struct loop *l, loop_post_cb cb, void *arg)
 {
+	return loop_post_owned(l, cb, NULL, arg);
+}
+
+int
+loop_post_owned(struct loop *l, loop_post_cb cb, void (*free_arg)(void *arg), void *arg)
+{
 	struct post *p = malloc(sizeof(*p));
 	if (!p)
 		return -ENOMEM;
 	p->cb = cb;
+	p->free_arg = free_arg;
 	p->arg = arg;
 	p->next = NULL;
 	pthread_mutex_lock(&l->post_lock);

@@ -44,6 +44,10 @@ unsigned loop_timer_count(const struct loop *l);
 
 /* Thread-safe: run cb(arg) on the loop thread soon. Returns 0 or -ENOMEM. */
 int loop_post(struct loop *l, loop_post_cb cb, void *arg);
+/* The same, for a message the callback owns: if the loop is freed before
+ * cb ran (a driver thread's last event at shutdown), loop_free() calls
+ * free_arg(arg) instead. */
+int loop_post_owned(struct loop *l, loop_post_cb cb, void (*free_arg)(void *arg), void *arg);
 
 /* Run until loop_stop(). Returns 0, or a negative errno if poll() failed. */
 int loop_run(struct loop *l);

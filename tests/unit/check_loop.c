@@ -148,6 +148,31 @@ stop_cb(struct loop *l, void *arg)
 	loop_stop(l);
 }
 
+/* A message posted with loop_post_owned that never ran (the loop freed
+ * first, as at shutdown) is freed by loop_free; one that ran is not freed
+ * twice. (A driver's last event at shutdown leaked: found by make memcheck.) */
+static int owned_freed, owned_ran;
+static void owned_free(void *arg) { owned_freed++; free(arg); }
+static void owned_cb(void *arg) { owned_ran++; free(arg); }
+
+START_TEST(owned_posts_freed_at_loop_free)
+{
+	struct loop *l = NULL;
+	ck_assert_int_eq(loop_new(&l), 0);
+	owned_freed = owned_ran = 0;
+	ck_assert_int_eq(loop_post_owned(l, owned_cb, owned_free, malloc(16)), 0);
+	ck_assert_int_eq(loop_run_once(l, 100), 0);
+	ck_assert_int_eq(owned_ran, 1);
+	ck_assert_int_eq(owned_freed, 0);
+	ck_assert_int_eq(loop_post_owned(l, owned_cb, owned_free, malloc(16)), 0);
+	ck_assert_int_eq(loop_post_owned(l, owned_cb, owned_free, malloc(16)), 0);
+	ck_assert_int_eq(loop_post(l, owned_cb, NULL), 0); /* not owned: nothing to free */
+	loop_free(l);
+	ck_assert_int_eq(owned_ran, 1);
+	ck_assert_int_eq(owned_freed, 2);
+}
+END_TEST
+
 START_TEST(run_until_stop)
 {
 	struct loop *l;
@@ -169,6 +194,7 @@ main(void)
 	tcase_add_test(t, fd_callbacks);
 	tcase_add_test(t, posts_from_threads);
 	tcase_add_test(t, run_until_stop);
+	tcase_add_test(t, owned_posts_freed_at_loop_free);
 	suite_add_tcase(s, t);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
