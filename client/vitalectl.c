@@ -950,6 +950,23 @@ cmd_upload(struct ctl *ctl, int argc, char **argv)
 	return 0;
 }
 
+/* vitalectl metrics: the Prometheus text exposition (GetMetrics), as is. */
+static int
+cmd_metrics(struct ctl *ctl, int argc, char **argv)
+{
+	if (argc > 1) {
+		fprintf(stderr, "usage: vitalectl metrics [--json]\n");
+		return EXIT_USAGE;
+	}
+	json_t *r = NULL;
+	int rc = ctl_call_human(ctl, IFACE ".GetMetrics", NULL, &r);
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	fputs(jstr(r, "text", ""), stdout);
+	json_decref(r);
+	return 0;
+}
+
 struct command {
 	const char *name;
 	int (*fn)(struct ctl *, int, char **);
@@ -971,6 +988,7 @@ static const struct command commands[] = {
 	{ "rights", cmd_rights, "the insurer's rights check without a card: rights NIR --birth-date D [--rank N]" },
 	{ "upload", cmd_upload, "send the waiting sheets to the insurer now: upload [--wait]" },
 	{ "web", cmd_web, "the local web bridge: web pair [CODE [SCOPE]]|deny CODE|list|revoke ID|status" },
+	{ "metrics", cmd_metrics, "the daemon's metrics in the Prometheus text format" },
 	{ "call", cmd_call, "call any varlink method: call METHOD [JSON]" },
 	{ NULL, NULL, NULL },
 };

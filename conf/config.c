@@ -107,6 +107,9 @@ static const struct ckey keys[] = {
 	{ "insurer", "returns_interval_s", CT_INT, O(insurer_returns_interval_s), "3600", 10, 604800, NULL, false },
 	{ "insurer", "due_margin_days", CT_INT,  O(insurer_due_margin_days), "1", 0, 30, NULL, false },
 	{ "insurer", "rights_timeout_ms", CT_INT, O(insurer_rights_timeout_ms), "3000", 100, 60000, NULL, false },
+
+	{ "metrics", "textfile",       CT_STR,   O(metrics_textfile), "", 0, 4000, NULL, false },
+	{ "metrics", "interval_s",     CT_INT,   O(metrics_interval_s), "60", 5, 86400, NULL, false },
 };
 /* clang-format on */
 #undef O
@@ -474,6 +477,13 @@ config_validate(const struct config *c, char *err, size_t errlen)
 	}
 	if (c->insurer_url[0] && strncmp(c->insurer_url, "https://", 8) != 0) {
 		snprintf(err, errlen, "[insurer] url must start with https://");
+		return -EINVAL;
+	}
+	if (c->metrics_textfile[0] &&
+	    (c->metrics_textfile[0] != '/' || strlen(c->metrics_textfile) < 6 ||
+	     strcmp(c->metrics_textfile + strlen(c->metrics_textfile) - 5, ".prom") != 0)) {
+		snprintf(err, errlen, "[metrics] textfile must be an absolute path ending in .prom "
+		                      "(node_exporter's textfile collector reads only *.prom)");
 		return -EINVAL;
 	}
 	if (c->backoff_base_s > c->backoff_cap_s) {

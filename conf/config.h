@@ -114,6 +114,8 @@ struct config {
 	long insurer_returns_interval_s;  /* returns polled at least this often */
 	long insurer_due_margin_days;     /* DueSoon: sheets due within this many days */
 	long insurer_rights_timeout_ms;   /* the online rights check gives up after this */
+	char *metrics_textfile;           /* [metrics] textfile: "" none; else PATH.prom */
+	long metrics_interval_s;          /* how often it is written */
 };
 
 /* Load path (NULL: built-in defaults only). On error returns a negative errno

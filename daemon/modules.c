@@ -8,6 +8,7 @@
 #include "daemon/cards/cards_profile.h"
 #include "daemon/core/daemon.h"
 #include "daemon/core/events.h"
+#include "daemon/core/metrics.h"
 #include "daemon/pin/pinflow.h"
 #include "daemon/sheets/sheets.h"
 #include "daemon/upload/rights.h"
@@ -44,5 +45,8 @@ const struct module vitaled_modules[] = {
 	{ "upload-api", api_upload_init, api_upload_fini, NULL },
 	/* after the readers (it watches their cards) and the uploader (its TLS) */
 	{ "rights", rights_init, rights_fini, NULL },
+	/* last: it reads everyone's status, and its fini writes the textfile
+	 * once more while they are all still there */
+	{ "metrics", metrics_init, metrics_fini, NULL },
 	{ NULL, NULL, NULL, NULL },
 };

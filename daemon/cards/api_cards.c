@@ -8,6 +8,7 @@
 #include "daemon/cards/opposition.h"
 #include "daemon/core/daemon.h"
 #include "daemon/core/events.h"
+#include "daemon/core/metrics.h"
 #include "lib/b64.h"
 #include "lib/hex.h"
 #include "lib/log.h"
@@ -209,6 +210,7 @@ api_cards_report(void *ctx, const struct readers_report *rep)
 		json_object_set_new(f, "contactless", json_boolean(rep->contactless));
 		break;
 	case READERS_REPORT_CARD_ERROR:
+		metrics_inc(METRICS_CARD_ERRORS, NULL);
 		json_object_set_new(f, "reason", json_string(rep->reason));
 		if (rep->detail)
 			json_object_set_new(f, "detail", json_string(rep->detail));
@@ -216,6 +218,7 @@ api_cards_report(void *ctx, const struct readers_report *rep)
 			json_object_set_new(f, "profile", json_string(rep->profile));
 		break;
 	case READERS_REPORT_CARD_READ: {
+		metrics_inc(METRICS_CARDS_READ, rep->result->profile);
 		json_object_set_new(f, "profile", json_string(rep->result->profile));
 		json_object_set_new(f, "opposed", json_boolean(rep->result->opposed));
 		json_object_set_new(f, "summary", card_result_json(rep->result, CARD_JSON_SUMMARY));

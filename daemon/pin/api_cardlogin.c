@@ -24,6 +24,7 @@
 #include "daemon/cards/cards_profile.h"
 #include "daemon/cards/readers.h"
 #include "daemon/core/events.h"
+#include "daemon/core/metrics.h"
 #include "daemon/core/worker.h"
 #include "daemon/pin/cardlogin.h"
 #include "daemon/pin/cardpin.h"
@@ -506,6 +507,7 @@ unblock_answer(struct cardlogin_entry *e, const struct job *j)
 			               json_pack("{s:s}", "reason", card_strerror(j->rc)));
 			break;
 		case CARDLOGIN_UNBLOCK_INCORRECT:
+			metrics_inc(METRICS_PIN_FAILURES, "unblock");
 			vl_reply_error(call, VL_ERR("PinIncorrect"),
 			               json_pack("{s:s,s:o}", "target", e->target, "tries_left",
 			                         j->res.tries_left >= 0 ? json_integer(j->res.tries_left)

@@ -17,6 +17,7 @@
 
 #include "daemon/cards/cards.h"
 #include "daemon/core/events.h"
+#include "daemon/core/metrics.h"
 #include "daemon/pin/pinflow.h"
 #include "lib/b64.h"
 #include "lib/clock.h"
@@ -93,6 +94,7 @@ reply_answer(struct vl_call *call, const struct pinflow_answer *a)
 		vl_reply(call, json_pack("{s:b,s:o}", "logged_in", 1, "tries_left", json_null()));
 		return;
 	case SIGNER_E_PIN_INCORRECT:
+		metrics_inc(METRICS_PIN_FAILURES, card ? "card" : "practitioner");
 		vl_reply_error(call, VL_ERR("PinIncorrect"),
 		               json_pack("{s:s,s:o}", "target", a->target, "tries_left",
 		                         maybe_int(a->tries_left)));

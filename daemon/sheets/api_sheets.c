@@ -11,6 +11,7 @@
 #include "daemon/cards/cards.h"
 #include "daemon/cards/readers.h"
 #include "daemon/core/events.h"
+#include "daemon/core/metrics.h"
 #include "daemon/pin/pinflow.h"
 #include "daemon/pin/signer.h"
 #include "daemon/core/worker.h"
@@ -932,6 +933,23 @@ m_queue_stats(struct vl_call *call, json_t *params, void *arg)
 	return vl_reply(call, stats_json(true));
 }
 
+/* vitaled_sheets{state}: the queue's sheets per state (metrics.h). */
+static void
+metrics_cb(FILE *f, void *arg)
+{
+	(void)arg;
+	if (!A.sq)
+		return;
+	struct queue_stats st;
+	sheetq_stats(A.sq, &st);
+	metrics_family(f, "vitaled_sheets", "gauge", "Sheets in the queue, by state.");
+	for (int i = 0; i < QUEUE_NSTATES; i++)
+		metrics_sample(f, "vitaled_sheets", "state", queue_state_name((enum queue_state)i),
+		               (double)st.count[i]);
+	metrics_family(f, "vitaled_queue_bytes", "gauge", "Bytes the queue's sheets take.");
+	metrics_sample(f, "vitaled_queue_bytes", NULL, NULL, (double)st.bytes);
+}
+
 static void
 status_cb(struct daemon *d, json_t *st, void *arg)
 {
@@ -969,7 +987,8 @@ api_sheets_start(struct daemon *d, struct sheetq *sq, struct sheetcommit *sc)
 		if ((r = vl_server_add_method(d->api, methods[i].name, methods[i].fn, NULL,
 		                              methods[i].flags)) < 0)
 			return r;
-	if ((r = status_add_provider(status_cb, NULL)) < 0)
+	if ((r = status_add_provider(status_cb, NULL)) < 0 ||
+	    (r = metrics_add_provider(metrics_cb, NULL)) < 0)
 		return r;
 	readers_set_read_hook(on_card_read, NULL);
 	return 0;

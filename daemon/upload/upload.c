@@ -20,6 +20,7 @@
 #include "daemon/cards/opposition.h"
 #include "daemon/cards/readers.h"
 #include "daemon/core/events.h"
+#include "daemon/core/metrics.h"
 #include "daemon/core/status.h"
 #include "daemon/pin/pinflow.h"
 #include "daemon/sheets/api_sheets.h"
@@ -505,6 +506,7 @@ on_batch_answer(const struct http_result *hr, void *arg)
 		break;
 	case UPLOADER_DO_RETRY:
 		U.prog.failures++;
+		metrics_inc(METRICS_UPLOAD_FAILURES, NULL);
 		log_notice("upload: batch %s: %s; the same bytes again in %llu ms", b->id, U.u.why,
 		           (unsigned long long)d.wait_ms);
 		plan_timer(d.wait_ms);
@@ -546,6 +548,7 @@ on_batch_answer(const struct http_result *hr, void *arg)
 		break;
 	case UPLOADER_DO_STOP:
 		U.prog.failures++;
+		metrics_inc(METRICS_UPLOAD_FAILURES, NULL);
 		stop_round(d.wait_ms);
 		break;
 	}
@@ -560,6 +563,7 @@ send_batch(struct batch *b)
 	snprintf(url, sizeof(url), "%sv1/batches", U.base);
 	snprintf(key, sizeof(key), "Idempotency-Key: %s", b->id);
 	b->sends++;
+	metrics_inc(METRICS_UPLOAD_ATTEMPTS, NULL);
 	U.busy = true;
 	if (http_request(U.http, "POST", url, hdrs, b->body, b->len, on_batch_answer, b) < 0) {
 		U.busy = false;

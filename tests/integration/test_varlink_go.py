@@ -110,6 +110,7 @@ def collect(d, w, world):
     rec("ListReaders")
     rec("GetSigner")
     rec("QueueStats")
+    rec("GetMetrics")
     ids = tu.create(d, 2)
     rec("CreateSheet", dict(sheetlib.degraded(), request_id="go-1"))
     rec("GetSheet", {"id": ids[0]})
