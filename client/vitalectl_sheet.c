@@ -789,14 +789,21 @@ sheet_verify(struct ctl *ctl, int argc, char **argv)
 			json_object_set_new(o, "care_date", json_string(care));
 			json_object_set_new(o, "due_date", json_string(due));
 			json_object_set_new(o, "practitioner_id", json_string(s->practitioner_id));
+			json_object_set_new(o, "version", json_integer(s->version));
 		}
+		if (rep.due_calendar)
+			json_object_set_new(o, "due_calendar", json_string(rep.due_calendar));
 		print_json(o);
 		json_decref(o);
 	} else {
 		printf("%s: %s\n", file, verdict);
 		if (rep.decoded)
-			printf("sheet %s, no. %u of %s, practitioner %s, due %s%s, %s\n", s->id, s->seq, care,
-			       s->practitioner_id, due, rep.due_alsace ? " (Alsace-Moselle)" : "",
+			printf("sheet %s (model %u), no. %u of %s, practitioner %s, due %s%s%s%s, %s\n",
+			       s->id, s->version, s->seq, care, s->practitioner_id, due,
+			       rep.due_calendar && strcmp(rep.due_calendar, "metropolitan") ? " (" : "",
+			       rep.due_calendar && strcmp(rep.due_calendar, "metropolitan") ?
+			               rep.due_calendar : "",
+			       rep.due_calendar && strcmp(rep.due_calendar, "metropolitan") ? ")" : "",
 			       rep.alg == COSE_ALG_ES256 ? "ES256" : "PS256");
 		for (size_t i = 0; i < rep.errs.n; i++)
 			printf("  %s: %s\n", rep.errs.e[i].field, rep.errs.e[i].msg);

@@ -86,8 +86,12 @@ static const struct ckey keys[] = {
 
 	{ "queue", "max_sheets",       CT_INT,   O(queue_max_sheets), "1000000", 1, 100000000, NULL, false },
 	{ "queue", "max_bytes",        CT_INT,   O(queue_max_bytes), "2147483647", 65536, LONG_MAX, NULL, false },
-	{ "queue", "retention_days",   CT_INT,   O(retention_days), "365", 1, 36500, NULL, false },
+	/* R.161-47: the electronic copy is kept at least 90 days */
+	{ "queue", "retention_days",   CT_INT,   O(retention_days), "365", 90, 36500, NULL, false },
 	{ "queue", "alsace_moselle",   CT_BOOL,  O(alsace_moselle), "false", 0, 0, NULL, false },
+
+	/* the department the terminal works in: its holidays set the due dates */
+	{ "terminal", "department",    CT_STR,   O(department), "", 0, 3, NULL, false },
 
 	{ "insurer", "url",            CT_STR,   O(insurer_url), "", 0, 2000, NULL, false },
 	{ "insurer", "ca_file",        CT_STR,   O(insurer_ca), "", 0, 4000, NULL, false },
@@ -452,6 +456,21 @@ check_id_digits(const char *v, size_t a, size_t b, const char *name, const char 
 	return -EINVAL;
 }
 
+bool
+config_department_known(const char *d)
+{
+	static const char *const overseas[] = { "971", "972", "973", "974", "976", "977", "978" };
+	if (!strcmp(d, "2A") || !strcmp(d, "2B"))
+		return true;
+	for (size_t i = 0; i < sizeof(overseas) / sizeof(overseas[0]); i++)
+		if (!strcmp(d, overseas[i]))
+			return true;
+	if (strlen(d) != 2 || d[0] < '0' || d[0] > '9' || d[1] < '0' || d[1] > '9')
+		return false;
+	int n = (d[0] - '0') * 10 + (d[1] - '0');
+	return n >= 1 && n <= 95 && n != 20;
+}
+
 int
 config_validate(const struct config *c, char *err, size_t errlen)
 {
@@ -498,6 +517,17 @@ config_validate(const struct config *c, char *err, size_t errlen)
 	    check_id_digits(c->structure_id, 9, 14, "[practitioner] structure",
 	                    "9 (FINESS) or 14 (SIRET) digits", err, errlen) < 0)
 		return -EINVAL;
+	if (c->department[0] && !config_department_known(c->department)) {
+		snprintf(err, errlen, "[terminal] department: '%s' is not a department vitaled knows "
+		                      "(01..95, 2A, 2B, 971..974, 976..978)", c->department);
+		return -EINVAL;
+	}
+	if (c->department[0] && c->alsace_moselle && strcmp(c->department, "57") != 0 &&
+	    strcmp(c->department, "67") != 0 && strcmp(c->department, "68") != 0) {
+		snprintf(err, errlen, "[queue] alsace_moselle = true, but [terminal] department %s is "
+		                      "not in Alsace-Moselle (57, 67, 68)", c->department);
+		return -EINVAL;
+	}
 	size_t tl = strlen(c->terminal_id);
 	for (size_t i = 0; i < tl; i++) {
 		char ch = c->terminal_id[i];

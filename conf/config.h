@@ -93,7 +93,10 @@ struct config {
 	long queue_max_sheets;
 	long queue_max_bytes;
 	long retention_days;
-	bool alsace_moselle;
+	bool alsace_moselle;   /* the old switch; [terminal] department says more */
+
+	/* [terminal] */
+	char *department;      /* "" (metropolitan), "01".."95", "2A", "2B", "971".."978" */
 
 	/* [insurer] */
 	char *insurer_url;
@@ -135,6 +138,11 @@ int config_append(struct config *c, const char *section, const char *key, const 
 /* Check cross-key consistency after overrides (e.g. signer backend needs its
  * keys). Returns 0 or -EINVAL with a message. */
 int config_validate(const struct config *c, char *err, size_t errlen);
+
+/* A department number [terminal] department takes: "01".."95" (no "20"),
+ * "2A", "2B", "971".."974", "976".."978" (the ones protocol/holidays knows
+ * the holidays of; the daemon maps it with holidays_department_flags). */
+bool config_department_known(const char *department);
 
 /* Print the effective configuration as INI, secrets redacted. */
 void config_print(const struct config *c, FILE *f);

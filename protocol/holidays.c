@@ -156,34 +156,93 @@ holidays_easter(int year, int *month, int *day)
 
 struct fixed {
 	int m, d;
-	bool am_only;
+	unsigned only; /* 0: everywhere; else the flag that adds it */
 	const char *name;
 };
 
 static const struct fixed fixed_days[] = {
-	{ 1, 1, false, "New Year's Day (jour de l'an)" },
-	{ 5, 1, false, "Labour Day (fête du Travail)" },
-	{ 5, 8, false, "Victory in Europe Day (Victoire 1945)" },
-	{ 7, 14, false, "Bastille Day (fête nationale)" },
-	{ 8, 15, false, "Assumption (Assomption)" },
-	{ 11, 1, false, "All Saints' Day (Toussaint)" },
-	{ 11, 11, false, "Armistice Day (Armistice 1918)" },
-	{ 12, 25, false, "Christmas Day (Noël)" },
-	{ 12, 26, true, "St Stephen's Day (Saint-Étienne, Alsace-Moselle)" },
+	{ 1, 1, 0, "New Year's Day (jour de l'an)" },
+	{ 5, 1, 0, "Labour Day (fête du Travail)" },
+	{ 5, 8, 0, "Victory in Europe Day (Victoire 1945)" },
+	{ 7, 14, 0, "Bastille Day (fête nationale)" },
+	{ 8, 15, 0, "Assumption (Assomption)" },
+	{ 11, 1, 0, "All Saints' Day (Toussaint)" },
+	{ 11, 11, 0, "Armistice Day (Armistice 1918)" },
+	{ 12, 25, 0, "Christmas Day (Noël)" },
+	{ 12, 26, HOLIDAYS_ALSACE_MOSELLE, "St Stephen's Day (Saint-Étienne, Alsace-Moselle)" },
+	/* Code du travail L3422-2, décret 83-1003 */
+	{ 4, 27, HOLIDAYS_SLAVERY_MAYOTTE, "Abolition of slavery (Mayotte)" },
+	{ 5, 22, HOLIDAYS_SLAVERY_MARTINIQUE, "Abolition of slavery (Martinique)" },
+	{ 5, 27, HOLIDAYS_SLAVERY_GUADELOUPE, "Abolition of slavery (Guadeloupe, Saint-Martin)" },
+	{ 6, 10, HOLIDAYS_SLAVERY_GUYANE, "Abolition of slavery (Guyane)" },
+	{ 10, 9, HOLIDAYS_SLAVERY_STBARTH, "Abolition of slavery (Saint-Barthélemy)" },
+	{ 12, 20, HOLIDAYS_SLAVERY_REUNION, "Abolition of slavery (La Réunion)" },
 };
 
 struct movable {
 	int offset; /* days after Easter Sunday */
-	bool am_only;
+	unsigned only;
 	const char *name;
 };
 
 static const struct movable movable_days[] = {
-	{ -2, true, "Good Friday (Vendredi saint, Alsace-Moselle)" },
-	{ 1, false, "Easter Monday (lundi de Pâques)" },
-	{ 39, false, "Ascension Day (Ascension)" },
-	{ 50, false, "Whit Monday (lundi de Pentecôte)" },
+	{ -2, HOLIDAYS_ALSACE_MOSELLE, "Good Friday (Vendredi saint, Alsace-Moselle)" },
+	{ 1, 0, "Easter Monday (lundi de Pâques)" },
+	{ 39, 0, "Ascension Day (Ascension)" },
+	{ 50, 0, "Whit Monday (lundi de Pentecôte)" },
 };
+
+static const struct {
+	const char *dept;
+	unsigned flags;
+	const char *name;
+} departments[] = {
+	{ "57", HOLIDAYS_ALSACE_MOSELLE, "alsace-moselle" },
+	{ "67", HOLIDAYS_ALSACE_MOSELLE, "alsace-moselle" },
+	{ "68", HOLIDAYS_ALSACE_MOSELLE, "alsace-moselle" },
+	{ "971", HOLIDAYS_SLAVERY_GUADELOUPE, "guadeloupe" },
+	{ "972", HOLIDAYS_SLAVERY_MARTINIQUE, "martinique" },
+	{ "973", HOLIDAYS_SLAVERY_GUYANE, "guyane" },
+	{ "974", HOLIDAYS_SLAVERY_REUNION, "la-reunion" },
+	{ "976", HOLIDAYS_SLAVERY_MAYOTTE, "mayotte" },
+	{ "977", HOLIDAYS_SLAVERY_STBARTH, "saint-barthelemy" },
+	{ "978", HOLIDAYS_SLAVERY_GUADELOUPE, "saint-martin" },
+};
+
+int
+holidays_department_flags(const char *dep, unsigned *flags)
+{
+	*flags = 0;
+	if (!dep)
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(departments) / sizeof(departments[0]); i++) {
+		if (strcmp(dep, departments[i].dept) == 0) {
+			*flags = departments[i].flags;
+			return 0;
+		}
+	}
+	/* metropolitan: 01..95 (no 20, Corsica is 2A and 2B) */
+	if (strcmp(dep, "2A") == 0 || strcmp(dep, "2B") == 0)
+		return 0;
+	if (strlen(dep) == 2 && dep[0] >= '0' && dep[0] <= '9' && dep[1] >= '0' && dep[1] <= '9') {
+		int n = (dep[0] - '0') * 10 + (dep[1] - '0');
+		if (n >= 1 && n <= 95 && n != 20)
+			return 0;
+	}
+	return -EINVAL;
+}
+
+const char *
+holidays_calendar_name(unsigned flags)
+{
+	if (flags == 0)
+		return "metropolitan";
+	for (size_t i = 0; i < sizeof(departments) / sizeof(departments[0]); i++)
+		if (departments[i].flags == flags)
+			return flags == HOLIDAYS_SLAVERY_GUADELOUPE ? "guadeloupe-saint-martin" :
+			                                               departments[i].name;
+	return NULL;
+}
 
 int
 holidays_list(int year, unsigned flags, struct holiday *out, size_t max, size_t *n)
@@ -195,14 +254,13 @@ holidays_list(int year, unsigned flags, struct holiday *out, size_t max, size_t 
 	int r = holidays_easter(year, &em, &ed);
 	if (r < 0)
 		return r;
-	bool am = (flags & HOLIDAYS_ALSACE_MOSELLE) != 0;
 	int32_t easter = days_from_civil(year, em, ed);
 	for (size_t i = 0; i < sizeof(fixed_days) / sizeof(fixed_days[0]); i++)
-		if (am || !fixed_days[i].am_only)
+		if (!fixed_days[i].only || (flags & fixed_days[i].only))
 			all[k++] = (struct holiday){ days_from_civil(year, fixed_days[i].m, fixed_days[i].d),
 				                     fixed_days[i].name };
 	for (size_t i = 0; i < sizeof(movable_days) / sizeof(movable_days[0]); i++)
-		if (am || !movable_days[i].am_only)
+		if (!movable_days[i].only || (flags & movable_days[i].only))
 			all[k++] = (struct holiday){ easter + movable_days[i].offset,
 				                     movable_days[i].name };
 	/* insertion sort by date; Ascension may fall on 1 or 8 May: both are

@@ -8,7 +8,13 @@
  * public holidays of the Code du travail art. L3133-1: 1 January, Easter
  * Monday, 1 May, 8 May, Ascension Thursday, Whit Monday, 14 July, 15 August,
  * 1 November, 11 November, 25 December; with HOLIDAYS_ALSACE_MOSELLE also
- * Good Friday and 26 December (art. L3134-13, Bas-Rhin, Haut-Rhin, Moselle).
+ * Good Friday and 26 December (art. L3134-13, Bas-Rhin, Haut-Rhin, Moselle);
+ * with one of the HOLIDAYS_SLAVERY_* flags also that department's day of
+ * the abolition of slavery (art. L3422-2 of the Code du travail and décret
+ * n° 83-1003 of 23 November 1983 as amended: Mayotte 27 April, Martinique
+ * 22 May, Guadeloupe and Saint-Martin 27 May, Guyane 10 June,
+ * Saint-Barthélemy 9 October, La Réunion 20 December).
+ * holidays_department_flags() gives the flags of a department number.
  *
  * Pure code: no I/O, no state; any thread.
  */
@@ -20,10 +26,17 @@
 #include <stdint.h>
 
 #define HOLIDAYS_ALSACE_MOSELLE 1u
+#define HOLIDAYS_SLAVERY_MAYOTTE (1u << 1)    /* 27 April */
+#define HOLIDAYS_SLAVERY_MARTINIQUE (1u << 2) /* 22 May */
+#define HOLIDAYS_SLAVERY_GUADELOUPE (1u << 3) /* 27 May: Guadeloupe, Saint-Martin */
+#define HOLIDAYS_SLAVERY_GUYANE (1u << 4)     /* 10 June */
+#define HOLIDAYS_SLAVERY_STBARTH (1u << 5)    /* 9 October */
+#define HOLIDAYS_SLAVERY_REUNION (1u << 6)    /* 20 December */
+#define HOLIDAYS_ALL_FLAGS 0x7fu
 
 #define HOLIDAYS_YEAR_MIN 1583
 #define HOLIDAYS_YEAR_MAX 9999
-#define HOLIDAYS_MAX_PER_YEAR 13
+#define HOLIDAYS_MAX_PER_YEAR 20
 
 /* Working days after the care date by which a sheet must reach the insurer. */
 #define HOLIDAYS_DUE_PATIENT_PAID 3
@@ -50,6 +63,17 @@ int holidays_parse(const char *s, int32_t *day);
 bool holidays_date_shape(const char *s);
 /* Write "YYYY-MM-DD" into out (at least 11 bytes). 0 or -ERANGE/-EINVAL. */
 int holidays_format(int32_t day, char *out, size_t outlen);
+
+/* The flags of a department as the INSEE numbers it: "01".."95" and "2A",
+ * "2B" (0, or HOLIDAYS_ALSACE_MOSELLE for 57, 67, 68), "971" Guadeloupe,
+ * "972" Martinique, "973" Guyane, "974" La Réunion, "976" Mayotte, "977"
+ * Saint-Barthélemy, "978" Saint-Martin. -EINVAL for anything else
+ * (Saint-Pierre-et-Miquelon and the Pacific collectivities have other
+ * labour codes). */
+int holidays_department_flags(const char *department, unsigned *flags);
+/* A short name of the calendar flags gives ("metropolitan", "alsace-moselle",
+ * "guadeloupe" ...), NULL for a combination no department has. */
+const char *holidays_calendar_name(unsigned flags);
 
 /* Easter Sunday of year (Gregorian computus, Meeus/Jones/Butcher). */
 int holidays_easter(int year, int *month, int *day);

@@ -668,15 +668,22 @@ sheetsig_verify(const uint8_t *buf, size_t len, EVP_PKEY *key, struct sheet *out
 	rep->canonical = alen == m.payload.len && memcmp(again, m.payload.ptr, alen) == 0;
 	struct sheet_check c = { .today = day_of(s->created) + 1, .now = s->created };
 	rep->valid = sheet_validate(s, &c, &rep->errs) == 0;
-	int32_t due;
-	if (s->care_date != SHEET_NO_DATE &&
-	    holidays_due_date(s->care_date, s->tiers_payant, 0, &due) == 0 && due == s->due_date) {
-		rep->due_ok = true;
-	} else if (s->care_date != SHEET_NO_DATE &&
-	           holidays_due_date(s->care_date, s->tiers_payant, HOLIDAYS_ALSACE_MOSELLE, &due) ==
-	                   0 &&
-	           due == s->due_date) {
-		rep->due_ok = rep->due_alsace = true;
+	/* the terminal's department is not in the sheet: any calendar a
+	 * department has (metropolitan first) */
+	static const unsigned calendars[] = {
+		0, HOLIDAYS_ALSACE_MOSELLE, HOLIDAYS_SLAVERY_MAYOTTE, HOLIDAYS_SLAVERY_MARTINIQUE,
+		HOLIDAYS_SLAVERY_GUADELOUPE, HOLIDAYS_SLAVERY_GUYANE, HOLIDAYS_SLAVERY_STBARTH,
+		HOLIDAYS_SLAVERY_REUNION,
+	};
+	for (size_t i = 0; s->care_date != SHEET_NO_DATE && i < N(calendars); i++) {
+		int32_t due;
+		if (holidays_due_date(s->care_date, s->tiers_payant, calendars[i], &due) == 0 &&
+		    due == s->due_date) {
+			rep->due_ok = true;
+			rep->due_alsace = calendars[i] == HOLIDAYS_ALSACE_MOSELLE;
+			rep->due_calendar = holidays_calendar_name(calendars[i]);
+			break;
+		}
 	}
 	r = !rep->canonical ? -EDOM : !rep->valid ? -EINVAL : !rep->due_ok ? -ERANGE : 0;
 	if (out)

@@ -17,8 +17,10 @@
  * payload's decoding, that encoding the decoded sheet again gives the very
  * same bytes (so nothing outside the model was signed), the model's rules
  * (sheet_validate, with the sheet's own creation time as "now"), and the due
- * date recomputed from the care date (CSS R.161-47), with or without the
- * Alsace-Moselle holidays.
+ * date recomputed from the care date (CSS R.161-47) in any of the
+ * calendars a department has (metropolitan, Alsace-Moselle, each overseas
+ * department's abolition-of-slavery day): the sheet does not say where it
+ * was made.
  *
  * Pure code: no I/O, no logging, no state; any thread. Bounded by
  * SHEETSIG_MAX (the signed form) and the CBOR limits below.
@@ -67,6 +69,7 @@ struct sheetsig_report {
 	bool valid;             /* sheet_validate found nothing */
 	bool due_ok;            /* the due date is the one R.161-47 gives ... */
 	bool due_alsace;        /* ... counting the Alsace-Moselle days */
+	const char *due_calendar; /* ... in this calendar (holidays_calendar_name), NULL if none */
 	struct sheet_errors errs; /* decoding or validation problems */
 };
 

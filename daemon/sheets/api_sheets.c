@@ -164,7 +164,7 @@ fill_ctx(struct sheetcommit_req *r)
 	x->terminal_id = A.d->terminal_id;
 	x->practitioner_id = r->pract_id;
 	x->structure_id = r->struct_id;
-	x->holiday_flags = A.d->cfg->alsace_moselle ? HOLIDAYS_ALSACE_MOSELLE : 0;
+	x->holiday_flags = sheetbuild_holiday_flags(A.d->cfg->department, A.d->cfg->alsace_moselle);
 	x->now = (int64_t)time(NULL);
 	x->today = sheetbuild_local_day(x->now);
 }

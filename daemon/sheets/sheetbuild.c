@@ -220,6 +220,15 @@ sheetbuild_patient_from_card(struct sheet *s, const struct card_result *r,
 /* ------------------------------------------------------------------ */
 /* what the daemon knows */
 
+unsigned
+sheetbuild_holiday_flags(const char *department, bool alsace_moselle)
+{
+	unsigned flags = 0;
+	if (department && department[0] && holidays_department_flags(department, &flags) == 0)
+		return flags;
+	return alsace_moselle ? HOLIDAYS_ALSACE_MOSELLE : 0;
+}
+
 int32_t
 sheetbuild_local_day(int64_t t)
 {

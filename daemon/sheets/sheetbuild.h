@@ -77,6 +77,11 @@ int sheetbuild_card_digital_evidence(const struct card_result *r, const uint8_t 
 int sheetbuild_finish(struct sheet *s, const struct sheetbuild_ctx *c, const uint8_t rnd[16],
                       bool draft);
 
+/* The holiday flags the due dates use: the department's ([terminal]
+ * department, docs/vitaled.conf.5), else Alsace-Moselle's when the old
+ * [queue] alsace_moselle is set, else none (metropolitan France). */
+unsigned sheetbuild_holiday_flags(const char *department, bool alsace_moselle);
+
 /* The local calendar day of t (seconds since the epoch). */
 int32_t sheetbuild_local_day(int64_t t);
 

@@ -54,7 +54,8 @@ START_TEST(full_file)
 	                           "allowed_users = 1001\n"
 	                           "[pcsc]\nenabled = no\n"
 	                           "[nfc]\ndevice = pn532_uart:/dev/ttyUSB0\ndevice = acr122_usb\n"
-	                           "[queue]\nretention_days = 30\nalsace_moselle = yes\n");
+	                           "[queue]\nretention_days = 90\nalsace_moselle = yes\n"
+	                           "[terminal]\ndepartment = 67\n");
 	ck_assert_int_eq(config_load(p, &c, err, sizeof(err)), 0);
 	ck_assert_str_eq(c->mode, "kiosk");
 	ck_assert_int_eq(c->log_level, 7);
@@ -67,8 +68,10 @@ START_TEST(full_file)
 	ck_assert(!c->pcsc_enabled);
 	ck_assert_uint_eq(c->nfc_devices.n, 2);
 	ck_assert_str_eq(c->nfc_devices.v[1], "acr122_usb");
-	ck_assert_int_eq(c->retention_days, 30);
+	ck_assert_int_eq(c->retention_days, 90);
 	ck_assert(c->alsace_moselle);
+	ck_assert_str_eq(c->department, "67");
+	ck_assert_int_eq(config_validate(c, err, sizeof(err)), 0);
 	config_free(c);
 	unlink(p);
 }
@@ -91,7 +94,43 @@ static const struct bad_case bad_cases[] = {
 	{ "[daemon]\nmode = till\nmode = kiosk\n", ":3: [daemon] mode set twice" },
 	{ "[daemon]\nthis line has no equals\n", ":2: syntax error" },
 	{ "[daemon]\nsocket = \n", ":2: [daemon] socket: value must not be empty" },
+	/* R.161-47: the electronic copy is kept at least 90 days */
+	{ "[queue]\nretention_days = 89\n", ":2: [queue] retention_days: 89 out of range 90..36500" },
+	{ "[terminal]\ndepartment = 9740\n", ":2: [terminal] department: value longer than 3" },
 };
+
+/* [terminal] department: the departments vitaled knows the holidays of;
+ * the old Alsace-Moselle switch must agree with it. */
+START_TEST(department)
+{
+	static const struct {
+		const char *dep;
+		bool alsace;
+		bool ok;
+	} cases[] = {
+		{ "75", false, true },  { "2A", false, true },  { "974", false, true },
+		{ "978", false, true }, { "57", true, true },   { "68", false, true },
+		{ "20", false, false }, { "975", false, false }, { "96", false, false },
+		{ "2c", false, false }, { "7", false, false },  { "75", true, false },
+		{ "974", true, false },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config *c;
+		char err[300];
+		ck_assert_int_eq(config_load(NULL, &c, err, sizeof(err)), 0);
+		ck_assert_int_eq(config_set(c, "terminal", "department", cases[i].dep, err, sizeof(err)), 0);
+		ck_assert_int_eq(config_set(c, "queue", "alsace_moselle", cases[i].alsace ? "true" : "false",
+		                            err, sizeof(err)),
+		                 0);
+		int r = config_validate(c, err, sizeof(err));
+		ck_assert_msg((r == 0) == cases[i].ok, "%s (alsace %d): %d %s", cases[i].dep,
+		              cases[i].alsace, r, err);
+		if (!cases[i].ok)
+			ck_assert_msg(strstr(err, "department") != NULL, "%s", err);
+		config_free(c);
+	}
+}
+END_TEST
 
 START_TEST(bad_values)
 {
@@ -272,6 +311,7 @@ suite(void)
 	tcase_add_test(t, full_file);
 	tcase_add_loop_test(t, bad_values, 0, (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
 	tcase_add_test(t, unreadable);
+	tcase_add_test(t, department);
 	tcase_add_test(t, overrides_and_validate);
 	tcase_add_test(t, print_redacts_secrets);
 	tcase_add_test(t, diff);

@@ -1,12 +1,16 @@
 /* Unit tests of protocol/holidays against tests/data/holidays_table.h, a
  * table computed independently (Gauss's Easter in Python, checked against
  * published dates): Easter 1900-2199, every holiday and every due date of
- * 2024-2030, with and without the Alsace-Moselle days. */
+ * 2024-2030, with and without the Alsace-Moselle days; and every due date
+ * of 2024-2030 in each overseas department against
+ * tests/data/holidays_dept_table.h (the décret 83-1003 days typed from the
+ * texts, in Python). */
 #include <check.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../data/holidays_dept_table.h"
 #include "../data/holidays_table.h"
 #include "protocol/holidays.h"
 
@@ -175,6 +179,76 @@ START_TEST(test_due_dates)
 }
 END_TEST
 
+/* Each overseas department, 2024-2030: the department's flags give the
+ * table's due dates, and the metropolitan calendar would not (each
+ * department's day changes some due date). */
+START_TEST(test_overseas_due_dates)
+{
+	for (size_t k = 0; k < DEPT_TABLE_N; k++) {
+		unsigned flags = 0;
+		ck_assert_int_eq(holidays_department_flags(dept_table_depts[k], &flags), 0);
+		ck_assert_uint_ne(flags, 0);
+		size_t differ = 0;
+		for (size_t i = 0; i < N(dept_due_table); i++) {
+			int32_t care = from_num(dept_due_table[i][0]), out = 0, plain = 0;
+			for (int tp = 0; tp < 2; tp++) {
+				int want = dept_due_table[i][1 + 2 * k + tp];
+				ck_assert_int_eq(holidays_due_date(care, tp, flags, &out), 0);
+				ck_assert_msg(to_num(out) == want, "%s %d +%d: %d want %d", dept_table_depts[k],
+				              dept_due_table[i][0], tp ? 8 : 3, to_num(out), want);
+				ck_assert_int_eq(holidays_due_date(care, tp, 0, &plain), 0);
+				differ += plain != out;
+			}
+		}
+		ck_assert_msg(differ > 0, "%s: no due date differs from metropolitan France",
+		              dept_table_depts[k]);
+	}
+}
+END_TEST
+
+START_TEST(test_departments)
+{
+	static const struct {
+		const char *dept;
+		int r;
+		unsigned flags;
+	} cases[] = {
+		{ "75", 0, 0 },     { "01", 0, 0 },    { "95", 0, 0 },     { "2A", 0, 0 },
+		{ "2B", 0, 0 },     { "57", 0, HOLIDAYS_ALSACE_MOSELLE },
+		{ "67", 0, HOLIDAYS_ALSACE_MOSELLE },  { "68", 0, HOLIDAYS_ALSACE_MOSELLE },
+		{ "971", 0, HOLIDAYS_SLAVERY_GUADELOUPE }, { "978", 0, HOLIDAYS_SLAVERY_GUADELOUPE },
+		{ "972", 0, HOLIDAYS_SLAVERY_MARTINIQUE }, { "973", 0, HOLIDAYS_SLAVERY_GUYANE },
+		{ "974", 0, HOLIDAYS_SLAVERY_REUNION },    { "976", 0, HOLIDAYS_SLAVERY_MAYOTTE },
+		{ "977", 0, HOLIDAYS_SLAVERY_STBARTH },
+		{ "20", -EINVAL, 0 }, { "00", -EINVAL, 0 }, { "96", -EINVAL, 0 }, { "975", -EINVAL, 0 },
+		{ "979", -EINVAL, 0 }, { "987", -EINVAL, 0 }, { "2C", -EINVAL, 0 }, { "", -EINVAL, 0 },
+		{ "9710", -EINVAL, 0 }, { "7", -EINVAL, 0 }, { "2a", -EINVAL, 0 },
+	};
+	for (size_t i = 0; i < N(cases); i++) {
+		unsigned f = 99;
+		ck_assert_msg(holidays_department_flags(cases[i].dept, &f) == cases[i].r, "%s",
+		              cases[i].dept);
+		ck_assert_msg(f == cases[i].flags, "%s: flags %u", cases[i].dept, f);
+	}
+	unsigned f;
+	ck_assert_int_eq(holidays_department_flags(NULL, &f), -EINVAL);
+	/* La Réunion 2024: 20 December is a holiday there and only there */
+	const char *name = NULL;
+	ck_assert(holidays_is_holiday(from_num(20241220), HOLIDAYS_SLAVERY_REUNION, &name));
+	ck_assert_ptr_nonnull(strstr(name, "Réunion"));
+	ck_assert(!holidays_is_holiday(from_num(20241220), 0, NULL));
+	ck_assert(!holidays_is_holiday(from_num(20241220), HOLIDAYS_ALSACE_MOSELLE, NULL));
+	/* every flag together: 11 + 2 + 6 days, all listed */
+	struct holiday h[HOLIDAYS_MAX_PER_YEAR];
+	size_t n;
+	ck_assert_int_eq(holidays_list(2025, HOLIDAYS_ALL_FLAGS, h, HOLIDAYS_MAX_PER_YEAR, &n), 0);
+	ck_assert_uint_eq(n, 19);
+	ck_assert_str_eq(holidays_calendar_name(0), "metropolitan");
+	ck_assert_str_eq(holidays_calendar_name(HOLIDAYS_SLAVERY_GUYANE), "guyane");
+	ck_assert_ptr_null(holidays_calendar_name(HOLIDAYS_ALL_FLAGS));
+}
+END_TEST
+
 static Suite *
 holidays_suite(void)
 {
@@ -186,6 +260,8 @@ holidays_suite(void)
 	tcase_add_test(tc, test_easter);
 	tcase_add_test(tc, test_holidays_2024_2030);
 	tcase_add_test(tc, test_due_dates);
+	tcase_add_test(tc, test_overseas_due_dates);
+	tcase_add_test(tc, test_departments);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -226,6 +226,31 @@ START_TEST(test_bad_sheets)
 	sign(&t, k, COSE_ALG_ES256, &c, &n);
 	ck_assert_int_eq(sheetsig_verify(c, n, k, NULL, &rep), 0);
 	ck_assert(rep.due_ok && rep.due_alsace);
+	ck_assert_str_eq(rep.due_calendar, "alsace-moselle");
+	free(c);
+	/* La Réunion: care on Tuesday 17 December 2024, 20 December is a
+	 * holiday there: due Monday 23 (metropolitan: Friday 20) */
+	load(&t, base_json, 0);
+	ck_assert_int_eq(holidays_parse("2024-12-17", &t.care_date), 0);
+	t.lines[0].date = t.lines[1].date = t.care_date;
+	t.prescription_date = t.care_date;
+	t.created = 1734440000;
+	t.evidence.read_at = t.created - 60;
+	unsigned reunion;
+	ck_assert_int_eq(holidays_department_flags("974", &reunion), 0);
+	ck_assert_int_eq(sheet_set_due_date(&t, reunion), 0);
+	holidays_format(t.due_date, due, sizeof(due));
+	ck_assert_str_eq(due, "2024-12-23");
+	sign(&t, k, COSE_ALG_ES256, &c, &n);
+	ck_assert_int_eq(sheetsig_verify(c, n, k, NULL, &rep), 0);
+	ck_assert(rep.due_ok && !rep.due_alsace);
+	ck_assert_str_eq(rep.due_calendar, "la-reunion");
+	free(c);
+	/* a due date no calendar gives: Saturday 21 */
+	t.due_date -= 2;
+	sign(&t, k, COSE_ALG_ES256, &c, &n);
+	ck_assert_int_eq(sheetsig_verify(c, n, k, NULL, &rep), -ERANGE);
+	ck_assert_ptr_null(rep.due_calendar);
 	free(c);
 
 	/* COSE shape: a kid in the unprotected header, no tag */

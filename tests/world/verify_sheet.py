@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "data"))
 import holidays_table  # noqa: E402  (independent holidays and due dates)
+import holidays_dept_table  # noqa: E402  (the overseas departments' days)
 
 PROT_ES256 = bytes.fromhex("a10126")      # {1: -7}
 PROT_PS256 = bytes.fromhex("a1013824")    # {1: -37}
@@ -343,9 +344,18 @@ def check_rules(s, problems, info):
     want_am = holidays_table.due(care, n, True)
     info["due_recomputed"] = want.isoformat()
     info["due_alsace_moselle"] = want_am.isoformat()
-    if due not in (want, want_am):
-        problems.append("due_date: %s, but %d working days after %s is %s (Alsace-Moselle: %s)"
-                        % (due, n, care, want, want_am))
+    # the sheet does not say where it was made: any department's calendar
+    overseas = {dep: holidays_dept_table.due(care, n, dep) for dep in holidays_dept_table.SLAVERY_DAY}
+    if due == want:
+        info["due_calendar"] = "metropolitan"
+    elif due == want_am:
+        info["due_calendar"] = "alsace-moselle"
+    elif due in overseas.values():
+        info["due_calendar"] = [d for d, v in sorted(overseas.items()) if v == due][0]
+    else:
+        problems.append("due_date: %s, but %d working days after %s is %s (Alsace-Moselle: %s; "
+                        "overseas: %s)" % (due, n, care, want, want_am,
+                                           ", ".join(sorted({v.isoformat() for v in overseas.values()}))))
 
 
 def verify(data, public_key=None):
