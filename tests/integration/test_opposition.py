@@ -11,9 +11,10 @@ simulated PC/SC world (a virtual Vitale 2, serial 25012345678901234567):
    CardOpposed; the card read again: CardRead with opposed true;
 3. the serial leaves the list: synced, the card is accepted again (GetCard,
    CreateSheet, CompleteDraft; CardRead opposed false);
-4. the list is stored: put back, synced, vitaled restarted with the insurer
-   closed: GetStatus says the stored serial was loaded and the card read
-   is opposed without any exchange.
+4. the list is stored: put back, synced, vitaled restarted (as a kiosk)
+   with the insurer closed: GetStatus says the stored serial was loaded,
+   the card read is opposed without any exchange, and the kiosk makes no
+   check-in draft from it.
 """
 import os
 import sys
@@ -178,7 +179,11 @@ def main():
         h.remove()
         d.stop()
         ins.ctl("close")
-        d = harness.Daemon(conf=cfg, tmp=tmp, env=env, timeout=10.0)
+        # in kiosk mode now: a card read checks its patient in (a draft),
+        # but not from an opposed card
+        kiosk = cfg.replace("mode = clinic", "mode = kiosk", 1)
+        check(kiosk != cfg, "the configuration names its mode")
+        d = harness.Daemon(conf=kiosk, tmp=tmp, env=env, timeout=10.0)
         d.start()
         w = harness.Watch(d)
         end = time.monotonic() + 5
@@ -191,8 +196,12 @@ def main():
               % e.get("opposed"))
         err, r = create(d, "CreateSheet", {"reader": R0, "sheet": sheetlib.till_part()})
         check(err == T + "CardOpposed", "CreateSheet after a restart: %s" % err)
+        time.sleep(0.5)
+        drafts = [m for m in sheetlib.list_all(d) if m["state"] == "draft"]
+        check(not drafts, "kiosk: no check-in draft from the opposed card (%d)" % len(drafts))
         log = open(d.log, errors="replace").read()
-        check("opposition" in log, "the refusal is logged")
+        check("kiosk: no draft for the card in %s: it is in opposition" % R0 in log,
+              "the kiosk's refusal is logged")
         w.close()
     finally:
         if h:
