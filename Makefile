@@ -201,8 +201,8 @@ $(B)/systemd/%: packaging/systemd/%.in Makefile $(B)/paths
 # the offline `sheet verify` (protocol/sheetsig and what it needs) and
 # OpenSSL's libcrypto.
 VITALECTL_LIBS := $(call layer_lib,protocol) $(call layer_lib,lib)
-$(B)/vitalectl: $(B)/obj/client/vitalectl.o $(B)/obj/client/vitalectl_sheet.o $(B)/obj/client/vitalectl_common.o $(B)/obj/client/vitalectl_rights.o $(B)/obj/client/vitalectl_web.o $(LIBCLIENT) $(VITALECTL_LIBS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs jansson libcrypto)
+$(B)/vitalectl: $(B)/obj/client/vitalectl.o $(B)/obj/client/vitalectl_sheet.o $(B)/obj/client/vitalectl_common.o $(B)/obj/client/vitalectl_rights.o $(B)/obj/client/vitalectl_web.o $(B)/obj/client/vitalectl_doctor.o $(LIBCLIENT) $(VITALECTL_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs jansson libcrypto) -lm
 
 # examples/c/till.c, built as an integrator builds it: against the public
 # header (<vitaled-client.h>, from client/ only) and the client library,

@@ -989,6 +989,7 @@ static const struct command commands[] = {
 	{ "upload", cmd_upload, "send the waiting sheets to the insurer now: upload [--wait]" },
 	{ "web", cmd_web, "the local web bridge: web pair [CODE [SCOPE]]|deny CODE|list|revoke ID|status" },
 	{ "metrics", cmd_metrics, "the daemon's metrics in the Prometheus text format" },
+	{ "doctor", cmd_doctor, "check the set-up, one line per check with what to do when it fails" },
 	{ "call", cmd_call, "call any varlink method: call METHOD [JSON]" },
 	{ NULL, NULL, NULL },
 };

@@ -53,6 +53,8 @@ const char *jstr(json_t *o, const char *key, const char *dflt);
 /* vitalectl sheet ... / vitalectl queue (vitalectl_sheet.c) */
 int cmd_sheet(struct ctl *ctl, int argc, char **argv);
 int cmd_queue(struct ctl *ctl, int argc, char **argv);
+/* vitalectl doctor (vitalectl_doctor.c) */
+int cmd_doctor(struct ctl *ctl, int argc, char **argv);
 /* vitalectl rights ... (vitalectl_rights.c) */
 int cmd_rights(struct ctl *ctl, int argc, char **argv);
 /* vitalectl web ... (vitalectl_web.c): the local web bridge's pairings and tokens */

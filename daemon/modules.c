@@ -8,6 +8,7 @@
 #include "daemon/cards/cards_profile.h"
 #include "daemon/core/daemon.h"
 #include "daemon/core/events.h"
+#include "daemon/core/diag.h"
 #include "daemon/core/metrics.h"
 #include "daemon/pin/pinflow.h"
 #include "daemon/sheets/sheets.h"
@@ -48,5 +49,6 @@ const struct module vitaled_modules[] = {
 	/* last: it reads everyone's status, and its fini writes the textfile
 	 * once more while they are all still there */
 	{ "metrics", metrics_init, metrics_fini, NULL },
+	{ "diag", diag_init, diag_fini, NULL },             /* GetDiagnostics (vitalectl doctor) */
 	{ NULL, NULL, NULL, NULL },
 };

@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
+#include "daemon/core/diag.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 
@@ -30,6 +32,7 @@ struct xfer {
 	size_t len, cap;
 	int too_big;
 	char retry_after[128];
+	time_t date; /* the answer's Date header, 0 when none */
 	char errbuf[CURL_ERROR_SIZE];
 	char host[256];
 	uint64_t t0;
@@ -314,6 +317,13 @@ header_cb(char *p, size_t size, size_t nmemb, void *arg)
 			e--;
 		snprintf(x->retry_after, sizeof(x->retry_after), "%.*s", (int)(e - v), p + v);
 	}
+	static const char dname[] = "date:";
+	if (n > sizeof(dname) - 1 && n < 200 && strncasecmp(p, dname, sizeof(dname) - 1) == 0) {
+		char v[200];
+		snprintf(v, sizeof(v), "%.*s", (int)(n - (sizeof(dname) - 1)), p + sizeof(dname) - 1);
+		time_t t = curl_getdate(v, NULL);
+		x->date = t > 0 ? t : 0;
+	}
 	return n;
 }
 
@@ -554,6 +564,8 @@ finish(struct http *h, struct xfer *x, CURLcode code)
 	r.retry_after = ra[0] ? ra : NULL;
 	r.why = why;
 	r.elapsed_us = clock_mono_us() - x->t0;
+	if (r.net == UPLOADER_NET_OK && x->date > 0)
+		diag_note_peer_clock((int64_t)x->date); /* for `vitalectl doctor`'s clock check */
 	unlink_xfer(h, x);
 	http_done_fn done = x->done;
 	void *arg = x->arg;

@@ -111,6 +111,7 @@ def collect(d, w, world):
     rec("GetSigner")
     rec("QueueStats")
     rec("GetMetrics")
+    rec("GetDiagnostics")
     ids = tu.create(d, 2)
     rec("CreateSheet", dict(sheetlib.degraded(), request_id="go-1"))
     rec("GetSheet", {"id": ids[0]})
