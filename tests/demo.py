@@ -109,7 +109,8 @@ def main():
                      "for the patient, its QR code holds the signed sheet")
                 # kept after the demo (the temporary directory is not)
                 import harness
-                dup = os.path.join(harness.B, "demo-duplicata.pdf")
+                os.makedirs(os.path.join(harness.B, "demo-output"), exist_ok=True)
+                dup = os.path.join(harness.B, "demo-output", "duplicata.pdf")
                 show(["sheet", "print", sid, "-o", dup], d)
                 print("the duplicata is kept in %s (any PDF reader shows it)" % dup)
 
