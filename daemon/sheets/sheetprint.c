@@ -342,7 +342,7 @@ draw_parties(cairo_t *cr, const struct sheetprint_in *in)
 	y += 13;
 	json_int_t rank = 0;
 	if (jstr(s, "birth_date")[0] || jint(s, "birth_rank", &rank)) {
-		snprintf(line, sizeof(line), "%s%s", date_fr(jstr(s, "birth_date"), d), "");
+		snprintf(line, sizeof(line), "%s", date_fr(jstr(s, "birth_date"), d));
 		if (jint(s, "birth_rank", &rank))
 			snprintf(line + strlen(line), sizeof(line) - strlen(line), ", rang %" PRId64,
 			         (int64_t)rank);
