@@ -20,6 +20,10 @@
   other_origin     a token used by another allowed origin (token_origin)
   private_network  the private-network preflight answer, for allowed
                    origins only (HTTP: Chromium 156 no longer sends it)
+  socket_activation  started by systemd-socket-activate as the .socket unit
+                   would: serves on the handed-over loopback socket (the
+                   Host check follows its port) and control socket; a
+                   handed-over socket on 0.0.0.0 is refused: it does not start
 
 Each refusal is checked by its own counter on GET /v1/status, so a test
 fails when its check is removed. The browser runs with Chromium's Local
@@ -226,6 +230,65 @@ def t_private_network():
     expect_refused("origin", before)
 
 
+def t_socket_activation():
+    import shutil as sh
+    import socket
+    import webworld
+    sa = sh.which("systemd-socket-activate")
+    if not sa:
+        print("  socket_activation: systemd-socket-activate not installed: not run", flush=True)
+        return
+    tmp = harness.mktemp("test_web-sa-")
+    port = webworld.free_port()
+    ctl = os.path.join(tmp, "ctl.sock")
+    log = open(os.path.join(tmp, "sa.log"), "wb")
+    cmd = [sa, "-l", "127.0.0.1:%d" % port, "-l", ctl, "--", webworld.VITALED_WEB, "--config", G["d"].conf,
+           "--socket", G["d"].sock, "--state-dir", os.path.join(tmp, "web"), "--port", "1"]
+    p = harness.track(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
+    try:
+        end = time.monotonic() + 10
+        while not os.path.exists(ctl):
+            check(time.monotonic() < end and p.poll() is None, "systemd-socket-activate did not listen")
+            time.sleep(0.05)
+        br = webworld.Bridge(G["d"], tmp, port)
+        br.ctl = ctl
+        st = br.status(G["app"])      # the first connection starts vitaled-web on the passed sockets
+        check(st["bridge"] == "vitaled-web", "status through the activated socket: %r" % st)
+        code, _, j = br.request("GET", "/v1/status", origin=G["app"], host="127.0.0.1:1")
+        check(code == 403 and j["error"] == "io.vitaled.Web.HostNotAllowed",
+              "the Host check follows the passed socket's port, not --port: %d %r" % (code, j))
+        check(br.ctl_cmd("list")["tokens"] == [], "the control socket was passed too")
+    finally:
+        p.terminate()
+        p.wait(timeout=20)
+    # a socket on every address: refused, the bridge does not serve it
+    port2 = webworld.free_port()
+    p = harness.track(subprocess.Popen([sa, "-l", "0.0.0.0:%d" % port2, "--", webworld.VITALED_WEB,
+                                        "--config", G["d"].conf, "--socket", G["d"].sock,
+                                        "--state-dir", os.path.join(tmp, "web2"), "--control-socket",
+                                        os.path.join(tmp, "ctl2.sock")],
+                                       stdout=log, stderr=subprocess.STDOUT))
+    try:
+        end = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port2), timeout=1).close()
+                break
+            except OSError:
+                check(time.monotonic() < end, "systemd-socket-activate did not listen on 0.0.0.0")
+                time.sleep(0.05)
+        rc = p.wait(timeout=20)
+        check(rc != 0, "vitaled-web served a socket on 0.0.0.0 (exit %r)" % rc)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    log.close()
+    with open(os.path.join(tmp, "sa.log"), errors="replace") as f:
+        text = f.read()
+    check("not a loopback TCP socket: refused" in text, "the refusal is logged: %s" % text[-500:])
+
+
 def main():
     sys.path.insert(0, os.path.join(sl.TOP, "tests", "world"))
     import cdp
@@ -268,7 +331,8 @@ def main():
     G["page"] = browser.page()
     try:
         harness.run_tests([t_till_flow, t_hostile_origin, t_rebinding_host, t_missing_token,
-                           t_revoked_token, t_wrong_scope, t_other_origin, t_private_network])
+                           t_revoked_token, t_wrong_scope, t_other_origin, t_private_network,
+                           t_socket_activation])
     finally:
         browser.close()
         G["bridge"].stop()
