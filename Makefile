@@ -28,6 +28,8 @@ DATADIR     ?= $(PREFIX)/share
 MANDIR      ?= $(DATADIR)/man
 SYSCONFDIR  ?= /etc
 DOCDIR      ?= $(DATADIR)/doc/vitaled
+# bash completion: where the bash-completion package loads completions from
+BASHCOMPDIR ?= $(shell pkg-config --variable=completionsdir bash-completion 2>/dev/null || echo $(DATADIR)/bash-completion/completions)
 # systemd's own directories, as `pkg-config systemd` names them (Debian 12:
 # /lib/systemd/system, /usr/lib/sysusers.d, /usr/lib/tmpfiles.d); the
 # fallbacks where pkg-config or systemd.pc lacks them.
@@ -307,6 +309,7 @@ lint: all
 	$(PYTHON) tests/lint/lint.py funclen . 150 || fail=1; \
 	$(PYTHON) tests/lint/lint.py guards . || fail=1; \
 	$(PYTHON) tests/lint/lint.py symbols . $(B)/obj || fail=1; \
+	$(PYTHON) tests/lint/mancheck.py $(B) || fail=1; \
 	hfail=0; for h in $(HEADERS); do \
 	  printf '#include "%s"\n#include "%s"\n' $$h $$h | \
 	    $(CC) $(CPPFLAGS) $(CFLAGS) -fsyntax-only -x c - 2>$(B)/lint-hdr.err || \
@@ -430,6 +433,7 @@ install: all
 	install -m 0644 packaging/systemd/vitaled.tmpfiles $(DESTDIR)$(TMPFILESDIR)/vitaled.conf
 	install -m 0755 $(B)/vitaled-web $(DESTDIR)$(SBINDIR)/vitaled-web
 	install -m 0644 docs/vitaled-web.8 $(DESTDIR)$(MANDIR)/man8/
+	install -D -m 0644 packaging/bash-completion/vitalectl $(DESTDIR)$(BASHCOMPDIR)/vitalectl
 
 clean:
 	rm -rf $(B)
