@@ -5,7 +5,8 @@ upload so that the clocks were compared) passes every check (exit 0, no
 FAIL); then failures provoked one at a time, each reported on its line
 with what to do, exit 1: the state directory's mode, pcscd gone (pcscd and
 readers), the insurer gone (after an upload attempt), the daemon stopped
-(exit 3)."""
+(exit 3). On the way, a Vitale 2 card read counts in vitalectl metrics'
+vitaled_cards_read_total{profile="vitale2"}."""
 import json
 import os
 import sys
@@ -54,6 +55,18 @@ def test_doctor():
         env = {"PCSCLITE_CSOCK_NAME": pcsc.socket}
         with harness.Daemon(conf=world.conf(), tmp=world.tmp, name="d", env=env, timeout=10.0) as d:
             tu.wait_for(lambda: d.result(T + "ListReaders")[1]["readers"], 10, "the readers")
+            # a card read counts in vitaled_cards_read_total{profile} (the metric's
+            # only source the other tests cannot provoke: they have no readers)
+            w = d.watch()
+            host = pcsc.cardhost(0, log=os.path.join(world.tmp, "host.log"))
+            host.insert("vitale2", gen="C")
+            w.wait_for("CardRead", timeout=15)
+            text = d.ctl("metrics", check_rc=0).stdout
+            check('vitaled_cards_read_total{profile="vitale2"} 1' in text, text)
+            check('vitaled_reader_state{reader="' in text and 'state="ready"' in text, text)
+            host.remove()
+            host.close()
+            w.close()
             tu.create(d, 1)
             tu.wait_for(lambda: tu.drained(d), 30, "the upload")
             levels, rc = doctor(d, 0)
