@@ -28,6 +28,7 @@ sys.path.insert(0, WORLD)
 from world import PcscWorld  # noqa: E402
 
 import test_upload as tu  # noqa: E402
+import test_varlink_go as tvg  # noqa: E402
 
 T = "io.vitaled.Terminal."
 
@@ -65,8 +66,15 @@ def test_doctor():
             check('vitaled_cards_read_total{profile="vitale2"} 1' in text, text)
             check('vitaled_reader_state{reader="' in text and 'state="ready"' in text, text)
             host.remove()
+            w.wait_for("CardRemoved", timeout=15)
             host.close()
             w.close()
+            # the card's events (CardInserted, CardRead with its summary,
+            # CardRemoved ...) checked against the interface like
+            # test_varlink_go's: with the same generated checker
+            binary, idl = tvg.build()
+            lines = "".join(json.dumps({"event": e}) + "\n" for e in w.log)
+            tvg.run([binary, "validate", idl], stdin=lines)
             tu.create(d, 1)
             tu.wait_for(lambda: tu.drained(d), 30, "the upload")
             levels, rc = doctor(d, 0)
