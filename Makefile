@@ -59,6 +59,8 @@ WITH_NFC    ?= $(shell pkg-config --exists libnfc 2>/dev/null && echo 1 || echo 
 PKGS        := libpcsclite openssl libcurl sqlite3 jansson inih libsystemd
 # the paper duplicata (daemon/sheets/sheetprint.c): cairo's PDF surface, libqrencode
 PKGS        += cairo libqrencode
+# the digital card's QR code (protocol/qr.c): zlib's inflate
+PKGS        += zlib
 ifeq ($(WITH_NFC),1)
 PKGS        += libnfc
 endif

@@ -8,13 +8,15 @@ set -eu
 BUILD="gcc make pkg-config libc6-dev libpcsclite-dev libnfc-dev libssl-dev
 libcurl4-openssl-dev libsqlite3-dev libjansson-dev libinih-dev libsystemd-dev
 libp11-dev libp11-kit-dev check
-libcairo2-dev libqrencode-dev fonts-dejavu-core"
+libcairo2-dev libqrencode-dev fonts-dejavu-core
+zlib1g-dev"
 TEST="pcscd pcsc-tools vsmartcard-vpcd libnfc-bin socat softhsm2 opensc
 libengine-pkcs11-openssl python3 python3-cbor2 python3-cryptography openssl
 sqlite3 systemd procps psmisc util-linux gdb valgrind clang libclang-rt-14-dev
 fiu-utils libfiu-dev iproute2
 golang-go golang-github-varlink-go-dev mandoc prometheus bash-completion
-poppler-utils zbar-tools"
+poppler-utils zbar-tools
+qrencode"
 PKGS="$BUILD $TEST"
 # the web bridge (vitaled-web) and its browser tests / kiosk screenshots
 PKGS="$PKGS libmicrohttpd-dev chromium python3-websocket fonts-dejavu-core"

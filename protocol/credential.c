@@ -57,6 +57,11 @@ static const char *const reason_names[CREDENTIAL_R_COUNT] = {
 	[CREDENTIAL_R_ANSWER_TOO_LARGE] = "answer_too_large",
 	[CREDENTIAL_R_STATUS_UNEXPECTED] = "status_unexpected",
 	[CREDENTIAL_R_CARD_LOST] = "card_lost",
+	[CREDENTIAL_R_QR_UNREADABLE] = "qr_unreadable",
+	[CREDENTIAL_R_PRESENTATION_EXPIRED] = "presentation_expired",
+	[CREDENTIAL_R_REPLAYED] = "replayed",
+	[CREDENTIAL_R_CHALLENGE_MISMATCH] = "challenge_mismatch",
+	[CREDENTIAL_R_CHALLENGE_REQUIRED] = "challenge_required",
 	[CREDENTIAL_R_INTERNAL_ERROR] = "internal_error",
 };
 

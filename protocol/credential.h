@@ -57,6 +57,12 @@ enum credential_reason {
 	CREDENTIAL_R_ANSWER_TOO_LARGE,
 	CREDENTIAL_R_STATUS_UNEXPECTED,
 	CREDENTIAL_R_CARD_LOST,
+	/* The QR form (docs/digital-card.md part 2, §Q.12) */
+	CREDENTIAL_R_QR_UNREADABLE,
+	CREDENTIAL_R_PRESENTATION_EXPIRED,
+	CREDENTIAL_R_REPLAYED,
+	CREDENTIAL_R_CHALLENGE_MISMATCH,
+	CREDENTIAL_R_CHALLENGE_REQUIRED,
 	/* Not in §12: the terminal itself failed (out of memory, OpenSSL
 	 * error, bad configuration). Never the phone's fault. */
 	CREDENTIAL_R_INTERNAL_ERROR,

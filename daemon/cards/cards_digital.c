@@ -75,6 +75,11 @@ static const char *const meanings[CREDENTIAL_R_COUNT] = {
 	[CREDENTIAL_R_ANSWER_TOO_LARGE] = "an answer is over its size limit",
 	[CREDENTIAL_R_STATUS_UNEXPECTED] = "unexpected status word from the phone",
 	[CREDENTIAL_R_CARD_LOST] = "the phone was taken away or the link failed",
+	[CREDENTIAL_R_QR_UNREADABLE] = "the code is not a readable vitaled QR code",
+	[CREDENTIAL_R_PRESENTATION_EXPIRED] = "the code was made too long ago (or the phone's clock is wrong)",
+	[CREDENTIAL_R_REPLAYED] = "this code was already used",
+	[CREDENTIAL_R_CHALLENGE_MISMATCH] = "the code does not carry a challenge this terminal shows",
+	[CREDENTIAL_R_CHALLENGE_REQUIRED] = "the code has no challenge and this terminal requires one",
 	[CREDENTIAL_R_INTERNAL_ERROR] = "internal error in the terminal",
 };
 

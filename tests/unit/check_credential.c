@@ -96,7 +96,8 @@ START_TEST(reason_names)
 		"credential_not_yet_valid", "credential_expired", "device_key_invalid",
 		"device_signature", "nonce_mismatch", "cid_mismatch", "uv_false", "code_refused",
 		"code_blocked", "code_timeout", "answer_too_large", "status_unexpected", "card_lost",
-		"internal_error",
+		"qr_unreadable", "presentation_expired", "replayed", "challenge_mismatch",
+		"challenge_required", "internal_error",
 	};
 	ck_assert_uint_eq(sizeof(names) / sizeof(names[0]), CREDENTIAL_R_COUNT);
 	for (int i = 0; i < CREDENTIAL_R_COUNT; i++)
