@@ -695,10 +695,71 @@ cmd_readers(struct ctl *ctl, int argc, char **argv)
 	return 0;
 }
 
+static void print_card(json_t *c);
+
+/* card present TEXT|- [--reader NAME]: PresentCode (docs/digital-card.md
+ * part 2); card challenge: NewChallenge. */
+static int
+cmd_card_qr(struct ctl *ctl, int argc, char **argv)
+{
+	json_t *r = NULL;
+	int rc;
+	if (!strcmp(argv[1], "challenge")) {
+		if (argc != 2) {
+			fprintf(stderr, "usage: vitalectl card challenge\n");
+			return EXIT_USAGE;
+		}
+		if ((rc = ctl_call(ctl, IFACE ".NewChallenge", NULL, &r)))
+			return rc;
+		if (ctl->json)
+			print_json(r);
+		else
+			printf("%s (for %lld s)\n", jstr(r, "challenge", "?"),
+			       (long long)json_integer_value(json_object_get(r, "expires_in_s")));
+		json_decref(r);
+		return 0;
+	}
+	const char *text = NULL, *reader = NULL;
+	static char line[8192];
+	for (int i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--reader") && i + 1 < argc)
+			reader = argv[++i];
+		else if (!text)
+			text = argv[i];
+		else
+			text = NULL, i = argc;
+	}
+	if (!text) {
+		fprintf(stderr, "usage: vitalectl card present TEXT|- [--reader NAME]\n");
+		return EXIT_USAGE;
+	}
+	if (!strcmp(text, "-")) {
+		if (!fgets(line, sizeof(line), stdin)) {
+			fprintf(stderr, "vitalectl: no code on standard input\n");
+			return EXIT_USAGE;
+		}
+		line[strcspn(line, "\r\n")] = '\0';
+		text = line;
+	}
+	json_t *params = json_pack("{s:s}", "text", text);
+	if (reader)
+		json_object_set_new(params, "reader", json_string(reader));
+	if ((rc = ctl_call(ctl, IFACE ".PresentCode", params, &r)))
+		return rc;
+	if (ctl->json)
+		print_json(json_object_get(r, "card"));
+	else
+		print_card(json_object_get(r, "card"));
+	json_decref(r);
+	return 0;
+}
+
 static int
 cmd_card(struct ctl *ctl, int argc, char **argv)
 {
 	const char *reader = NULL;
+	if (argc >= 2 && (!strcmp(argv[1], "present") || !strcmp(argv[1], "challenge")))
+		return cmd_card_qr(ctl, argc, argv);
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--reader") && i + 1 < argc) {
 			reader = argv[++i];
@@ -715,11 +776,17 @@ cmd_card(struct ctl *ctl, int argc, char **argv)
 	if (rc)
 		return rc;
 	json_t *c = json_object_get(r, "card");
-	if (ctl->json) {
+	if (ctl->json)
 		print_json(c);
-		json_decref(r);
-		return 0;
-	}
+	else
+		print_card(c);
+	json_decref(r);
+	return 0;
+}
+
+static void
+print_card(json_t *c)
+{
 	printf("reader:   %s\n", jstr(c, "reader", "?"));
 	printf("card:     %s (%s)%s\n", jstr(c, "profile", "?"), jstr(c, "kind", "?"),
 	       json_is_true(json_object_get(c, "readable")) ? "" : ", not readable");
@@ -736,6 +803,8 @@ cmd_card(struct ctl *ctl, int argc, char **argv)
 		       (long long)json_integer_value(json_object_get(ev, "device_answer_len")),
 		       json_is_true(json_object_get(ev, "holder_verified")) ? ", code entered on the phone"
 		                                                             : ", not verified by the holder");
+	if (json_is_object(ev) && jstr(ev, "challenge", NULL) && jstr(ev, "challenge", "")[0])
+		printf("challenge: %s\n", jstr(ev, "challenge", ""));
 	const char *k;
 	json_t *v;
 	json_object_foreach(json_object_get(c, "fields"), k, v)
@@ -755,8 +824,6 @@ cmd_card(struct ctl *ctl, int argc, char **argv)
 		printf("insurer:  %s %s %s (from the %s%s%s)\n", jstr(org, "regime", "-"),
 		       jstr(org, "caisse", "-"), jstr(org, "centre", "-"), jstr(org, "source", "?"),
 		       jstr(org, "checked", NULL) ? ", " : "", jstr(org, "checked", ""));
-	json_decref(r);
-	return 0;
 }
 
 static void
@@ -981,7 +1048,7 @@ static const struct command commands[] = {
 	{ "unblock", cmd_unblock, "unblock a card's PIN: unblock --target card:READER [--pin-fd N] [--keep-pin]" },
 	{ "signer", cmd_signer, "the practitioner's signer: signer [test [ROUNDS]]" },
 	{ "readers", cmd_readers, "the card readers and their state" },
-	{ "card", cmd_card, "the card read last: card [--reader NAME] (control access)" },
+	{ "card", cmd_card, "the card read last: card [--reader NAME]; card present TEXT|-; card challenge (control access)" },
 	{ "watch", cmd_watch, "print events as they happen, until interrupted" },
 	{ "sheet", cmd_sheet, "care sheets: sheet create|draft|complete|list|show|export|print|verify" },
 	{ "queue", cmd_queue, "the queue: sheets per state, oldest, nearest due date" },

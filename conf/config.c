@@ -70,6 +70,15 @@ static const struct ckey keys[] = {
 	{ "digital", "clock_skew_s",   CT_INT,   O(clock_skew_s), "300", 0, 86400, NULL, false },
 	{ "digital", "code_timeout_s", CT_INT,   O(code_timeout_s), "60", 1, 600, NULL, false },
 	{ "digital", "issuer_eku",     CT_STR,   O(issuer_eku), "2.999.86.1.1", 3, 200, NULL, false },
+	{ "digital", "qr",             CT_BOOL,  O(qr_enabled), "true", 0, 0, NULL, false },
+	{ "digital", "qr_one_way",     CT_BOOL,  O(qr_one_way), "false", 0, 0, NULL, false },
+	{ "digital", "qr_window_s",    CT_INT,   O(qr_window_s), "120", 10, 3600, NULL, false },
+	{ "digital", "qr_challenge_ttl_s", CT_INT, O(qr_challenge_ttl_s), "300", 30, 3600, NULL, false },
+
+	{ "scanner", "device",         CT_LIST,  O(scanner_devices), "", 0, 255, NULL, false },
+	{ "scanner", "keyboard",       CT_LIST,  O(scanner_keyboards), "", 0, 255, NULL, false },
+	{ "scanner", "keymap",         CT_ENUM,  O(scanner_keymap), "qwerty", 0, 0, "qwerty|azerty", false },
+	{ "scanner", "hold_s",         CT_INT,   O(scanner_hold_s), "300", 5, 3600, NULL, false },
 
 	{ "signer", "backend",         CT_ENUM,  O(signer_backend), "none", 0, 0, "none|pkcs11|file", false },
 	{ "signer", "module",          CT_STR,   O(signer_module), "", 0, 4000, NULL, false },

@@ -73,6 +73,16 @@ struct config {
 	long clock_skew_s;
 	long code_timeout_s;
 	char *issuer_eku; /* extended key usage OID an issuer certificate must carry */
+	bool qr_enabled;         /* the QR form (docs/digital-card.md part 2) */
+	bool qr_one_way;         /* time-only codes accepted (within qr_window_s) */
+	long qr_window_s;
+	long qr_challenge_ttl_s;
+
+	/* [scanner]: 2D barcode scanners (drivers/reader_qr.c) */
+	struct config_list scanner_devices;   /* serial (CDC-ACM) device paths */
+	struct config_list scanner_keyboards; /* evdev device paths (grabbed) */
+	char *scanner_keymap;                 /* qwerty | azerty */
+	long scanner_hold_s;                  /* a scanned code stays the reader's card this long */
 
 	/* [signer] */
 	char *signer_backend; /* none | pkcs11 | file */

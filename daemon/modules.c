@@ -6,6 +6,7 @@
 #include "daemon/cards/cardio.h"
 #include "daemon/cards/cards_digital.h"
 #include "daemon/cards/cards_profile.h"
+#include "daemon/cards/cards_qr.h"
 #include "daemon/core/daemon.h"
 #include "daemon/core/events.h"
 #include "daemon/core/diag.h"
@@ -36,6 +37,7 @@ const struct module vitaled_modules[] = {
 	{ "events", events_init, events_fini, NULL },
 	{ "profiles", profiles_init, profiles_fini, NULL },
 	{ "digital", cards_digital_init, cards_digital_fini, NULL },
+	{ "qr", cards_qr_init, cards_qr_fini, NULL },      /* the QR form's freshness state */
 	{ "pinflow", pinflow_init, pinflow_fini, NULL },   /* the signer and the PIN flows */
 	{ "readers", module_readers_init, module_readers_fini, NULL },
 	{ "cardlogin", cardlogin_init, cardlogin_fini, NULL },

@@ -71,6 +71,13 @@ struct reader_params {
 	unsigned backoff_max_ms;    /* re-establish/reopen backoff cap */
 	unsigned poll_ms;           /* nfc: one bounded poll */
 	unsigned apdu_timeout_ms;   /* nfc: one APDU round trip; 0 = driver default (2000) */
+	/* qr (drivers/reader_qr.h): devices are serial scanners (CDC-ACM),
+	 * keyboards evdev scanners (grabbed); keymap "qwerty" or "azerty";
+	 * a scanned code stays the reader's "card" for hold_ms. */
+	const char *const *keyboards;
+	size_t nkeyboards;
+	const char *keymap;
+	unsigned hold_ms;
 };
 
 struct reader_ops {
@@ -107,9 +114,20 @@ struct reader_ops {
 	/* Why open() returns -ENOTSUP (e.g. "NFC not compiled in"): a static
 	 * string, or NULL when the driver is usable. May itself be NULL. */
 	const char *(*why)(void);
+	/* The text of a scanned code (qr driver only; NULL elsewhere): copied
+	 * into buf (no terminator), *len the buffer size on entry and the
+	 * text's length on return. -E2BIG: the scanner sent a line longer than
+	 * the driver keeps; -ENOSPC: buf too small. */
+	int (*read_code)(struct reader_card *c, char *buf, size_t *len);
 };
+
+/* The pseudo-ATR the qr driver reports for a scanned code: "QR" and the
+ * version 1. Its first byte is neither 3B nor 3F, so no card has it. */
+#define READER_QR_ATR_LEN 3
+#define READER_QR_ATR "\x51\x52\x01"
 
 extern const struct reader_ops reader_pcsc_ops;
 extern const struct reader_ops reader_nfc_ops;
+extern const struct reader_ops reader_qr_ops;
 
 #endif

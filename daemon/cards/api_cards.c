@@ -4,11 +4,14 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "daemon/cards/cards_qr.h"
 #include "daemon/cards/opposition.h"
 #include "daemon/core/daemon.h"
 #include "daemon/core/events.h"
 #include "daemon/core/metrics.h"
+#include "drivers/reader_qr.h"
 #include "lib/b64.h"
 #include "lib/hex.h"
 #include "lib/log.h"
@@ -17,6 +20,16 @@ static struct {
 	const struct readers_driver *drivers;
 	size_t ndrivers;
 } A;
+
+/* PresentCode calls waiting for their code's session to end: one per API
+ * reader of the qr driver. */
+static struct {
+	struct vl_call *call;
+	char reader[READER_NAME_MAX];
+} P[READER_QR_API_READERS];
+
+static void present_answer(const struct readers_report *rep);
+static json_t *current_card_json(const struct readers_reader *best);
 
 /* ------------------------------------------------------------------ */
 /* card results */
@@ -147,8 +160,15 @@ card_result_json(const struct card_result *r, enum card_json what)
 	if (r->reason[0])
 		json_object_set_new(o, "reason", json_string(r->reason));
 	json_object_set_new(o, "opposed", json_boolean(r->opposed));
-	if (what == CARD_JSON_FULL && r->evidence.present)
-		json_object_set_new(o, "evidence", evidence_json(&r->evidence));
+	if (what == CARD_JSON_FULL && r->evidence.present) {
+		json_t *ev = evidence_json(&r->evidence);
+		if (ev && strcmp(r->presentation, "digital-qr") == 0) {
+			/* the QR form has no terminal nonce; the challenge instead */
+			json_object_set_new(ev, "nonce", json_string(""));
+			json_object_set_new(ev, "challenge", json_string(r->evidence.challenge));
+		}
+		json_object_set_new(o, "evidence", ev);
+	}
 	if (what == CARD_JSON_FULL) {
 		json_t *fields = json_object();
 		for (size_t i = 0; fields && i < r->nfields && i < CARD_FIELDS_MAX; i++)
@@ -177,6 +197,7 @@ reader_json(const struct readers_reader *r, bool detail)
 		json_object_set_new(o, "atr", r->card && r->atr_len ? json_string(atr) : json_null());
 		json_object_set_new(o, "reason", r->reason[0] ? json_string(r->reason) : json_null());
 		json_object_set_new(o, "contactless", json_boolean(r->contactless));
+		json_object_set_new(o, "kind", json_string(r->drv->ops == &reader_qr_ops ? "qr" : "card"));
 	}
 	return o;
 }
@@ -187,6 +208,8 @@ api_cards_report(void *ctx, const struct readers_report *rep)
 	(void)ctx;
 	const char *type = readers_report_name(rep->type);
 	json_t *f;
+	if (rep->type == READERS_REPORT_CARD_READ || rep->type == READERS_REPORT_CARD_ERROR)
+		present_answer(rep);
 	switch (rep->type) {
 	case READERS_REPORT_DRIVER_DOWN:
 		events_publish(type, json_pack("{s:s,s:s}", "driver", rep->driver, "reason", rep->reason));
@@ -206,6 +229,8 @@ api_cards_report(void *ctx, const struct readers_report *rep)
 	switch (rep->type) {
 	case READERS_REPORT_CARD_INSERTED:
 		json_object_set_new(f, "atr", json_string(rep->atr));
+		if (strcmp(rep->driver, "qr") == 0)
+			json_object_set_new(f, "kind", json_string("qr"));
 		json_object_set_new(f, "profile", rep->profile ? json_string(rep->profile) : json_null());
 		json_object_set_new(f, "contactless", json_boolean(rep->contactless));
 		break;
@@ -293,9 +318,19 @@ m_get_card(struct vl_call *call, json_t *params, void *arg)
 	const struct readers_reader *best = readers_current(name);
 	if (!best)
 		return vl_reply_error(call, VL_ERR("NoCard"), json_pack("{s:s?}", "reader", name));
-	json_t *c = card_result_json(best->result, CARD_JSON_FULL);
+	json_t *c = current_card_json(best);
 	if (!c)
 		return -ENOMEM;
+	return vl_reply(call, json_pack("{s:o}", "card", c));
+}
+
+/* GetCard's "card": the result and what the reader knows of it. */
+static json_t *
+current_card_json(const struct readers_reader *best)
+{
+	json_t *c = card_result_json(best->result, CARD_JSON_FULL);
+	if (!c)
+		return NULL;
 	json_object_set_new(c, "reader", json_string(best->name));
 	json_object_set_new(c, "driver", json_string(best->drv->ops->name));
 	json_object_set_new(c, "read_at", json_string(best->read_at));
@@ -305,7 +340,111 @@ m_get_card(struct vl_call *call, json_t *params, void *arg)
 	json_object_set_new(c, "can_back_sheet", json_boolean(can));
 	if (!can)
 		json_object_set_new(c, "why", json_string(why));
-	return vl_reply(call, json_pack("{s:o}", "card", c));
+	return c;
+}
+
+/* ------------------------------------------------------------------ */
+/* the QR form: PresentCode, NewChallenge */
+
+static void
+present_cancel(struct vl_call *call, void *arg)
+{
+	(void)arg;
+	for (size_t i = 0; i < READER_QR_API_READERS; i++)
+		if (P[i].call == call)
+			P[i].call = NULL;
+}
+
+/* A PresentCode call waits for the end of its code's session. */
+static void
+present_answer(const struct readers_report *rep)
+{
+	for (size_t i = 0; i < READER_QR_API_READERS; i++) {
+		struct vl_call *call = P[i].call;
+		if (!call || !rep->reader || strcmp(P[i].reader, rep->reader) != 0)
+			continue;
+		P[i].call = NULL;
+		vl_call_set_cancel(call, NULL, NULL);
+		const struct readers_reader *r = rep->type == READERS_REPORT_CARD_READ
+		                                         ? readers_current(rep->reader)
+		                                         : NULL;
+		json_t *c = r ? current_card_json(r) : NULL;
+		if (c)
+			vl_reply(call, json_pack("{s:o}", "card", c));
+		else
+			vl_reply_error(call, VL_ERR("CodeRefused"),
+			               json_pack("{s:s,s:s,s:s?}", "reader", rep->reader, "reason",
+			                         rep->reason ? rep->reason : "internal_error", "detail",
+			                         rep->detail));
+	}
+}
+
+static struct reader_driver *
+qr_driver(void)
+{
+	for (size_t i = 0; i < A.ndrivers; i++)
+		if (A.drivers[i].ops == &reader_qr_ops && A.drivers[i].h)
+			return A.drivers[i].h;
+	return NULL;
+}
+
+static int
+m_present_code(struct vl_call *call, json_t *params, void *arg)
+{
+	(void)arg;
+	const char *text = NULL, *name = NULL, *key;
+	json_t *v;
+	json_object_foreach(params, key, v) {
+		if (strcmp(key, "text") == 0 && json_is_string(v))
+			text = json_string_value(v);
+		else if (strcmp(key, "reader") == 0 && (json_is_string(v) || json_is_null(v)))
+			name = json_string_value(v);
+		else
+			return vl_reply_invalid_param(call, key);
+	}
+	if (!text || !text[0] || json_string_length(json_object_get(params, "text")) > READER_QR_LINE_MAX)
+		return vl_reply_invalid_param(call, "text");
+	struct reader_driver *h = qr_driver();
+	if (!h)
+		return vl_reply_error(call, VL_ERR("QrDisabled"), NULL);
+	char rname[READER_NAME_MAX];
+	snprintf(rname, sizeof(rname), "PresentCode%s%s", name && name[0] ? ":" : "", name ? name : "");
+	size_t slot = READER_QR_API_READERS;
+	for (size_t i = 0; i < READER_QR_API_READERS; i++) {
+		if (P[i].call && strcmp(P[i].reader, rname) == 0)
+			return vl_reply_error(call, VL_ERR("ReaderBusy"), json_pack("{s:s}", "reader", rname));
+		if (!P[i].call && slot == READER_QR_API_READERS)
+			slot = i;
+	}
+	int r = reader_qr_present(h, name, text, strlen(text), rname);
+	if (r == -EINVAL)
+		return vl_reply_invalid_param(call, "reader");
+	if (r < 0 || slot == READER_QR_API_READERS)
+		return vl_reply_error(call, VL_ERR("ReaderBusy"), json_pack("{s:s}", "reader", rname));
+	P[slot].call = call;
+	snprintf(P[slot].reader, sizeof(P[slot].reader), "%s", rname);
+	vl_call_set_cancel(call, present_cancel, NULL);
+	return 0;
+}
+
+static int
+m_new_challenge(struct vl_call *call, json_t *params, void *arg)
+{
+	(void)arg;
+	if (json_object_size(params) != 0)
+		return vl_reply_invalid_param(call, json_object_iter_key(json_object_iter(params)));
+	char ch[8];
+	int64_t until = 0;
+	int r = cards_qr_challenge_new(ch, &until);
+	if (r == -ENOTSUP)
+		return vl_reply_error(call, VL_ERR("QrDisabled"), NULL);
+	if (r < 0)
+		return vl_reply_error(call, VL_ERR("InternalError"), json_pack("{s:s}", "reason", strerror(-r)));
+	int64_t now = (int64_t)time(NULL);
+	json_t *o = json_pack("{s:s,s:I,s:I}", "challenge", ch, "expires_in_s",
+	                      (json_int_t)(until - now), "expires", (json_int_t)until);
+	explicit_bzero(ch, sizeof(ch));
+	return vl_reply(call, o);
 }
 
 int
@@ -316,6 +455,8 @@ api_cards_start(struct daemon *d, const struct readers_driver *drivers, size_t n
 	A.ndrivers = ndrivers;
 	if ((r = vl_server_add_method(d->api, TERMINAL_IFACE ".ListReaders", m_list_readers, NULL, 0)) < 0 ||
 	    (r = vl_server_add_method(d->api, TERMINAL_IFACE ".GetCard", m_get_card, NULL, VL_CONTROL)) < 0 ||
+	    (r = vl_server_add_method(d->api, TERMINAL_IFACE ".PresentCode", m_present_code, NULL, VL_CONTROL)) < 0 ||
+	    (r = vl_server_add_method(d->api, TERMINAL_IFACE ".NewChallenge", m_new_challenge, NULL, VL_CONTROL)) < 0 ||
 	    (r = status_add_provider(status_cb, NULL)) < 0) {
 		log_err("readers: cannot register: %s", strerror(-r));
 		return r;

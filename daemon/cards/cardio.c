@@ -27,6 +27,7 @@
 #include "daemon/core/daemon.h"
 #include "daemon/core/events.h"
 #include "daemon/core/worker.h"
+#include "drivers/reader_qr.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 
@@ -41,7 +42,7 @@ static struct {
 	struct daemon *d;
 	struct loop *loop;    /* for the other threads: kept after fini */
 	struct worker *w;
-	struct readers_driver drivers[2]; /* pcsc, nfc */
+	struct readers_driver drivers[3]; /* pcsc, nfc, qr */
 	size_t ndrivers;
 	uint64_t timer;
 	bool up;
@@ -212,7 +213,8 @@ cardio_init(struct daemon *d, const struct card_reader_fn *card_reader)
 	C.loop = d->loop;
 	C.drivers[0].ops = &reader_pcsc_ops;
 	C.drivers[1].ops = &reader_nfc_ops;
-	C.ndrivers = 2;
+	C.drivers[2].ops = &reader_qr_ops;
+	C.ndrivers = 3;
 
 	int r = api_cards_start(d, C.drivers, C.ndrivers);
 	if (r < 0)
@@ -246,6 +248,18 @@ cardio_init(struct daemon *d, const struct card_reader_fn *card_reader)
 		.poll_ms = (unsigned)d->cfg->nfc_poll_ms,
 	};
 	driver_start(&C.drivers[1], &np, nd->n ? NULL : "no device configured ([nfc] device)");
+	/* the scanners, and PresentCode's readers (docs/digital-card.md part 2) */
+	const struct config_list *sd = &d->cfg->scanner_devices, *sk = &d->cfg->scanner_keyboards;
+	struct reader_params qp = {
+		.devices = (const char *const *)sd->v,
+		.ndevices = sd->n,
+		.keyboards = (const char *const *)sk->v,
+		.nkeyboards = sk->n,
+		.keymap = d->cfg->scanner_keymap,
+		.hold_ms = (unsigned)d->cfg->scanner_hold_s * 1000u,
+		.backoff_max_ms = (unsigned)d->cfg->pcsc_backoff_max_ms,
+	};
+	driver_start(&C.drivers[2], &qp, d->cfg->qr_enabled ? NULL : "[digital] qr = false");
 	return 0;
 }
 

@@ -127,7 +127,7 @@ card_can_back_sheet(const struct card_result *r, const char *read_at, char *why,
 	if (r->opposed)
 		return why_not(why, whylen, "the card is in opposition (reported lost, stolen or "
 		                            "replaced)");
-	if (strcmp(r->presentation, "digital-nfc") == 0) {
+	if (strcmp(r->presentation, "digital-nfc") == 0 || strcmp(r->presentation, "digital-qr") == 0) {
 		const struct card_evidence *e = &r->evidence;
 		if (!e->present || !e->holder_verified || !e->device_answer || !e->device_answer_len)
 			return why_not(why, whylen, "no device-signed answer from the phone");

@@ -69,6 +69,10 @@ struct card_evidence {
 	uint8_t nonce[CARD_NONCE_LEN];    /* the terminal's nonce the answer signs */
 	char terminal_id[CARD_TERMINAL_ID_MAX + 1];
 	int64_t answer_ts;                /* the phone's clock in the answer */
+	/* QR form (presentation "digital-qr"): device_answer holds the
+	 * presentation; the challenge it signs ("" for a one-way code); nonce
+	 * is then all zero (no terminal nonce). */
+	char challenge[17];
 };
 
 /* The online rights check of a physical card (docs/upload.md "The rights
@@ -112,7 +116,7 @@ struct card_result {
 	char profile[CARD_PROFILE_MAX];   /* "vitale2", "cps" ... or "unknown" */
 	char kind[CARD_KIND_MAX];         /* patient, practitioner, digital, unknown */
 	char atr_hex[READER_ATR_MAX * 2 + 1]; /* upper case, no spaces */
-	char presentation[16];            /* "physical", "digital-nfc"; "" before identify */
+	char presentation[16];            /* "physical", "digital-nfc", "digital-qr"; "" before identify */
 	bool recognised;                  /* a profile matched the ATR */
 	bool readable;                    /* the profile's data was read */
 	size_t nbeneficiaries;
@@ -151,6 +155,10 @@ struct card_io {
 	void *ctx;
 	/* (after ctx, so that older positional initialisers stay right) */
 	void (*code_prompt)(void *ctx);
+	/* The text of a scanned QR code (reader_ops.read_code): 0, -E2BIG (the
+	 * scanner's line was too long), -ENOSPC, -ENOTSUP (not a scanner).
+	 * May be NULL. */
+	int (*read_code)(void *ctx, char *buf, size_t *len);
 };
 
 struct card_reader_fn {

@@ -133,14 +133,14 @@ rights_text(const struct credential *c, char *out, size_t outlen)
 	}
 }
 
-static void
-fill_accepted(struct digital_result *dr, struct card_result *out)
+void
+cards_digital_fill(const struct credential *c, bool holder_verified, const char *presentation,
+                   struct card_result *out)
 {
-	const struct credential *c = &dr->cred;
 	char buf[CARD_FIELD_VALUE_MAX];
 
 	copy_text(out->kind, sizeof(out->kind), "digital");
-	copy_text(out->presentation, sizeof(out->presentation), dr->presentation);
+	copy_text(out->presentation, sizeof(out->presentation), presentation);
 	out->recognised = true;
 	out->readable = true;
 	out->nbeneficiaries = 0;
@@ -169,10 +169,16 @@ fill_accepted(struct digital_result *dr, struct card_result *out)
 	card_result_add_field(out, "not_before", buf);
 	iso_time(c->exp, buf, sizeof(buf));
 	card_result_add_field(out, "not_after", buf);
-	card_result_add_field(out, "holder_verified", dr->holder_verified ? "yes" : "no");
+	card_result_add_field(out, "holder_verified", holder_verified ? "yes" : "no");
 	if (1 + c->nbeneficiaries > CARD_BENEFICIARIES_MAX)
 		card_result_add_field(out, "note", "more beneficiaries in the credential than vitaled shows");
 
+}
+
+static void
+fill_accepted(struct digital_result *dr, struct card_result *out)
+{
+	cards_digital_fill(&dr->cred, dr->holder_verified, dr->presentation, out);
 	/* the evidence: the blobs change owner, nothing is copied */
 	struct card_evidence *e = &out->evidence;
 	e->present = true;
@@ -259,6 +265,31 @@ cards_digital_read(const struct profile *p, const struct card_io *io, struct car
 	digital_result_clear(dr);
 	free(dr);
 	return rc;
+}
+
+const char *
+cards_digital_meaning(enum credential_reason why)
+{
+	if (why == CREDENTIAL_R_CHAIN_UNTRUSTED && !G.anchors)
+		return "no trust anchor configured ([digital] trust_anchor)";
+	return (unsigned)why < CREDENTIAL_R_COUNT && meanings[why] ? meanings[why] : "refused";
+}
+
+int
+cards_digital_policy(struct credential_policy *pol)
+{
+	memset(pol, 0, sizeof(*pol));
+	pol->anchors = G.anchors;
+	pol->issuer_eku = G.issuer_eku[0] ? G.issuer_eku : NULL;
+	pol->skew_s = G.skew_s;
+	pol->now = (int64_t)time(NULL);
+	return G.up ? 0 : -EIO;
+}
+
+const char *
+cards_digital_terminal_id(void)
+{
+	return G.terminal_id;
 }
 
 /* ------------------------------------------------------------------ */

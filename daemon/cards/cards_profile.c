@@ -28,6 +28,7 @@
 
 #include "daemon/cards/cards.h"
 #include "daemon/cards/cards_digital.h"
+#include "daemon/cards/cards_qr.h"
 #include "daemon/core/daemon.h"
 #include "lib/fsutil.h"
 #include "lib/hex.h"
@@ -58,6 +59,15 @@ static void
 prof_identify(const uint8_t *atr, size_t atr_len, struct card_result *out)
 {
 	hex_encode(atr, atr_len, true, out->atr_hex, sizeof(out->atr_hex));
+	if (atr_len == READER_QR_ATR_LEN && memcmp(atr, READER_QR_ATR, READER_QR_ATR_LEN) == 0) {
+		/* a scanned code (drivers/reader_qr.c), not a card */
+		copy_text(out->profile, sizeof(out->profile), "digital-qr");
+		copy_text(out->kind, sizeof(out->kind), "digital");
+		copy_text(out->presentation, sizeof(out->presentation), "digital-qr");
+		out->recognised = true;
+		out->readable = false;
+		return;
+	}
 	const struct profile *p = g_set ? profile_match(g_set, atr, atr_len) : NULL;
 	if (!p) {
 		copy_text(out->profile, sizeof(out->profile), "unknown");
@@ -104,6 +114,8 @@ fill_result(const struct profile_result *res, struct card_result *out)
 static int
 prof_read(const struct card_io *io, struct card_result *out)
 {
+	if (strcmp(out->presentation, "digital-qr") == 0)
+		return cards_digital_qr_read(io, out);
 	const struct profile *p = g_set ? profile_set_find(g_set, out->profile) : NULL;
 	if (!p || !out->recognised)
 		return 0; /* unknown card: reported with its ATR, nothing sent */

@@ -374,6 +374,15 @@ io_transmit(void *ctx, const uint8_t *capdu, size_t clen, uint8_t *rapdu, size_t
 	return s->ops->transmit(s->card, capdu, clen, rapdu, rlen);
 }
 
+static int
+io_read_code(void *ctx, char *buf, size_t *len)
+{
+	struct readers_session *s = ctx;
+	if (!s->ops->read_code)
+		return -ENOTSUP;
+	return s->ops->read_code(s->card, buf, len);
+}
+
 void
 readers_session_run(struct readers_session *s)
 {
@@ -394,7 +403,7 @@ readers_session_run(struct readers_session *s)
 		}
 		s->fn->identify(atr, atr_len, &s->result);
 		struct card_io io = { .transmit = io_transmit, .reading = io_reading, .ctx = s,
-		                      .code_prompt = io_code_prompt };
+		                      .code_prompt = io_code_prompt, .read_code = io_read_code };
 		r = s->fn->read(&io, &s->result);
 		s->ops->disconnect(s->card);
 		s->card = NULL;

@@ -186,10 +186,10 @@ sheetbuild_patient_from_card(struct sheet *s, const struct card_result *r,
 		snprintf(s->centre, sizeof(s->centre), "%s", cen);
 	}
 	memset(&s->evidence, 0, sizeof(s->evidence));
-	if (strcmp(r->presentation, "digital-nfc") == 0) {
+	if (strcmp(r->presentation, "digital-nfc") == 0 || strcmp(r->presentation, "digital-qr") == 0) {
 		const uint8_t *a, *c;
 		size_t alen, clen;
-		s->mode = SHEET_MODE_DIGITAL_NFC;
+		s->mode = r->presentation[8] == 'q' ? SHEET_MODE_DIGITAL_QR : SHEET_MODE_DIGITAL_NFC;
 		if (sheetbuild_card_digital_evidence(r, &a, &alen, &c, &clen) < 0 ||
 		    alen > SHEET_EVIDENCE_MAX || clen > SHEET_CREDENTIAL_MAX) {
 			snprintf(why, whylen, "this phone's session kept no device-signed answer (of at "

@@ -67,7 +67,7 @@ START_TEST(t_placeholder_unknown)
 	ck_assert_str_eq(r.atr_hex, "3B751300004709EA9000");
 	ck_assert(!r.recognised);
 	struct fake f = { .answer = { 0x6A, 0x82 }, .alen = 2 };
-	struct card_io io = { fake_tx, fake_reading, &f, NULL };
+	struct card_io io = { fake_tx, fake_reading, &f, NULL, NULL };
 	ck_assert_int_eq(fn->read(&io, &r), 0);
 	ck_assert_uint_eq(f.calls, 1);
 	static const uint8_t sel[] = { 0x00, 0xA4, 0x00, 0x00, 0x02, 0x3F, 0x00 };
@@ -89,7 +89,7 @@ START_TEST(t_placeholder_errors)
 	card_result_clear(&r);
 	fn->identify(ATR, sizeof(ATR), &r);
 	struct fake f = { .rc = -ETIMEDOUT };
-	struct card_io io = { fake_tx, fake_reading, &f, NULL };
+	struct card_io io = { fake_tx, fake_reading, &f, NULL, NULL };
 	ck_assert_int_eq(fn->read(&io, &r), -ETIMEDOUT);
 	ck_assert_ptr_nonnull(strstr(r.error, "no answer in time"));
 	card_result_clear(&r);
@@ -330,7 +330,7 @@ START_TEST(t_digital_refusals)
 	size_t len;
 	uint8_t *cred = read_data("cred-good.cbor", &len);
 	struct phone ph = { .cred = cred, .cred_len = len };
-	struct card_io io = { phone_tx, fake_reading, &ph, phone_prompt };
+	struct card_io io = { phone_tx, fake_reading, &ph, phone_prompt, NULL };
 	struct card_result r = { 0 };
 
 	/* not up yet: internal_error, nothing sent */
