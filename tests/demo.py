@@ -146,6 +146,7 @@ def main():
         print("vitaled exited with %d in %.2f s" % (rc, took))
     world.stop()
     phone = phone_taps()
+    phone += "; " + phone_shows_qr()
     upload = insurer_story()
     kiosk = kiosk_story()
     print("\nDemo finished: %d beneficiaries read from the Vitale 2 (%s), every card reported, "
@@ -193,6 +194,62 @@ def phone_taps():
     emu.terminate()
     emu.wait(5)
     return "the phone's presentation %s" % ("verified" if e["type"] == "CardRead" else "refused: " + e.get("reason", "?"))
+
+
+def phone_shows_qr():
+    """An iPhone-style presentation: the phone cannot emulate a card, so it
+    shows a QR code; the counter's 2D scanner (a serial scanner emulated on a
+    pseudo-terminal) reads it. The kiosk shows a challenge that the holder
+    types into the phone with the personal code (docs/digital-card.md part 2)."""
+    step("an iPhone shows the digital carte Vitale as a QR code at the counter (2D scanner)")
+    import shutil
+    import issuer
+    import phone_qr
+    import scanner_emu
+    if not (shutil.which("qrencode") and shutil.which("zbarimg")):
+        print("qrencode or zbarimg missing (packaging/deps.sh); step skipped")
+        return "the QR step was skipped"
+    tmp = mktemp("vitaled-demo-qr-")
+    world = issuer.init_world(os.path.join(tmp, "issuer"))
+    cred, dk = issuer.make_credential(world)
+    link = os.path.join(tmp, "ttyACM0")
+    sc = scanner_emu.SerialScanner(link)
+    conf = ("[pcsc]\nenabled = false\n[digital]\ntrust_anchor = %s\n[scanner]\ndevice = %s\n"
+            % (os.path.join(world, "ca.pem"), link))
+    reader = "scanner:" + link
+    print("$ vitaled   # [scanner] device = %s (a CDC-ACM scanner, here a pty)" % link)
+    try:
+        with Daemon(tmp=tmp, conf=conf) as d:
+            w = Watch(d.sock)
+            end = time.monotonic() + 5
+            while time.monotonic() < end:
+                rs = d.call("io.vitaled.Terminal.ListReaders")["parameters"]["readers"]
+                if any(r["name"] == reader for r in rs):
+                    break
+                time.sleep(0.05)
+            show(["readers"], d)
+            p = show(["card", "challenge"], d)
+            chal = p.stdout.split()[0]
+            print("kiosk screen: \"Type %s into the carte Vitale app\"" % chal)
+            text = phone_qr.make_code(world, "good", challenge=chal, cred=cred, device_key=dk)
+            png = os.path.join(tmp, "phone-screen.png")
+            phone_qr.render_png(text, png)
+            print("phone: holder types %s and the personal code; the screen shows a QR code of "
+                  "version %d, level M (%d characters: VQ1: + base45 of the deflated credential "
+                  "and signed presentation) -> %s" % (chal, phone_qr.qr_version(png), len(text), png))
+            got = phone_qr.zbar_decode(png)
+            print("scanner (zbarimg on the picture): %s...%s" % (got[:12], got[-6:]))
+            sc.scan(got)
+            e = events(w, ("CardRead", "CardError"), reader=reader)
+            show(["card", "--reader", reader], d)
+            print("the same code scanned again (a photo of the phone's screen):")
+            sc.scan(got)
+            events(w, ("CardRead", "CardError"), reader=reader)
+            w.close()
+            d.stop()
+    finally:
+        sc.close()
+    return "the QR presentation %s" % ("verified" if e["type"] == "CardRead" else "refused: " + e.get("reason", "?"))
 
 
 TERMINAL = "T0001"
