@@ -42,6 +42,9 @@ static struct cell {
 	bool used;
 } cells[NCELLS];
 
+/* counts of labels that found no cell, shown under the label "other" */
+static unsigned long long overflow[METRICS_NCOUNTERS];
+
 static struct {
 	metrics_fn fn;
 	void *arg;
@@ -70,8 +73,10 @@ metrics_inc(enum metrics_counter c, const char *label)
 		if (!cells[i].used && !free_cell)
 			free_cell = &cells[i];
 	}
-	if (!free_cell) /* a label never seen, with every cell taken: counted under "other" */
-		return strcmp(l, "other") && families[c].label ? metrics_inc(c, "other") : (void)0;
+	if (!free_cell) { /* a label never seen, with every cell taken: counted under "other" */
+		overflow[c]++;
+		return;
+	}
 	*free_cell = (struct cell){ c, "", 1, true };
 	memcpy(free_cell->label, l, sizeof(l));
 }
@@ -218,18 +223,22 @@ write_queue(FILE *f, json_t *st, double now)
 	}
 }
 
-static void
-write_counters(FILE *f)
+void
+metrics_write_counters(FILE *f)
 {
 	for (int c = 0; c < METRICS_NCOUNTERS; c++) {
 		metrics_family(f, families[c].name, "counter", families[c].help);
-		bool any = false;
+		bool any = false, other = false;
 		for (size_t i = 0; i < NCELLS; i++)
 			if (cells[i].used && cells[i].c == (enum metrics_counter)c) {
+				bool o = !strcmp(cells[i].label, "other");
 				metrics_sample(f, families[c].name, families[c].label, cells[i].label,
-				               (double)cells[i].n);
+				               (double)(cells[i].n + (o ? overflow[c] : 0)));
 				any = true;
+				other = other || o;
 			}
+		if (overflow[c] && !other)
+			metrics_sample(f, families[c].name, families[c].label, "other", (double)overflow[c]);
 		if (!any && !families[c].label)
 			metrics_sample(f, families[c].name, NULL, NULL, 0);
 	}
@@ -262,7 +271,7 @@ exposition(struct daemon *d, bool up)
 		const char *skv[] = { "backend", jstr(sg, "backend"), "state", jstr(sg, "state") };
 		sample_kv(f, "vitaled_signer_state", skv, 2, 1);
 	}
-	write_counters(f);
+	metrics_write_counters(f);
 	for (size_t i = 0; i < nproviders; i++)
 		providers[i].fn(f, providers[i].arg);
 	metrics_family(f, "vitaled_api_clients", "gauge", "Connections open on the API socket.");
@@ -339,6 +348,18 @@ textfile_tick(struct loop *l, void *arg)
 /* ------------------------------------------------------------------ */
 /* GetMetrics */
 
+static void
+append_counter(json_t *counters, const struct cell *c)
+{
+	const char *ln = families[c->c].label;
+	json_t *o = json_pack("{s:s,s:I}", "name", families[c->c].name, "value", (json_int_t)c->n);
+	if (ln) {
+		json_object_set_new(o, "label", json_string(ln));
+		json_object_set_new(o, "label_value", json_string(c->label));
+	}
+	json_array_append_new(counters, o);
+}
+
 static int
 m_get_metrics(struct vl_call *call, json_t *params, void *arg)
 {
@@ -349,18 +370,22 @@ m_get_metrics(struct vl_call *call, json_t *params, void *arg)
 	if (!text)
 		return -ENOMEM;
 	json_t *counters = json_array();
+	bool other[METRICS_NCOUNTERS] = { false };
 	for (size_t i = 0; i < NCELLS; i++) {
 		if (!cells[i].used)
 			continue;
-		const char *ln = families[cells[i].c].label;
-		json_t *o = json_pack("{s:s,s:I}", "name", families[cells[i].c].name, "value",
-		                      (json_int_t)cells[i].n);
-		if (ln) {
-			json_object_set_new(o, "label", json_string(ln));
-			json_object_set_new(o, "label_value", json_string(cells[i].label));
+		struct cell c = cells[i];
+		if (!strcmp(c.label, "other")) {
+			c.n += overflow[c.c];
+			other[c.c] = true;
 		}
-		json_array_append_new(counters, o);
+		append_counter(counters, &c);
 	}
+	for (int k = 0; k < METRICS_NCOUNTERS; k++)
+		if (overflow[k] && !other[k]) {
+			struct cell c = { (enum metrics_counter)k, "other", overflow[k], true };
+			append_counter(counters, &c);
+		}
 	json_t *reply = json_pack("{s:s,s:o}", "text", text, "counters", counters);
 	free(text);
 	return vl_reply(call, reply);

@@ -40,6 +40,9 @@ void metrics_family(FILE *f, const char *name, const char *type, const char *hel
 /* name{label="value"} v (label NULL: none); the value escaped. */
 void metrics_sample(FILE *f, const char *name, const char *label, const char *value, double v);
 
+/* The counters' families (every one, with HELP and TYPE; a counter without
+ * label shows 0 before its first count). */
+void metrics_write_counters(FILE *f);
 /* The whole exposition (malloc'd, NUL-terminated), or NULL. */
 char *metrics_text(struct daemon *d);
 
