@@ -526,6 +526,10 @@ qr_open(const struct reader_params *p, reader_event_fn cb, void *arg, struct rea
 		return -e;
 	}
 	pthread_mutex_init(&d->mu, NULL);
+	/* the driver is up at once (before the thread's first ReaderAdded):
+	 * scanners come and go as readers */
+	struct reader_event ev = { .type = READER_EV_DRIVER_UP, .driver = "qr" };
+	cb(&ev, arg);
 	int r = pthread_create(&d->th, NULL, watch, d);
 	if (r != 0) {
 		close(d->wake[0]);
@@ -535,9 +539,6 @@ qr_open(const struct reader_params *p, reader_event_fn cb, void *arg, struct rea
 		return -r;
 	}
 	d->th_started = true;
-	/* the driver is up at once: scanners come and go as readers */
-	struct reader_event ev = { .type = READER_EV_DRIVER_UP, .driver = "qr" };
-	cb(&ev, arg);
 	*out = d;
 	return 0;
 }

@@ -13,7 +13,8 @@ pseudo-terminal (tests/world/scanner_emu.py) into vitaled's `[scanner] device`.
              the challenge); a care sheet from it has mode digital-qr, and its
              export verifies with the independent verifier, with vitalectl
              sheet verify, and its evidence's presentation verifies with the
-             device key of its credential (Python, independently)
+             device key of its credential (Python, independently); uploaded,
+             the test insurer (tests/insurer/insurer.py) accepts and holds it
   refusals   CardError with its name: replayed (the same code again),
              challenge_mismatch, chain_untrusted (foreign issuer), uv_false (no
              code entered), qr_unreadable (truncated, corrupted, too long),
@@ -34,7 +35,7 @@ Exit 0 pass, 77 skip, 1 fail. Every process stopped by PID on every exit path.
 """
 
 import base64
-import json
+import hashlib
 import os
 import subprocess
 import sys
@@ -47,6 +48,9 @@ from sheetlib import harness, call, till_part  # noqa: E402
 
 WORLD = os.path.join(sl.TOP, "tests", "world")
 sys.path.insert(0, WORLD)
+sys.path.insert(0, os.path.join(sl.TOP, "tests", "insurer"))
+import insurer  # noqa: E402  (the test insurer: tests/insurer/insurer.py)
+import mkpki  # noqa: E402
 import issuer  # noqa: E402
 import phone_qr  # noqa: E402
 import scanner_emu  # noqa: E402
@@ -54,6 +58,7 @@ import verify_credential as vc  # noqa: E402
 
 check = harness.check
 G = {}
+TERMINAL = "T0001"   # the test insurer's PKI names this terminal
 
 
 def scanner_reader():
@@ -93,9 +98,14 @@ def challenge(d):
 def start_daemon(name, extra=""):
     dd = os.path.join(G["tmp"], name)
     os.makedirs(dd, exist_ok=True)
+    pki = G["pki"]
+    ins = ("[insurer]\nurl = %s\nca_file = %s/server-ca.pem\nclient_cert = %s/client.pem\n"
+           "client_key = %s/client.key.pem\nsigner_chain = %s\nupload_interval_s = 3600\n"
+           "connect_timeout_s = 2\n" % (G["ins"].url, pki, pki, pki, G["chain"]))
     conf = sl.conf(G["key"], log_level="debug", extra=(
-        "[pcsc]\nenabled = false\n[digital]\ntrust_anchor = %s\n%s[scanner]\ndevice = %s\n"
-        % (os.path.join(G["world"], "ca.pem"), extra, G["link"])))
+        "[pcsc]\nenabled = false\n[digital]\ntrust_anchor = %s\n%s[scanner]\ndevice = %s\n%s"
+        % (os.path.join(G["world"], "ca.pem"), extra, G["link"], ins)))
+    conf = conf.replace("[daemon]\n", "[daemon]\nterminal_id = %s\n" % TERMINAL, 1)
     d = harness.Daemon(conf=conf, tmp=G["tmp"], name=name, timeout=15.0)
     d.state = os.path.join(G["tmp"], "state")   # one state dir: the replay cache is there
     w = None
@@ -167,9 +177,24 @@ def t_scan():
     p = subprocess.run([harness.VITALECTL, "sheet", "verify", f, "--cert", G["cert"]],
                        capture_output=True, text=True, env={"VITALED_SOCKET": "/nonexistent"})
     check(p.returncode == 0 and "valid" in p.stdout, "vitalectl sheet verify: %s %s" % (p.stdout, p.stderr))
+    # the test insurer: uploaded, its checks passed, held byte for byte
+    call(d, "Upload")
+    end = time.monotonic() + 20
+    state = None
+    while time.monotonic() < end:
+        err, g = call(d, "GetSheet", {"id": s["id"]})
+        state = g["meta"]["state"]
+        if state in ("accepted", "paid", "rejected", "refused"):
+            break
+        time.sleep(0.2)
+    check(state in ("accepted", "paid"), "the test insurer accepts the digital-qr sheet: %s" % state)
+    held = [x for x in G["ins"].held()["sheets"] if x["id"] == s["id"]]
+    check(len(held) == 1 and held[0]["sha256"] == hashlib.sha256(data).hexdigest(),
+          "the insurer holds the sheet byte for byte: %r" % held)
     G["good_text"] = text
-    print("  scan: %d characters, scan-to-CardRead %.0f ms; sheet %s mode digital-qr verified"
-          % (len(text), dt * 1000, s["id"][:8]), flush=True)
+    print("  scan: %d characters, scan-to-CardRead %.0f ms; sheet %s mode digital-qr verified "
+          "(independent verifier, vitalectl sheet verify) and %s by the test insurer"
+          % (len(text), dt * 1000, s["id"][:8], state), flush=True)
 
 
 def t_refusals():
@@ -356,6 +381,14 @@ def main():
     tmp = harness.mktemp("test_qr-")
     G["tmp"] = tmp
     G["key"], G["cert"], G["pub"] = sl.make_key(tmp)
+    G["pki"] = os.path.join(tmp, "pki")
+    mkpki.init_pki(G["pki"], terminal_id=TERMINAL)
+    from cryptography.hazmat.primitives import serialization
+    G["chain"] = os.path.join(tmp, "chain.pem")
+    with open(G["chain"], "wb") as f:
+        f.write(mkpki.issue_practitioner(G["pki"], G["pub"]).public_bytes(serialization.Encoding.PEM))
+    G["ins"] = insurer.InsurerProcess(G["pki"], os.path.join(tmp, "insurer"))
+    G["ins"].__enter__()
     G["world"] = os.path.join(tmp, "world")
     issuer.init_world(G["world"])
     G["cred"], G["dk"] = issuer.make_credential(G["world"])
@@ -368,6 +401,7 @@ def main():
         harness.run_tests([t_scan, t_refusals, t_present, t_oneway, t_hotplug, t_keyboard, t_log])
     finally:
         G["scanner"].close()
+        G["ins"].__exit__(None, None, None)
 
 
 def unpack(text):
