@@ -3,8 +3,9 @@
 
 The world: a private pcscd with two vpcd readers where Vitale 2 cards are
 inserted and removed at random; a PN532 emulator where a phone taps and goes
-at random; when the daemon has PresentCode, digital cards presented as QR
-codes (tests/world/qrphone.py); four clients creating care sheets (degraded,
+at random; digital cards presented as QR codes at the counter
+(NewChallenge, tests/world/phone_qr.py, PresentCode; now and then a replay,
+which must be refused); four clients creating care sheets (degraded,
 and from the card in a reader when there is one), each with a request id; the
 independent test insurer (tests/insurer/) with the file signer's certificate.
 
@@ -87,7 +88,7 @@ from cardhost import CardHost  # noqa: E402
 rng = random.Random(SEED)
 lock = threading.Lock()
 stats = {"acked": 0, "refused": 0, "cut": 0, "card_sheets": 0, "kills": 0, "pcscd_kills": 0,
-         "lo_down": 0, "insurer_faults": 0, "qr_presented": 0, "qr_read": 0, "reads": {}, "errors": {}}
+         "lo_down": 0, "insurer_faults": 0, "qr_presented": 0, "qr_read": 0, "qr_replays": 0, "qr_replay_accepted": 0, "reads": {}, "errors": {}}
 acked = {}            # id -> request_id
 stop = threading.Event()
 calm = threading.Event()
@@ -148,7 +149,7 @@ class Soak:
         self.seg = None
         self.new_segment()
         iface = open(os.path.join(TOP, "docs", "io.vitaled.Terminal.varlink")).read()
-        self.qr = "method PresentCode" in iface and os.path.exists(os.path.join(WORLD, "qrphone.py"))
+        self.qr = "method PresentCode" in iface and os.path.exists(os.path.join(WORLD, "phone_qr.py"))
 
     def new_segment(self):
         self.seg = {"pid": self.d.pid, "start": time.monotonic(), "samples": [], "calm": calm.is_set()}
@@ -211,15 +212,28 @@ class Soak:
             stop.wait(0.3 + r.random() * 2)
 
     def qr_codes(self):
-        import qrphone  # noqa: F401  (tests/world/qrphone.py, from issue 15)
+        """A phone shows a QR code at the counter: the till asks for a
+        challenge, the phone signs it (tests/world/phone_qr.py, written from
+        the protocol doc), the till presents the scanned text; now and then a
+        replay of the last code, which must be refused."""
+        import phone_qr
         r = random.Random(SEED * 7)
+        last = None
         while not stop.is_set():
             try:
-                text = qrphone.make_code(self.world_dir)
-                err, res = sheetlib.call(self.d, "PresentCode", {"code": text}, timeout=10.0)
-                with lock:
-                    stats["qr_presented"] += 1
-                    stats["qr_read"] += err is None
+                if last and r.random() < 0.2:
+                    err, res = sheetlib.call(self.d, "PresentCode", {"text": last}, timeout=10.0)
+                    with lock:
+                        stats["qr_replays"] += 1
+                        stats["qr_replay_accepted"] += err is None
+                else:
+                    err, ch = sheetlib.call(self.d, "NewChallenge", {}, timeout=10.0)
+                    if err is None:
+                        last = phone_qr.make_code(self.world_dir, "good", challenge=ch["challenge"])
+                        err, res = sheetlib.call(self.d, "PresentCode", {"text": last}, timeout=10.0)
+                        with lock:
+                            stats["qr_presented"] += 1
+                            stats["qr_read"] += err is None
             except Exception:
                 pass
             stop.wait(1 + r.random() * 3)
@@ -382,7 +396,9 @@ def run():
             ("vitaled kill -9", stats["kills"]), ("pcscd killed and restarted", stats["pcscd_kills"]),
             ("loopback down/up", stats["lo_down"]), ("insurer faults", stats["insurer_faults"]),
             ("cards read per reader", json.dumps(stats["reads"], sort_keys=True)),
-            ("QR codes presented / read", "%d / %d" % (stats["qr_presented"], stats["qr_read"]) if s.qr
+            ("QR codes presented / read; replays / replays accepted",
+             "%d / %d; %d / %d" % (stats["qr_presented"], stats["qr_read"], stats["qr_replays"],
+                                   stats["qr_replay_accepted"]) if s.qr
              else "not run (no PresentCode in this build)"),
             ("calm phase: descriptors first quarter -> last quarter", "%d -> %d" % (fd_a, fd_b)),
             ("calm phase: RSS (KiB) after a quarter -> end", "%d -> %d" % (rss_a, rss_b)),
@@ -395,6 +411,9 @@ def run():
     check(rss_b - rss_a < 3 * 1024, "RSS grew by %d KiB in the calm phase" % (rss_b - rss_a))
     for r in R + ["nfc"]:
         check(stats["reads"].get(r, 0) > 0, "no card was read on %s" % r)
+    if s.qr:
+        check(stats["qr_read"] > 0, "no QR code was read (%d presented)" % stats["qr_presented"])
+        check(stats["qr_replay_accepted"] == 0, "%d replayed QR codes were accepted" % stats["qr_replay_accepted"])
     s.d.stop()
     s.ins.__exit__(None, None, None)
     s.pcsc.stop()
