@@ -176,8 +176,10 @@ check_box(const uint8_t *buf, size_t len, const uint8_t **cred, size_t *credlen,
 	}
 	c = cbor_map_get_text(&doc, m, "cred");
 	p = cbor_map_get_text(&doc, m, "pres");
-	if (!c || c->type != CBOR_BYTES || !p || p->type != CBOR_BYTES || c->len == 0 ||
-	    p->len == 0) {
+	/* exactly the three keys: the container is not signed, so nothing in
+	 * it may pass unnoticed */
+	if (m->count != 3 || !c || c->type != CBOR_BYTES || !p || p->type != CBOR_BYTES ||
+	    c->len == 0 || p->len == 0) {
 		rc = refuse(reason, CREDENTIAL_R_PAYLOAD_INVALID);
 		goto out;
 	}

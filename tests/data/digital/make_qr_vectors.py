@@ -76,6 +76,8 @@ def main():
         {"v": 2, "cred": cred, "pres": nfc})))
     codes["box-no-pres"] = "VQ1:" + phone_qr.base45_encode(zlib.compress(issuer.cbor_encode(
         {"v": 1, "cred": cred})))
+    codes["box-extra-key"] = "VQ1:" + phone_qr.base45_encode(zlib.compress(issuer.cbor_encode(
+        {"v": 1, "cred": cred, "pres": pres(challenge=CHALLENGE), "x": 0})))
     # a deflate bomb: 1 MiB of zeros compresses to about 1 KiB
     codes["bomb"] = "VQ1:" + phone_qr.base45_encode(zlib.compress(bytes(1 << 20), 9))
     codes["trailing"] = "VQ1:" + phone_qr.base45_encode(zlib.compress(issuer.cbor_encode(
@@ -104,6 +106,7 @@ def main():
         ("not-a-map", "cbor_malformed"),
         ("box-v2", "bad_version"),
         ("box-no-pres", "payload_invalid"),
+        ("box-extra-key", "payload_invalid"),
         ("bomb", "qr_unreadable"),
         ("trailing", "qr_unreadable"),
     ]
