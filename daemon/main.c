@@ -26,6 +26,7 @@
 #include "daemon/core/daemon.h"
 #include "lib/log.h"
 #include "lib/secmem.h"
+#include "daemon/core/journal.h"
 #include "daemon/core/notify.h"
 #include "daemon/sheets/sheets.h"
 
@@ -156,7 +157,8 @@ signal_cb(struct loop *l, int fd, short revents, void *arg)
 		case SIGTERM:
 		case SIGINT:
 			if (!d->stopping) {
-				log_notice("received %s; stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+				log_ev(LOG_LVL_NOTICE, LOG_ID_STOPPING, NULL, NULL, "received %s; stopping",
+				       si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 				d->stopping = true;
 				d->state = "stopping";
 				notify_stopping();
@@ -207,6 +209,8 @@ main(int argc, char **argv)
 	crypto_hooks_set = CRYPTO_set_mem_functions(secmem_crypto_malloc, secmem_crypto_realloc,
 	                                            secmem_crypto_free) == 1;
 	log_set_journald(getenv("JOURNAL_STREAM") != NULL || !isatty(STDERR_FILENO));
+	/* stderr is journald's own stream: structured fields through sd_journal_sendv */
+	journal_setup();
 
 	while ((c = getopt_long(argc, argv, "c:s:d:l:n:fVh", opts, NULL)) != -1) {
 		switch (c) {
@@ -291,7 +295,8 @@ main(int argc, char **argv)
 	}
 	notify_init(d.loop);
 	d.state = "running";
-	log_notice("ready: terminal %s, API on %s", d.terminal_id, d.cfg->socket_path);
+	log_ev(LOG_LVL_NOTICE, LOG_ID_READY, NULL, NULL, "ready: terminal %s, API on %s", d.terminal_id,
+	       d.listen_fd >= 0 ? "the socket from systemd" : d.cfg->socket_path);
 	notify_ready("running");
 	/* what start-up freed (configuration, module set-up) goes back to the
 	 * system rather than staying in the heap for the daemon's life */

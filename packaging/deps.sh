@@ -20,6 +20,8 @@ qrencode"
 PKGS="$BUILD $TEST"
 # the web bridge (vitaled-web) and its browser tests / kiosk screenshots
 PKGS="$PKGS libmicrohttpd-dev chromium python3-websocket fonts-dejavu-core"
+# the Debian package: make deb (debhelper, lintian), make deb-test (mmdebstrap)
+PKGS="$PKGS build-essential dpkg-dev debhelper fakeroot lintian mmdebstrap binutils"
 
 here=$(cd "$(dirname "$0")" && pwd)
 sum=$(cat "$0" | cksum | cut -d' ' -f1)

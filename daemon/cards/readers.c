@@ -278,7 +278,8 @@ deadline_fire(struct readers_reader *r, uint64_t now)
 		char why[CARD_ERROR_MAX];
 		r->timed_out = true;
 		snprintf(why, sizeof(why), "the card did not answer within %u ms", r->deadline_ms);
-		log_warn("reader %s: %s; session aborted%s", r->name, why,
+		log_ev(LOG_LVL_WARNING, LOG_ID_SESSION_ABORTED, r->name, NULL,
+		       "reader %s: %s; session aborted%s", r->name, why,
 		         released ? "" : " (the driver could not release it yet)");
 		if (!r->gone && r->card) {
 			rdr_set(r, READERS_ERROR, why);
@@ -456,7 +457,8 @@ publish_error(struct readers_reader *r, const struct card_result *res, const cha
 {
 	const char *profile = res->profile[0] ? res->profile : NULL;
 	if (res->reason[0]) {
-		log_notice("reader %s: %s refused: %s", r->name, profile ? profile : "card", res->reason);
+		log_ev(LOG_LVL_NOTICE, LOG_ID_CARD_REFUSED, r->name, NULL, "reader %s: %s refused: %s",
+		       r->name, profile ? profile : "card", res->reason);
 		report_error(r, res->reason, why, profile);
 	} else {
 		report_error(r, why, NULL, profile);
@@ -480,15 +482,17 @@ session_read(struct readers_reader *r, struct readers_session *s)
 	const char *serial = card_opposition_serial(res);
 	res->opposed = serial && R.ops.opposed && R.ops.opposed(serial);
 	if (res->opposed)
-		log_notice("reader %s: this card is in opposition (reported lost, stolen or replaced): "
-		           "no sheet will be made from it", r->name);
+		log_ev(LOG_LVL_NOTICE, LOG_ID_CARD_OPPOSED, r->name, NULL,
+		       "reader %s: this card is in opposition (reported lost, stolen or replaced): "
+		       "no sheet will be made from it", r->name);
 	if (res->nbeneficiaries > 0) {
 		char m[32];
-		log_notice("reader %s: %s read, %zu beneficiaries, holder %s", r->name, res->profile,
-		           res->nbeneficiaries, card_nir_mask(res->beneficiaries[0].nir, m, sizeof(m)));
+		log_ev(LOG_LVL_NOTICE, LOG_ID_CARD_READ, r->name, NULL,
+		       "reader %s: %s read, %zu beneficiaries, holder %s", r->name, res->profile,
+		       res->nbeneficiaries, card_nir_mask(res->beneficiaries[0].nir, m, sizeof(m)));
 	} else {
-		log_notice("reader %s: card %s (%s), %u APDUs", r->name, res->profile, res->atr_hex,
-		           res->apdus);
+		log_ev(LOG_LVL_NOTICE, LOG_ID_CARD_READ, r->name, NULL, "reader %s: card %s (%s), %u APDUs",
+		       r->name, res->profile, res->atr_hex, res->apdus);
 	}
 	struct readers_report rep = { .type = READERS_REPORT_CARD_READ, .reader = r->name,
 		                      .driver = r->drv->ops->name, .profile = res->profile,
@@ -630,7 +634,8 @@ reader_added(struct readers_driver *dv, const char *name)
 	while (*pp)
 		pp = &(*pp)->next;
 	*pp = r;
-	log_notice("reader %s (%s) added", r->name, dv->ops->name);
+	log_ev(LOG_LVL_NOTICE, LOG_ID_READER_ADDED, r->name, NULL, "reader %s (%s) added", r->name,
+	       dv->ops->name);
 	report_plain(READERS_REPORT_READER_ADDED, r);
 }
 
@@ -651,7 +656,8 @@ readers_driver_event(struct readers_driver *dv, const struct reader_event *ev, u
 		if (!r)
 			break;
 		card_removed(r);
-		log_notice("reader %s (%s) removed", r->name, dv->ops->name);
+		log_ev(LOG_LVL_NOTICE, LOG_ID_READER_REMOVED, r->name, NULL, "reader %s (%s) removed",
+		       r->name, dv->ops->name);
 		report_plain(READERS_REPORT_READER_REMOVED, r);
 		if (r->sess)
 			r->gone = true;

@@ -219,13 +219,19 @@ create_finished(struct sheetcommit_req *r, void *arg)
 			queued_hook(queued_hook_arg);
 		if (commit_hook)
 			commit_hook(commit_hook_arg);
+		if (draft)
+			log_ev(LOG_LVL_INFO, LOG_ID_DRAFT_CREATED, r->reader[0] ? r->reader : NULL, r->s->id,
+			       "queue: draft %s made%s%s", r->s->id, r->reader[0] ? " from the card in " : "",
+			       r->reader);
+		else
+			log_ev(LOG_LVL_INFO, LOG_ID_SHEET_QUEUED, NULL, r->s->id,
+			       "queue: sheet %s (number %u) signed and queued, due %s", r->s->id,
+			       (unsigned)r->seq, r->due);
 		if (call)
 			vl_reply(call, created_json(r));
-		else if (draft)
-			log_info("queue: draft %s made from the card in %s", r->s->id, r->reader);
 	} else {
-		log_warn("queue: %s %s not stored: %s", draft ? "draft" : "sheet", r->s->id,
-		         r->reason[0] ? r->reason : strerror(-r->result));
+		log_ev(LOG_LVL_WARNING, LOG_ID_SHEET_NOT_STORED, NULL, r->s->id, "queue: %s %s not stored: %s",
+		       draft ? "draft" : "sheet", r->s->id, r->reason[0] ? r->reason : strerror(-r->result));
 		if (call)
 			reply_error(call, r->result, r->reason, r->s->id);
 	}

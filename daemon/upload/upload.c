@@ -389,8 +389,8 @@ stop_finish(uint64_t wait_ms)
 	                         (json_int_t)U.prog.duplicate, "rejected",
 	                         (json_int_t)U.prog.rejected, "state",
 	                         uploader_state_name(U.u.state), "reason", U.u.why));
-	log_warn("upload: stopped: %s; again in %llu s", U.u.why,
-	         (unsigned long long)(wait_ms / 1000));
+	log_ev(LOG_LVL_WARNING, LOG_ID_UPLOAD_STOPPED, NULL, NULL, "upload: stopped: %s; again in %llu s",
+	       U.u.why, (unsigned long long)(wait_ms / 1000));
 	plan_timer(wait_ms);
 	notify(true);
 }
