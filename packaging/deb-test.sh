@@ -101,6 +101,7 @@ check() { # path owner:group mode
 }
 check /usr/sbin/vitaled root:root 755
 check /usr/bin/vitalectl root:root 755
+check /usr/sbin/vitaled-web root:root 755
 check /etc/vitaled/vitaled.conf root:root 644
 check /etc/vitaled/profiles.d root:root 755
 check /var/lib/vitaled vitaled:vitaled 700
@@ -122,6 +123,7 @@ grep -qx 'ExecStart=/usr/sbin/vitaled --foreground --config /etc/vitaled/vitaled
 # enabled at install (started at boot; nothing runs in a chroot)
 [ -L "$root/etc/systemd/system/multi-user.target.wants/vitaled.service" ] || fail "vitaled.service not enabled"
 [ -L "$root/etc/systemd/system/sockets.target.wants/vitaled.socket" ] || fail "vitaled.socket not enabled"
+[ -e "$root/etc/systemd/system/sockets.target.wants/vitaled-web.socket" ] && fail "the web bridge is enabled (opt-in)"
 say "configuration, user $(echo "$pw" | cut -d: -f1-4), files, modes, conffile, enabled units: ok"
 
 # vitaled runs as its user on the installed configuration: it makes the queue
