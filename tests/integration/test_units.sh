@@ -55,3 +55,22 @@ done
 grep -q '^PrivateDevices=yes' "$svc" && fail "PrivateDevices=yes would hide the NFC readers"
 grep -q '^LimitNOFILE=' "$svc" || fail "no LimitNOFILE"
 echo "systemd-analyze security: exposure $score (limit 1.5)"
+
+# socket activation as vitaled.socket does it: the listening socket passed by
+# systemd's own tool (LISTEN_FDS), used instead of binding [daemon] socket
+if command -v systemd-socket-activate >/dev/null 2>&1; then
+    systemd-socket-activate -l "$tmp/act.sock" "$B/vitaled" --foreground --socket "$tmp/own.sock" \
+        --state-dir "$tmp/state" >"$tmp/act.log" 2>&1 &
+    apid=$!
+    trap 'kill $apid 2>/dev/null; rm -rf "$tmp"' EXIT INT TERM
+    i=0
+    while [ ! -S "$tmp/act.sock" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+    out=$("$B/vitalectl" --socket "$tmp/act.sock" status 2>&1) || { cat "$tmp/act.log"; fail "vitalectl on the activated socket: $out"; }
+    grep -q 'api: listening on socket from systemd' "$tmp/act.log" || { cat "$tmp/act.log"; fail "the passed socket was not used"; }
+    [ -e "$tmp/own.sock" ] && fail "vitaled bound its own socket although systemd passed one"
+    kill -TERM $apid; wait $apid || { cat "$tmp/act.log"; fail "vitaled (socket-activated) did not stop cleanly"; }
+    [ -S "$tmp/act.sock" ] || fail "vitaled removed the socket systemd owns"
+    echo "socket activation: the passed socket answers; vitaled bound none of its own"
+else
+    echo "socket activation: not checked (no systemd-socket-activate)"
+fi
