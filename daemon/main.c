@@ -179,6 +179,15 @@ signal_cb(struct loop *l, int fd, short revents, void *arg)
 	}
 }
 
+/* "<N>" prefixes for a supervisor, time and level on a terminal; and when
+ * stderr is journald's own stream, structured fields through sd_journal_sendv */
+static void
+log_setup(void)
+{
+	log_set_journald(getenv("JOURNAL_STREAM") != NULL || !isatty(STDERR_FILENO));
+	journal_setup();
+}
+
 int
 main(int argc, char **argv)
 {
@@ -208,9 +217,7 @@ main(int argc, char **argv)
 	 * first allocation (see secure_heap_init for the rest). */
 	crypto_hooks_set = CRYPTO_set_mem_functions(secmem_crypto_malloc, secmem_crypto_realloc,
 	                                            secmem_crypto_free) == 1;
-	log_set_journald(getenv("JOURNAL_STREAM") != NULL || !isatty(STDERR_FILENO));
-	/* stderr is journald's own stream: structured fields through sd_journal_sendv */
-	journal_setup();
+	log_setup();
 
 	while ((c = getopt_long(argc, argv, "c:s:d:l:n:fVh", opts, NULL)) != -1) {
 		switch (c) {
