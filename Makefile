@@ -281,7 +281,7 @@ deps:
 
 unit: $(UNIT_BINS)
 	@fail=0; for t in $(UNIT_BINS); do \
-	  echo "== $$t"; CK_FORK=yes CK_TIMEOUT_MULTIPLIER=$(if $(TEST_WRAPPER),20,1) $(TEST_WRAPPER) $$t || fail=1; \
+	  echo "== $$t"; CK_FORK=yes CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-20} CK_TIMEOUT_MULTIPLIER=$(if $(TEST_WRAPPER),20,1) $(TEST_WRAPPER) $$t || fail=1; \
 	done; exit $$fail
 
 integration: all

@@ -13,6 +13,9 @@ top=$(cd "$here/../.." && pwd)
 B=${B:-$top/build}
 FUZZ_SECONDS=${FUZZ_SECONDS:-600}
 JOBS=${JOBS:-1}
+# a unit slower than this (wall time) is reported as a hang; generous, as a
+# campaign often runs at nice 19 beside other work
+FUZZ_TIMEOUT=${FUZZ_TIMEOUT:-60}
 OUT=${OUT:-$B/fuzz-campaign}
 mkdir -p "$OUT"
 [ -n "${TARGETS:-}" ] || TARGETS=$(cd "$B/fuzz" && ls fuzz_* 2>/dev/null)
@@ -21,7 +24,7 @@ one() {
     t=$1; n=${t#fuzz_}
     mkdir -p "$OUT/$t"
     seeds=""; [ -d "$here/corpus/$n" ] && seeds="$here/corpus/$n"
-    "$B/fuzz/$t" -max_total_time="$FUZZ_SECONDS" -max_len=65536 -timeout=10 \
+    "$B/fuzz/$t" -max_total_time="$FUZZ_SECONDS" -max_len=65536 -timeout="$FUZZ_TIMEOUT" \
         -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$OUT/$t-" \
         "$OUT/$t" $seeds > "$OUT/$t.log" 2>&1
     echo $? > "$OUT/$t.rc"

@@ -10,6 +10,7 @@
  * valid name and Reload is never forwarded; an event redacted for a read-only
  * token keeps no beneficiary name; a log copy is printable and bounded. */
 #include <ctype.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -42,6 +43,24 @@ field(const char *head, const char *name)
 	return NULL;
 }
 
+/* After the name: nothing, or ":" and 1-5 digits whose value is the
+ * bridge's port (leading zeros are valid port syntax, RFC 3986 3.2.3). */
+static bool
+port_is_ours(const char *rest)
+{
+	if (*rest == '\0')
+		return true;
+	if (*rest != ':' || !rest[1] || strlen(rest + 1) > 5)
+		return false;
+	unsigned v = 0;
+	for (const char *p = rest + 1; *p; p++) {
+		if (!isdigit((unsigned char)*p))
+			return false;
+		v = v * 10 + (unsigned)(*p - '0');
+	}
+	return v == PORT;
+}
+
 static void
 check_host(const char *host)
 {
@@ -50,8 +69,7 @@ check_host(const char *host)
 	const char *names[] = { "127.0.0.1", "localhost", "[::1]" };
 	for (size_t i = 0; i < 3; i++) {
 		size_t n = strlen(names[i]);
-		if (strncasecmp(host, names[i], n) == 0 &&
-		    (host[n] == '\0' || strcmp(host + n, ":8787") == 0))
+		if (strncasecmp(host, names[i], n) == 0 && port_is_ours(host + n))
 			return;
 	}
 	abort();
