@@ -303,6 +303,10 @@ def test_emfile():
 
 
 def test_watchers():
+    # under a wrapper (make memcheck) the daemon is ~30x slower and its RSS is
+    # valgrind's: fewer sheets, and the memory bound is reported, not checked
+    wrapped = bool(os.environ.get("TEST_WRAPPER"))
+    per_client = 500 if wrapped else 5000
     import sheetlib as sl
     key, _, _ = sl.make_key(mktemp())
     with Daemon(conf=sl.conf(key, extra="[api]\nmax_clients = 128\n")) as d:
@@ -325,7 +329,7 @@ def test_watchers():
 
         def create():
             c = Varlink(d.sock, timeout=30)
-            for _ in range(5000):
+            for _ in range(per_client):
                 c.call(IFACE + ".CreateSheet", sl.degraded())
             c.close()
 
@@ -342,9 +346,10 @@ def test_watchers():
         for s in ws:
             s.close()
         check(d.invoke("GetStatus")["state"] == "running", "daemon state")
-        check(peak[0] < 100 * 1024, "peak RSS %d KiB with 50 watchers that never read" % peak[0])
-        print("  watchers: 50 never reading, 20000 events: RSS %d KiB at start, peak %d KiB"
-              % (rss0, peak[0]))
+        if not wrapped:
+            check(peak[0] < 100 * 1024, "peak RSS %d KiB with 50 watchers that never read" % peak[0])
+        print("  watchers: 50 never reading, %d events: RSS %d KiB at start, peak %d KiB%s"
+              % (4 * per_client, rss0, peak[0], " (under a wrapper: not checked)" if wrapped else ""))
 
 
 TESTS = [test_lockout, test_refusals, test_pin_not_logged, test_reload_access, test_second_instance,
