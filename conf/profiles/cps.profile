@@ -24,12 +24,14 @@ atr = 3B 7D 18 00 00 00 31 80 71 8E 64 86 D6 01 00 81 90 00
 [pin]
 # VERIFY 00 20 00 01 08 <PIN block>: the PIN's ASCII digits padded with
 # FF to 8 bytes ("1234" -> 31 32 33 34 FF FF FF FF), as the test world's
-# virtual CPS expects. A CPS PIN has 4 digits; up to 8 are let through.
+# virtual CPS expects. A CPS PIN has exactly 4 digits (esante.gouv.fr on
+# the CPS): a longer or shorter entry is refused before it reaches the
+# card, where it would cost a try.
 # The 8-digit unblock code goes with RESET RETRY COUNTER (UnblockPin).
 cla            = 00
 verify_ref     = 01
 min_length     = 4
-max_length     = 8
+max_length     = 4
 format         = ascii
 pad            = FF
 block_length   = 8

@@ -79,7 +79,7 @@ T = "io.vitaled.Terminal."
 TERMINAL = "T0001"
 SERIAL = "25012345678901234567"   # the virtual Vitale 2's serial (tests/world/cards.py)
 SIGNER_PIN = "58204637"        # the practitioner key file's passphrase (digits: a PIN)
-CPS_PIN = "73915062"
+CPS_PIN = "9073"  # a CPS PIN is 4 digits
 EXAMPLES = {
     "python": ["/usr/bin/python3", os.path.join(TOP, "examples", "python", "till.py")],
     "c": [os.path.join(harness.B, "examples", "till-c")],
@@ -195,7 +195,9 @@ def t_full(lang):
     card = d.invoke("GetCard", {"reader": R0})["card"]
     check(g["sheet"]["nir"] == card["beneficiaries"][0]["nir"], "the sheet is the holder's")
     check(card["beneficiaries"][0]["nir"] not in "\n".join(out), "the full NIR is never printed")
-    check(SIGNER_PIN not in "\n".join(out) and CPS_PIN not in "\n".join(out), "no PIN printed")
+    check(SIGNER_PIN not in "\n".join(out) and
+          not re.search(r"(?<![0-9A-Fa-f])%s(?![0-9A-Fa-f])" % CPS_PIN, "\n".join(out)),
+          "no PIN printed")
     # the insurer's ground truth
     held = [s for s in ins.held()["sheets"] if s["id"] == r["id"]]
     check(len(held) == 1, "the insurer holds the sheet once (%d)" % len(held))

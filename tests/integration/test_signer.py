@@ -632,9 +632,15 @@ def t_canary(top):
     log("  canary PINs drawn with SEED=%d" % SEED)
     env, d = softhsm_env(top, "hsm-canary")
     softhsm_token(env, "CANARY", right, "EC:prime256v1")
-    # the card path too: a virtual CPS with its own 7-digit PIN (ASCII and
-    # its FF-padded VERIFY block are searched), two wrong ones first
-    card_pins = [digits(), digits(), digits()]
+    # the card path too: a virtual CPS with its own 4-digit PIN (its
+    # FF-padded VERIFY block is searched), two wrong ones first
+    # (4 digits: a CPS PIN; the FF-padded block and the VERIFY command are
+    # the needles then, a 4-byte run alone would match by chance)
+    card_pins = [digits(4)]
+    while len(card_pins) < 3:
+        p = digits(4)
+        if p not in card_pins:
+            card_pins.append(p)
     world = card_world(top)
     if world is None:
         log("  canary: no pcscd/vpcd, the card PIN path is not covered")

@@ -39,7 +39,11 @@ START_TEST(verify_ascii_cps)
 		                        0x34, 0xFF, 0xFF, 0xFF, 0xFF };
 	expect_bytes(out, n, want, sizeof(want));
 
-	ck_assert_int_eq(pin_build_verify(&pin_params_cps, "12345678", 8, out, sizeof(out), &n), 0);
+	/* a CPS PIN is 4 digits; a profile allowing 8 fills the block */
+	ck_assert_int_eq(pin_build_verify(&pin_params_cps, "12345678", 8, out, sizeof(out), &n), -ERANGE);
+	struct pin_params p8 = pin_params_cps;
+	p8.max_len = 8;
+	ck_assert_int_eq(pin_build_verify(&p8, "12345678", 8, out, sizeof(out), &n), 0);
 	static const uint8_t want8[] = { 0x00, 0x20, 0x00, 0x01, 0x08, 0x31, 0x32, 0x33,
 		                         0x34, 0x35, 0x36, 0x37, 0x38 };
 	expect_bytes(out, n, want8, sizeof(want8));
@@ -52,6 +56,7 @@ START_TEST(verify_other_ref_pad_cla)
 	p.ref = 0x81;
 	p.pad = 0x00;
 	p.cla = 0x80;
+	p.max_len = 8;
 	uint8_t out[PIN_APDU_MAX];
 	size_t n;
 	ck_assert_int_eq(pin_build_verify(&p, "90210", 5, out, sizeof(out), &n), 0);
@@ -65,6 +70,7 @@ START_TEST(verify_bcd)
 {
 	struct pin_params p = pin_params_cps;
 	p.format = PIN_FORMAT_BCD;
+	p.max_len = 8;
 	uint8_t out[PIN_APDU_MAX];
 	size_t n;
 	ck_assert_int_eq(pin_build_verify(&p, "1234", 4, out, sizeof(out), &n), 0);
@@ -121,11 +127,14 @@ START_TEST(malformed_refused_nothing_written)
 	/* length errors and digit errors are told apart */
 	ck_assert_int_eq(pin_check(&pin_params_cps, "123", 3), -ERANGE);
 	ck_assert_int_eq(pin_check(&pin_params_cps, "12345678901", 11), -ERANGE);
-	ck_assert_int_eq(pin_check(&pin_params_cps, "12x45", 5), -EINVAL);
+	ck_assert_int_eq(pin_check(&pin_params_cps, "12x4", 4), -EINVAL);
 	/* an embedded NUL is not a digit */
 	ck_assert_int_eq(pin_check(&pin_params_cps, "12\0004", 4), -EINVAL);
 	ck_assert_int_eq(pin_check(&pin_params_cps, "0000", 4), 0);
-	ck_assert_int_eq(pin_check(&pin_params_cps, "99999999", 8), 0);
+	ck_assert_int_eq(pin_check(&pin_params_cps, "9999", 4), 0);
+	/* a CPS PIN is 4 digits: 5 or 8 are refused */
+	ck_assert_int_eq(pin_check(&pin_params_cps, "99999", 5), -ERANGE);
+	ck_assert_int_eq(pin_check(&pin_params_cps, "99999999", 8), -ERANGE);
 }
 END_TEST
 
@@ -373,7 +382,7 @@ START_TEST(verify_structure_ascii)
 		0x82,       /* bmFormatString: bytes, position 0, left, ASCII */
 		0x08,       /* bmPINBlockString: no length field, 8-byte block */
 		0x00,       /* bmPINLengthFormat: no length */
-		0x08, 0x04, /* wPINMaxExtraDigit 0x0408 LE: max 8, min 4 */
+		0x04, 0x04, /* wPINMaxExtraDigit 0x0404 LE: max 4, min 4 (a CPS PIN) */
 		0x02,       /* bEntryValidationCondition: OK key */
 		0x01,       /* bNumberMessage */
 		0x0C, 0x04, /* wLangId 0x040C LE (French) */
@@ -396,6 +405,7 @@ START_TEST(verify_structure_bcd_format2)
 		                 .messages = 0, .lang_id = 0x0409, .msg_index = 0 };
 	struct pin_params p = pin_params_cps;
 	p.format = PIN_FORMAT_BCD;
+	p.max_len = 8;
 	p.ref = 0x81;
 	p.block_len = 4;
 	p.max_len = 8;

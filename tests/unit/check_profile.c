@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "protocol/pin.h"
 #include "protocol/profile.h"
 #include "tests/unit/support/fakecard.h"
 #include "tests/unit/vitale2_transcript.h"
@@ -91,7 +92,19 @@ START_TEST(test_builtin_profiles)
 	ck_assert_uint_eq(cps->pin.pad, 0xFF);
 	ck_assert_uint_eq(cps->pin.block_len, 8);
 	ck_assert_uint_eq(cps->pin.min_len, 4);
-	ck_assert_uint_eq(cps->pin.max_len, 8);
+	ck_assert_uint_eq(cps->pin.max_len, 4); /* a CPS PIN is 4 digits */
+	{
+		/* 5 or 3 digits never make a VERIFY; 4 do */
+		struct pin_params pp;
+		uint8_t apdu[64];
+		size_t alen = 0;
+		ck_assert_int_eq(profile_pin_params(&cps->pin, &pp), 0);
+		ck_assert_int_lt(pin_build_verify(&pp, "12345", 5, apdu, sizeof(apdu), &alen), 0);
+		ck_assert_uint_eq(alen, 0);
+		ck_assert_int_lt(pin_build_verify(&pp, "123", 3, apdu, sizeof(apdu), &alen), 0);
+		ck_assert_int_eq(pin_build_verify(&pp, "1234", 4, apdu, sizeof(apdu), &alen), 0);
+		ck_assert_uint_eq(alen, 13); /* 00 20 00 01 08 + 8 */
+	}
 
 	const struct profile *dg = get(set, "digital");
 	ck_assert_int_eq(dg->kind, PROFILE_KIND_DIGITAL);
@@ -361,8 +374,10 @@ START_TEST(test_format_features)
 	ck_assert_int_eq(profile_pin_apdu(&cps->pin, "1234", 4, out, sizeof(out), &n), 0);
 	ck_assert_uint_eq(n, 13);
 	ck_assert_mem_eq(out, "\x00\x20\x00\x01\x08" "1234" "\xFF\xFF\xFF\xFF", 13);
-	ck_assert_int_eq(profile_pin_apdu(&cps->pin, "12345678", 8, out, sizeof(out), &n), 0);
-	ck_assert_mem_eq(out + 5, "12345678", 8);
+	/* a CPS PIN is 4 digits: 5 or 8 never make an APDU */
+	ck_assert_int_eq(profile_pin_apdu(&cps->pin, "12345", 5, out, sizeof(out), &n), -EINVAL);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_eq(profile_pin_apdu(&cps->pin, "12345678", 8, out, sizeof(out), &n), -EINVAL);
 	ck_assert_int_eq(profile_pin_apdu(&cps->pin, "123", 3, out, sizeof(out), &n), -EINVAL);
 	ck_assert_uint_eq(n, 0);
 	ck_assert_int_eq(profile_pin_apdu(&cps->pin, "123456789", 9, out, sizeof(out), &n), -EINVAL);
@@ -386,8 +401,8 @@ START_TEST(test_format_features)
 	ck_assert_uint_eq(pp.puk_len, 8);
 	uint8_t viapin[PIN_APDU_MAX];
 	size_t m;
-	ck_assert_int_eq(pin_build_verify(&pin_params_cps, "97531", 5, viapin, sizeof(viapin), &m), 0);
-	ck_assert_int_eq(profile_pin_apdu(&cps->pin, "97531", 5, out, sizeof(out), &n), 0);
+	ck_assert_int_eq(pin_build_verify(&pin_params_cps, "9753", 4, viapin, sizeof(viapin), &m), 0);
+	ck_assert_int_eq(profile_pin_apdu(&cps->pin, "9753", 4, out, sizeof(out), &n), 0);
 	ck_assert_uint_eq(n, m);
 	ck_assert_mem_eq(out, viapin, n);
 	ck_assert_int_eq(profile_pin_params(&get(set, "vitale2")->pin, &pp), -EINVAL);
