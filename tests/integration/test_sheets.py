@@ -529,6 +529,76 @@ def t_refuse():
     d4.stop()
 
 
+
+def t_model2():
+    """Model 2 through the API from a card session: a pharmacy sheet (two
+    medicines at two rates, a device, PH7 and PH4 lines, AMC tiers payant)
+    and a GP's (médecin traitant, ALD), signed, exported, and verified by
+    vitalectl sheet verify and by the independent verifier."""
+    d = G["d"]
+    insert_card(0)
+    care = today().isoformat()
+    lines = [
+        {"kind": "medicine", "cip13": "3400935955838", "service": "PH4", "quantity": 2,
+         "unit_price": 310, "amount": 620},
+        {"kind": "medicine", "cip13": "3400930000014", "service": "PH7", "quantity": 1,
+         "unit_price": 1240, "amount": 1240},
+        {"kind": "device", "lpp": "1101090", "quantity": 3, "unit_price": 155, "amount": 465},
+        {"kind": "act", "code": "PH7", "coefficient": 1, "amount": 102},
+        {"kind": "act", "code": "PH4", "coefficient": 1, "amount": 50},
+    ]
+    pharmacy = {"insurance": "maladie", "lines": lines, "tiers_payant": True,
+                "amc": {"id": "12345678", "tiers_payant": True}, "insurer": dict(sl.INSURER),
+                "totals": {"total": 2477, "amo": 1800, "amc": 677, "patient": 0}}
+    gp = {"insurance": "maladie", "pathway": "medecin_traitant", "exemption": "ald",
+          "lines": [{"kind": "act", "code": "G", "coefficient": 1, "amount": 3000}],
+          "amc": False, "tiers_payant": False, "insurer": dict(sl.INSURER),
+          "totals": {"total": 3000, "amo": 3000, "amc": 0, "patient": 0}}
+    for name, sheet in (("pharmacy", pharmacy), ("gp", gp)):
+        r = create_ok(d, {"reader": R0, "sheet": sheet}, "CreateSheet, model 2, " + name)
+        check(r["mode"] == "physical", "%s: from the card" % name)
+        data, s = verified(d, r["id"], G["pub"])
+        check(s["v"] == 2 and "acts" not in s and len(s["lines"]) == len(sheet["lines"]),
+              "%s: signed in model 2 with its lines" % name)
+        err, g = call(d, "GetSheet", {"id": r["id"]})
+        check(err is None and g["sheet"]["lines"][0]["kind"] == sheet["lines"][0]["kind"] and
+              g["sheet"]["v"] == 2, "%s: GetSheet shows the lines" % name)
+        f = os.path.join(G["tmp"], name + ".cose")
+        p = vitalectl("sheet", "export", r["id"], "-o", f)
+        check(p.returncode == 0, "export %s" % name)
+        p = subprocess.run([harness.VITALECTL, "--json", "sheet", "verify", f, "--cert", G["cert"]],
+                           capture_output=True, text=True)
+        j = json.loads(p.stdout)
+        check(p.returncode == 0 and j["valid"] and j["version"] == 2,
+              "vitalectl sheet verify %s: %r" % (name, j))
+        if name == "pharmacy":
+            check(s["amc"] == {"id": "12345678", "tiers_payant": True}, "the AMC signed")
+            kinds = [x["kind"] for x in s["lines"]]
+            check(kinds == ["medicine", "medicine", "device", "act", "act"], "kinds %r" % kinds)
+            check(s["lines"][0]["date"] == care, "a line's date defaults to the care date")
+        else:
+            check(s["pathway"] == "medecin_traitant" and s["exemption"] == "ald" and "amc" not in s,
+                  "the GP's context signed")
+    # each rule broken through the API: one error naming its field
+    bad = json.loads(json.dumps(pharmacy))
+    bad["lines"][0]["cip13"] = "3400935955839"
+    one_error(d, {"reader": R0, "sheet": bad}, "lines[0].cip13", "CIP13")
+    bad = json.loads(json.dumps(pharmacy))
+    bad["lines"][2]["amount"] = 466
+    bad["totals"] = {"total": 2478, "amo": 1801, "amc": 677, "patient": 0}
+    one_error(d, {"reader": R0, "sheet": bad}, "lines[2].amount", "3 × 155")
+    bad = json.loads(json.dumps(gp))
+    bad["pathway"] = "referred"
+    one_error(d, {"reader": R0, "sheet": bad}, "referrer_id", "missing")
+    # the vitalectl options make the same kind of sheet
+    p = vitalectl("sheet", "create", "--reader", R0, "--insurer", "01:751:0012",
+                  "--medicine", "3400935955838:PH4:2:310", "--device", "1101090:3:155",
+                  "--act", "PH7:1:102", "--amc-id", "12345678", "--amc-tiers-payant",
+                  "--amc", "300", "--tiers-payant")
+    check(p.returncode == 0 and p.stdout.startswith("queued "), "vitalectl sheet create --medicine: %s %s"
+          % (p.stdout, p.stderr))
+    verified(d, p.stdout.split()[1].rstrip(":"), G["pub"])
+
 def t_kiosk():
     """Last: the clinic daemon is stopped, a kiosk one reads the card."""
     G["d"].stop()
@@ -583,7 +653,7 @@ def main():
              % os.path.join(G["issuer"], "ca.pem"))
     G["d"] = harness.Daemon(conf=sl.conf(G["key"], extra=extra), tmp=dd, env=world.env).start()
     try:
-        harness.run_tests([t_card, t_verify, t_invalid, t_phone, t_login, t_drafts, t_list, t_seq, t_softhsm,
+        harness.run_tests([t_card, t_verify, t_model2, t_invalid, t_phone, t_login, t_drafts, t_list, t_seq, t_softhsm,
                            t_refuse, t_kiosk])
     finally:
         for h in G["hosts"]:
