@@ -326,6 +326,12 @@ patient_from_card(struct vl_call *call, struct sheetcommit_req *r, const struct 
 		               json_pack("{s:s?,s:s}", "reader", rname, "reason", why));
 		return false;
 	}
+	struct sheet_errors amc_errs;
+	if (sheetbuild_amc_from_rights(r->s, card, p->beneficiary,
+	                               sheetbuild_local_day((int64_t)time(NULL)), &amc_errs) < 0) {
+		reply_invalid(call, &amc_errs);
+		return false;
+	}
 	snprintf(r->reader, sizeof(r->reader), "%s", rname ? rname : "");
 	return true;
 }

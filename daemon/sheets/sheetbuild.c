@@ -217,6 +217,37 @@ sheetbuild_patient_from_card(struct sheet *s, const struct card_result *r,
 	return 0;
 }
 
+int
+sheetbuild_amc_from_rights(struct sheet *s, const struct card_result *r, int beneficiary,
+                           int32_t today, struct sheet_errors *errs)
+{
+	const struct card_rights *cr = &r->rights;
+	char msg[112];
+	memset(errs, 0, sizeof(*errs));
+	if (cr->state != CARD_RIGHTS_CHECKED || cr->beneficiary != beneficiary)
+		return 0; /* no data: the till's word */
+	if (!cr->has_amc) {
+		if (s->amc_tiers_payant)
+			err_add(errs, "amc.tiers_payant", "the rights check knows no AMC for this patient");
+		return errs->n ? -EINVAL : 0;
+	}
+	if (s->amc && !s->amc_id[0] && strlen(cr->amc_id) < sizeof(s->amc_id)) {
+		snprintf(s->amc_id, sizeof(s->amc_id), "%s", cr->amc_id);
+	} else if (s->amc_id[0] && strcmp(s->amc_id, cr->amc_id) != 0) {
+		snprintf(msg, sizeof(msg), "the rights check names AMC %.40s, not %.40s", cr->amc_id,
+		         s->amc_id);
+		err_add(errs, "amc.id", msg);
+	}
+	if (s->amc_tiers_payant && !cr->amc_tiers_payant)
+		err_add(errs, "amc.tiers_payant", "the rights check grants no AMC tiers payant");
+	int32_t to, care = s->care_date != SHEET_NO_DATE ? s->care_date : today;
+	if (s->amc && cr->amc_to[0] && holidays_parse(cr->amc_to, &to) == 0 && to < care) {
+		snprintf(msg, sizeof(msg), "the AMC rights ended on %s", cr->amc_to);
+		err_add(errs, "amc", msg);
+	}
+	return errs->n ? -EINVAL : 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* what the daemon knows */
 

@@ -62,6 +62,16 @@ int sheetbuild_from_json(json_t *obj, enum sheetbuild_who who, struct sheet *s,
 int sheetbuild_patient_from_card(struct sheet *s, const struct card_result *r,
                                  const char *read_at, int beneficiary, char *why, size_t whylen);
 
+/* The AMC (complementary insurer) against the online rights check of
+ * beneficiary in r, when it answered (r->rights, state CHECKED): the AMC's
+ * number is filled from it when the sheet has an AMC without one; a number
+ * other than the insurer's, an AMC tiers payant the rights do not grant
+ * (or with no AMC known), or AMC rights that ended before the care date
+ * (today when the sheet has none yet) are one error each in errs. Without
+ * a rights check nothing is changed. 0 or -EINVAL. */
+int sheetbuild_amc_from_rights(struct sheet *s, const struct card_result *r, int beneficiary,
+                               int32_t today, struct sheet_errors *errs);
+
 /* The digital presentation's evidence in r (struct card_evidence: owned
  * by r, valid as long as r): the device answer and the credential, as
  * received; -ENOTSUP when r has none (not a phone, or the holder did not

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "daemon/core/loop.h"
+#include "daemon/sheets/sheetbuild.h"
 #include "daemon/sheets/sheetcommit.h"
 #include "daemon/sheets/sheetseal.h"
 #include "protocol/cose.h"
@@ -640,6 +641,73 @@ START_TEST(free_answers_pending)
 }
 END_TEST
 
+/* The AMC against the rights check: filled, refused, or left alone when
+ * there is no check. */
+START_TEST(amc_from_rights)
+{
+	static struct card_result cr;
+	struct sheet s;
+	struct sheet_errors e;
+	int32_t today;
+	ck_assert_int_eq(holidays_parse("2026-12-06", &today), 0);
+	memset(&cr, 0, sizeof(cr));
+	sheet_init(&s);
+	s.amc = true;
+	s.amc_tiers_payant = true;
+	/* no rights check: the till's word, nothing filled */
+	ck_assert_int_eq(sheetbuild_amc_from_rights(&s, &cr, 0, today, &e), 0);
+	ck_assert_str_eq(s.amc_id, "");
+	cr.rights.state = CARD_RIGHTS_CHECKED;
+	cr.rights.has_amc = true;
+	snprintf(cr.rights.amc_id, sizeof(cr.rights.amc_id), "12345678");
+	cr.rights.amc_tiers_payant = true;
+	snprintf(cr.rights.amc_to, sizeof(cr.rights.amc_to), "2026-12-31");
+	/* another beneficiary was checked: nothing */
+	cr.rights.beneficiary = 1;
+	ck_assert_int_eq(sheetbuild_amc_from_rights(&s, &cr, 0, today, &e), 0);
+	ck_assert_str_eq(s.amc_id, "");
+	cr.rights.beneficiary = 0;
+	/* filled from the insurer's answer */
+	ck_assert_int_eq(sheetbuild_amc_from_rights(&s, &cr, 0, today, &e), 0);
+	ck_assert_str_eq(s.amc_id, "12345678");
+	/* another number */
+	snprintf(s.amc_id, sizeof(s.amc_id), "87654321");
+	ck_assert_int_eq(sheetbuild_amc_from_rights(&s, &cr, 0, today, &e), -EINVAL);
+	ck_assert_uint_eq(e.n, 1);
+	ck_assert_str_eq(e.e[0].field, "amc.id");
+	snprintf(s.amc_id, sizeof(s.amc_id), "12345678");
+	/* no AMC tiers payant granted */
+	cr.rights.amc_tiers_payant = false;
+	ck_assert_int_eq(sheetbuild_amc_from_rights(&s, &cr, 0, today, &e), -EINVAL);
+	ck_assert_uint_eq(e.n, 1);
+	ck_assert_str_eq(e.e[0].field, "amc.tiers_payant");
+	cr.rights.amc_tiers_payant = true;
+	/* rights ended before the care date */
+	snprintf(cr.rights.amc_to, sizeof(cr.rights.amc_to), "2026-12-01");
+	ck_assert_int_eq(sheetbuild_amc_from_rights(&s, &cr, 0, today, &e), -EINVAL);
+	ck_assert_uint_eq(e.n, 1);
+	ck_assert_str_eq(e.e[0].field, "amc");
+	/* no AMC known to the insurer */
+	cr.rights.has_amc = false;
+	ck_assert_int_eq(sheetbuild_amc_from_rights(&s, &cr, 0, today, &e), -EINVAL);
+	ck_assert_str_eq(e.e[0].field, "amc.tiers_payant");
+	s.amc_tiers_payant = false;
+	ck_assert_int_eq(sheetbuild_amc_from_rights(&s, &cr, 0, today, &e), 0);
+}
+END_TEST
+
+/* [terminal] department over the old [queue] alsace_moselle switch. */
+START_TEST(holiday_flags)
+{
+	ck_assert_uint_eq(sheetbuild_holiday_flags("", false), 0);
+	ck_assert_uint_eq(sheetbuild_holiday_flags(NULL, true), HOLIDAYS_ALSACE_MOSELLE);
+	ck_assert_uint_eq(sheetbuild_holiday_flags("", true), HOLIDAYS_ALSACE_MOSELLE);
+	ck_assert_uint_eq(sheetbuild_holiday_flags("67", false), HOLIDAYS_ALSACE_MOSELLE);
+	ck_assert_uint_eq(sheetbuild_holiday_flags("974", false), HOLIDAYS_SLAVERY_REUNION);
+	ck_assert_uint_eq(sheetbuild_holiday_flags("75", false), 0);
+}
+END_TEST
+
 static Suite *
 sheets_suite(void)
 {
@@ -659,6 +727,10 @@ sheets_suite(void)
 	tcase_add_loop_test(tc, shutdown, 0, 2);
 	tcase_add_loop_test(tc, free_answers_pending, 0, 2);
 	suite_add_tcase(s, tc);
+	TCase *tb = tcase_create("sheetbuild");
+	tcase_add_test(tb, amc_from_rights);
+	tcase_add_test(tb, holiday_flags);
+	suite_add_tcase(s, tb);
 	return s;
 }
 
