@@ -143,6 +143,18 @@ START_TEST(test_match)
 	ck_assert_str_eq(match_name(set, "3F 65 25 00 A4 09 6A 90 00"), "vitale1");
 	/* other cards with a similar ATR */
 	ck_assert_str_eq(match_name(set, "3F 65 25 08 22 04 68 90 00"), "(none)");
+	/* the cards the old mask 3F 65 25 00 .. 09 .. 90 00 misread as a Vitale 1
+	 * (pcsc-tools' list): unknown now */
+	ck_assert_str_eq(match_name(set, "3F 65 25 00 2B 09 69 90 00"), "(none)"); /* parking meter */
+	ck_assert_str_eq(match_name(set, "3F 65 25 00 2B 09 EB 90 00"), "(none)"); /* Bull Scot 5 */
+	ck_assert_str_eq(match_name(set, "3F 65 25 00 2B 09 62 90 00"), "(none)");
+	ck_assert_str_eq(match_name(set, "3F 65 25 00 24 09 6B 90 00"), "(none)");
+	ck_assert_str_eq(match_name(set, "3F 65 25 00 24 09 6E 90 00"), "(none)");
+	ck_assert_str_eq(match_name(set, "3F 65 25 00 2C 09 6A 90 00"), "(none)"); /* not listed */
+	ck_assert_str_eq(match_name(set, "3F 65 25 00 2C 09 69 90 00"), "vitale1");
+	ck_assert_str_eq(match_name(set, "3F 65 25 00 22 09 69 90 00"), "vitale1");
+	ck_assert_str_eq(match_name(set, "3F 65 25 00 2C 09 F9 90 00"), "vitale1");
+	ck_assert_str_eq(match_name(set, "3F 65 25 00 A3 09 6A 90 00"), "vitale1");
 	ck_assert_str_eq(match_name(set, "3F 65 25 00 53 43 68 90 00"), "(none)");
 	ck_assert_str_eq(match_name(set, "3B 75 13 00 00 9C 02 02 01 02"), "(none)");
 	/* CPS */
