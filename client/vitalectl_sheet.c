@@ -613,88 +613,90 @@ sheet_show(struct ctl *ctl, int argc, char **argv)
 	return 0;
 }
 
+/* Call method for sheet id and write the base64 member `field` of its reply,
+ * decoded, to out ("-": stdout). magic, when set, is what the bytes must
+ * start with. On success *reply is the reply (the caller frees it) and *len
+ * the bytes written. The daemon encodes with the standard alphabet, padded,
+ * on one line: lib/b64's strict decoder takes exactly that and refuses
+ * anything else. */
 static int
-sheet_export(struct ctl *ctl, int argc, char **argv)
+save_reply_file(struct ctl *ctl, const char *method, const char *field, const char *id,
+                const char *out, const char *magic, const char *what, json_t **reply, size_t *len)
 {
-	const char *out = NULL;
-	if (argc == 5 && !strcmp(argv[3], "-o"))
-		out = argv[4];
-	else
-		return usage_sheet();
+	const char *name = strrchr(method, '.') + 1;
 	json_t *r = NULL;
-	int rc = ctl_call(ctl, IFACE ".ExportSheet", json_pack("{s:s}", "id", argv[2]), &r);
+	int rc = ctl_call(ctl, method, json_pack("{s:s}", "id", id), &r);
 	if (rc)
 		return rc;
-	/* the daemon encodes with the standard alphabet, padded, on one line:
-	 * lib/b64's strict decoder takes exactly that and refuses anything else */
-	const char *b64 = jstr(r, "cose", "");
-	size_t n = strlen(b64), len = 0;
+	const char *b64 = jstr(r, field, "");
+	size_t n = strlen(b64), mlen = magic ? strlen(magic) : 0;
 	uint8_t *bin = malloc(n / 4 * 3 + 1);
-	rc = 0;
+	*len = 0;
 	if (!bin) {
-		fprintf(stderr, "vitalectl: ExportSheet: out of memory\n");
+		fprintf(stderr, "vitalectl: %s: out of memory\n", name);
 		rc = EXIT_TRANSPORT;
-	} else if (b64_decode(b64, n, bin, n / 4 * 3, &len) != 0) {
-		fprintf(stderr, "vitalectl: ExportSheet: the reply's \"cose\" is not valid base64 "
-		                "(RFC 4648, padded, no whitespace)\n");
+	} else if (b64_decode(b64, n, bin, n / 4 * 3, len) != 0 || *len < mlen ||
+	           memcmp(bin, magic ? magic : "", mlen) != 0) {
+		fprintf(stderr, "vitalectl: %s: the reply's \"%s\" is not %s\n", name, field, what);
 		rc = EXIT_TRANSPORT;
 	} else {
 		FILE *f = strcmp(out, "-") ? fopen(out, "wbe") : stdout;
-		if (!f || fwrite(bin, 1, len, f) != len || (f != stdout && fclose(f))) {
+		if (!f || fwrite(bin, 1, *len, f) != *len || (f != stdout && fclose(f))) {
 			fprintf(stderr, "vitalectl: %s: %s\n", out, strerror(errno));
 			rc = EXIT_USAGE;
-		} else if (f != stdout && !ctl->json) {
-			printf("%s: %zu bytes (COSE_Sign1)\n", out, len);
 		}
 	}
 	free(bin);
-	json_decref(r);
+	if (rc)
+		json_decref(r);
+	else
+		*reply = r;
 	return rc;
+}
+
+static int
+sheet_export(struct ctl *ctl, int argc, char **argv)
+{
+	if (argc != 5 || strcmp(argv[3], "-o"))
+		return usage_sheet();
+	const char *out = argv[4];
+	json_t *r = NULL;
+	size_t len;
+	int rc = save_reply_file(ctl, IFACE ".ExportSheet", "cose", argv[2], out, NULL,
+	                         "valid base64 (RFC 4648, padded, no whitespace)", &r, &len);
+	if (rc)
+		return rc;
+	if (strcmp(out, "-") && !ctl->json)
+		printf("%s: %zu bytes (COSE_Sign1)\n", out, len);
+	json_decref(r);
+	return 0;
 }
 
 /* The paper duplicata (PrintSheet): one A4 page in PDF. */
 static int
 sheet_print(struct ctl *ctl, int argc, char **argv)
 {
-	const char *out = NULL;
-	if (argc == 5 && !strcmp(argv[3], "-o"))
-		out = argv[4];
-	else
+	if (argc != 5 || strcmp(argv[3], "-o"))
 		return usage_sheet();
+	const char *out = argv[4];
 	json_t *r = NULL;
-	int rc = ctl_call(ctl, IFACE ".PrintSheet", json_pack("{s:s}", "id", argv[2]), &r);
+	size_t len;
+	int rc = save_reply_file(ctl, IFACE ".PrintSheet", "pdf", argv[2], out, "%PDF-",
+	                         "a base64 PDF", &r, &len);
 	if (rc)
 		return rc;
-	const char *b64 = jstr(r, "pdf", "");
-	size_t n = strlen(b64), len = 0;
-	uint8_t *bin = malloc(n / 4 * 3 + 1);
-	rc = 0;
-	if (!bin) {
-		fprintf(stderr, "vitalectl: PrintSheet: out of memory\n");
-		rc = EXIT_TRANSPORT;
-	} else if (b64_decode(b64, n, bin, n / 4 * 3, &len) != 0 || len < 5 ||
-	           memcmp(bin, "%PDF-", 5) != 0) {
-		fprintf(stderr, "vitalectl: PrintSheet: the reply's \"pdf\" is not a base64 PDF\n");
-		rc = EXIT_TRANSPORT;
-	} else {
-		FILE *f = strcmp(out, "-") ? fopen(out, "wbe") : stdout;
-		if (!f || fwrite(bin, 1, len, f) != len || (f != stdout && fclose(f))) {
-			fprintf(stderr, "vitalectl: %s: %s\n", out, strerror(errno));
-			rc = EXIT_USAGE;
-		} else if (ctl->json) {
-			json_object_del(r, "pdf");
-			json_object_set_new(r, "file", json_string(out));
-			print_json(r);
-		} else if (f != stdout) {
-			printf("%s: duplicata of sheet %s, %zu bytes (PDF, one A4 page); its code holds %s\n",
-			       out, jstr(r, "id", "?"), len,
-			       !strcmp(jstr(r, "code", ""), "sheet") ? "the signed sheet" :
-			                                               "the sheet's id and SHA-256");
-		}
+	if (ctl->json) {
+		json_object_del(r, "pdf");
+		json_object_set_new(r, "file", json_string(out));
+		print_json(r);
+	} else if (strcmp(out, "-")) {
+		printf("%s: duplicata of sheet %s, %zu bytes (PDF, one A4 page); its code holds %s\n",
+		       out, jstr(r, "id", "?"), len,
+		       !strcmp(jstr(r, "code", ""), "sheet") ? "the signed sheet" :
+		                                               "the sheet's id and SHA-256");
 	}
-	free(bin);
 	json_decref(r);
-	return rc;
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */
